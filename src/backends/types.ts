@@ -1,0 +1,56 @@
+/**
+ * The backend seam. Like serialport's binding interface, one abstract binding with a real
+ * implementation (`linux`: koffi syscalls) and a software one (`sim`: a simulated kernel and
+ * process) behind the same calls, so user code and tests switch backends with one argument.
+ *
+ * The seam sits at the syscall level: file descriptors, ioctl with a struct buffer, mmap/munmap,
+ * memfd. The sim therefore decodes the same bytes the kernel decodes, and every uAPI rule
+ * (struct size, reserved fields, user pointers) is exercised identically on both backends.
+ *
+ * Every failing call throws IommuError carrying the errno, with `syscall` naming the call or ioctl.
+ */
+
+export type BackendName = 'sim' | 'linux';
+
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_FIXED = 0x10;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+export const MAP_POPULATE = 0x8000;
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+export const O_CLOEXEC = 0o2000000;
+export const MFD_CLOEXEC = 1;
+
+export interface Binding {
+  readonly name: BackendName;
+  /** The process's page size (sysconf(_SC_PAGESIZE)). */
+  readonly pageSize: number;
+
+  open(path: string, flags?: number): number;
+  close(fd: number): void;
+  /** ioctl(fd, request, arg): `arg` is the struct's bytes (null passes a NULL pointer). */
+  ioctl(fd: number, request: number, arg: Uint8Array | null): number;
+  /** ioctl(fd, request, value) for commands that take an integer argument (VFIO_CHECK_EXTENSION). */
+  ioctlInt(fd: number, request: number, value: number): number;
+
+  /** mmap(addr, length, prot, flags, fd, offset); `addr` is a hint unless MAP_FIXED. Returns the address. */
+  mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint;
+  munmap(addr: bigint, length: number): void;
+  memfdCreate(name: string, flags?: number): number;
+  ftruncate(fd: number, length: number): void;
+  /**
+   * A byte view of mapped memory at [addr, addr+length). The view is only valid while the range
+   * stays mapped; callers that own the mapping must drop it at munmap (see ioasid/memory.ts).
+   */
+  view(addr: bigint, length: number): Uint8Array;
+
+  /** Whether the calling process holds a capability (CAP_SYS_RESOURCE=24, CAP_IPC_LOCK=14). */
+  hasCapability(cap: number): boolean;
+}
+
+export const CAP_IPC_LOCK = 14;
+export const CAP_SYS_RESOURCE = 24;

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// The backend under test comes from IOASID_BACKEND (sim by default); the real-kernel tier runs the
+// same files inside the test VM with IOASID_BACKEND=linux.
+export default defineConfig({
+  cacheDir: process.env.IOASID_VITEST_CACHE ?? 'node_modules/.vite',
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});
