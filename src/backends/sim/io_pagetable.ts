@@ -1,0 +1,291 @@
+/**
+ * io_pagetable: the IOVA bookkeeping of one IOAS (io_pagetable.c). Areas map IOVA spans onto
+ * slices of IoptPages; reserved spans (device regions, test reservations) and the allowed list
+ * constrain where areas may go; the automatic allocator follows the kernel's rules exactly
+ * (alignment guessed from the source address, first fit from the lowest hole, never IOVA 0,
+ * the page offset of the source kept). It never sees object IDs or ioctl structs.
+ */
+import { ERRNO } from '../../ioasid/errors.js';
+import { SpanList, type Span } from './area_list.js';
+import { kerr } from './errno.js';
+import { PAGE_SIZE } from './mm.js';
+import type { IoptPages } from './pages.js';
+
+export const IOMMU_READ = 1;
+export const IOMMU_WRITE = 2;
+
+const MAX = 0xffff_ffff_ffff_ffffn; // ULONG_MAX
+const PAGE = BigInt(PAGE_SIZE);
+/** HPAGE_SIZE on x86-64 with CONFIG_TRANSPARENT_HUGEPAGE (the test kernel has it). */
+const MAX_AUTO_ALIGNMENT = 2n * 1024n * 1024n;
+
+export interface Area extends Span {
+  pages: IoptPages;
+  /** Byte offset of this area's first byte inside pages' first page span. */
+  startByte: number;
+  prot: number;
+  /** In-kernel access users pinning inside this area; unmap asks them to let go. */
+  numAccesses: number;
+  /** HW queues locking this area; unmap gets EBUSY. */
+  numLocks: number;
+}
+
+export interface Reserved extends Span {
+  owner: unknown;
+}
+
+/** One slice of pages to place at consecutive IOVAs (iopt_pages_list). */
+export interface PagesSlice {
+  pages: IoptPages;
+  startByte: number;
+  length: bigint;
+}
+
+/** The hook io_pagetable calls when an unmap meets an area that accesses still use. */
+export interface AccessNotifier {
+  notifyUnmap(iova: bigint, length: bigint): void;
+}
+
+export class IoPagetable {
+  readonly areas = new SpanList<Area>();
+  /** Sorted by start; may overlap (the kernel's reserved interval tree). */
+  reserved: Reserved[] = [];
+  /** Sorted, non-overlapping. */
+  allowed: Span[] = [];
+  iovaAlignment = 1n;
+  disableLargePages = false;
+  /** Smallest page size of each attached domain (none until devices attach). */
+  readonly domainPageSizes: bigint[] = [];
+  readonly accessAlignments = new Map<object, bigint>();
+  notifier: AccessNotifier | null = null;
+
+  // ---- queries ---------------------------------------------------------------------------------
+
+  private firstReserved(start: bigint, last: bigint): Reserved | undefined {
+    let best: Reserved | undefined;
+    for (const r of this.reserved) {
+      if (r.start > last) break;
+      if (r.last >= start && (!best || r.start < best.start)) best = r;
+    }
+    return best;
+  }
+
+  private intersectsAllowed(start: bigint, last: bigint): boolean {
+    return this.allowed.some((a) => a.start <= last && a.last >= start);
+  }
+
+  /** Holes of the reserved spans inside [0, ULONG_MAX]: what IOMMU_IOAS_IOVA_RANGES reports. */
+  usableRanges(): Span[] {
+    const out: Span[] = [];
+    let cursor = 0n;
+    for (const r of this.reserved) {
+      if (r.start > cursor) out.push({ start: cursor, last: r.start - 1n });
+      if (r.last + 1n > cursor) cursor = r.last + 1n;
+      if (cursor > MAX) return out;
+    }
+    out.push({ start: cursor, last: MAX });
+    return out;
+  }
+
+  // ---- IOVA allocation (iopt_alloc_iova / iopt_check_iova) ------------------------------------
+
+  allocIova(addr: bigint, length: bigint): bigint {
+    const pageOffset = addr % PAGE;
+    if (length === 0n || length >= MAX / 2n) kerr(ERRNO.EOVERFLOW);
+    let align = roundupPowOfTwo(length);
+    if (addr !== 0n) {
+      const low = addr & -addr; // 1 << __ffs64(addr)
+      if (low < align) align = low;
+    }
+    if (align >= MAX_AUTO_ALIGNMENT) align = MAX_AUTO_ALIGNMENT;
+    if (align < this.iovaAlignment) kerr(ERRNO.EINVAL);
+
+    const fits = (start: bigint, last: bigint): bigint | null => {
+      const up = start + (align - 1n);
+      if (up > MAX) return null;
+      const aligned = (up & ~(align - 1n)) | pageOffset;
+      if (aligned >= last || last - aligned < length - 1n) return null;
+      return aligned;
+    };
+    const allowed = this.allowed.length ? this.allowed : [{ start: PAGE, last: MAX - PAGE }];
+    for (const span of allowed) {
+      const s = span.start < PAGE ? PAGE : span.start;
+      const l = span.last > MAX - PAGE ? MAX - PAGE : span.last;
+      if (s > l) continue;
+      const from = fits(s, l);
+      if (from === null) continue;
+      const iova = this.firstFitHole(from, l, fits);
+      if (iova !== null) return iova;
+    }
+    return kerr(ERRNO.ENOSPC);
+  }
+
+  /** Walk the holes of (reserved ∪ areas) in [start, last]; the first that fits wins. */
+  private firstFitHole(start: bigint, last: bigint, fits: (s: bigint, l: bigint) => bigint | null): bigint | null {
+    let cursor = start;
+    for (;;) {
+      const r = this.firstReserved(cursor, last);
+      const a = this.areas.first(cursor, last);
+      const used = !r ? a : !a ? r : a.start < r.start ? a : r;
+      if (!used) return fits(cursor, last);
+      if (used.start > cursor) {
+        const got = fits(cursor, used.start - 1n);
+        if (got !== null) return got;
+      }
+      if (used.last >= last) return null;
+      if (used.last + 1n > cursor) cursor = used.last + 1n;
+    }
+  }
+
+  checkIova(iova: bigint, length: bigint): void {
+    if (iova & (this.iovaAlignment - 1n)) kerr(ERRNO.EINVAL);
+    const last = iova + length - 1n;
+    if (last > MAX) kerr(ERRNO.EOVERFLOW);
+    if (this.firstReserved(iova, last)) kerr(ERRNO.EINVAL);
+    if (this.areas.first(iova, last)) kerr(ERRNO.EEXIST);
+  }
+
+  // ---- map / copy / unmap ----------------------------------------------------------------------
+
+  /**
+   * iopt_map_pages: place the slices at consecutive IOVAs starting at `iova` (or an allocated
+   * IOVA when `iova` is null). Either every area is inserted or none is. Returns the IOVA.
+   */
+  mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: number): bigint {
+    if (length & (this.iovaAlignment - 1n) || length === 0n) kerr(ERRNO.EINVAL);
+    let at: bigint;
+    if (iova === null) {
+      const first = slices[0]!;
+      at = this.allocIova(first.pages.base + BigInt(first.startByte), length);
+    } else {
+      this.checkIova(iova, length);
+      at = iova;
+    }
+    const areas: Area[] = [];
+    let cur = at;
+    for (const s of slices) {
+      if (prot & IOMMU_WRITE && !s.pages.writable) kerr(ERRNO.EPERM);
+      const pageOffset = BigInt(s.startByte % PAGE_SIZE);
+      if (pageOffset & (this.iovaAlignment - 1n)) kerr(ERRNO.EINVAL);
+      const last = cur + s.length - 1n;
+      if (last > MAX) kerr(ERRNO.EOVERFLOW);
+      areas.push({ start: cur, last, pages: s.pages, startByte: s.startByte, prot, numAccesses: 0, numLocks: 0 });
+      cur = last + 1n;
+    }
+    for (const a of areas) this.areas.insert(a);
+    return at;
+  }
+
+  /** iopt_get_pages: slices covering [iova, iova+length) of contiguous areas, each pages ref'd. */
+  getPages(iova: bigint, length: bigint): PagesSlice[] {
+    if (length === 0n) kerr(ERRNO.EINVAL);
+    const last = iova + length - 1n;
+    if (last > MAX) kerr(ERRNO.EOVERFLOW);
+    const out: PagesSlice[] = [];
+    let cur = iova;
+    let area = this.areas.first(cur, cur);
+    while (area && area.start <= cur) {
+      const end = last < area.last ? last : area.last;
+      out.push({ pages: area.pages, startByte: area.startByte + Number(cur - area.start), length: end - cur + 1n });
+      if (last <= area.last) {
+        for (const s of out) s.pages.refs++;
+        return out;
+      }
+      cur = area.last + 1n;
+      area = this.areas.first(cur, cur);
+    }
+    return kerr(ERRNO.ENOENT);
+  }
+
+  /**
+   * iopt_unmap_iova_range: remove every area inside [start, last]. An area that sticks out of the
+   * range fails with ENOENT; like the kernel, areas already removed before that point stay removed.
+   * Returns the bytes unmapped (0 when nothing was there).
+   */
+  unmapRange(start: bigint, last: bigint, onRemove: (a: Area) => void): bigint {
+    let unmapped = 0n;
+    let tries = 0;
+    let area: Area | undefined;
+    while ((area = this.areas.first(start, last))) {
+      if (area.numLocks) kerr(ERRNO.EBUSY);
+      if (area.start < start || area.last > last) kerr(ERRNO.ENOENT);
+      if (area.start !== start) tries = 0;
+      if (area.numAccesses) {
+        start = area.start;
+        this.notifier?.notifyUnmap(area.start, area.last - area.start + 1n);
+        if (++tries > 100) kerr(ERRNO.EDEADLK);
+        continue;
+      }
+      this.areas.remove(area);
+      onRemove(area);
+      unmapped += area.last - area.start + 1n;
+      if (area.last >= last) break;
+      start = area.last + 1n;
+    }
+    return unmapped;
+  }
+
+  // ---- allowed and reserved ranges -------------------------------------------------------------
+
+  /** Replace the allowed list (already validated: start < last, no overlap, sorted). */
+  setAllowed(ranges: Span[]): void {
+    for (const a of ranges) if (this.firstReserved(a.start, a.last)) kerr(ERRNO.EADDRINUSE);
+    this.allowed = ranges;
+  }
+
+  reserve(start: bigint, last: bigint, owner: unknown): void {
+    if (this.areas.first(start, last) || this.intersectsAllowed(start, last)) kerr(ERRNO.EADDRINUSE);
+    let i = 0;
+    while (i < this.reserved.length && this.reserved[i]!.start <= start) i++;
+    this.reserved.splice(i, 0, { start, last, owner });
+  }
+
+  removeReserved(owner: unknown): void {
+    this.reserved = this.reserved.filter((r) => r.owner !== owner);
+  }
+
+  // ---- alignment ---------------------------------------------------------------------------------
+
+  /** iopt_calculate_iova_alignment: raise or lower the IOAS alignment; EADDRINUSE if areas break it. */
+  recalculateAlignment(): void {
+    let align = this.disableLargePages ? PAGE : 1n;
+    for (const p of this.domainPageSizes) if (p > align) align = p;
+    for (const a of this.accessAlignments.values()) if (a > align) align = a;
+    if (align > this.iovaAlignment) {
+      const mask = align - 1n;
+      for (const a of this.areas.range(0n, MAX)) {
+        if (a.start & mask || (a.last - a.start + 1n) & mask || BigInt(a.startByte % PAGE_SIZE) & mask) {
+          kerr(ERRNO.EADDRINUSE);
+        }
+      }
+    }
+    this.iovaAlignment = align;
+  }
+
+  setLargePages(enable: boolean): void {
+    if (enable) {
+      this.disableLargePages = false;
+      this.recalculateAlignment();
+      return;
+    }
+    if (this.disableLargePages) return;
+    if (this.domainPageSizes.length && this.areas.size) kerr(ERRNO.EINVAL);
+    this.disableLargePages = true;
+    try {
+      this.recalculateAlignment();
+    } catch (e) {
+      this.disableLargePages = false;
+      throw e;
+    }
+  }
+}
+
+function roundupPowOfTwo(n: bigint): bigint {
+  if (n <= 0x1_0000_0000n) {
+    const x = Number(n) - 1;
+    return x <= 0 ? 1n : BigInt(2 ** (32 - Math.clz32(x)));
+  }
+  let p = 1n << 32n;
+  while (p < n) p <<= 1n;
+  return p;
+}

@@ -1,0 +1,281 @@
+/**
+ * IOMMU_TEST_CMD (selftest.c): what the kernel offers its own selftests when built with
+ * CONFIG_IOMMUFD_TEST, so those tests can be ported and run on both backends. This slice has
+ * ADD_RESERVED, MD_CHECK_REFS, the access object path (CREATE_ACCESS, ACCESS_PAGES, ACCESS_RW,
+ * DESTROY_ACCESS_PAGES, ACCESS_REPLACE_IOAS) and SET_TEMP_MEMORY_LIMIT. The mock-domain ops need
+ * simulated devices and answer EOPNOTSUPP until those exist.
+ */
+import { ERRNO } from '../../ioasid/errors.js';
+import {
+  IOMMU_TEST_OP, MOCK_ACCESS_RW_SLOW_PATH, MOCK_ACCESS_RW_WRITE, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+  MOCK_FLAGS_ACCESS_SYZ, MOCK_FLAGS_ACCESS_WRITE, iommu_test_cmd_members as T,
+} from '../../ioasid/uapi.js';
+import { kerr } from './errno.js';
+import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
+import type { IoasObject } from './ioas.js';
+import type { IommufdCtx, SimObject } from './main.js';
+import { PAGE_SIZE } from './mm.js';
+import type { SimFile } from './process.js';
+import type { Ucmd } from './ucmd.js';
+
+const MAX = 0xffff_ffff_ffff_ffffn;
+const PAGE = BigInt(PAGE_SIZE);
+
+interface AccessItem {
+  iova: bigint;
+  length: bigint;
+  id: number;
+}
+
+/** An in-kernel access (iommufd_access) plus the selftest's file that owns it. */
+class SelftestAccess implements SimObject, SimFile {
+  readonly kind = 'selftest_access';
+  ioasId = 0;
+  items: AccessItem[] = [];
+  nextId = 0;
+  readonly alignment: bigint;
+
+  constructor(
+    readonly ctx: IommufdCtx,
+    readonly needsPin: boolean,
+  ) {
+    this.alignment = needsPin ? PAGE : 1n;
+  }
+
+  get ioas(): IoasObject | null {
+    return this.ioasId ? this.ctx.get<IoasObject>(this.ioasId, 'IOAS') : null;
+  }
+
+  /** iommufd_access_change_ioas */
+  attach(ioasId: number): void {
+    if (ioasId === this.ioasId) return;
+    const next = ioasId ? this.ctx.get<IoasObject>(ioasId, 'IOAS') : null;
+    if (next) {
+      next.iopt.accessAlignments.set(this, this.alignment);
+      try {
+        next.iopt.recalculateAlignment();
+      } catch (e) {
+        next.iopt.accessAlignments.delete(this);
+        throw e;
+      }
+      next.iopt.notifier = notifierFor(this.ctx, next);
+      this.ctx.ref(ioasId, 1);
+    }
+    const cur = this.ioas;
+    if (cur) {
+      this.unmap(0n, MAX);
+      cur.iopt.accessAlignments.delete(this);
+      cur.iopt.recalculateAlignment();
+      this.ctx.ref(this.ioasId, -1);
+    }
+    this.ioasId = ioasId;
+  }
+
+  /** The selftest driver's unmap callback: drop every item intersecting the range. */
+  unmap(iova: bigint, length: bigint): void {
+    const last = iova + length - 1n;
+    const keep: AccessItem[] = [];
+    for (const it of this.items) {
+      if (iova > it.iova + it.length - 1n || last < it.iova) keep.push(it);
+      else this.unpinPages(it.iova, it.length);
+    }
+    this.items = keep;
+  }
+
+  /** iommufd_access_pin_pages: all or nothing. */
+  pinPages(iova: bigint, length: bigint, write: boolean): void {
+    if (!length) kerr(ERRNO.EINVAL);
+    const last = iova + length - 1n;
+    if (last > MAX) kerr(ERRNO.EOVERFLOW);
+    const ioas = this.ioas;
+    if (!ioas) kerr(ERRNO.ENOENT);
+    const done: [Area, number, number][] = [];
+    try {
+      const pieces = contig(ioas, iova, last);
+      for (const [area, cur, end] of pieces) {
+        const sb = area.startByte + Number(cur - area.start);
+        const eb = area.startByte + Number(end - area.start);
+        if (sb % PAGE_SIZE || (end !== last && eb % PAGE_SIZE !== PAGE_SIZE - 1)) kerr(ERRNO.EINVAL);
+        if (!(area.prot & (write ? IOMMU_WRITE : IOMMU_READ))) kerr(ERRNO.EPERM);
+        const first = Math.floor(sb / PAGE_SIZE);
+        const lastIdx = Math.floor(eb / PAGE_SIZE);
+        area.pages.pin(first, lastIdx, write);
+        area.numAccesses++;
+        done.push([area, first, lastIdx]);
+      }
+    } catch (e) {
+      for (const [area, f, l] of done) {
+        area.pages.unpin(f, l);
+        area.numAccesses--;
+      }
+      throw e;
+    }
+  }
+
+  unpinPages(iova: bigint, length: bigint): void {
+    const ioas = this.ioas;
+    if (!ioas) return;
+    for (const [area, cur, end] of contig(ioas, iova, iova + length - 1n, false)) {
+      const f = Math.floor((area.startByte + Number(cur - area.start)) / PAGE_SIZE);
+      const l = Math.floor((area.startByte + Number(end - area.start)) / PAGE_SIZE);
+      area.pages.unpin(f, l);
+      area.numAccesses--;
+    }
+  }
+
+  /** iommufd_access_rw */
+  rw(iova: bigint, buf: Uint8Array, write: boolean): void {
+    if (!buf.length) kerr(ERRNO.EINVAL);
+    const last = iova + BigInt(buf.length) - 1n;
+    if (last > MAX) kerr(ERRNO.EOVERFLOW);
+    const ioas = this.ioas;
+    if (!ioas) kerr(ERRNO.ENOENT);
+    let done = 0;
+    for (const [area, cur, end] of contig(ioas, iova, last)) {
+      if (!(area.prot & (write ? IOMMU_WRITE : IOMMU_READ))) kerr(ERRNO.EPERM);
+      const n = Number(end - cur) + 1;
+      area.pages.rw(area.startByte + Number(cur - area.start), buf.subarray(done, done + n), write);
+      done += n;
+    }
+  }
+
+  /** Closing the access fd destroys the access. */
+  release(): void {
+    this.attach(0);
+    const id = this.ctx.idOf(this);
+    if (id) this.ctx.remove(id);
+  }
+
+  destroy(): void {
+    if (this.ioasId) this.attach(0);
+  }
+}
+
+/** iopt_for_each_contig_area: the [area, from, to] pieces covering [iova, last]; ENOENT on a gap. */
+function contig(ioas: IoasObject, iova: bigint, last: bigint, strict = true): [Area, bigint, bigint][] {
+  const out: [Area, bigint, bigint][] = [];
+  let cur = iova;
+  let area = ioas.iopt.areas.first(cur, cur);
+  while (area && area.start <= cur) {
+    const end = last < area.last ? last : area.last;
+    out.push([area, cur, end]);
+    if (end === last) return out;
+    cur = area.last + 1n;
+    area = ioas.iopt.areas.first(cur, cur);
+  }
+  if (strict) kerr(ERRNO.ENOENT);
+  return out;
+}
+
+/** iommufd_access_notify_unmap: every access attached to this IOAS is told. */
+function notifierFor(ctx: IommufdCtx, ioas: IoasObject) {
+  return {
+    notifyUnmap(iova: bigint, length: bigint): void {
+      for (const e of ctx.objects.values()) {
+        if (e?.type === 'ACCESS') {
+          const a = e.obj as SelftestAccess;
+          if (a.ioas === ioas) a.unmap(iova, length);
+        }
+      }
+    },
+  };
+}
+
+function accessFromFd(ctx: IommufdCtx, fd: number): SelftestAccess {
+  let f: SimFile;
+  try {
+    f = ctx.proc.file(fd);
+  } catch {
+    return kerr(77 /* EBADFD */);
+  }
+  if (!(f instanceof SelftestAccess)) kerr(77);
+  return f;
+}
+
+const o = (m: keyof typeof T, f: string): number => T[m].off[f]!;
+
+export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
+  const id = u.u32(8);
+  switch (u.u32(4)) {
+    case IOMMU_TEST_OP.ADD_RESERVED: {
+      const start = u.u64(o('add_reserved', 'start'));
+      const length = u.u64(o('add_reserved', 'length'));
+      if (!length) kerr(ERRNO.EINVAL);
+      if (start + length - 1n > MAX) kerr(ERRNO.EOVERFLOW);
+      ctx.get<IoasObject>(id, 'IOAS').iopt.reserve(start, start + length - 1n, null);
+      return;
+    }
+    case IOMMU_TEST_OP.MD_CHECK_REFS: {
+      const uptr = u.u64(o('check_refs', 'uptr'));
+      const length = u.u64(o('check_refs', 'length'));
+      const refs = u.u32(o('check_refs', 'refs'));
+      if (length % PAGE || uptr % PAGE || uptr + length > MAX) kerr(ERRNO.EINVAL);
+      for (let a = Number(uptr), n = Number(length); n > 0; n -= PAGE_SIZE, a += PAGE_SIZE) {
+        if (ctx.proc.mm.pinCount(a) !== refs) kerr(ERRNO.EIO);
+      }
+      return;
+    }
+    case IOMMU_TEST_OP.CREATE_ACCESS: {
+      const flags = u.u32(o('create_access', 'flags'));
+      if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) kerr(ERRNO.EOPNOTSUPP);
+      const access = new SelftestAccess(ctx, !!(flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES));
+      const accessId = ctx.add('ACCESS', access);
+      try {
+        access.attach(id);
+      } catch (e) {
+        ctx.remove(accessId);
+        throw e;
+      }
+      u.setU32(o('create_access', 'out_access_fd'), ctx.proc.installFd(access));
+      u.respond();
+      return;
+    }
+    case IOMMU_TEST_OP.ACCESS_REPLACE_IOAS:
+      accessFromFd(ctx, id).attach(u.u32(o('access_replace_ioas', 'ioas_id')));
+      return;
+    case IOMMU_TEST_OP.ACCESS_PAGES: {
+      const iova = u.u64(o('access_pages', 'iova'));
+      const length = u.u64(o('access_pages', 'length'));
+      const flags = u.u32(o('access_pages', 'flags'));
+      if (length > 16n * 1024n * 1024n) kerr(ERRNO.ENOMEM);
+      if (flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) kerr(ERRNO.EOPNOTSUPP);
+      const access = accessFromFd(ctx, id);
+      if (!access.needsPin) kerr(ERRNO.EOPNOTSUPP);
+      access.pinPages(iova, length, !!(flags & MOCK_FLAGS_ACCESS_WRITE));
+      const item = { iova, length, id: access.nextId++ };
+      access.items.push(item);
+      u.setU32(o('access_pages', 'out_access_pages_id'), item.id);
+      u.respond();
+      return;
+    }
+    case IOMMU_TEST_OP.DESTROY_ACCESS_PAGES: {
+      const access = accessFromFd(ctx, id);
+      const itemId = u.u32(o('destroy_access_pages', 'access_pages_id'));
+      const i = access.items.findIndex((it) => it.id === itemId);
+      if (i < 0) kerr(ERRNO.ENOENT);
+      const [it] = access.items.splice(i, 1);
+      access.unpinPages(it!.iova, it!.length);
+      return;
+    }
+    case IOMMU_TEST_OP.ACCESS_RW: {
+      const iova = u.u64(o('access_rw', 'iova'));
+      const length = u.u64(o('access_rw', 'length'));
+      const uptr = Number(u.u64(o('access_rw', 'uptr')));
+      const flags = u.u32(o('access_rw', 'flags'));
+      if (length > 16n * 1024n * 1024n) kerr(ERRNO.ENOMEM);
+      if (flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ)) kerr(ERRNO.EOPNOTSUPP);
+      const access = accessFromFd(ctx, id);
+      const tmp = new Uint8Array(Number(length));
+      const write = !!(flags & MOCK_ACCESS_RW_WRITE);
+      if (write) ctx.proc.mm.read(uptr, tmp);
+      access.rw(iova, tmp, write);
+      if (!write) ctx.proc.mm.write(uptr, tmp);
+      return;
+    }
+    case IOMMU_TEST_OP.SET_TEMP_MEMORY_LIMIT:
+      if (u.u32(o('memory_limit', 'limit')) < 12) kerr(ERRNO.EINVAL);
+      return;
+    default:
+      kerr(ERRNO.EOPNOTSUPP);
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * ioasid: the Linux iommufd model for Node.js.
+ *
+ *   using ctx = Iommufd.open();            // the embedded sim, or { backend: 'linux' }
+ *   const ioas = ctx.allocIoas();
+ *   using mem = ctx.mmap(1 << 20);
+ *   const iova = ioas.map(mem);            // kernel-chosen IOVA
+ *   ioas.unmap(iova, BigInt(mem.length));
+ */
+export { Iommufd, type OpenOptions, type RlimitMode } from './ioasid/iommufd.js';
+export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid/ioas.js';
+export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';
+export { ERRNO, IommuError, errnoName, isErrno, type ErrnoCode } from './ioasid/errors.js';
+export * as uapi from './ioasid/uapi.js';
+export { openBinding, defaultBackendName, sim, SimBinding, SimKernel, type SimOptions } from './backends/index.js';
+export type { Binding, BackendName } from './backends/types.js';

@@ -1,0 +1,155 @@
+/**
+ * An I/O address space: the IOVA -> memory mappings (areas) that devices attached to it see.
+ * IOVAs and lengths are bigint; each call is one iommufd command and throws IommuError with the
+ * kernel's errno, leaving the IOAS as the kernel leaves it.
+ */
+import { u64 } from './codec.js';
+import type { Iommufd } from './iommufd.js';
+import type { MemFd, UserMemory } from './memory.js';
+import {
+  IOCTLS, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE,
+  IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, U64_MAX,
+} from './uapi.js';
+import { isErrno } from './errors.js';
+
+export interface MapOptions {
+  /** Map at exactly this IOVA (IOMMU_IOAS_MAP_FIXED_IOVA); otherwise the kernel picks one. */
+  iova?: bigint;
+  /** Default true. */
+  readable?: boolean;
+  /** Default true. */
+  writeable?: boolean;
+}
+
+/** An inclusive IOVA range, as struct iommu_iova_range. */
+export interface IovaRange {
+  start: bigint;
+  last: bigint;
+}
+
+export interface IovaRanges {
+  ranges: IovaRange[];
+  /** The alignment every MAP/COPY IOVA and length must have (out_iova_alignment). */
+  alignment: bigint;
+}
+
+function mapFlags(o: MapOptions): number {
+  return (
+    (o.iova !== undefined ? IOMMU_IOAS_MAP_FIXED_IOVA : 0) |
+    (o.readable === false ? 0 : IOMMU_IOAS_MAP_READABLE) |
+    (o.writeable === false ? 0 : IOMMU_IOAS_MAP_WRITEABLE)
+  );
+}
+
+export class Ioas {
+  constructor(
+    readonly ctx: Iommufd,
+    readonly id: number,
+  ) {}
+
+  /** Map a whole UserMemory (or a window of it). Returns the IOVA. */
+  map(mem: UserMemory, opts: MapOptions & { offset?: number; length?: number } = {}): bigint {
+    const offset = opts.offset ?? 0;
+    return this.mapUser(mem.addr + BigInt(offset), BigInt(opts.length ?? mem.length - offset), opts);
+  }
+
+  /** IOMMU_IOAS_MAP of [userVa, userVa+length). Returns the IOVA. */
+  mapUser(userVa: bigint, length: bigint, opts: MapOptions = {}): bigint {
+    const c = this.ctx.cmd(IOCTLS.IOAS_MAP);
+    c.u32('flags', mapFlags(opts)).u32('ioas_id', this.id).u64('user_va', u64(userVa, 'userVa')).u64('length', u64(length, 'length'));
+    if (opts.iova !== undefined) c.u64('iova', u64(opts.iova, 'iova'));
+    this.ctx.ioctl(c);
+    return c.get64('iova');
+  }
+
+  /** IOMMU_IOAS_MAP_FILE of [start, start+length) of a memfd. Returns the IOVA. */
+  mapFile(file: MemFd | number, start: bigint, length: bigint, opts: MapOptions = {}): bigint {
+    const fd = typeof file === 'number' ? file : file.fd;
+    const c = this.ctx.cmd(IOCTLS.IOAS_MAP_FILE);
+    c.u32('flags', mapFlags(opts)).u32('ioas_id', this.id).s32('fd', fd).u64('start', u64(start, 'start')).u64('length', u64(length, 'length'));
+    if (opts.iova !== undefined) c.u64('iova', u64(opts.iova, 'iova'));
+    this.ctx.ioctl(c);
+    return c.get64('iova');
+  }
+
+  /**
+   * IOMMU_IOAS_COPY: map the pages behind [srcIova, srcIova+length) of `src` into this IOAS
+   * without pinning or charging them again. Returns the IOVA in this IOAS.
+   */
+  copyFrom(src: Ioas, srcIova: bigint, length: bigint, opts: MapOptions = {}): bigint {
+    const c = this.ctx.cmd(IOCTLS.IOAS_COPY);
+    c.u32('flags', mapFlags(opts)).u32('dst_ioas_id', this.id).u32('src_ioas_id', src.id);
+    c.u64('length', u64(length, 'length')).u64('src_iova', u64(srcIova, 'srcIova'));
+    if (opts.iova !== undefined) c.u64('dst_iova', u64(opts.iova, 'iova'));
+    this.ctx.ioctl(c);
+    return c.get64('dst_iova');
+  }
+
+  /**
+   * IOMMU_IOAS_UNMAP: remove every area inside [iova, iova+length). Areas are never split: one
+   * that sticks out gives ENOENT, and so does a range with nothing mapped. Returns bytes unmapped.
+   */
+  unmap(iova: bigint, length: bigint): bigint {
+    const c = this.ctx.cmd(IOCTLS.IOAS_UNMAP);
+    c.u32('ioas_id', this.id).u64('iova', u64(iova, 'iova')).u64('length', u64(length, 'length'));
+    this.ctx.ioctl(c);
+    return c.get64('length');
+  }
+
+  /** Unmap everything (iova 0, length U64_MAX); succeeds on an empty IOAS. Returns bytes unmapped. */
+  unmapAll(): bigint {
+    return this.unmap(0n, U64_MAX);
+  }
+
+  /** IOMMU_IOAS_IOVA_RANGES: where IOVAs may be placed (ranges narrow as devices attach). */
+  iovaRanges(): IovaRanges {
+    let capacity = 4;
+    for (;;) {
+      const mem = this.ctx.userScratch(capacity * 16);
+      const c = this.ctx.cmd(IOCTLS.IOAS_IOVA_RANGES);
+      c.u32('ioas_id', this.id).u32('num_iovas', capacity).u64('allowed_iovas', mem.addr);
+      try {
+        this.ctx.ioctl(c);
+      } catch (e) {
+        if (!isErrno(e, 'EMSGSIZE')) throw e;
+        capacity = c.get32('num_iovas');
+        continue;
+      }
+      const n = c.get32('num_iovas');
+      const dv = new DataView(mem.bytes.buffer, mem.bytes.byteOffset, n * 16);
+      const ranges: IovaRange[] = [];
+      for (let i = 0; i < n; i++) ranges.push({ start: dv.getBigUint64(i * 16, true), last: dv.getBigUint64(i * 16 + 8, true) });
+      return { ranges, alignment: c.get64('out_iova_alignment') };
+    }
+  }
+
+  /** IOMMU_IOAS_ALLOW_IOVAS: restrict automatic IOVAs to these ranges (empty list clears). */
+  allowIovas(ranges: readonly IovaRange[]): void {
+    const mem = this.ctx.userScratch(Math.max(16, ranges.length * 16));
+    const dv = new DataView(mem.bytes.buffer, mem.bytes.byteOffset, mem.length);
+    ranges.forEach((r, i) => {
+      dv.setBigUint64(i * 16, u64(r.start, 'start'), true);
+      dv.setBigUint64(i * 16 + 8, u64(r.last, 'last'), true);
+    });
+    const c = this.ctx.cmd(IOCTLS.IOAS_ALLOW_IOVAS);
+    c.u32('ioas_id', this.id).u32('num_iovas', ranges.length).u64('allowed_iovas', mem.addr);
+    this.ctx.ioctl(c);
+  }
+
+  /** IOMMU_OPTION_HUGE_PAGES of this IOAS. */
+  getHugePages(): boolean {
+    const c = this.ctx.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_HUGE_PAGES).u16('op', IOMMU_OPTION_OP_GET).u32('object_id', this.id);
+    this.ctx.ioctl(c);
+    return c.get64('val64') === 1n;
+  }
+
+  setHugePages(enable: boolean | bigint): void {
+    const v = typeof enable === 'bigint' ? enable : enable ? 1n : 0n;
+    this.ctx.ioctl(this.ctx.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_HUGE_PAGES).u16('op', IOMMU_OPTION_OP_SET).u32('object_id', this.id).u64('val64', v));
+  }
+
+  /** IOMMU_DESTROY of this IOAS (its mappings go with it; EBUSY while a HWPT uses it). */
+  destroy(): void {
+    this.ctx.destroy(this.id);
+  }
+}

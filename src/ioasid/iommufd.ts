@@ -1,0 +1,145 @@
+/**
+ * The iommufd context: one open /dev/iommu. It owns the object ids of everything made through it
+ * (IOAS now; HWPTs, devices, ... later); closing it destroys them all, as the kernel does.
+ */
+import { openBinding } from '../backends/index.js';
+import type { BackendName, Binding } from '../backends/types.js';
+import type { SimOptions } from '../backends/sim/index.js';
+import { Command } from './codec.js';
+import { Ioas } from './ioas.js';
+import { MemFd, UserMemory, type MmapOptions } from './memory.js';
+import {
+  IOCTLS, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE, IOMMU_VFIO_IOAS_CLEAR,
+  IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, type IoctlDesc,
+} from './uapi.js';
+import { isErrno } from './errors.js';
+
+export interface OpenOptions {
+  /** 'sim' (default unless IOASID_BACKEND=linux), 'linux', or a Binding instance. */
+  backend?: BackendName | Binding;
+  /** Device node (default /dev/iommu). */
+  path?: string;
+  /** Options for a fresh sim machine when backend is 'sim'. */
+  sim?: SimOptions;
+}
+
+/** IOMMU_OPTION_RLIMIT_MODE: pin accounting per user (io_uring style) or per process (VFIO style). */
+export type RlimitMode = 'user' | 'mm';
+
+export class Iommufd implements Disposable {
+  readonly fd: number;
+  private closed = false;
+  private scratch: UserMemory | null = null;
+  /** @internal preallocated command buffers, one per command kind. */
+  readonly cmds = new Map<IoctlDesc, Command>();
+
+  constructor(
+    readonly binding: Binding,
+    path = '/dev/iommu',
+  ) {
+    this.fd = binding.open(path, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */);
+  }
+
+  static open(opts: OpenOptions = {}): Iommufd {
+    return new Iommufd(openBinding(opts.backend, opts.sim), opts.path);
+  }
+
+  /** @internal the reusable command buffer for `desc`, zeroed with its size set. */
+  cmd(desc: IoctlDesc): Command {
+    let c = this.cmds.get(desc);
+    if (!c) this.cmds.set(desc, (c = new Command(desc)));
+    return c.reset();
+  }
+
+  /** Issue a command; throws IommuError with the kernel's errno. */
+  ioctl(c: Command): number {
+    return this.binding.ioctl(this.fd, c.desc.request, c.buf);
+  }
+
+  /** @internal user memory for commands that take a user pointer (range arrays). */
+  userScratch(bytes: number): UserMemory {
+    if (!this.scratch || this.scratch.length < bytes) {
+      this.scratch?.close();
+      this.scratch = UserMemory.anonymous(this.binding, Math.max(4096, Math.ceil(bytes / 4096) * 4096));
+    }
+    return this.scratch;
+  }
+
+  // ---- objects --------------------------------------------------------------------------------
+
+  /** IOMMU_IOAS_ALLOC */
+  allocIoas(): Ioas {
+    const c = this.cmd(IOCTLS.IOAS_ALLOC);
+    this.ioctl(c);
+    return new Ioas(this, c.get32('out_ioas_id'));
+  }
+
+  /** An Ioas handle for an id that already exists in this context. */
+  ioas(id: number): Ioas {
+    return new Ioas(this, id);
+  }
+
+  /** IOMMU_DESTROY: ENOENT for an unknown id, EBUSY while something still uses the object. */
+  destroy(id: number): void {
+    this.ioctl(this.cmd(IOCTLS.DESTROY).u32('id', id));
+  }
+
+  // ---- options --------------------------------------------------------------------------------
+
+  getRlimitMode(): RlimitMode {
+    const c = this.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_RLIMIT_MODE).u16('op', IOMMU_OPTION_OP_GET);
+    this.ioctl(c);
+    return c.get64('val64') === 1n ? 'mm' : 'user';
+  }
+
+  /** Needs CAP_SYS_RESOURCE (EPERM) and a context with no objects yet (EBUSY). */
+  setRlimitMode(mode: RlimitMode | bigint): void {
+    const v = typeof mode === 'bigint' ? mode : mode === 'mm' ? 1n : 0n;
+    this.ioctl(this.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_RLIMIT_MODE).u16('op', IOMMU_OPTION_OP_SET).u64('val64', v));
+  }
+
+  // ---- IOMMU_VFIO_IOAS: the IOAS that VFIO container ioctls on this fd operate on ------------
+
+  /** The compat IOAS id, or null when none is set (the kernel's ENODEV). */
+  getVfioIoas(): number | null {
+    const c = this.cmd(IOCTLS.VFIO_IOAS).u16('op', IOMMU_VFIO_IOAS_GET);
+    try {
+      this.ioctl(c);
+    } catch (e) {
+      if (isErrno(e, 'ENODEV')) return null;
+      throw e;
+    }
+    return c.get32('ioas_id');
+  }
+
+  setVfioIoas(ioas: Ioas | number): void {
+    const id = typeof ioas === 'number' ? ioas : ioas.id;
+    this.ioctl(this.cmd(IOCTLS.VFIO_IOAS).u32('ioas_id', id).u16('op', IOMMU_VFIO_IOAS_SET));
+  }
+
+  clearVfioIoas(): void {
+    this.ioctl(this.cmd(IOCTLS.VFIO_IOAS).u16('op', IOMMU_VFIO_IOAS_CLEAR));
+  }
+
+  // ---- memory through the same backend ------------------------------------------------------
+
+  /** Anonymous memory of this process (simulated on sim, mmap'd on linux). */
+  mmap(length: number, opts?: MmapOptions): UserMemory {
+    return UserMemory.anonymous(this.binding, length, opts);
+  }
+
+  memfd(name: string, size: number): MemFd {
+    return new MemFd(this.binding, name, size);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.scratch?.close();
+    this.binding.close(this.fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * The kernel's selftest command (IOMMU_TEST_CMD), exposed as a separate testing extension: on
+ * linux it needs a kernel built with CONFIG_IOMMUFD_TEST (else ENOTTY); the sim offers the same
+ * ops. It lets the kernel's own selftests be ported and run unchanged on both backends.
+ */
+import { Command } from './ioasid/codec.js';
+import type { Iommufd } from './ioasid/iommufd.js';
+import { IOMMU_TEST_CMD, IOMMU_TEST_OP, iommu_test_cmd_members as M } from './ioasid/uapi.js';
+
+export { MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_PAGE_SIZE, MOCK_FLAGS_ACCESS_WRITE, MOCK_ACCESS_RW_WRITE,
+  MOCK_ACCESS_RW_SLOW_PATH, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, IOMMU_TEST_OP } from './ioasid/uapi.js';
+
+export class IommufdTest {
+  private readonly c = new Command(IOMMU_TEST_CMD);
+
+  constructor(readonly ctx: Iommufd) {}
+
+  private run(op: number, id: number, fill: (c: Command, off: (m: keyof typeof M, f: string) => number) => void = () => {}): Command {
+    const c = this.c.reset();
+    c.dv.setUint32(4, op, true);
+    c.dv.setUint32(8, id, true);
+    fill(c, (m, f) => M[m].off[f]!);
+    this.ctx.binding.ioctl(this.ctx.fd, IOMMU_TEST_CMD.request, c.buf);
+    return c;
+  }
+
+  /** Reserve [start, start+length) in an IOAS, as a device's reserved region would. */
+  addReserved(ioasId: number, start: bigint, length: bigint): void {
+    this.run(IOMMU_TEST_OP.ADD_RESERVED, ioasId, (c, o) => {
+      c.dv.setBigUint64(o('add_reserved', 'start'), start, true);
+      c.dv.setBigUint64(o('add_reserved', 'length'), length, true);
+    });
+  }
+
+  /** EIO unless every page of [uptr, uptr+length) has exactly `refs` pins. */
+  checkRefs(uptr: bigint, length: bigint, refs: number): void {
+    this.run(IOMMU_TEST_OP.MD_CHECK_REFS, 0, (c, o) => {
+      c.dv.setBigUint64(o('check_refs', 'uptr'), uptr, true);
+      c.dv.setBigUint64(o('check_refs', 'length'), length, true);
+      c.dv.setUint32(o('check_refs', 'refs'), refs, true);
+    });
+  }
+
+  /** An in-kernel access object on an IOAS; returns its fd (close it with closeAccess). */
+  createAccess(ioasId: number, flags = 0): number {
+    const c = this.run(IOMMU_TEST_OP.CREATE_ACCESS, ioasId, (c, o) => c.dv.setUint32(o('create_access', 'flags'), flags, true));
+    return c.dv.getUint32(M.create_access.off.out_access_fd!, true);
+  }
+
+  closeAccess(fd: number): void {
+    this.ctx.binding.close(fd);
+  }
+
+  accessReplaceIoas(accessFd: number, ioasId: number): void {
+    this.run(IOMMU_TEST_OP.ACCESS_REPLACE_IOAS, accessFd, (c, o) => c.dv.setUint32(o('access_replace_ioas', 'ioas_id'), ioasId, true));
+  }
+
+  /** Pin [iova, iova+length) through the access; returns the pin's id. uptr 0 skips the page check. */
+  accessPages(accessFd: number, iova: bigint, length: bigint, flags = 0, uptr = 0n): number {
+    const c = this.run(IOMMU_TEST_OP.ACCESS_PAGES, accessFd, (c, o) => {
+      c.dv.setUint32(o('access_pages', 'flags'), flags, true);
+      c.dv.setBigUint64(o('access_pages', 'iova'), iova, true);
+      c.dv.setBigUint64(o('access_pages', 'length'), length, true);
+      c.dv.setBigUint64(o('access_pages', 'uptr'), uptr, true);
+    });
+    return c.dv.getUint32(M.access_pages.off.out_access_pages_id!, true);
+  }
+
+  destroyAccessPages(accessFd: number, pagesId: number): void {
+    this.run(IOMMU_TEST_OP.DESTROY_ACCESS_PAGES, accessFd, (c, o) => c.dv.setUint32(o('destroy_access_pages', 'access_pages_id'), pagesId, true));
+  }
+
+  /** Copy between IOVA space and user memory at `uptr` (flags: MOCK_ACCESS_RW_WRITE, _SLOW_PATH). */
+  accessRw(accessFd: number, iova: bigint, uptr: bigint, length: bigint, flags = 0): void {
+    this.run(IOMMU_TEST_OP.ACCESS_RW, accessFd, (c, o) => {
+      c.dv.setBigUint64(o('access_rw', 'iova'), iova, true);
+      c.dv.setBigUint64(o('access_rw', 'length'), length, true);
+      c.dv.setBigUint64(o('access_rw', 'uptr'), uptr, true);
+      c.dv.setUint32(o('access_rw', 'flags'), flags, true);
+    });
+  }
+
+  setTempMemoryLimit(limit: number): void {
+    this.run(IOMMU_TEST_OP.SET_TEMP_MEMORY_LIMIT, 0, (c, o) => c.dv.setUint32(o('memory_limit', 'limit'), limit, true));
+  }
+}
