@@ -1,0 +1,99 @@
+/** Port of the kernel selftest FIXTURE(iommufd) (tools/testing/selftests/iommu/iommufd.c). */
+import { describe, expect, it } from 'vitest';
+import { Iommufd, uapi } from '../src/index.js';
+import { BACKEND, errnoOf, expectErrno, rawIoctl, useIommufd } from './helpers.js';
+
+const { IOCTLS } = uapi;
+
+describe(`iommufd fixture [${BACKEND}]`, () => {
+  const f = useIommufd();
+
+  it('simple_close', () => {
+    const ctx = Iommufd.open({ backend: f.ctx.binding });
+    ctx.close();
+  });
+
+  it('cmd_fail: DESTROY id 0 -> ENOENT, NULL arg -> EFAULT, unknown nr -> ENOTTY', () => {
+    expectErrno(() => f.ctx.destroy(0), 'ENOENT');
+    expectErrno(() => rawIoctl(f.ctx, IOCTLS.DESTROY.request, null), 'EFAULT');
+    const buf = new Uint8Array(64);
+    new DataView(buf.buffer).setUint32(0, 64, true);
+    expectErrno(() => rawIoctl(f.ctx, uapi._IO(0x3b, 0x7f), buf), 'ENOTTY');
+  });
+
+  it('cmd_length: min-1 -> EINVAL, non-zero tail -> E2BIG, zero tail == exact size', () => {
+    const cases: [keyof typeof IOCTLS, string][] = [
+      ['DESTROY', 'id'], ['GET_HW_INFO', '__reserved'], ['HWPT_ALLOC', '__reserved'],
+      ['HWPT_INVALIDATE', '__reserved'], ['IOAS_ALLOC', 'out_ioas_id'],
+      ['IOAS_IOVA_RANGES', 'out_iova_alignment'], ['IOAS_ALLOW_IOVAS', 'allowed_iovas'],
+      ['IOAS_MAP', 'iova'], ['IOAS_COPY', 'src_iova'], ['IOAS_UNMAP', 'length'], ['OPTION', 'val64'],
+      ['VFIO_IOAS', '__reserved'], ['IOAS_MAP_FILE', 'iova'], ['VIOMMU_ALLOC', 'out_viommu_id'],
+      ['VDEVICE_ALLOC', 'virt_id'], ['IOAS_CHANGE_PROCESS', '__reserved'],
+    ];
+    for (const [name, last] of cases) {
+      const d = IOCTLS[name];
+      expect(d.minSize, name).toBe(uapi.offsetofend(d.struct, last));
+      const size = d.struct.size;
+      const buf = new Uint8Array(size + 1);
+      const dv = new DataView(buf.buffer);
+      buf[size] = 0xff;
+      dv.setUint32(0, d.minSize - 1, true);
+      expectErrno(() => rawIoctl(f.ctx, d.request, buf), 'EINVAL');
+      dv.setUint32(0, size + 1, true);
+      expectErrno(() => rawIoctl(f.ctx, d.request, buf), 'E2BIG');
+      dv.setUint32(0, size, true);
+      const exact = errnoOf(() => rawIoctl(f.ctx, d.request, buf));
+      dv.setUint32(0, size + 1, true);
+      buf[size] = 0;
+      expect(errnoOf(() => rawIoctl(f.ctx, d.request, buf)), name).toBe(exact);
+    }
+  });
+
+  it('cmd_ex_fail: longer struct with zero tail works, non-zero tail E2BIG, short EINVAL', () => {
+    const buf = new Uint8Array(16);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(0, 16, true);
+    expectErrno(() => rawIoctl(f.ctx, IOCTLS.DESTROY.request, buf), 'ENOENT');
+    dv.setBigUint64(8, 1n, true);
+    expectErrno(() => rawIoctl(f.ctx, IOCTLS.DESTROY.request, buf), 'E2BIG');
+    dv.setUint32(0, 8, true);
+    expectErrno(() => rawIoctl(f.ctx, IOCTLS.DESTROY.request, buf), 'ENOENT');
+    dv.setUint32(0, 7, true);
+    expectErrno(() => rawIoctl(f.ctx, IOCTLS.DESTROY.request, buf), 'EINVAL');
+  });
+
+  it('global_options: RLIMIT_MODE get/set, HUGE_PAGES with object 0 -> ENOENT', () => {
+    expect(f.ctx.getRlimitMode()).toBe('user');
+    f.ctx.setRlimitMode('mm');
+    expectErrno(() => f.ctx.setRlimitMode(2n), 'EINVAL');
+    expect(f.ctx.getRlimitMode()).toBe('mm');
+    f.ctx.setRlimitMode('user');
+    expectErrno(() => f.ctx.ioas(0).getHugePages(), 'ENOENT');
+    expectErrno(() => f.ctx.ioas(0).setHugePages(false), 'ENOENT');
+  });
+
+  it('global_options: RLIMIT_MODE cannot change once the context holds objects (EBUSY)', () => {
+    f.ctx.allocIoas();
+    expectErrno(() => f.ctx.setRlimitMode('mm'), 'EBUSY');
+    expect(f.ctx.getRlimitMode()).toBe('user');
+  });
+
+  it('vfio_ioas: GET with none -> ENODEV, SET 0 -> ENOENT, SET/GET/CLEAR', () => {
+    expect(f.ctx.getVfioIoas()).toBeNull();
+    expectErrno(() => f.ctx.setVfioIoas(0), 'ENOENT');
+    const ioas = f.ctx.allocIoas();
+    f.ctx.setVfioIoas(ioas);
+    expect(f.ctx.getVfioIoas()).toBe(ioas.id);
+    f.ctx.clearVfioIoas();
+    expect(f.ctx.getVfioIoas()).toBeNull();
+  });
+
+  it('vfio_ioas: destroying the compat IOAS clears it; unknown op -> EOPNOTSUPP', () => {
+    const ioas = f.ctx.allocIoas();
+    f.ctx.setVfioIoas(ioas);
+    ioas.destroy();
+    expect(f.ctx.getVfioIoas()).toBeNull();
+    const c = f.ctx.cmd(IOCTLS.VFIO_IOAS).u16('op', 3);
+    expectErrno(() => f.ctx.ioctl(c), 'EOPNOTSUPP');
+  });
+});
