@@ -1,0 +1,28 @@
+/**
+ * `npm run bench`: sim figures on the host, then (where the test VM can run) one guest run that
+ * measures a C loop, the linux backend and the sim on the same kernel, printing the ratios.
+ */
+import { Iommufd } from '../src/index.js';
+import { mapUnmapPair, scale } from './sim.js';
+
+const N = Number(process.env.IOASID_BENCH_N ?? 100000);
+const fmt = (ns: number): string => `${ns.toFixed(0).padStart(7)} ns`;
+
+function hostSim(): Record<string, unknown> {
+  const ctx = Iommufd.open({ backend: 'sim' });
+  const pair = mapUnmapPair(ctx, N);
+  ctx.close();
+  console.log(`sim (host)   map+unmap 4 KiB, auto IOVA, N=${N}: ${fmt(pair.nsPerPair)} per pair`);
+  const rows = [1e3, 1e5, 1e6].map((a) => scale(a));
+  console.log('sim scaling  existing areas   auto-IOVA pair   fixed-IOVA pair   bytes/area');
+  for (const r of rows) {
+    console.log(`             ${String(r.areas).padStart(14)}   ${fmt(r.nsPerPairAuto)}      ${fmt(r.nsPerPairFixed)}       ${r.bytesPerArea.toFixed(0)}`);
+  }
+  const first = rows[0]!;
+  const last = rows[rows.length - 1]!;
+  console.log(`             1e6 vs 1e3: auto ${(last.nsPerPairAuto / first.nsPerPairAuto).toFixed(2)}x, fixed ${(last.nsPerPairFixed / first.nsPerPairFixed).toFixed(2)}x`);
+  return { pair, rows };
+}
+
+const mode = process.argv[2] ?? 'host';
+if (mode === 'host') hostSim();
