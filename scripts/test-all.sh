@@ -7,9 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export NO_COLOR=1
 
-if [ ! -x node_modules/.bin/vitest ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund || exit 1
-fi
+bash scripts/ensure-deps.sh || exit 1
 node_modules/.bin/tsc -p tsconfig.json --noEmit || { echo "typecheck failed"; echo "0 passed, 1 failed"; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ioasid-test.XXXXXX")

@@ -94,46 +94,42 @@ export class IoPagetable {
     if (length === 0n || length >= MAX / 2n) kerr(ERRNO.EOVERFLOW);
     let align = roundupPowOfTwo(length);
     if (addr !== 0n) {
-      const low = addr & -addr; // 1 << __ffs64(addr)
+      const low = lowestSetBit(addr); // 1 << __ffs64(addr)
       if (low < align) align = low;
     }
     if (align >= MAX_AUTO_ALIGNMENT) align = MAX_AUTO_ALIGNMENT;
     if (align < this.iovaAlignment) kerr(ERRNO.EINVAL);
-
-    const fits = (start: bigint, last: bigint): bigint | null => {
-      const up = start + (align - 1n);
-      if (up > MAX) return null;
-      const aligned = (up & ~(align - 1n)) | pageOffset;
-      if (aligned >= last || last - aligned < length - 1n) return null;
-      return aligned;
-    };
-    const allowed = this.allowed.length ? this.allowed : [{ start: PAGE, last: MAX - PAGE }];
-    for (const span of allowed) {
+    const req: AllocRequest = { length, align, pageOffset };
+    if (!this.allowed.length) {
+      const iova = this.allocIn(PAGE, MAX - PAGE, req);
+      if (iova !== null) return iova;
+    }
+    for (const span of this.allowed) {
       const s = span.start < PAGE ? PAGE : span.start;
       const l = span.last > MAX - PAGE ? MAX - PAGE : span.last;
       if (s > l) continue;
-      const from = fits(s, l);
-      if (from === null) continue;
-      const iova = this.firstFitHole(from, l, fits);
+      const iova = this.allocIn(s, l, req);
       if (iova !== null) return iova;
     }
     return kerr(ERRNO.ENOSPC);
   }
 
-  /** Walk the holes of (reserved ∪ areas) in [start, last]; the first that fits wins. */
-  private firstFitHole(start: bigint, last: bigint, fits: (s: bigint, l: bigint) => bigint | null): bigint | null {
-    let cursor = start;
+  /** Inside one allowed span: walk the holes of (reserved ∪ areas); the first that fits wins. */
+  private allocIn(start: bigint, last: bigint, req: AllocRequest): bigint | null {
+    const from = fits(start, last, req);
+    if (from === null) return null;
+    let cursor: bigint = from;
     for (;;) {
-      const r = this.firstReserved(cursor, last);
-      const a = this.areas.first(cursor, last);
-      const used = !r ? a : !a ? r : a.start < r.start ? a : r;
-      if (!used) return fits(cursor, last);
+      const r: Span | undefined = this.reserved.length ? this.firstReserved(cursor, last) : undefined;
+      const a: Span | undefined = this.areas.first(cursor, last);
+      const used: Span | undefined = !r ? a : !a ? r : a.start < r.start ? a : r;
+      if (!used) return fits(cursor, last, req);
       if (used.start > cursor) {
-        const got = fits(cursor, used.start - 1n);
+        const got = fits(cursor, used.start - 1n, req);
         if (got !== null) return got;
       }
       if (used.last >= last) return null;
-      if (used.last + 1n > cursor) cursor = used.last + 1n;
+      if (used.last >= cursor) cursor = used.last + 1n;
     }
   }
 
@@ -280,10 +276,33 @@ export class IoPagetable {
   }
 }
 
+interface AllocRequest {
+  length: bigint;
+  align: bigint;
+  pageOffset: bigint;
+}
+
+/** __alloc_iova_check_range: the aligned start (with the page offset) if [start, last] can hold it. */
+function fits(start: bigint, last: bigint, req: AllocRequest): bigint | null {
+  const up = start + (req.align - 1n);
+  if (up > MAX) return null;
+  const aligned = (up & ~(req.align - 1n)) | req.pageOffset;
+  if (aligned >= last || last - aligned < req.length - 1n) return null;
+  return aligned;
+}
+
+const POW2: bigint[] = Array.from({ length: 65 }, (_, i) => 1n << BigInt(i));
+
+function lowestSetBit(v: bigint): bigint {
+  const lo = Number(v & 0xffff_ffffn);
+  if (lo) return POW2[31 - Math.clz32(lo & -lo)]!;
+  return v & -v;
+}
+
 function roundupPowOfTwo(n: bigint): bigint {
   if (n <= 0x1_0000_0000n) {
     const x = Number(n) - 1;
-    return x <= 0 ? 1n : BigInt(2 ** (32 - Math.clz32(x)));
+    return x <= 0 ? 1n : POW2[32 - Math.clz32(x)]!;
   }
   let p = 1n << 32n;
   while (p < n) p <<= 1n;

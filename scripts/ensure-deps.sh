@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install the npm dependencies when they are missing or older than package-lock.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x node_modules/.bin/vitest ] || [ ! -x node_modules/.bin/tsc ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >&2
+fi
