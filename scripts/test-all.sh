@@ -13,7 +13,7 @@ node_modules/.bin/tsc -p tsconfig.json --noEmit || { echo "typecheck failed"; ec
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ioasid-test.XXXXXX")
 total_p=0; total_f=0; total_s=0; status=0
 
-node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile="$tmp/sim.json"
+node_modules/.bin/vitest run --configLoader native --reporter=default --reporter=json --outputFile="$tmp/sim.json"
 rc=$?
 if [ -f "$tmp/sim.json" ]; then
   read -r p f s < <(node -e 'const r=require(process.argv[1]);console.log(r.numPassedTests,r.numFailedTests,r.numPendingTests+r.numTodoTests)' "$tmp/sim.json")

@@ -52,7 +52,7 @@ export function useIommufd(): Fixture {
   beforeEach(() => {
     f.ctx = Iommufd.open({ backend: BACKEND });
     f.test = new IommufdTest(f.ctx);
-    f.buffer = f.ctx.mmap(BUFFER_SIZE);
+    f.buffer = hugepageAligned(f.ctx, BUFFER_SIZE);
   });
   afterEach(() => {
     const binding = f.ctx.binding;
@@ -66,6 +66,20 @@ export function useIommufd(): Fixture {
     }
   });
   return f;
+}
+
+export const HUGEPAGE_SIZE = 2 * 1024 * 1024;
+
+/**
+ * MAP_SHARED|MAP_ANONYMOUS memory at a HUGEPAGE_SIZE-aligned address, as the selftests' global
+ * `buffer` is: automatic IOVAs take their alignment from the source address, so the expected
+ * values of area_auto_iova and reserved_overflow depend on it.
+ */
+export function hugepageAligned(ctx: Iommufd, size: number): UserMemory {
+  const probe = ctx.mmap(size + HUGEPAGE_SIZE);
+  const aligned = (probe.addr + BigInt(HUGEPAGE_SIZE) - 1n) & ~(BigInt(HUGEPAGE_SIZE) - 1n);
+  probe.close();
+  return ctx.mmap(size, { fixedAddress: aligned });
 }
 
 /** A raw ioctl on the fixture's iommufd with arbitrary bytes (for size/layout rules). */

@@ -92,6 +92,15 @@ describe(`iommufd_ioas no_domain [${BACKEND}]`, () => {
     for (let i = 1n; i <= 10n; i++) ioas.unmap(iovas[Number(i) - 1]!, PG * i);
   });
 
+  it('auto IOVA alignment is lowered to the lowest set bit of the source address', () => {
+    // 4 pages from a 2 MiB-aligned VA: alignment 16 KiB, first fit above PAGE_SIZE is 0x4000.
+    expect(setup().mapUser(f.buffer.addr, 4n * PG)).toBe(0x4000n);
+    // The same length from VA+4 KiB: alignment drops to 4 KiB, so the first fit is 0x1000.
+    expect(setup().mapUser(f.buffer.addr + PG, 4n * PG)).toBe(0x1000n);
+    // A sub-page source offset is kept in the IOVA.
+    expect(setup().mapUser(f.buffer.addr + 0x123n, PG) % PG).toBe(0x123n);
+  });
+
   it('reserved_overflow: a reservation up to the top leaves no hole for 0x5000 bytes (ENOSPC)', () => {
     const ioas = setup();
     f.test.addReserved(ioas.id, 6n, 0xffff_ffff_ffff_8001n);

@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+// Plain ESM so it loads natively (--configLoader native): the test VM's root is read-only.
 
 // The backend under test comes from IOASID_BACKEND (sim by default); the real-kernel tier runs the
 // same files inside the test VM with IOASID_BACKEND=linux.

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `npm run bench`: sim figures on the host, then one guest run (C loop vs linux backend vs sim on
+# the same kernel) with the ratios. Not a test: it asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+node --expose-gc dist/bench/run.js host
+if [ "${IOASID_SKIP_VM:-}" = 1 ]; then echo "guest: skipped (IOASID_SKIP_VM=1)"; exit 0; fi
+kdir=$(bash scripts/vm/build-kernel.sh)
+out=$(IOASID_BENCH_N="${IOASID_BENCH_N:-100000}" bash scripts/vm/run-in-guest.sh -- \
+  env IOASID_KERNEL_HEADERS="$kdir/usr/include" node dist/bench/guest.js)
+json=$(printf '%s\n' "$out" | grep '^{' | tail -n1)
+node -e '
+const r = JSON.parse(process.argv[1]);
+const f = (x) => x.toFixed(0).padStart(7) + " ns";
+console.log(`guest (TCG)  map+unmap 4 KiB, auto IOVA, N=${r.n}, per pair:`);
+console.log(`             C loop          ${f(r.c.ns_per_pair)}   (map ${r.c.ns_map.toFixed(0)} / unmap ${r.c.ns_unmap.toFixed(0)})`);
+console.log(`             linux backend   ${f(r.linux)}   ${(r.linux / r.c.ns_per_pair).toFixed(3)}x the C loop`);
+console.log(`             sim             ${f(r.sim)}   ${(r.sim / r.c.ns_per_pair).toFixed(3)}x the C loop`);
+' "$json"
