@@ -47,7 +47,9 @@ export class Command {
 }
 
 /** A checked bigint -> u64 (RangeError outside [0, 2^64)). */
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
 export function u64(v: bigint, what: string): bigint {
-  if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new RangeError(`${what} is not a u64: ${v}`);
+  if (v < 0n || v > U64_MAX) throw new RangeError(`${what} is not a u64: ${v}`);
   return v;
 }

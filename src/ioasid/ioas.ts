@@ -33,7 +33,10 @@ export interface IovaRanges {
   alignment: bigint;
 }
 
+const DEFAULT_FLAGS = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+
 function mapFlags(o: MapOptions): number {
+  if (o.iova === undefined && o.readable === undefined && o.writeable === undefined) return DEFAULT_FLAGS;
   return (
     (o.iova !== undefined ? IOMMU_IOAS_MAP_FIXED_IOVA : 0) |
     (o.readable === false ? 0 : IOMMU_IOAS_MAP_READABLE) |
@@ -41,11 +44,27 @@ function mapFlags(o: MapOptions): number {
   );
 }
 
+const MAP = IOCTLS.IOAS_MAP;
+const MAP_OFF = MAP.struct.off as Record<'flags' | 'ioas_id' | '__reserved' | 'user_va' | 'length' | 'iova', number>;
+const UNMAP = IOCTLS.IOAS_UNMAP;
+const UNMAP_OFF = UNMAP.struct.off as Record<'ioas_id' | 'iova' | 'length', number>;
+
 export class Ioas {
+  /** The hot path's own command buffers: MAP and UNMAP are written whole on every call. */
+  private readonly mapBuf = new Uint8Array(MAP.struct.size);
+  private readonly mapDv = new DataView(this.mapBuf.buffer);
+  private readonly unmapBuf = new Uint8Array(UNMAP.struct.size);
+  private readonly unmapDv = new DataView(this.unmapBuf.buffer);
+
   constructor(
     readonly ctx: Iommufd,
     readonly id: number,
-  ) {}
+  ) {
+    this.mapDv.setUint32(0, MAP.struct.size, true);
+    this.mapDv.setUint32(MAP_OFF.ioas_id, id, true);
+    this.unmapDv.setUint32(0, UNMAP.struct.size, true);
+    this.unmapDv.setUint32(UNMAP_OFF.ioas_id, id, true);
+  }
 
   /** Map a whole UserMemory (or a window of it). Returns the IOVA. */
   map(mem: UserMemory, opts: MapOptions & { offset?: number; length?: number } = {}): bigint {
@@ -55,11 +74,13 @@ export class Ioas {
 
   /** IOMMU_IOAS_MAP of [userVa, userVa+length). Returns the IOVA. */
   mapUser(userVa: bigint, length: bigint, opts: MapOptions = {}): bigint {
-    const c = this.ctx.cmd(IOCTLS.IOAS_MAP);
-    c.u32('flags', mapFlags(opts)).u32('ioas_id', this.id).u64('user_va', u64(userVa, 'userVa')).u64('length', u64(length, 'length'));
-    if (opts.iova !== undefined) c.u64('iova', u64(opts.iova, 'iova'));
-    this.ctx.ioctl(c);
-    return c.get64('iova');
+    const dv = this.mapDv;
+    dv.setUint32(MAP_OFF.flags, mapFlags(opts), true);
+    dv.setBigUint64(MAP_OFF.user_va, u64(userVa, 'userVa'), true);
+    dv.setBigUint64(MAP_OFF.length, u64(length, 'length'), true);
+    dv.setBigUint64(MAP_OFF.iova, opts.iova === undefined ? 0n : u64(opts.iova, 'iova'), true);
+    this.ctx.binding.ioctl(this.ctx.fd, MAP.request, this.mapBuf);
+    return dv.getBigUint64(MAP_OFF.iova, true);
   }
 
   /** IOMMU_IOAS_MAP_FILE of [start, start+length) of a memfd. Returns the IOVA. */
@@ -90,10 +111,11 @@ export class Ioas {
    * that sticks out gives ENOENT, and so does a range with nothing mapped. Returns bytes unmapped.
    */
   unmap(iova: bigint, length: bigint): bigint {
-    const c = this.ctx.cmd(IOCTLS.IOAS_UNMAP);
-    c.u32('ioas_id', this.id).u64('iova', u64(iova, 'iova')).u64('length', u64(length, 'length'));
-    this.ctx.ioctl(c);
-    return c.get64('length');
+    const dv = this.unmapDv;
+    dv.setBigUint64(UNMAP_OFF.iova, u64(iova, 'iova'), true);
+    dv.setBigUint64(UNMAP_OFF.length, u64(length, 'length'), true);
+    this.ctx.binding.ioctl(this.ctx.fd, UNMAP.request, this.unmapBuf);
+    return dv.getBigUint64(UNMAP_OFF.length, true);
   }
 
   /** Unmap everything (iova 0, length U64_MAX); succeeds on an empty IOAS. Returns bytes unmapped. */

@@ -15,7 +15,10 @@ export const IOMMU_READ = 1;
 export const IOMMU_WRITE = 2;
 
 const MAX = 0xffff_ffff_ffff_ffffn; // ULONG_MAX
+const HALF_MAX = MAX / 2n;
 const PAGE = BigInt(PAGE_SIZE);
+const PAGE_MASK = PAGE - 1n;
+const MAX_LESS_PAGE = MAX - PAGE;
 /** HPAGE_SIZE on x86-64 with CONFIG_TRANSPARENT_HUGEPAGE (the test kernel has it). */
 const MAX_AUTO_ALIGNMENT = 2n * 1024n * 1024n;
 
@@ -90,8 +93,8 @@ export class IoPagetable {
   // ---- IOVA allocation (iopt_alloc_iova / iopt_check_iova) ------------------------------------
 
   allocIova(addr: bigint, length: bigint): bigint {
-    const pageOffset = addr % PAGE;
-    if (length === 0n || length >= MAX / 2n) kerr(ERRNO.EOVERFLOW);
+    const pageOffset = addr & PAGE_MASK;
+    if (length === 0n || length >= HALF_MAX) kerr(ERRNO.EOVERFLOW);
     let align = roundupPowOfTwo(length);
     if (addr !== 0n) {
       const low = lowestSetBit(addr); // 1 << __ffs64(addr)
@@ -99,14 +102,15 @@ export class IoPagetable {
     }
     if (align >= MAX_AUTO_ALIGNMENT) align = MAX_AUTO_ALIGNMENT;
     if (align < this.iovaAlignment) kerr(ERRNO.EINVAL);
-    const req: AllocRequest = { length, align, pageOffset };
+    const mask = align - 1n;
+    const req: AllocRequest = { lengthM1: length - 1n, mask, notMask: ~mask, pageOffset };
     if (!this.allowed.length) {
-      const iova = this.allocIn(PAGE, MAX - PAGE, req);
+      const iova = this.allocIn(PAGE, MAX_LESS_PAGE, req);
       if (iova !== null) return iova;
     }
     for (const span of this.allowed) {
       const s = span.start < PAGE ? PAGE : span.start;
-      const l = span.last > MAX - PAGE ? MAX - PAGE : span.last;
+      const l = span.last > MAX_LESS_PAGE ? MAX_LESS_PAGE : span.last;
       if (s > l) continue;
       const iova = this.allocIn(s, l, req);
       if (iova !== null) return iova;
@@ -134,7 +138,7 @@ export class IoPagetable {
   }
 
   checkIova(iova: bigint, length: bigint): void {
-    if (iova & (this.iovaAlignment - 1n)) kerr(ERRNO.EINVAL);
+    if (this.iovaAlignment !== 1n && iova & (this.iovaAlignment - 1n)) kerr(ERRNO.EINVAL);
     const last = iova + length - 1n;
     if (last > MAX) kerr(ERRNO.EOVERFLOW);
     if (this.firstReserved(iova, last)) kerr(ERRNO.EINVAL);
@@ -148,7 +152,7 @@ export class IoPagetable {
    * IOVA when `iova` is null). Either every area is inserted or none is. Returns the IOVA.
    */
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: number): bigint {
-    if (length & (this.iovaAlignment - 1n) || length === 0n) kerr(ERRNO.EINVAL);
+    if (length === 0n || (this.iovaAlignment !== 1n && length & (this.iovaAlignment - 1n))) kerr(ERRNO.EINVAL);
     let at: bigint;
     if (iova === null) {
       const first = slices[0]!;
@@ -157,12 +161,21 @@ export class IoPagetable {
       this.checkIova(iova, length);
       at = iova;
     }
+    const alignMask = Number(this.iovaAlignment - 1n);
+    if (slices.length === 1) {
+      const s = slices[0]!;
+      if (prot & IOMMU_WRITE && !s.pages.writable) kerr(ERRNO.EPERM);
+      if ((s.startByte % PAGE_SIZE) & alignMask) kerr(ERRNO.EINVAL);
+      const last = at + s.length - 1n;
+      if (last > MAX) kerr(ERRNO.EOVERFLOW);
+      this.areas.insert({ start: at, last, pages: s.pages, startByte: s.startByte, prot, numAccesses: 0, numLocks: 0 });
+      return at;
+    }
     const areas: Area[] = [];
     let cur = at;
     for (const s of slices) {
       if (prot & IOMMU_WRITE && !s.pages.writable) kerr(ERRNO.EPERM);
-      const pageOffset = BigInt(s.startByte % PAGE_SIZE);
-      if (pageOffset & (this.iovaAlignment - 1n)) kerr(ERRNO.EINVAL);
+      if ((s.startByte % PAGE_SIZE) & alignMask) kerr(ERRNO.EINVAL);
       const last = cur + s.length - 1n;
       if (last > MAX) kerr(ERRNO.EOVERFLOW);
       areas.push({ start: cur, last, pages: s.pages, startByte: s.startByte, prot, numAccesses: 0, numLocks: 0 });
@@ -277,17 +290,18 @@ export class IoPagetable {
 }
 
 interface AllocRequest {
-  length: bigint;
-  align: bigint;
+  lengthM1: bigint;
+  mask: bigint;
+  notMask: bigint;
   pageOffset: bigint;
 }
 
 /** __alloc_iova_check_range: the aligned start (with the page offset) if [start, last] can hold it. */
 function fits(start: bigint, last: bigint, req: AllocRequest): bigint | null {
-  const up = start + (req.align - 1n);
+  const up = start + req.mask;
   if (up > MAX) return null;
-  const aligned = (up & ~(req.align - 1n)) | req.pageOffset;
-  if (aligned >= last || last - aligned < req.length - 1n) return null;
+  const aligned = (up & req.notMask) | req.pageOffset;
+  if (aligned >= last || last - aligned < req.lengthM1) return null;
   return aligned;
 }
 

@@ -16,7 +16,9 @@ import type { Ucmd } from './ucmd.js';
 
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 const MAX = U64_MAX;
-const SIZE_MAX_LESS_PAGE = MAX - BigInt(PAGE_SIZE);
+const PAGE = BigInt(PAGE_SIZE);
+const SIZE_MAX_LESS_PAGE = MAX - PAGE;
+const SAFE = 1n << 52n;
 
 export class IoasObject implements SimObject {
   readonly iopt = new IoPagetable();
@@ -38,7 +40,9 @@ function prot(flags: number): number {
 /** iopt_alloc_pages: EINVAL for a zero or absurd length. */
 function allocPages(ctx: IommufdCtx, source: IoptPages['source'], startByte: number, length: bigint, writable: boolean): IoptPages {
   if (length > SIZE_MAX_LESS_PAGE || length === 0n) kerr(ERRNO.EINVAL);
-  const npages = Number((length + BigInt(startByte) + BigInt(PAGE_SIZE) - 1n) / BigInt(PAGE_SIZE));
+  const npages = length < SAFE
+    ? Math.ceil((Number(length) + startByte) / PAGE_SIZE)
+    : Number((length + BigInt(startByte) + PAGE - 1n) / PAGE);
   const pages = new IoptPages(source, npages, writable, ctx.proc);
   if (ctx.accountMode === AccountMode.MM && pages.accountMode === AccountMode.USER) pages.accountMode = AccountMode.MM;
   return pages;
@@ -106,8 +110,8 @@ function ioasMap(ctx: IommufdCtx, u: Ucmd): void {
   const ioas = ctx.get<IoasObject>(u.u32(M.ioas_id!), 'IOAS');
   const uptr = u.u64(M.user_va!);
   if (uptr + length > MAX) kerr(ERRNO.EOVERFLOW);
-  const startByte = Number(uptr % BigInt(PAGE_SIZE));
-  const pages = allocPages(ctx, { kind: 'user', proc: ctx.proc, uptr: uptr - BigInt(startByte) }, startByte, length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
+  const startByte = u.u32(M.user_va!) & (PAGE_SIZE - 1);
+  const pages = allocPages(ctx, { kind: 'user', proc: ctx.proc, uptr: startByte ? uptr - BigInt(startByte) : uptr }, startByte, length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
   const fixed = flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null;
   u.setU64(M.iova!, ioas.iopt.mapPages([{ pages, startByte, length }], length, fixed, prot(flags)));
   u.respond();

@@ -36,7 +36,7 @@ export class IoptPages {
     /** The process charged for pins: the one that mapped (or last IOAS_CHANGE_PROCESS). */
     public owner: SimProcess,
   ) {
-    this.accountMode = owner.hasCapability(14 /* CAP_IPC_LOCK */) ? AccountMode.NONE : AccountMode.USER;
+    this.accountMode = owner.ipcLock ? AccountMode.NONE : AccountMode.USER;
   }
 
   /** Address of the first page's start: uptr rounded down, or the file offset rounded down. */

@@ -36,6 +36,11 @@ export class SimProcess {
     this.caps = new Set(caps);
   }
 
+  /** CAP_IPC_LOCK, asked on every map. */
+  get ipcLock(): boolean {
+    return this.caps.has(14);
+  }
+
   hasCapability(cap: number): boolean {
     return this.caps.has(cap);
   }

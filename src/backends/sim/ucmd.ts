@@ -29,8 +29,9 @@ export class Ucmd {
       for (let i = size; i < usize; i++) if (user[i] !== 0) kerr(ERRNO.E2BIG);
     }
     const n = Math.min(usize, size);
-    this.buf.set(user.subarray(0, n));
-    this.buf.fill(0, n, size);
+    const buf = this.buf;
+    for (let i = 0; i < n; i++) buf[i] = user[i]!; // structs are <= 72 bytes: no view objects
+    for (let i = n; i < size; i++) buf[i] = 0;
     this.user = user;
     this.userSize = usize;
     this.desc = desc;
@@ -58,7 +59,9 @@ export class Ucmd {
   /** iommufd_ucmd_respond: copy the command back, truncated to the user's size. */
   respond(): void {
     const n = Math.min(this.userSize, this.desc.struct.size);
-    this.user.set(this.buf.subarray(0, n));
+    const user = this.user;
+    const buf = this.buf;
+    for (let i = 0; i < n; i++) user[i] = buf[i]!;
   }
 
   /** Copy back one field only (IOMMU_OPTION writes val64 alone). */
