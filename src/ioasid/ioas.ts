@@ -34,6 +34,7 @@ export interface IovaRanges {
 }
 
 const DEFAULT_FLAGS = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+const NO_OPTS: MapOptions = Object.freeze({});
 
 function mapFlags(o: MapOptions): number {
   if (o.iova === undefined && o.readable === undefined && o.writeable === undefined) return DEFAULT_FLAGS;
@@ -67,13 +68,14 @@ export class Ioas {
   }
 
   /** Map a whole UserMemory (or a window of it). Returns the IOVA. */
-  map(mem: UserMemory, opts: MapOptions & { offset?: number; length?: number } = {}): bigint {
+  map(mem: UserMemory, opts: MapOptions & { offset?: number; length?: number } = NO_OPTS): bigint {
+    if (opts.offset === undefined && opts.length === undefined) return this.mapUser(mem.addr, mem.byteLength, opts);
     const offset = opts.offset ?? 0;
     return this.mapUser(mem.addr + BigInt(offset), BigInt(opts.length ?? mem.length - offset), opts);
   }
 
   /** IOMMU_IOAS_MAP of [userVa, userVa+length). Returns the IOVA. */
-  mapUser(userVa: bigint, length: bigint, opts: MapOptions = {}): bigint {
+  mapUser(userVa: bigint, length: bigint, opts: MapOptions = NO_OPTS): bigint {
     const dv = this.mapDv;
     dv.setUint32(MAP_OFF.flags, mapFlags(opts), true);
     dv.setBigUint64(MAP_OFF.user_va, u64(userVa, 'userVa'), true);

@@ -20,13 +20,17 @@ export interface MmapOptions {
 export class UserMemory implements Disposable {
   private view: Uint8Array | null = null;
   private closed = false;
+  /** `length` as a bigint, for mapping without a conversion per call. */
+  readonly byteLength: bigint;
 
   constructor(
     readonly binding: Binding,
     /** User virtual address. */
     readonly addr: bigint,
     readonly length: number,
-  ) {}
+  ) {
+    this.byteLength = BigInt(length);
+  }
 
   static anonymous(binding: Binding, length: number, opts: MmapOptions = {}): UserMemory {
     const prot = opts.readonly ? PROT_READ : PROT_READ | PROT_WRITE;
@@ -83,7 +87,11 @@ export class MemFd implements Disposable {
     return new UserMemory(this.binding, addr, length);
   }
 
+  private closed = false;
+
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.binding.close(this.fd);
   }
 
