@@ -11,7 +11,7 @@ export interface Span {
   last: bigint;
 }
 
-const CHUNK = 512;
+const CHUNK = 128;
 
 export class SpanList<T extends Span> {
   private chunks: T[][] = [];
