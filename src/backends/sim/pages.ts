@@ -124,20 +124,17 @@ export class IoptPages {
     if (this.accountMode === AccountMode.USER) {
       if (owner.user.lockedVm + n > limit) kerr(ERRNO.ENOMEM);
       owner.user.lockedVm += n;
-      owner.mm.pinnedVm += n;
     } else {
-      if (owner.mm.lockedVm + n > limit && !owner.hasCapability(14)) kerr(ERRNO.ENOMEM);
+      if (owner.mm.lockedVm + n > limit && !owner.ipcLock) kerr(ERRNO.ENOMEM);
       owner.mm.lockedVm += n;
     }
+    owner.mm.pinnedVm += n; // VmPin, in both modes
   }
 
   private uncharge(n: number): void {
     if (n === 0 || this.accountMode === AccountMode.NONE) return;
-    if (this.accountMode === AccountMode.USER) {
-      this.owner.user.lockedVm -= n;
-      this.owner.mm.pinnedVm -= n;
-    } else {
-      this.owner.mm.lockedVm -= n;
-    }
+    if (this.accountMode === AccountMode.USER) this.owner.user.lockedVm -= n;
+    else this.owner.mm.lockedVm -= n;
+    this.owner.mm.pinnedVm -= n;
   }
 }
