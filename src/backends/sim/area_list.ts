@@ -23,6 +23,7 @@ export class SpanList<T extends Span> {
 
   /** Position of the first span whose last >= x. */
   private seek(x: bigint): [number, number] {
+    if (this.count === 0) return [this.chunks.length, 0];
     const chunks = this.chunks;
     let lo = 0;
     let hi = chunks.length;
@@ -76,9 +77,10 @@ export class SpanList<T extends Span> {
   /** Insert a span that overlaps no existing span (the caller checked). */
   insert(s: T): void {
     const chunks = this.chunks;
-    this.count++;
-    if (chunks.length === 0) {
-      chunks.push([s]);
+    if (this.count++ === 0) {
+      // Keep the last chunk of an emptied list: an IOAS mapping and unmapping one area reuses it.
+      if (chunks.length === 0) chunks.push([s]);
+      else chunks[0]!.push(s);
       return;
     }
     let [ci, i] = this.seek(s.start);
@@ -98,7 +100,7 @@ export class SpanList<T extends Span> {
     if (!c || c[i] !== s) return false;
     c.splice(i, 1);
     this.count--;
-    if (c.length === 0) this.chunks.splice(ci, 1);
+    if (c.length === 0 && this.chunks.length > 1) this.chunks.splice(ci, 1);
     return true;
   }
 

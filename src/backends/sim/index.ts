@@ -67,7 +67,8 @@ export class SimBinding implements Binding {
   }
 
   ioctl(fd: number, request: number, arg: Uint8Array | null): number {
-    const file = sys('ioctl', () => this.proc.file(fd));
+    const file = this.proc.fileOrNull(fd);
+    if (!file) throw new IommuError(ERRNO.EBADF, 'ioctl');
     if (!file.ioctl) throw new IommuError(ERRNO.ENOTTY, `ioctl(0x${request.toString(16)})`);
     return file.ioctl(request, arg);
   }

@@ -151,6 +151,25 @@ export class IoPagetable {
    * iopt_map_pages: place the slices at consecutive IOVAs starting at `iova` (or an allocated
    * IOVA when `iova` is null). Either every area is inserted or none is. Returns the IOVA.
    */
+  /** MAP / MAP_FILE: one new IoptPages at one area; the common case of mapPages without arrays. */
+  mapOne(pages: IoptPages, startByte: number, length: bigint, iova: bigint | null, prot: number): bigint {
+    const align = this.iovaAlignment;
+    if (length === 0n || (align !== 1n && length & (align - 1n))) kerr(ERRNO.EINVAL);
+    let at: bigint;
+    if (iova === null) {
+      at = this.allocIova(startByte ? pages.base + BigInt(startByte) : pages.base, length);
+    } else {
+      this.checkIova(iova, length);
+      at = iova;
+    }
+    if (prot & IOMMU_WRITE && !pages.writable) kerr(ERRNO.EPERM);
+    if (align !== 1n && (startByte % PAGE_SIZE) & Number(align - 1n)) kerr(ERRNO.EINVAL);
+    const last = at + length - 1n;
+    if (last > MAX) kerr(ERRNO.EOVERFLOW);
+    this.areas.insert({ start: at, last, pages, startByte, prot, numAccesses: 0, numLocks: 0 });
+    return at;
+  }
+
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: number): bigint {
     if (length === 0n || (this.iovaAlignment !== 1n && length & (this.iovaAlignment - 1n))) kerr(ERRNO.EINVAL);
     let at: bigint;

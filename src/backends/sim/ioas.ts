@@ -113,7 +113,7 @@ function ioasMap(ctx: IommufdCtx, u: Ucmd): void {
   const startByte = u.u32(M.user_va!) & (PAGE_SIZE - 1);
   const pages = allocPages(ctx, { kind: 'user', proc: ctx.proc, uptr: startByte ? uptr - BigInt(startByte) : uptr }, startByte, length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
   const fixed = flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null;
-  u.setU64(M.iova!, ioas.iopt.mapPages([{ pages, startByte, length }], length, fixed, prot(flags)));
+  u.setU64(M.iova!, ioas.iopt.mapOne(pages, startByte, length, fixed, prot(flags)));
   u.respond();
 }
 
@@ -134,7 +134,7 @@ function ioasMapFile(ctx: IommufdCtx, u: Ucmd): void {
   const startByte = Number(start % BigInt(PAGE_SIZE));
   const pages = allocPages(ctx, { kind: 'file', file: memfd, start: Number(start) }, startByte, length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
   const fixed = flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null;
-  u.setU64(F.iova!, ioas.iopt.mapPages([{ pages, startByte, length }], length, fixed, prot(flags)));
+  u.setU64(F.iova!, ioas.iopt.mapOne(pages, startByte, length, fixed, prot(flags)));
   u.respond();
 }
 

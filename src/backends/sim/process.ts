@@ -53,6 +53,10 @@ export class SimProcess {
     return fd;
   }
 
+  fileOrNull(fd: number): SimFile | undefined {
+    return this.fds.get(fd);
+  }
+
   file(fd: number): SimFile {
     const f = this.fds.get(fd);
     if (!f) kerr(ERRNO.EBADF);
