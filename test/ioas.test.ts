@@ -227,32 +227,46 @@ describe(`iommufd_ioas no_domain [${BACKEND}]`, () => {
     f.test.closeAccess(fd);
   });
 
-  it('access_rw: 1..63 bytes around a page boundary, fast and slow path, then BUFFER_SIZE', () => {
-    const ioas = setup();
-    const fd = f.test.createAccess(ioas.id, 0);
-    const iova = ioas.map(f.buffer);
+  /** check_access_rw(): reads and writes through an access object, compared against `buffer`. */
+  function checkAccessRw(fd: number, iova: bigint, def: number): void {
     const buf = f.buffer.bytes;
     const tmp = f.ctx.mmap(P);
     let seed = 1;
     const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) & 0xff;
-    for (const def of [0, MOCK_ACCESS_RW_SLOW_PATH]) {
-      for (let i = 0; i < BUFFER_SIZE; i++) buf[i] = rand();
-      for (let at = iova + PG - 50n; at < iova + PG + 50n; at += 7n) {
-        for (let len = 1; len < 64; len += 3) {
-          const off = Number(at - iova);
-          f.test.accessRw(fd, at, tmp.addr, BigInt(len), def);
-          expect(Buffer.compare(buf.subarray(off, off + len), tmp.bytes.subarray(0, len))).toBe(0);
-          for (let i = 0; i < 64; i++) tmp.bytes[i] = rand();
-          f.test.accessRw(fd, at, tmp.addr, BigInt(len), def | MOCK_ACCESS_RW_WRITE);
-          expect(Buffer.compare(buf.subarray(off, off + len), tmp.bytes.subarray(0, len))).toBe(0);
-        }
+    for (let i = 0; i < BUFFER_SIZE; i++) buf[i] = rand();
+    for (let at = iova + PG - 50n; at < iova + PG + 50n; at += 7n) {
+      for (let len = 1; len < 64; len += 3) {
+        const off = Number(at - iova);
+        f.test.accessRw(fd, at, tmp.addr, BigInt(len), def);
+        expect(Buffer.compare(buf.subarray(off, off + len), tmp.bytes.subarray(0, len))).toBe(0);
+        for (let i = 0; i < 64; i++) tmp.bytes[i] = rand();
+        f.test.accessRw(fd, at, tmp.addr, BigInt(len), def | MOCK_ACCESS_RW_WRITE);
+        expect(Buffer.compare(buf.subarray(off, off + len), tmp.bytes.subarray(0, len))).toBe(0);
       }
-      const big = f.ctx.mmap(BUFFER_SIZE);
-      f.test.accessRw(fd, iova, big.addr, BigInt(BUFFER_SIZE), def);
-      expect(Buffer.compare(buf, big.bytes)).toBe(0);
-      big.close();
     }
+    const big = f.ctx.mmap(BUFFER_SIZE);
+    f.test.accessRw(fd, iova, big.addr, BigInt(BUFFER_SIZE), def);
+    expect(Buffer.compare(buf, big.bytes)).toBe(0);
+    big.close();
     tmp.close();
+  }
+
+  it('access_rw: 1..63 bytes around a page boundary, fast and slow path, then BUFFER_SIZE', () => {
+    const ioas = setup();
+    const fd = f.test.createAccess(ioas.id, 0);
+    const iova = ioas.map(f.buffer);
+    checkAccessRw(fd, iova, 0);
+    checkAccessRw(fd, iova, MOCK_ACCESS_RW_SLOW_PATH);
+    ioas.unmap(iova, BigInt(BUFFER_SIZE));
+    f.test.closeAccess(fd);
+  });
+
+  it('access_rw_unaligned: the same through a mapping at a sub-page IOVA (base + 2048)', () => {
+    const ioas = setup();
+    const fd = f.test.createAccess(ioas.id, 0);
+    const iova = BigInt(MOCK_PAGE_SIZE);
+    ioas.mapUser(f.buffer.addr, BigInt(BUFFER_SIZE), { iova });
+    checkAccessRw(fd, iova, 0);
     ioas.unmap(iova, BigInt(BUFFER_SIZE));
     f.test.closeAccess(fd);
   });
