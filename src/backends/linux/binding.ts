@@ -1,0 +1,88 @@
+/**
+ * The linux backend: the Binding seam implemented with real syscalls (koffi → libc). Each method is
+ * one syscall; a failing one throws IommuError with the errno read straight after the call and the
+ * uAPI name of the ioctl (IOMMU_IOAS_MAP, IOMMU_TEST_CMD) or the syscall's name.
+ *
+ * ioctl() is the hot path: it passes the caller's preallocated struct bytes through unchanged and
+ * allocates nothing unless the call fails.
+ */
+import { IommuError } from '../../ioasid/errors.js';
+import { IOCTL_BY_REQUEST, IOMMU_TEST_CMD } from '../../ioasid/uapi.js';
+import {
+  MFD_CLOEXEC, O_CLOEXEC, O_RDWR, type BackendName, type Binding,
+} from '../types.js';
+import * as libc from './libc.js';
+
+/** The name an ioctl request goes by in errors: its uAPI macro name, else `ioctl(0x3b7f)`. */
+export function ioctl_name(request: number): string {
+  if (request === IOMMU_TEST_CMD.request) return IOMMU_TEST_CMD.name;
+  return IOCTL_BY_REQUEST.get(request)?.name ?? `ioctl(0x${request.toString(16)})`;
+}
+
+/** Throw for a libc call that returned -1; `errno` must be read before anything else runs. */
+function fail(errno: number, syscall: string): never {
+  throw new IommuError(errno, syscall);
+}
+
+export class LinuxBinding implements Binding {
+  readonly name: BackendName = 'linux';
+  readonly pageSize: number = libc.page_size();
+
+  open(path: string, flags: number = O_RDWR | O_CLOEXEC): number {
+    const fd = libc.open(path, flags, 0);
+    if (fd < 0) fail(libc.errno(), 'open');
+    return fd;
+  }
+
+  close(fd: number): void {
+    if (libc.close(fd) < 0) fail(libc.errno(), 'close');
+  }
+
+  ioctl(fd: number, request: number, arg: Uint8Array | null): number {
+    const ret = libc.ioctl(fd, request, arg);
+    if (ret < 0) fail(libc.errno(), ioctl_name(request));
+    return ret;
+  }
+
+  ioctlInt(fd: number, request: number, value: number): number {
+    const ret = libc.ioctl_int(fd, request, value);
+    if (ret < 0) fail(libc.errno(), ioctl_name(request));
+    return ret;
+  }
+
+  mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint {
+    const ptr = libc.mmap(addr === 0n ? null : addr, length, prot, flags, fd, offset);
+    if (ptr === null || ptr === libc.MAP_FAILED) fail(libc.errno(), 'mmap');
+    return ptr;
+  }
+
+  munmap(addr: bigint, length: number): void {
+    if (libc.munmap(addr, length) < 0) fail(libc.errno(), 'munmap');
+  }
+
+  memfdCreate(name: string, flags: number = MFD_CLOEXEC): number {
+    const fd = libc.memfd_create(name, flags);
+    if (fd < 0) fail(libc.errno(), 'memfd_create');
+    return fd;
+  }
+
+  ftruncate(fd: number, length: number): void {
+    if (libc.ftruncate(fd, length) < 0) fail(libc.errno(), 'ftruncate');
+  }
+
+  /** pread(2) into `buf`; returns the byte count. Not part of the seam; handy for checking memfds. */
+  pread(fd: number, buf: Uint8Array, offset: number): number {
+    const n = libc.pread(fd, buf, buf.byteLength, offset);
+    if (n < 0) fail(libc.errno(), 'pread');
+    return n;
+  }
+
+  view(addr: bigint, length: number): Uint8Array {
+    if (length === 0) return new Uint8Array(0);
+    return new Uint8Array(libc.view(addr, length));
+  }
+
+  hasCapability(cap: number): boolean {
+    return ((libc.cap_effective() >> BigInt(cap)) & 1n) === 1n;
+  }
+}
