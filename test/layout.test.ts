@@ -10,15 +10,16 @@
  * Without gcc or the kernel tree the checks skip (with the reason in the name); under CI they fail.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import * as uapi from '../src/ioasid/uapi.js';
 import {
   IOCTLS, IOMMU_TEST_CMD, iommu_iova_range, iommu_test_cmd, iommu_test_cmd_members,
   type IoctlDesc, type StructLayout,
 } from '../src/ioasid/uapi.js';
+import { C_LOOP_EXIT_SKIP, compileCLoop } from '../bench/c-loop.js';
 import { fetchKernelTree, findGcc, findKernelTree, kernelHeaders } from '../bench/kernel-headers.js';
 
 // ---- what to check: one C expression per number in uapi.ts ---------------------------------------
@@ -176,5 +177,24 @@ describe.skipIf(skip)(`uapi.ts layouts equal gcc's from the kernel headers${skip
     }
     const ours = new Map([...Object.values(IOCTLS), IOMMU_TEST_CMD].map((d) => [d.name, `${d.struct.name}.${d.last}`]));
     expect(Object.fromEntries(ours)).toEqual(Object.fromEntries(ops));
+  });
+
+  it('bench/c/map_unmap.c builds against the same header (and says so when /dev/iommu is missing)', () => {
+    const bin = compileCLoop();
+    onTestFinished(() => rmSync(dirname(bin), { recursive: true, force: true }));
+    if (existsSync('/dev/iommu')) {
+      const out = JSON.parse(execFileSync(bin, ['100', 'fixed'], { encoding: 'utf8' })) as Record<string, unknown>;
+      expect(out).toMatchObject({ n: 100, mode: 'fixed' });
+      return;
+    }
+    let status: number | null = null;
+    let stderr = '';
+    try {
+      execFileSync(bin, ['100'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      ({ status, stderr } = e as { status: number; stderr: string });
+    }
+    expect(status).toBe(C_LOOP_EXIT_SKIP);
+    expect(stderr).toMatch(/\/dev\/iommu is missing/);
   });
 });
