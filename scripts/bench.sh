@@ -5,9 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 node --expose-gc dist/bench/run.js host
 if [ "${IOASID_SKIP_VM:-}" = 1 ]; then echo "guest: skipped (IOASID_SKIP_VM=1)"; exit 0; fi
-kdir=$(bash scripts/vm/build-kernel.sh)
 out=$(IOASID_BENCH_N="${IOASID_BENCH_N:-100000}" bash scripts/vm/run-in-guest.sh -- \
-  env IOASID_KERNEL_HEADERS="$kdir/usr/include" node dist/bench/guest.js)
+  node dist/bench/guest.js)
 json=$(printf '%s\n' "$out" | grep '^{' | tail -n1)
 node -e '
 const r = JSON.parse(process.argv[1]);

@@ -1,77 +1,200 @@
 /**
- * Every struct layout, size, minimum size and request number in src/ioasid/uapi.ts must equal
- * what gcc computes from the real kernel headers (the Debian linux-source-7.3 tree, or the
- * headers the test kernel exported). Missing headers skip the test with the reason; under CI
- * they fail it.
+ * Every struct layout, ioctl number, minimum size and constant in src/ioasid/uapi.ts, checked against
+ * what gcc computes from the REAL kernel headers (include/uapi/linux/iommufd.h and
+ * drivers/iommu/iommufd/iommufd_test.h of linux-source-7.3). The C program is generated from the TS
+ * data, so a wrong offset in uapi.ts turns this test red.
+ *
+ * Also checks each ioctl's struct and last field against the kernel's own iommufd_ioctl_ops[] table
+ * (drivers/iommu/iommufd/main.c), which is where the kernel's min_size comes from.
+ *
+ * Without gcc or the kernel tree the checks skip (with the reason in the name); under CI they fail.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { uapi } from '../src/index.js';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import * as uapi from '../src/ioasid/uapi.js';
+import {
+  IOCTLS, IOMMU_TEST_CMD, iommu_iova_range, iommu_test_cmd, iommu_test_cmd_members,
+  type IoctlDesc, type StructLayout,
+} from '../src/ioasid/uapi.js';
+import { C_LOOP_EXIT_SKIP, compileCLoop } from '../bench/c-loop.js';
+import { fetchKernelTree, findGcc, findKernelTree, kernelHeaders } from '../bench/kernel-headers.js';
 
-function findHeaders(): { inc: string[]; why?: string } {
-  const env = process.env.IOASID_KERNEL_HEADERS;
-  if (env && existsSync(join(env, 'linux/iommufd.h'))) return { inc: [env] };
-  const cache = process.env.IOASID_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ioasid');
-  const src = join(cache, 'src');
-  const tree = existsSync(src) ? readdirSync(src).find((d) => d.startsWith('linux-source-7.3') && existsSync(join(src, d, 'Makefile'))) : undefined;
-  if (tree && existsSync(join(src, tree, 'include/uapi/linux/iommufd.h'))) {
-    return { inc: [join(src, tree, 'include/uapi'), join(src, tree, 'drivers/iommu/iommufd')] };
-  }
-  return { inc: [], why: 'no kernel headers: run scripts/vm/fetch-source.sh or set IOASID_KERNEL_HEADERS' };
+// ---- what to check: one C expression per number in uapi.ts ---------------------------------------
+
+interface Check {
+  /** Group the check reports under (a struct, 'ioctls', 'constants'). */
+  readonly group: string;
+  readonly what: string;
+  readonly expr: string;
+  readonly want: bigint;
 }
 
-const { inc, why } = findHeaders();
-const haveGcc = (() => {
+const WIDTH = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8 } as const;
+const checks: Check[] = [];
+
+function add(group: string, what: string, expr: string, want: number | bigint): void {
+  checks.push({ group, what, expr, want: BigInt(want) });
+}
+
+/** sizeof, and each field's offset, width and signedness, of `struct <s.name>`. */
+function checkStruct(s: StructLayout): void {
+  const t = `struct ${s.name}`;
+  add(s.name, 'sizeof', `sizeof(${t})`, s.size);
+  for (const f of s.fields) {
+    if (s === iommu_test_cmd && f.name === '__union') continue;
+    const lv = `((${t} *)0)->${f.name}`;
+    const elem = f.count > 1 ? `${lv}[0]` : lv;
+    add(s.name, `offsetof ${f.name}`, `offsetof(${t}, ${f.name})`, f.off);
+    add(s.name, `sizeof ${f.name}`, `sizeof(${lv})`, WIDTH[f.type] * f.count);
+    add(s.name, `signed ${f.name}`, `((__typeof__(${elem}))-1 < 0)`, f.type === 's32' ? 1 : 0);
+  }
+}
+
+/** The anonymous union of iommu_test_cmd: where it starts and ends. */
+function checkTestCmdUnion(): void {
+  const u = iommu_test_cmd.fields.find((f) => f.name === '__union');
+  if (!u) throw new Error('iommu_test_cmd has no __union');
+  const t = 'struct iommu_test_cmd';
+  add('iommu_test_cmd', 'offsetof union', `offsetof(${t}, add_reserved)`, u.off);
+  add('iommu_test_cmd', 'sizeof union', `offsetof(${t}, last) - offsetof(${t}, add_reserved)`, u.count);
+}
+
+/** Each union member's fields at their offsets in iommu_test_cmd, and where the member ends. */
+function checkTestCmdMember(member: string, s: StructLayout): void {
+  const t = 'struct iommu_test_cmd';
+  const group = `iommu_test_cmd.${member}`;
+  const lm = `((${t} *)0)->${member}`;
+  add(group, 'offsetofend', `offsetof(${t}, ${member}) + sizeof(${lm})`, s.size);
+  for (const f of s.fields) {
+    add(group, `offsetof ${f.name}`, `offsetof(${t}, ${member}.${f.name})`, f.off);
+    add(group, `sizeof ${f.name}`, `sizeof(${lm}.${f.name})`, WIDTH[f.type] * f.count);
+    add(group, `signed ${f.name}`, `((__typeof__(${lm}.${f.name}))-1 < 0)`, f.type === 's32' ? 1 : 0);
+  }
+}
+
+/** The request macro and min size (offsetofend of the last field) of one ioctl. */
+function checkIoctl(d: IoctlDesc): void {
+  const t = `struct ${d.struct.name}`;
+  add('ioctls', `${d.name} request`, d.name, d.request);
+  add('ioctls', `${d.name} minSize`, `offsetof(${t}, ${d.last}) + sizeof(((${t} *)0)->${d.last})`, d.minSize);
+}
+
+const structs = new Map<string, StructLayout>();
+for (const d of Object.values(IOCTLS)) structs.set(d.struct.name, d.struct);
+structs.set(iommu_iova_range.name, iommu_iova_range);
+structs.set(iommu_test_cmd.name, iommu_test_cmd);
+for (const s of structs.values()) checkStruct(s);
+checkTestCmdUnion();
+for (const [m, s] of Object.entries(iommu_test_cmd_members)) checkTestCmdMember(m, s);
+for (const d of [...Object.values(IOCTLS), IOMMU_TEST_CMD]) checkIoctl(d);
+
+const CONSTANTS = [
+  'IOMMUFD_TYPE', 'IOMMUFD_CMD_BASE',
+  'IOMMU_IOAS_MAP_FIXED_IOVA', 'IOMMU_IOAS_MAP_WRITEABLE', 'IOMMU_IOAS_MAP_READABLE',
+  'IOMMU_OPTION_RLIMIT_MODE', 'IOMMU_OPTION_HUGE_PAGES', 'IOMMU_OPTION_OP_SET', 'IOMMU_OPTION_OP_GET',
+  'IOMMU_VFIO_IOAS_GET', 'IOMMU_VFIO_IOAS_SET', 'IOMMU_VFIO_IOAS_CLEAR',
+  'IOMMU_HWPT_ALLOC_NEST_PARENT', 'IOMMU_HWPT_ALLOC_DIRTY_TRACKING', 'IOMMU_HWPT_FAULT_ID_VALID',
+  'IOMMU_HWPT_ALLOC_PASID',
+  'MOCK_APERTURE_START', 'MOCK_APERTURE_LAST', 'MOCK_PAGE_SIZE', 'MOCK_FLAGS_ACCESS_WRITE',
+  'MOCK_FLAGS_ACCESS_SYZ', 'MOCK_ACCESS_RW_WRITE', 'MOCK_ACCESS_RW_SLOW_PATH',
+  'MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES',
+] as const;
+for (const name of CONSTANTS) add('constants', name, name, uapi[name]);
+for (const [op, v] of Object.entries(uapi.IOMMU_TEST_OP)) add('constants', `IOMMU_TEST_OP_${op}`, `IOMMU_TEST_OP_${op}`, v);
+
+const GROUPS = [...new Set(checks.map((c) => c.group))];
+
+/** A C program printing `<index> <value>` for every check. */
+function program(testHeader: string): string {
+  const lines = checks.map((c, i) => `\tprintf("${i} %llu\\n", (unsigned long long)(${c.expr}));`);
+  return [
+    '#include <stddef.h>', '#include <stdio.h>', '#include <linux/iommufd.h>', `#include "${testHeader}"`,
+    'int main(void)', '{', ...lines, '\treturn 0;', '}', '',
+  ].join('\n');
+}
+
+// ---- where gcc and the headers are ---------------------------------------------------------------
+
+const CI = Boolean(process.env.CI);
+const gcc = findGcc();
+let tree = findKernelTree();
+let missing = gcc ? undefined : 'gcc not found';
+if (!missing && !tree) {
   try {
-    execFileSync('gcc', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
+    tree = fetchKernelTree();
+  } catch (e) {
+    const err = e as Error & { stderr?: string };
+    const why = err.stderr?.trim().split('\n').pop() || err.message.split('\n')[0];
+    missing = `kernel tree missing and scripts/vm/fetch-source.sh failed: ${why}`;
   }
-})();
-const skipReason = why ?? (haveGcc ? undefined : 'gcc not found');
-
-function cProgram(): { src: string; expected: string[] } {
-  const lines: string[] = [];
-  const expected: string[] = [];
-  const emit = (cexpr: string, value: number, label: string) => {
-    lines.push(`  printf("%s %lu\\n", "${label}", (unsigned long)(${cexpr}));`);
-    expected.push(`${label} ${value}`);
-  };
-  const structs = [...Object.values(uapi.IOCTLS).map((d) => d.struct), uapi.iommu_iova_range];
-  for (const s of structs) {
-    emit(`sizeof(struct ${s.name})`, s.size, `${s.name}.sizeof`);
-    for (const f of s.fields) emit(`offsetof(struct ${s.name}, ${f.name})`, f.off, `${s.name}.${f.name}`);
-  }
-  for (const d of Object.values(uapi.IOCTLS)) emit(d.name, d.request, `${d.name}.request`);
-  const t = uapi.iommu_test_cmd;
-  emit('sizeof(struct iommu_test_cmd)', t.size, 'iommu_test_cmd.sizeof');
-  for (const f of ['size', 'op', 'id', '__reserved', 'last']) emit(`offsetof(struct iommu_test_cmd, ${f})`, t.off[f]!, `iommu_test_cmd.${f}`);
-  for (const [m, s] of Object.entries(uapi.iommu_test_cmd_members)) {
-    for (const f of s.fields) emit(`offsetof(struct iommu_test_cmd, ${m}.${f.name})`, f.off, `iommu_test_cmd.${m}.${f.name}`);
-  }
-  emit('IOMMU_TEST_CMD', uapi.IOMMU_TEST_CMD.request, 'IOMMU_TEST_CMD.request');
-  for (const [k, v] of Object.entries(uapi.IOMMU_TEST_OP)) emit(`IOMMU_TEST_OP_${k}`, v, `IOMMU_TEST_OP_${k}`);
-  const src = `#include <stdio.h>\n#include <stddef.h>\n#include <linux/iommufd.h>\n#include "iommufd_test.h"\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`;
-  return { src, expected };
 }
+const skip = missing !== undefined && !CI;
+if (skip) console.warn(`layout.test.ts: skipping the gcc checks: ${missing}`);
 
-describe('uAPI layout matches the kernel headers', () => {
-  it.skipIf(!!skipReason && !process.env.CI)(`every offset, size and request number (${skipReason ?? inc.join(':')})`, () => {
-    expect(skipReason, 'kernel headers and gcc are required under CI').toBeUndefined();
-    const dir = mkdtempSync(join(tmpdir(), 'ioasid-layout-'));
-    const { src, expected } = cProgram();
-    writeFileSync(join(dir, 'layout.c'), src);
-    const incs = inc.flatMap((i) => ['-I', i]);
-    const testHdr = inc.map((i) => join(i, 'iommufd_test.h')).find(existsSync);
-    expect(testHdr, 'iommufd_test.h').toBeDefined();
-    execFileSync('gcc', ['-w', '-o', join(dir, 'layout'), ...incs, join(dir, 'layout.c')]);
-    const out = execFileSync(join(dir, 'layout'), { encoding: 'utf8' }).trim().split('\n');
-    expect(out).toEqual(expected);
-    // min sizes are offsetofend(last field), as in the kernel's IOCTL_OP table
-    for (const d of Object.values(uapi.IOCTLS)) expect(d.minSize, d.name).toBe(uapi.offsetofend(d.struct, d.last));
+describe.skipIf(skip)(`uapi.ts layouts equal gcc's from the kernel headers${skip ? ` (skipped: ${missing})` : ''}`, () => {
+  let work = '';
+  const got = new Map<number, bigint>();
+
+  beforeAll(() => {
+    if (missing) throw new Error(`CI requires gcc and the kernel headers: ${missing}`);
+    work = mkdtempSync(join(tmpdir(), 'ioasid-layout-'));
+    const h = kernelHeaders(tree!, work);
+    writeFileSync(join(work, 'layout.c'), program(h.iommufdTestH));
+    const bin = join(work, 'layout');
+    execFileSync(gcc!, ['-std=gnu11', '-Wall', '-Werror', ...h.cflags, '-o', bin, join(work, 'layout.c')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    for (const line of execFileSync(bin, { encoding: 'utf8' }).trim().split('\n')) {
+      const [i, v] = line.split(' ');
+      got.set(Number(i), BigInt(v!));
+    }
+  });
+
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('printed every check', () => {
+    expect(got.size).toBe(checks.length);
+  });
+
+  it.each(GROUPS)('%s', (group) => {
+    const diff = checks
+      .map((c, i) => ({ ...c, got: got.get(i) }))
+      .filter((c) => c.group === group && c.got !== c.want)
+      .map((c) => `${c.what}: uapi.ts ${c.want}, gcc ${c.got}`);
+    expect(diff).toEqual([]);
+  });
+
+  it("matches the kernel's iommufd_ioctl_ops[] struct and last field for every ioctl", () => {
+    const main = readFileSync(join(tree!, 'drivers/iommu/iommufd/main.c'), 'utf8');
+    const ops = new Map<string, string>();
+    for (const m of main.matchAll(/IOCTL_OP\(\s*(IOMMU_\w+),\s*\w+,\s*struct\s+(\w+),\s*(\w+)\s*\)/g)) {
+      ops.set(m[1]!, `${m[2]}.${m[3]}`);
+    }
+    const ours = new Map([...Object.values(IOCTLS), IOMMU_TEST_CMD].map((d) => [d.name, `${d.struct.name}.${d.last}`]));
+    expect(Object.fromEntries(ours)).toEqual(Object.fromEntries(ops));
+  });
+
+  it('bench/c/map_unmap.c builds against the same header (and says so when /dev/iommu is missing)', () => {
+    const bin = compileCLoop();
+    onTestFinished(() => rmSync(dirname(bin), { recursive: true, force: true }));
+    if (existsSync('/dev/iommu')) {
+      const out = JSON.parse(execFileSync(bin, ['100', 'fixed'], { encoding: 'utf8' })) as Record<string, unknown>;
+      expect(out).toMatchObject({ n: 100, mode: 'fixed' });
+      return;
+    }
+    let status: number | null = null;
+    let stderr = '';
+    try {
+      execFileSync(bin, ['100'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      ({ status, stderr } = e as { status: number; stderr: string });
+    }
+    expect(status).toBe(C_LOOP_EXIT_SKIP);
+    expect(stderr).toMatch(/\/dev\/iommu is missing/);
   });
 });

@@ -19,8 +19,10 @@ cwd=$(pwd)
 case "$cwd" in /tmp/*) cwd="/run/hosttmp/${cwd#/tmp/}" ;; esac
 {
   echo "cd '$cwd' || exit 97"
+  # The guest's HOME is a tmpfs: point it at the host's cache (read-only there) explicitly.
   echo "export IOASID_IN_GUEST=1 IOASID_VITEST_CACHE=/tmp/vite NO_COLOR=1 CI='${CI:-}'"
-  for v in IOASID_BACKEND IOASID_BENCH_N IOASID_CACHE; do
+  echo "export IOASID_CACHE='${IOASID_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ioasid}'"
+  for v in IOASID_BACKEND IOASID_BENCH_N; do
     [ -n "${!v:-}" ] && echo "export $v='${!v}'"
   done
   printf '%q ' "$@"; echo

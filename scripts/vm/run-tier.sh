@@ -14,9 +14,8 @@ if [ $prc -ne 0 ]; then
 fi
 res=$(mktemp -d "${TMPDIR:-/tmp}/ioasid-tier.XXXXXX")
 kdir=$(bash "$here/build-kernel.sh") || { echo "vm: FAILED (kernel build)"; exit 1; }
-IOASID_BACKEND=linux IOASID_KERNEL_HEADERS="$kdir/usr/include" \
-  bash "$here/run-in-guest.sh" --results "$res" -- \
-  env IOASID_KERNEL_HEADERS="$kdir/usr/include" node_modules/.bin/vitest run --configLoader native \
+IOASID_BACKEND=linux bash "$here/run-in-guest.sh" --results "$res" -- \
+  node_modules/.bin/vitest run --configLoader native \
   --reporter=default --reporter=json --outputFile=/run/results/vitest.json
 rc=$?
 if [ ! -f "$res/vitest.json" ]; then
