@@ -2,8 +2,7 @@
  * The sim backend: a software kernel that answers the same syscalls as Linux. A SimKernel holds
  * users and machine-wide settings; each SimBinding is one process's view of it.
  */
-import { IommuError } from '../../ioasid/errors.js';
-import { ERRNO } from '../../ioasid/errors.js';
+import { ERRNO, IommuError } from '../../ioasid/errors.js';
 import type { Binding } from '../types.js';
 import { KernelErrno, kerr } from './errno.js';
 import { SimMemfdFile } from './ioas.js';

@@ -48,6 +48,12 @@ function allocPages(ctx: IommufdCtx, source: IoptPages['source'], startByte: num
   return pages;
 }
 
+/** The checks MAP, MAP_FILE and COPY share after their flags: u64 limits, then R/W. */
+function checkMapArgs(flags: number, a: bigint, b: bigint, c = 0n): void {
+  if (a >= MAX || b >= MAX || c >= MAX) kerr(ERRNO.EOVERFLOW);
+  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) kerr(ERRNO.EINVAL);
+}
+
 const A = IOCTLS.IOAS_ALLOC.struct.off;
 function ioasAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(A.flags!)) kerr(ERRNO.EOPNOTSUPP);
@@ -105,8 +111,7 @@ function ioasMap(ctx: IommufdCtx, u: Ucmd): void {
   if (flags & ~MAP_FLAGS || u.u32(M.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
   const iova = u.u64(M.iova!);
   const length = u.u64(M.length!);
-  if (iova >= MAX || length >= MAX) kerr(ERRNO.EOVERFLOW);
-  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) kerr(ERRNO.EINVAL);
+  checkMapArgs(flags, iova, length);
   const ioas = ctx.get<IoasObject>(u.u32(M.ioas_id!), 'IOAS');
   const uptr = u.u64(M.user_va!);
   if (uptr + length > MAX) kerr(ERRNO.EOVERFLOW);
@@ -123,8 +128,7 @@ function ioasMapFile(ctx: IommufdCtx, u: Ucmd): void {
   if (flags & ~MAP_FLAGS) kerr(ERRNO.EOPNOTSUPP);
   const iova = u.u64(F.iova!);
   const length = u.u64(F.length!);
-  if (iova >= MAX || length >= MAX) kerr(ERRNO.EOVERFLOW);
-  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) kerr(ERRNO.EINVAL);
+  checkMapArgs(flags, iova, length);
   const ioas = ctx.get<IoasObject>(u.u32(F.ioas_id!), 'IOAS');
   const start = u.u64(F.start!);
   if (!length) kerr(ERRNO.EINVAL);
@@ -145,8 +149,7 @@ function ioasCopy(ctx: IommufdCtx, u: Ucmd): void {
   const length = u.u64(C.length!);
   const srcIova = u.u64(C.src_iova!);
   const dstIova = u.u64(C.dst_iova!);
-  if (length >= MAX || srcIova >= MAX || dstIova >= MAX) kerr(ERRNO.EOVERFLOW);
-  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) kerr(ERRNO.EINVAL);
+  checkMapArgs(flags, length, srcIova, dstIova);
   const src = ctx.get<IoasObject>(u.u32(C.src_ioas_id!), 'IOAS');
   const slices: PagesSlice[] = src.iopt.getPages(srcIova, length);
   try {

@@ -7,7 +7,7 @@
  * half-made entry behind, and ids follow the kernel's xarray (lowest free id in [1, 2^31-1]).
  */
 import { enableMapSet, produce } from 'immer';
-import { ERRNO } from '../../ioasid/errors.js';
+import { ERRNO, IommuError } from '../../ioasid/errors.js';
 import {
   IOCTLS, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
   IOMMU_TEST_CMD, IOMMU_VFIO_IOAS_CLEAR, IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, type IoctlDesc,
@@ -18,9 +18,8 @@ import { IoasObject, ioasHandlers } from './ioas.js';
 import { AccountMode } from './pages.js';
 import type { SimFile, SimProcess } from './process.js';
 import { selftestHandler } from './selftest.js';
-import { deviceHandlers } from './stubs.js';
+import { deviceHandlers } from './device_ioctls.js';
 import { Ucmd } from './ucmd.js';
-import { IommuError } from '../../ioasid/errors.js';
 
 enableMapSet();
 
