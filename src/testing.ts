@@ -80,6 +80,19 @@ export class IommufdTest {
     });
   }
 
+  /** A mock device bound and attached to `ptId` (an IOAS or HWPT): its selftest, HWPT and device ids. */
+  mockDomain(ptId: number): { stdevId: number; hwptId: number; idevId: number } {
+    const c = this.run(IOMMU_TEST_OP.MOCK_DOMAIN, ptId);
+    const o = M.mock_domain.off;
+    return { stdevId: c.dv.getUint32(o.out_stdev_id!, true), hwptId: c.dv.getUint32(o.out_hwpt_id!, true), idevId: c.dv.getUint32(o.out_idev_id!, true) };
+  }
+
+  /** Move a mock device (by its selftest id) to another IOAS or HWPT; returns the HWPT id. */
+  mockDomainReplace(stdevId: number, ptId: number): number {
+    const c = this.run(IOMMU_TEST_OP.MOCK_DOMAIN_REPLACE, stdevId, (c) => c.dv.setUint32(16, ptId, true));
+    return c.dv.getUint32(16, true);
+  }
+
   setTempMemoryLimit(limit: number): void {
     this.run(IOMMU_TEST_OP.SET_TEMP_MEMORY_LIMIT, 0, (c, o) => c.dv.setUint32(o('memory_limit', 'limit'), limit, true));
   }

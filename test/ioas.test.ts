@@ -30,6 +30,39 @@ describe(`iommufd_ioas no_domain [${BACKEND}]`, () => {
     expectErrno(() => ioas.destroy(), 'ENOENT');
   });
 
+  it('alloc_hwpt_nested (no device): HWPT_ALLOC ENOENT, nested ENOENT, replace ENOENT', () => {
+    const ioas = setup();
+    const hwpt = (devId: number, ptId: number, dataType: number, dataLen: number) => {
+      const data = f.ctx.mmap(4096);
+      const c = f.ctx.cmd(uapi.IOCTLS.HWPT_ALLOC).u32('dev_id', devId).u32('pt_id', ptId)
+        .u32('data_type', dataType).u32('data_len', dataLen).u64('data_uptr', dataLen ? data.addr : 0n);
+      try {
+        f.ctx.ioctl(c);
+      } finally {
+        data.close();
+      }
+    };
+    expectErrno(() => hwpt(0, ioas.id, 0, 0), 'ENOENT');
+    expectErrno(() => hwpt(0, 0, 0xdead /* IOMMU_HWPT_DATA_SELFTEST */, 4), 'ENOENT');
+    expectErrno(() => hwpt(0, 0, 0xdead, 4), 'ENOENT');
+    expectErrno(() => f.test.mockDomainReplace(0, 0), 'ENOENT');
+  });
+
+  it('hwpt_attach (no device): a mock device on HWPT id 0 is ENOENT', () => {
+    setup();
+    expectErrno(() => f.test.mockDomain(0), 'ENOENT');
+  });
+
+  it('get_hw_info (no device): ENOENT with an exact and a larger buffer', () => {
+    setup();
+    const data = f.ctx.mmap(4096);
+    for (const len of [8, 16]) {
+      const c = f.ctx.cmd(uapi.IOCTLS.GET_HW_INFO).u32('dev_id', 0).u32('data_len', len).u64('data_uptr', data.addr);
+      expectErrno(() => f.ctx.ioctl(c), 'ENOENT');
+    }
+    data.close();
+  });
+
   it('area: unmap of nothing ENOENT; fixed map/unmap; no split; over-map EEXIST; unmap all', () => {
     const ioas = setup();
     for (let i = 0n; i < 10n; i++) expectErrno(() => ioas.unmap(i * PG, PG), 'ENOENT');

@@ -2,8 +2,9 @@
  * IOMMU_TEST_CMD (selftest.c): what the kernel offers its own selftests when built with
  * CONFIG_IOMMUFD_TEST, so those tests can be ported and run on both backends. This slice has
  * ADD_RESERVED, MD_CHECK_REFS, the access object path (CREATE_ACCESS, ACCESS_PAGES, ACCESS_RW,
- * DESTROY_ACCESS_PAGES, ACCESS_REPLACE_IOAS) and SET_TEMP_MEMORY_LIMIT. The mock-domain ops need
- * simulated devices and answer EOPNOTSUPP until those exist.
+ * DESTROY_ACCESS_PAGES, ACCESS_REPLACE_IOAS) and SET_TEMP_MEMORY_LIMIT. MOCK_DOMAIN and
+ * MOCK_DOMAIN_REPLACE fail as the kernel does for unknown ids; creating a mock device needs the
+ * simulated machine and answers EOPNOTSUPP until it exists, as do the other mock-domain ops.
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import {
@@ -272,6 +273,19 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (!write) ctx.proc.mm.write(uptr, tmp);
       return;
     }
+    case IOMMU_TEST_OP.MOCK_DOMAIN:
+    case IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS: {
+      // iommufd_device_attach(pt_id): unknown id ENOENT, neither IOAS nor HWPT EINVAL. Attaching a
+      // mock device to a real IOAS needs the simulated machine's mock IOMMU (not built yet).
+      const e = ctx.entry(id);
+      if (!e) kerr(ERRNO.ENOENT);
+      if (e.type !== 'IOAS' && e.type !== 'HWPT_PAGING' && e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
+      return kerr(ERRNO.EOPNOTSUPP);
+    }
+    case IOMMU_TEST_OP.MOCK_DOMAIN_REPLACE:
+      // iommufd_test_get_selftest_obj: no mock device can exist yet, so every id is ENOENT.
+      ctx.get(id, 'SELFTEST');
+      return;
     case IOMMU_TEST_OP.SET_TEMP_MEMORY_LIMIT:
       if (u.u32(o('memory_limit', 'limit')) < 12) kerr(ERRNO.EINVAL);
       return;
