@@ -10,6 +10,9 @@ export NO_COLOR=1
 bash scripts/ensure-deps.sh || exit 1
 node_modules/.bin/tsc -p tsconfig.json --noEmit || { echo "typecheck failed"; echo "0 passed, 1 failed"; exit 1; }
 
+# The layout test compiles against the real kernel headers: fetch the source first (cached).
+bash scripts/vm/fetch-source.sh >/dev/null || echo "warning: could not fetch linux-source-7.3 (the layout test will say why)"
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ioasid-test.XXXXXX")
 total_p=0; total_f=0; total_s=0; status=0
 
