@@ -72,9 +72,11 @@ export class SimBinding implements Binding {
     return file.ioctl(request, arg);
   }
 
-  ioctlInt(fd: number, request: number, _value: number): number {
-    sys('ioctl', () => this.proc.file(fd));
-    throw new IommuError(ERRNO.ENOTTY, `ioctl(0x${request.toString(16)})`);
+  ioctlInt(fd: number, request: number, value: number): number {
+    const file = this.proc.fileOrNull(fd);
+    if (!file) throw new IommuError(ERRNO.EBADF, 'ioctl');
+    if (!file.ioctlInt) throw new IommuError(ERRNO.ENOTTY, `ioctl(0x${request.toString(16)})`);
+    return file.ioctlInt(request, value);
   }
 
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint {

@@ -230,7 +230,7 @@ export class IoPagetable {
    * range fails with ENOENT; like the kernel, areas already removed before that point stay removed.
    * Returns the bytes unmapped (0 when nothing was there).
    */
-  unmapRange(start: bigint, last: bigint, onRemove: (a: Area) => void): bigint {
+  unmapRange(start: bigint, last: bigint, onRemove: (a: Area) => void, progress?: { unmapped: bigint }): bigint {
     let unmapped = 0n;
     let tries = 0;
     let area: Area | undefined;
@@ -247,10 +247,36 @@ export class IoPagetable {
       this.areas.remove(area);
       onRemove(area);
       unmapped += area.last - area.start + 1n;
+      if (progress) progress.unmapped = unmapped;
       if (area.last >= last) break;
       start = area.last + 1n;
     }
     return unmapped;
+  }
+
+  /**
+   * iopt_cut_iova: split the area holding each IOVA so that the IOVA becomes an area's last byte
+   * (VFIO type1 lets userspace unmap inside a mapping; the compat layer cuts first).
+   */
+  cutIova(iovas: bigint[]): void {
+    for (const iova of iovas) {
+      const area = this.areas.first(iova, iova);
+      if (area) this.splitArea(area, iova);
+    }
+  }
+
+  private splitArea(area: Area, iova: bigint): void {
+    if (iova === area.start || iova === area.last) return;
+    const newStart = iova + 1n;
+    const mask = this.iovaAlignment - 1n;
+    const rhsStartByte = area.startByte + Number(newStart - area.start);
+    if (newStart & mask || BigInt(rhsStartByte) & mask) kerr(ERRNO.EINVAL);
+    if (area.numAccesses) kerr(ERRNO.EINVAL);
+    this.areas.remove(area);
+    const common = { pages: area.pages, prot: area.prot, numAccesses: 0, numLocks: 0 };
+    this.areas.insert({ ...common, start: area.start, last: iova, startByte: area.startByte });
+    this.areas.insert({ ...common, start: newStart, last: area.last, startByte: rhsStartByte });
+    area.pages.refs++;
   }
 
   // ---- allowed and reserved ranges -------------------------------------------------------------

@@ -17,6 +17,7 @@ import type { Ucmd } from './ucmd.js';
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 const MAX = U64_MAX;
 const PAGE = BigInt(PAGE_SIZE);
+const PAGE_MASK = PAGE - 1n;
 const SIZE_MAX_LESS_PAGE = MAX - PAGE;
 const SAFE = 1n << 52n;
 
@@ -34,7 +35,7 @@ function putPages(p: IoptPages): void {
 }
 
 /** io_pagetable's callback for each removed area (one function, not a closure per call). */
-const putAreaPages = (a: Area): void => putPages(a.pages);
+export const putAreaPages = (a: Area): void => putPages(a.pages);
 
 function prot(flags: number): number {
   return (flags & IOMMU_IOAS_MAP_WRITEABLE ? IOMMU_WRITE : 0) | (flags & IOMMU_IOAS_MAP_READABLE ? IOMMU_READ : 0);
@@ -55,6 +56,13 @@ function allocPages(ctx: IommufdCtx, source: IoptPages['source'], startByte: num
 function checkMapArgs(flags: number, a: bigint, b: bigint, c = 0n): void {
   if (a >= MAX || b >= MAX || c >= MAX) kerr(ERRNO.EOVERFLOW);
   if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) kerr(ERRNO.EINVAL);
+}
+
+/** iopt_alloc_user_pages: EOVERFLOW if uptr + length wraps, then iopt_alloc_pages' checks. */
+export function allocUserPages(ctx: IommufdCtx, uptr: bigint, length: bigint, writable: boolean): IoptPages {
+  if (uptr + length > MAX) kerr(ERRNO.EOVERFLOW);
+  const startByte = Number(uptr & PAGE_MASK);
+  return allocPages(ctx, { kind: 'user', proc: ctx.proc, uptr: startByte ? uptr - BigInt(startByte) : uptr }, startByte, length, writable);
 }
 
 const A = IOCTLS.IOAS_ALLOC.struct.off;
@@ -116,12 +124,9 @@ function ioasMap(ctx: IommufdCtx, u: Ucmd): void {
   const length = u.u64(M.length!);
   checkMapArgs(flags, iova, length);
   const ioas = ctx.get<IoasObject>(u.u32(M.ioas_id!), 'IOAS');
-  const uptr = u.u64(M.user_va!);
-  if (uptr + length > MAX) kerr(ERRNO.EOVERFLOW);
-  const startByte = u.u32(M.user_va!) & (PAGE_SIZE - 1);
-  const pages = allocPages(ctx, { kind: 'user', proc: ctx.proc, uptr: startByte ? uptr - BigInt(startByte) : uptr }, startByte, length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
+  const pages = allocUserPages(ctx, u.u64(M.user_va!), length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
   const fixed = flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null;
-  u.setU64(M.iova!, ioas.iopt.mapOne(pages, startByte, length, fixed, prot(flags)));
+  u.setU64(M.iova!, ioas.iopt.mapOne(pages, u.u32(M.user_va!) & (PAGE_SIZE - 1), length, fixed, prot(flags)));
   u.respond();
 }
 

@@ -12,6 +12,7 @@ import {
   IOCTLS, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
   IOMMU_TEST_CMD, IOMMU_VFIO_IOAS_CLEAR, IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, type IoctlDesc,
 } from '../../ioasid/uapi.js';
+import * as vfioUapi from '../../ioasid/vfio_uapi.js';
 import { CAP_SYS_RESOURCE } from '../types.js';
 import { kerr, KernelErrno } from './errno.js';
 import { IoasObject, ioasHandlers } from './ioas.js';
@@ -20,6 +21,7 @@ import type { SimFile, SimProcess } from './process.js';
 import { selftestHandler } from './selftest.js';
 import { deviceHandlers } from './device_ioctls.js';
 import { Ucmd } from './ucmd.js';
+import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
 enableMapSet();
 
@@ -77,9 +79,21 @@ export class IommufdCtx implements SimFile {
     }
   }
 
-  /** VFIO container ioctls on an iommufd (vfio_compat.c); not part of this slice yet. */
-  private vfioIoctl(_request: number, _arg: Uint8Array | null): number {
-    return kerr(ERRNO.ENOTTY);
+  /** Below the iommufd range: VFIO container ioctls (vfio_compat.c). */
+  private vfioIoctl(request: number, arg: Uint8Array | null): number {
+    return vfioIoctl(this, request, arg);
+  }
+
+  /** ioctl(fd, request, integer): only the VFIO container commands take one. */
+  ioctlInt(request: number, value: number): number {
+    const nr = request & 0xff;
+    try {
+      if (nr >= 0x80) kerr(ERRNO.EFAULT); // an iommufd command needs a struct pointer
+      return vfioIoctlInt(this, request, value);
+    } catch (e) {
+      if (e instanceof KernelErrno) throw new IommuError(e.errno, nameOf(request));
+      throw e;
+    }
   }
 
   // ---- the object table ----------------------------------------------------------------------
@@ -231,7 +245,11 @@ function buildOps(selftest: boolean): (readonly [IoctlDesc, Handler] | undefined
   return Array.from({ length: ops.length }, (_, i) => ops[i]);
 }
 
+const VFIO_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(vfioUapi).filter(([k, v]) => /^VFIO_(GET_API|CHECK_EXT|SET_IOMMU|IOMMU_)/.test(k) && typeof v === 'number').map(([k, v]) => [v, k]),
+);
+
 function nameOf(request: number): string {
   for (const d of [...Object.values(IOCTLS), IOMMU_TEST_CMD]) if (d.request === request) return d.name;
-  return `ioctl(0x${request.toString(16)})`;
+  return VFIO_NAMES[request] ?? `ioctl(0x${request.toString(16)})`;
 }

@@ -10,6 +10,7 @@ import { SimMm } from './mm.js';
 export interface SimFile {
   readonly kind: string;
   ioctl?(request: number, arg: Uint8Array | null): number;
+  ioctlInt?(request: number, value: number): number;
   /** Called when the last descriptor is closed. */
   release(): void;
 }

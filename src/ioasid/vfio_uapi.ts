@@ -1,0 +1,63 @@
+/**
+ * The VFIO container uAPI (include/uapi/linux/vfio.h) as data, for the ioctls an iommufd answers
+ * through the kernel's type1 compatibility layer (drivers/iommu/iommufd/vfio_compat.c). VFIO
+ * structs begin with `argsz`; the kernel reads `minsz` = offsetofend(last mandatory field).
+ */
+import { _IO, offsetofend, struct } from './uapi.js';
+
+export const VFIO_TYPE = 0x3b;
+export const VFIO_BASE = 100;
+const vfio = (n: number): number => _IO(VFIO_TYPE, VFIO_BASE + n);
+
+export const VFIO_API_VERSION = 0;
+export const VFIO_TYPE1_IOMMU = 1;
+export const VFIO_SPAPR_TCE_IOMMU = 2;
+export const VFIO_TYPE1v2_IOMMU = 3;
+export const VFIO_DMA_CC_IOMMU = 4;
+export const VFIO_EEH = 5;
+export const VFIO_TYPE1_NESTING_IOMMU = 6;
+export const VFIO_SPAPR_TCE_v2_IOMMU = 7;
+export const VFIO_NOIOMMU_IOMMU = 8;
+export const VFIO_UNMAP_ALL = 9;
+export const VFIO_UPDATE_VADDR = 10;
+
+export const VFIO_GET_API_VERSION = vfio(0);
+export const VFIO_CHECK_EXTENSION = vfio(1);
+export const VFIO_SET_IOMMU = vfio(2);
+export const VFIO_IOMMU_GET_INFO = vfio(12);
+export const VFIO_IOMMU_MAP_DMA = vfio(13);
+export const VFIO_IOMMU_UNMAP_DMA = vfio(14);
+export const VFIO_IOMMU_DIRTY_PAGES = vfio(17);
+
+export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
+export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
+export const VFIO_DMA_MAP_FLAG_VADDR = 1 << 2;
+export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
+export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
+export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
+export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
+export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
+export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+
+export const vfio_iommu_type1_dma_map = struct('vfio_iommu_type1_dma_map', [
+  ['argsz', 'u32'], ['flags', 'u32'], ['vaddr', 'u64'], ['iova', 'u64'], ['size', 'u64'],
+]);
+export const vfio_iommu_type1_dma_unmap = struct('vfio_iommu_type1_dma_unmap', [
+  ['argsz', 'u32'], ['flags', 'u32'], ['iova', 'u64'], ['size', 'u64'],
+]);
+export const vfio_iommu_type1_info = struct('vfio_iommu_type1_info', [
+  ['argsz', 'u32'], ['flags', 'u32'], ['iova_pgsizes', 'u64'], ['cap_offset', 'u32'], ['pad', 'u32'],
+]);
+export const vfio_info_cap_header = struct('vfio_info_cap_header', [['id', 'u16'], ['version', 'u16'], ['next', 'u32']]);
+/** Followed by nr_iovas struct vfio_iova_range { u64 start; u64 end; } (end inclusive). */
+export const vfio_iommu_type1_info_cap_iova_range = struct('vfio_iommu_type1_info_cap_iova_range', [
+  ['header', 'u64'], ['nr_iovas', 'u32'], ['reserved', 'u32'],
+]);
+export const vfio_iommu_type1_info_dma_avail = struct('vfio_iommu_type1_info_dma_avail', [
+  ['header', 'u64'], ['avail', 'u32'],
+]);
+
+export const MAP_DMA_MINSZ = offsetofend(vfio_iommu_type1_dma_map, 'size');
+export const UNMAP_DMA_MINSZ = offsetofend(vfio_iommu_type1_dma_unmap, 'size');
+export const GET_INFO_MINSZ = offsetofend(vfio_iommu_type1_info, 'iova_pgsizes');
