@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 node --expose-gc dist/bench/run.js host
 if [ "${IOASID_SKIP_VM:-}" = 1 ]; then echo "guest: skipped (IOASID_SKIP_VM=1)"; exit 0; fi
-out=$(IOASID_BENCH_N="${IOASID_BENCH_N:-100000}" bash scripts/vm/run-in-guest.sh -- \
+res=$(mktemp -d "${TMPDIR:-/tmp}/ioasid-bench.XXXXXX")
+out=$(IOASID_BENCH_N="${IOASID_BENCH_N:-100000}" bash scripts/vm/run-in-guest.sh --results "$res" -- \
   node dist/bench/guest.js)
+rm -rf "$res"
 json=$(printf '%s\n' "$out" | grep '^{' | tail -n1)
 node -e '
 const r = JSON.parse(process.argv[1]);

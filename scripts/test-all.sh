@@ -45,5 +45,6 @@ else
   fi
 fi
 [ $status -ne 0 ] && [ $total_f -eq 0 ] && total_f=1
+rm -rf "$tmp"
 echo "$total_p passed, $total_f failed, $total_s skipped"
 exit $status

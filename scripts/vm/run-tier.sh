@@ -26,4 +26,9 @@ fi
 read -r p f s < <(node -e 'const r=require(process.argv[1]);console.log(r.numPassedTests,r.numFailedTests,r.numPendingTests+r.numTodoTests)' "$res/vitest.json")
 echo "vm: $p passed, $f failed, $s skipped"
 [ -n "${IOASID_TIER_COUNTS:-}" ] && echo "$p $f $s" > "$IOASID_TIER_COUNTS"
-[ "$rc" = 0 ] && [ "$f" = 0 ]
+if [ "$rc" = 0 ] && [ "$f" = 0 ]; then
+  rm -rf "$res"   # keep the console log and report only when something failed
+  exit 0
+fi
+echo "vm: guest logs kept in $res"
+exit 1
