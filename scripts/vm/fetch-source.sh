@@ -33,6 +33,7 @@ Dir::Cache "$APTDIR/cache";
 Dir::Etc::SourceList "/dev/null";
 Dir::Etc::SourceParts "$APTDIR/sources.list.d";
 APT::Get::List-Cleanup "false";
+APT::Sandbox::User "root";
 CONF
 export APT_CONFIG="$APTDIR/apt.conf"
 apt-get -q update >&2

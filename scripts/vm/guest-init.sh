@@ -6,6 +6,9 @@ export PATH
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# devtmpfs has no /dev/fd links; bash process substitution and some tools need them.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+for i in 0 1 2; do [ -e /dev/std$(echo in out err | cut -d' ' -f$((i + 1))) ] || ln -s /proc/self/fd/$i /dev/std$(echo in out err | cut -d' ' -f$((i + 1))); done
 mount -t tmpfs tmpfs /run
 mkdir -p /run/results /run/hosttmp /run/home /run/tmp
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /run/results
