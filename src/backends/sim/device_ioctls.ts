@@ -11,10 +11,12 @@ import { kerr } from './errno.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
 import type { Ucmd } from './ucmd.js';
 
-/** Lookup of a DEVICE / HWPT / VIOMMU id: none can exist yet. */
-function lookup(ctx: IommufdCtx, id: number, errno: number = ERRNO.ENOENT): never {
-  ctx.entry(id);
-  return kerr(errno);
+/**
+ * Lookup of a DEVICE / HWPT / VIOMMU id: none can exist yet, and any other object (an IOAS) is
+ * the wrong type, which the kernel's lookup also reports as ENOENT.
+ */
+function lookup(_id: number): never {
+  return kerr(ERRNO.ENOENT);
 }
 
 const H = IOCTLS.HWPT_ALLOC.struct.off;
@@ -23,26 +25,26 @@ function hwptAlloc(ctx: IommufdCtx, u: Ucmd): void {
   const type = u.u32(H.data_type!);
   const len = u.u32(H.data_len!);
   if ((type === 0 && len) || (type !== 0 && !len)) kerr(ERRNO.EINVAL);
-  lookup(ctx, u.u32(H.dev_id!));
+  lookup(u.u32(H.dev_id!));
 }
 
 const I = IOCTLS.GET_HW_INFO.struct.off;
 function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(I.flags!) & ~1) kerr(ERRNO.EOPNOTSUPP);
   for (let i = 0; i < 3; i++) if (u.k.getUint8(I.__reserved! + i)) kerr(ERRNO.EOPNOTSUPP);
-  lookup(ctx, u.u32(I.dev_id!));
+  lookup(u.u32(I.dev_id!));
 }
 
 const S = IOCTLS.HWPT_SET_DIRTY_TRACKING.struct.off;
 function setDirtyTracking(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(S.flags!) & ~1) kerr(ERRNO.EOPNOTSUPP);
-  lookup(ctx, u.u32(S.hwpt_id!));
+  lookup(u.u32(S.hwpt_id!));
 }
 
 const G = IOCTLS.HWPT_GET_DIRTY_BITMAP.struct.off;
 function getDirtyBitmap(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(G.flags!) & ~1 || u.u32(G.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
-  lookup(ctx, u.u32(G.hwpt_id!));
+  lookup(u.u32(G.hwpt_id!));
 }
 
 const V = IOCTLS.HWPT_INVALIDATE.struct.off;
@@ -55,7 +57,7 @@ function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
     const id = u.u32(V.hwpt_id!);
     // An IOAS (the only kind of object that can exist here) is neither nested HWPT nor vIOMMU.
     if (ctx.entry(id)) kerr(ERRNO.EINVAL);
-    lookup(ctx, id);
+    lookup(id);
   } finally {
     // entry_num is always written back with the number handled.
     u.setU32(V.entry_num!, 0);
@@ -80,12 +82,12 @@ function faultQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
 const A = IOCTLS.VIOMMU_ALLOC.struct.off;
 function viommuAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(A.flags!) || u.u32(A.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
-  lookup(ctx, u.u32(A.dev_id!));
+  lookup(u.u32(A.dev_id!));
 }
 
 const D = IOCTLS.VDEVICE_ALLOC.struct.off;
 function vdeviceAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  lookup(ctx, u.u32(D.viommu_id!));
+  lookup(u.u32(D.viommu_id!));
 }
 
 const E = IOCTLS.VEVENTQ_ALLOC.struct.off;
@@ -93,7 +95,7 @@ function veventqAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(E.flags!) || u.u32(E.__reserved!) || u.u32(E.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
   const depth = u.u32(E.veventq_depth!);
   if (!depth || depth > 1 << 19) kerr(ERRNO.EINVAL);
-  lookup(ctx, u.u32(E.viommu_id!));
+  lookup(u.u32(E.viommu_id!));
 }
 
 const W = IOCTLS.HW_QUEUE_ALLOC.struct.off;
@@ -102,7 +104,7 @@ function hwQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   const length = u.u64(W.length!);
   if (!length) kerr(ERRNO.EINVAL);
   if (u.u64(W.nesting_parent_iova!) + length - 1n > 0xffff_ffff_ffff_ffffn) kerr(ERRNO.EOVERFLOW);
-  lookup(ctx, u.u32(W.viommu_id!));
+  lookup(u.u32(W.viommu_id!));
 }
 
 /** CONFIG_IOMMUFD_NOIOMMU is off in the test kernel: the stub answers EOPNOTSUPP. */

@@ -147,58 +147,45 @@ export class IoPagetable {
 
   // ---- map / copy / unmap ----------------------------------------------------------------------
 
+  /** Where a new mapping of `length` goes: checked when fixed, else allocated from the source address. */
+  private place(length: bigint, iova: bigint | null, pages: IoptPages, startByte: number): bigint {
+    const align = this.iovaAlignment;
+    if (length === 0n || (align !== 1n && length & (align - 1n))) kerr(ERRNO.EINVAL);
+    if (iova === null) return this.allocIova(startByte ? pages.base + BigInt(startByte) : pages.base, length);
+    this.checkIova(iova, length);
+    return iova;
+  }
+
+  /** iopt_insert_area's checks for one slice placed at `start`. */
+  private newArea(start: bigint, pages: IoptPages, startByte: number, length: bigint, prot: number): Area {
+    if (prot & IOMMU_WRITE && !pages.writable) kerr(ERRNO.EPERM);
+    const align = this.iovaAlignment;
+    if (align !== 1n && (startByte % PAGE_SIZE) & Number(align - 1n)) kerr(ERRNO.EINVAL);
+    const last = start + length - 1n;
+    if (last > MAX) kerr(ERRNO.EOVERFLOW);
+    return { start, last, pages, startByte, prot, numAccesses: 0, numLocks: 0 };
+  }
+
+  /** MAP / MAP_FILE: one new IoptPages at one area (mapPages without the arrays). */
+  mapOne(pages: IoptPages, startByte: number, length: bigint, iova: bigint | null, prot: number): bigint {
+    const at = this.place(length, iova, pages, startByte);
+    this.areas.insert(this.newArea(at, pages, startByte, length, prot));
+    return at;
+  }
+
   /**
    * iopt_map_pages: place the slices at consecutive IOVAs starting at `iova` (or an allocated
    * IOVA when `iova` is null). Either every area is inserted or none is. Returns the IOVA.
    */
-  /** MAP / MAP_FILE: one new IoptPages at one area; the common case of mapPages without arrays. */
-  mapOne(pages: IoptPages, startByte: number, length: bigint, iova: bigint | null, prot: number): bigint {
-    const align = this.iovaAlignment;
-    if (length === 0n || (align !== 1n && length & (align - 1n))) kerr(ERRNO.EINVAL);
-    let at: bigint;
-    if (iova === null) {
-      at = this.allocIova(startByte ? pages.base + BigInt(startByte) : pages.base, length);
-    } else {
-      this.checkIova(iova, length);
-      at = iova;
-    }
-    if (prot & IOMMU_WRITE && !pages.writable) kerr(ERRNO.EPERM);
-    if (align !== 1n && (startByte % PAGE_SIZE) & Number(align - 1n)) kerr(ERRNO.EINVAL);
-    const last = at + length - 1n;
-    if (last > MAX) kerr(ERRNO.EOVERFLOW);
-    this.areas.insert({ start: at, last, pages, startByte, prot, numAccesses: 0, numLocks: 0 });
-    return at;
-  }
-
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: number): bigint {
-    if (length === 0n || (this.iovaAlignment !== 1n && length & (this.iovaAlignment - 1n))) kerr(ERRNO.EINVAL);
-    let at: bigint;
-    if (iova === null) {
-      const first = slices[0]!;
-      at = this.allocIova(first.pages.base + BigInt(first.startByte), length);
-    } else {
-      this.checkIova(iova, length);
-      at = iova;
-    }
-    const alignMask = Number(this.iovaAlignment - 1n);
-    if (slices.length === 1) {
-      const s = slices[0]!;
-      if (prot & IOMMU_WRITE && !s.pages.writable) kerr(ERRNO.EPERM);
-      if ((s.startByte % PAGE_SIZE) & alignMask) kerr(ERRNO.EINVAL);
-      const last = at + s.length - 1n;
-      if (last > MAX) kerr(ERRNO.EOVERFLOW);
-      this.areas.insert({ start: at, last, pages: s.pages, startByte: s.startByte, prot, numAccesses: 0, numLocks: 0 });
-      return at;
-    }
+    const first = slices[0]!;
+    const at = this.place(length, iova, first.pages, first.startByte);
     const areas: Area[] = [];
     let cur = at;
     for (const s of slices) {
-      if (prot & IOMMU_WRITE && !s.pages.writable) kerr(ERRNO.EPERM);
-      if ((s.startByte % PAGE_SIZE) & alignMask) kerr(ERRNO.EINVAL);
-      const last = cur + s.length - 1n;
-      if (last > MAX) kerr(ERRNO.EOVERFLOW);
-      areas.push({ start: cur, last, pages: s.pages, startByte: s.startByte, prot, numAccesses: 0, numLocks: 0 });
-      cur = last + 1n;
+      const a = this.newArea(cur, s.pages, s.startByte, s.length, prot);
+      areas.push(a);
+      cur = a.last + 1n;
     }
     for (const a of areas) this.areas.insert(a);
     return at;

@@ -58,11 +58,16 @@ function checkMapArgs(flags: number, a: bigint, b: bigint, c = 0n): void {
   if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) kerr(ERRNO.EINVAL);
 }
 
-/** iopt_alloc_user_pages: EOVERFLOW if uptr + length wraps, then iopt_alloc_pages' checks. */
-export function allocUserPages(ctx: IommufdCtx, uptr: bigint, length: bigint, writable: boolean): IoptPages {
+/**
+ * iopt_map_user_pages: [uptr, uptr+length) of this process at `iova` (null: allocate). EOVERFLOW
+ * if uptr + length wraps, then iopt_alloc_pages' and io_pagetable's checks. Returns the IOVA.
+ */
+export function mapUserRange(ctx: IommufdCtx, iopt: IoPagetable, uptr: bigint, length: bigint, iova: bigint | null, prot: number): bigint {
   if (uptr + length > MAX) kerr(ERRNO.EOVERFLOW);
   const startByte = Number(uptr & PAGE_MASK);
-  return allocPages(ctx, { kind: 'user', proc: ctx.proc, uptr: startByte ? uptr - BigInt(startByte) : uptr }, startByte, length, writable);
+  const source = { kind: 'user' as const, proc: ctx.proc, uptr: startByte ? uptr - BigInt(startByte) : uptr };
+  const pages = allocPages(ctx, source, startByte, length, !!(prot & IOMMU_WRITE));
+  return iopt.mapOne(pages, startByte, length, iova, prot);
 }
 
 const A = IOCTLS.IOAS_ALLOC.struct.off;
@@ -124,9 +129,8 @@ function ioasMap(ctx: IommufdCtx, u: Ucmd): void {
   const length = u.u64(M.length!);
   checkMapArgs(flags, iova, length);
   const ioas = ctx.get<IoasObject>(u.u32(M.ioas_id!), 'IOAS');
-  const pages = allocUserPages(ctx, u.u64(M.user_va!), length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
   const fixed = flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null;
-  u.setU64(M.iova!, ioas.iopt.mapOne(pages, u.u32(M.user_va!) & (PAGE_SIZE - 1), length, fixed, prot(flags)));
+  u.setU64(M.iova!, mapUserRange(ctx, ioas.iopt, u.u64(M.user_va!), length, fixed, prot(flags)));
   u.respond();
 }
 

@@ -15,7 +15,7 @@ import {
 } from '../../ioasid/vfio_uapi.js';
 import { kerr } from './errno.js';
 import { IOMMU_READ, IOMMU_WRITE } from './io_pagetable.js';
-import { allocUserPages, putAreaPages, type IoasObject } from './ioas.js';
+import { mapUserRange, putAreaPages, type IoasObject } from './ioas.js';
 import type { IommufdCtx } from './main.js';
 import { PAGE_SIZE } from './mm.js';
 
@@ -103,8 +103,7 @@ function mapDma(ctx: IommufdCtx, arg: Uint8Array | null): number {
   const vaddr = d.getBigUint64(8, true);
   const iova = d.getBigUint64(16, true);
   const size = d.getBigUint64(24, true);
-  const pages = allocUserPages(ctx, vaddr, size, !!(prot & IOMMU_WRITE));
-  ioas.iopt.mapOne(pages, Number(vaddr % BigInt(PAGE_SIZE)), size, iova, prot);
+  mapUserRange(ctx, ioas.iopt, vaddr, size, iova, prot);
   return 0;
 }
 
