@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Iommufd } from '../src/index.js';
 import * as V from '../src/ioasid/vfio_uapi.js';
-import { MOCK_APERTURE_START } from '../src/testing.js';
+import { IommufdTest, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES } from '../src/testing.js';
 import { BACKEND, PAGE_SIZE, U64_MAX, expectErrno, useIommufd } from './helpers.js';
 
 const PG = PAGE_SIZE;
@@ -150,9 +150,20 @@ describe(`VFIO container ioctls on an iommufd [${BACKEND}]`, () => {
     }
   });
 
-  it('closing the iommufd with a compat IOAS in use is clean', () => {
+  it('an iommufd closed while an access fd is open keeps its pins until that fd closes', () => {
     const ctx = Iommufd.open({ backend: f.ctx.binding });
-    ctx.setVfioIoas(ctx.allocIoas());
+    const ioas = ctx.allocIoas();
+    ctx.setVfioIoas(ioas);
+    ctx.binding.ioctl(ctx.fd, V.VFIO_IOMMU_MAP_DMA, mapCmd(32, RW, f.buffer.addr, 0x100000n, 4n * PG));
+    const t = new IommufdTest(ctx);
+    const fd = t.createAccess(ioas.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    t.accessPages(fd, 0x100000n, 4n * PG);
+    f.test.checkRefs(f.buffer.addr, 4n * PG, 1);
+    // The access file holds the context: closing the iommufd first keeps the pins...
     ctx.close();
+    f.test.checkRefs(f.buffer.addr, 4n * PG, 1);
+    // ...until the access fd goes too.
+    t.closeAccess(fd);
+    f.test.checkRefs(f.buffer.addr, 4n * PG, 0);
   });
 });

@@ -73,7 +73,8 @@ function faultQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(Q.flags!)) kerr(ERRNO.EOPNOTSUPP);
   const fault = new FaultObject();
   const id = ctx.add('FAULT', fault);
-  const fd = ctx.proc.installFd({ kind: 'fault', release: () => {} });
+  ctx.hold();
+  const fd = ctx.proc.installFd({ kind: 'fault', release: () => ctx.release() });
   u.setU32(Q.out_fault_id!, id);
   u.setU32(Q.out_fault_fd!, fd);
   u.respond();

@@ -145,8 +145,16 @@ export class IommufdCtx implements SimFile {
     e.obj.destroy();
   }
 
-  /** Closing the iommufd destroys everything, dependents first. */
+  /** Files made from this context (access, fault queue) hold it like its own fd does (iommufd_ctx_get). */
+  private holders = 1;
+
+  hold(): void {
+    this.holders++;
+  }
+
+  /** The last of the iommufd fd and the files holding the context is closed: destroy everything, dependents first. */
   release(): void {
+    if (--this.holders > 0) return;
     for (let pass = 0; pass < 8 && this.objects.size; pass++) {
       for (const [id, e] of [...this.objects].reverse()) {
         if (!e) {

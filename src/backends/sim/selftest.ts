@@ -140,11 +140,12 @@ class SelftestAccess implements SimObject, SimFile {
     }
   }
 
-  /** Closing the access fd destroys the access. */
+  /** Closing the access fd destroys the access and drops its hold on the context. */
   release(): void {
     this.attach(0);
     const id = this.ctx.idOf(this);
     if (id) this.ctx.remove(id);
+    this.ctx.release();
   }
 
   destroy(): void {
@@ -227,6 +228,7 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
         ctx.remove(accessId);
         throw e;
       }
+      ctx.hold();
       u.setU32(o('create_access', 'out_access_fd'), ctx.proc.installFd(access));
       u.respond();
       return;
