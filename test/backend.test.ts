@@ -29,3 +29,39 @@ describe(`backend [${BACKEND}]`, () => {
     expect(() => mem.bytes).toThrow(/unmapped/);
   });
 });
+
+describe(`file I/O seam [${BACKEND}]`, () => {
+  it('eventfd: a write adds to the counter, a read takes it all, an empty non-blocking read is EAGAIN', async () => {
+    const { openBinding } = await import('../src/backends/index.js');
+    const { EFD_NONBLOCK, POLLIN } = await import('../src/backends/types.js');
+    const b = openBinding(BACKEND);
+    const fd = b.eventfd(0, EFD_NONBLOCK);
+    try {
+      const buf = new Uint8Array(8);
+      const dv = new DataView(buf.buffer);
+      expectErrno(() => b.read(fd, buf), 'EAGAIN');
+      expect(b.poll(fd, POLLIN, 0) & POLLIN).toBe(0);
+      dv.setBigUint64(0, 3n, true);
+      expect(b.write(fd, buf)).toBe(8);
+      expect(b.write(fd, buf)).toBe(8);
+      expect(b.poll(fd, POLLIN, 0) & POLLIN).toBe(POLLIN);
+      buf.fill(0);
+      expect(b.read(fd, buf)).toBe(8);
+      expect(dv.getBigUint64(0, true)).toBe(6n);
+      expectErrno(() => b.read(fd, new Uint8Array(4)), 'EINVAL');
+      expectErrno(() => b.pread(fd, buf, 0), 'ESPIPE');
+    } finally {
+      b.close(fd);
+    }
+  });
+
+  it('a path that is not there is ENOENT for open, readText, readlink and readdir', async () => {
+    const { openBinding } = await import('../src/backends/index.js');
+    const b = openBinding(BACKEND);
+    const p = '/sys/bus/pci/devices/ffff:ff:1f.7';
+    expectErrno(() => b.open(p), 'ENOENT');
+    expectErrno(() => b.readText(`${p}/vendor`), 'ENOENT');
+    expectErrno(() => b.readlink(`${p}/iommu_group`), 'ENOENT');
+    expectErrno(() => b.readdir(p), 'ENOENT');
+  });
+});

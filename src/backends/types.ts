@@ -50,7 +50,40 @@ export interface Binding {
 
   /** Whether the calling process holds a capability (CAP_SYS_RESOURCE=24, CAP_IPC_LOCK=14). */
   hasCapability(cap: number): boolean;
+
+  // ---- file I/O on descriptors: eventfds, fault and event queues, VFIO device regions ----------
+
+  /** read(2): bytes read (EAGAIN on an empty non-blocking queue or eventfd). */
+  read(fd: number, buf: Uint8Array): number;
+  /** write(2): bytes written. */
+  write(fd: number, buf: Uint8Array): number;
+  /** pread(2) at `offset` (a VFIO region offset is `index << 40 | offset`): bytes read. */
+  pread(fd: number, buf: Uint8Array, offset: number): number;
+  /** pwrite(2) at `offset`: bytes written. */
+  pwrite(fd: number, buf: Uint8Array, offset: number): number;
+  /** eventfd(2) (EFD_NONBLOCK=0o4000, EFD_CLOEXEC=0o2000000). */
+  eventfd(initval: number, flags: number): number;
+  /** poll(2) on one descriptor: the returned revents, 0 on timeout. */
+  poll(fd: number, events: number, timeoutMs: number): number;
+
+  // ---- the file system the device layer discovers devices through (sysfs, /dev) ----------------
+
+  /** The text of a (sysfs) file. */
+  readText(path: string): string;
+  /** Write text to a (sysfs) file such as driver_override or drivers_probe. */
+  writeText(path: string, text: string): void;
+  /** The target of a symlink, as readlink(2) gives it (relative targets stay relative). */
+  readlink(path: string): string;
+  /** Directory entries, sorted, without '.' and '..'. */
+  readdir(path: string): string[];
 }
+
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+/** VFIO_PCI_OFFSET_SHIFT: region `index` starts at file offset index << 40. */
+export const VFIO_REGION_OFFSET_SHIFT = 40;
 
 export const CAP_IPC_LOCK = 14;
 export const CAP_SYS_RESOURCE = 24;

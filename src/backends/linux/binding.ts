@@ -6,6 +6,7 @@
  * ioctl() is the hot path: it passes the caller's preallocated struct bytes through unchanged and
  * allocates nothing unless the call fails.
  */
+import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { IommuError } from '../../ioasid/errors.js';
 import { IOCTL_BY_REQUEST, IOMMU_TEST_CMD } from '../../ioasid/uapi.js';
 import {
@@ -70,11 +71,61 @@ export class LinuxBinding implements Binding {
     if (libc.ftruncate(fd, length) < 0) fail(libc.errno(), 'ftruncate');
   }
 
-  /** pread(2) into `buf`; returns the byte count. Not part of the seam; handy for checking memfds. */
   pread(fd: number, buf: Uint8Array, offset: number): number {
     const n = libc.pread(fd, buf, buf.byteLength, offset);
     if (n < 0) fail(libc.errno(), 'pread');
     return n;
+  }
+
+  pwrite(fd: number, buf: Uint8Array, offset: number): number {
+    const n = libc.pwrite(fd, buf, buf.byteLength, offset);
+    if (n < 0) fail(libc.errno(), 'pwrite');
+    return n;
+  }
+
+  read(fd: number, buf: Uint8Array): number {
+    const n = libc.read(fd, buf, buf.byteLength);
+    if (n < 0) fail(libc.errno(), 'read');
+    return n;
+  }
+
+  write(fd: number, buf: Uint8Array): number {
+    const n = libc.write(fd, buf, buf.byteLength);
+    if (n < 0) fail(libc.errno(), 'write');
+    return n;
+  }
+
+  eventfd(initval: number, flags: number): number {
+    const fd = libc.eventfd(initval, flags);
+    if (fd < 0) fail(libc.errno(), 'eventfd');
+    return fd;
+  }
+
+  private readonly pollfd = new Uint8Array(8);
+  poll(fd: number, events: number, timeoutMs: number): number {
+    const dv = new DataView(this.pollfd.buffer);
+    dv.setInt32(0, fd, true);
+    dv.setInt16(4, events, true);
+    dv.setInt16(6, 0, true);
+    const n = libc.poll(this.pollfd, 1, timeoutMs);
+    if (n < 0) fail(libc.errno(), 'poll');
+    return n === 0 ? 0 : dv.getUint16(6, true);
+  }
+
+  readText(path: string): string {
+    return fsCall('read', () => readFileSync(path, 'utf8'));
+  }
+
+  writeText(path: string, text: string): void {
+    fsCall('write', () => writeFileSync(path, text));
+  }
+
+  readlink(path: string): string {
+    return fsCall('readlink', () => readlinkSync(path));
+  }
+
+  readdir(path: string): string[] {
+    return fsCall('readdir', () => readdirSync(path).sort());
   }
 
   view(addr: bigint, length: number): Uint8Array {
@@ -84,5 +135,16 @@ export class LinuxBinding implements Binding {
 
   hasCapability(cap: number): boolean {
     return ((libc.cap_effective() >> BigInt(cap)) & 1n) === 1n;
+  }
+}
+
+/** node:fs errors carry the errno as a negative number; re-throw them as IommuError. */
+function fsCall<T>(syscall: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).errno;
+    if (typeof errno === 'number') throw new IommuError(-errno, syscall);
+    throw e;
   }
 }

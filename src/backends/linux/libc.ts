@@ -40,6 +40,18 @@ export const ftruncate = lib.func('int ftruncate(int fd, int64_t length)') as (f
 export const pread = lib.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)') as
   (fd: number, buf: Uint8Array, count: number, offset: number) => number;
 
+export const pwrite = lib.func('intptr_t pwrite(int fd, const void *buf, size_t count, int64_t offset)') as
+  (fd: number, buf: Uint8Array, count: number, offset: number) => number;
+export const read = lib.func('intptr_t read(int fd, void *buf, size_t count)') as
+  (fd: number, buf: Uint8Array, count: number) => number;
+export const write = lib.func('intptr_t write(int fd, const void *buf, size_t count)') as
+  (fd: number, buf: Uint8Array, count: number) => number;
+export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)') as
+  (initval: number, flags: number) => number;
+/** poll(struct pollfd *fds, nfds_t n, int timeout); a pollfd is { int fd; short events; short revents; }. */
+export const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as
+  (fds: Uint8Array, nfds: number, timeout: number) => number;
+
 const sysconf = lib.func('long sysconf(int name)') as (name: number) => number;
 
 /** An ArrayBuffer over mapped memory at [addr, addr+length); no copy. */

@@ -3,12 +3,13 @@
  * users and machine-wide settings; each SimBinding is one process's view of it.
  */
 import { ERRNO, IommuError } from '../../ioasid/errors.js';
-import type { Binding } from '../types.js';
+import { EFD_NONBLOCK, POLLIN, POLLOUT, type Binding } from '../types.js';
 import { KernelErrno, kerr } from './errno.js';
 import { SimMemfdFile } from './ioas.js';
 import { IommufdCtx } from './main.js';
 import { PAGE_SIZE, SimMemfd } from './mm.js';
-import { ALL_CAPS, SimProcess, SimUser } from './process.js';
+import { ALL_CAPS, SimProcess, SimUser, type SimFile } from './process.js';
+import { SimVfs } from './vfs.js';
 
 export interface SimOptions {
   /** Offer IOMMU_TEST_CMD, as a kernel built with CONFIG_IOMMUFD_TEST does (default true). */
@@ -21,7 +22,11 @@ export interface SimOptions {
 
 export class SimKernel {
   private readonly users = new Map<number, SimUser>();
-  constructor(readonly selftest = true) {}
+  /** sysfs and /dev: what the simulated machine publishes and open() finds. */
+  readonly vfs = new SimVfs();
+  constructor(readonly selftest = true) {
+    this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest));
+  }
 
   user(uid: number): SimUser {
     let u = this.users.get(uid);
@@ -54,11 +59,8 @@ export class SimBinding implements Binding {
     readonly proc: SimProcess,
   ) {}
 
-  open(path: string): number {
-    return sys('open', () => {
-      if (path !== '/dev/iommu') kerr(ERRNO.ENOENT);
-      return this.proc.installFd(new IommufdCtx(this.proc, this.kernel.selftest));
-    });
+  open(path: string, flags = 0): number {
+    return sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)));
   }
 
   close(fd: number): void {
@@ -114,6 +116,98 @@ export class SimBinding implements Binding {
   hasCapability(cap: number): boolean {
     return this.proc.hasCapability(cap);
   }
+
+  read(fd: number, buf: Uint8Array): number {
+    return sys('read', () => fileOp(this.proc.file(fd), 'read', ERRNO.EINVAL)(buf));
+  }
+
+  write(fd: number, buf: Uint8Array): number {
+    return sys('write', () => fileOp(this.proc.file(fd), 'write', ERRNO.EINVAL)(buf));
+  }
+
+  pread(fd: number, buf: Uint8Array, offset: number): number {
+    return sys('pread', () => fileOp(this.proc.file(fd), 'pread', ERRNO.ESPIPE)(buf, offset));
+  }
+
+  pwrite(fd: number, buf: Uint8Array, offset: number): number {
+    return sys('pwrite', () => fileOp(this.proc.file(fd), 'pwrite', ERRNO.ESPIPE)(buf, offset));
+  }
+
+  eventfd(initval: number, flags: number): number {
+    return sys('eventfd', () => this.proc.installFd(new SimEventfd(initval, !!(flags & EFD_NONBLOCK))));
+  }
+
+  poll(fd: number, events: number): number {
+    return sys('poll', () => {
+      const f = this.proc.file(fd);
+      return f.poll ? f.poll.call(f, events) : events & (POLLIN | POLLOUT);
+    });
+  }
+
+  readText(path: string): string {
+    return sys('read', () => this.kernel.vfs.readText(path));
+  }
+
+  writeText(path: string, text: string): void {
+    sys('write', () => this.kernel.vfs.writeText(path, text));
+  }
+
+  readlink(path: string): string {
+    return sys('readlink', () => this.kernel.vfs.readlink(path));
+  }
+
+  readdir(path: string): string[] {
+    return sys('readdir', () => this.kernel.vfs.readdir(path));
+  }
+}
+
+/** A file's read/write/pread/pwrite bound to it, or the errno a file without that op answers. */
+function fileOp<K extends 'read' | 'write' | 'pread' | 'pwrite'>(f: SimFile, name: K, errno: number): NonNullable<SimFile[K]> {
+  const fn = f[name];
+  if (!fn) return kerr(errno);
+  return fn.bind(f) as NonNullable<SimFile[K]>;
+}
+
+/**
+ * eventfd(2): a 64-bit counter. A read takes the whole count (EAGAIN at 0: the sim never blocks,
+ * so a blocking eventfd behaves as a non-blocking one); a write adds to it.
+ */
+export class SimEventfd implements SimFile {
+  readonly kind = 'eventfd';
+  /** Called with the new count whenever a write (or a device interrupt) raises it. */
+  onSignal: (() => void) | null = null;
+  constructor(
+    public count: number,
+    readonly nonblock: boolean,
+  ) {}
+
+  read(buf: Uint8Array): number {
+    if (buf.length < 8) kerr(ERRNO.EINVAL);
+    if (this.count === 0) kerr(ERRNO.EAGAIN);
+    new DataView(buf.buffer, buf.byteOffset, 8).setBigUint64(0, BigInt(this.count), true);
+    this.count = 0;
+    return 8;
+  }
+
+  write(buf: Uint8Array): number {
+    if (buf.length < 8) kerr(ERRNO.EINVAL);
+    const v = new DataView(buf.buffer, buf.byteOffset, 8).getBigUint64(0, true);
+    if (v === 0xffff_ffff_ffff_ffffn) kerr(ERRNO.EINVAL);
+    this.signal(Number(v));
+    return 8;
+  }
+
+  /** eventfd_signal: what an interrupt does. */
+  signal(n = 1): void {
+    this.count += n;
+    this.onSignal?.();
+  }
+
+  poll(events: number): number {
+    return (this.count > 0 ? POLLIN : 0) | POLLOUT;
+  }
+
+  release(): void {}
 }
 
 /** A fresh simulated machine with one process, as the embedded default backend. */

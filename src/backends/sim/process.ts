@@ -11,6 +11,14 @@ export interface SimFile {
   readonly kind: string;
   ioctl?(request: number, arg: Uint8Array | null): number;
   ioctlInt?(request: number, value: number): number;
+  /** read(2)/write(2): queues and eventfds. Absent = EINVAL, as for a file without the op. */
+  read?(buf: Uint8Array): number;
+  write?(buf: Uint8Array): number;
+  /** pread(2)/pwrite(2): VFIO device regions. Absent = ESPIPE/EINVAL. */
+  pread?(buf: Uint8Array, offset: number): number;
+  pwrite?(buf: Uint8Array, offset: number): number;
+  /** poll(2): the ready events among `events`. Absent = always readable and writable. */
+  poll?(events: number): number;
   /** Called when the last descriptor is closed. */
   release(): void;
 }

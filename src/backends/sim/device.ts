@@ -1,0 +1,127 @@
+/**
+ * The seam between the simulated machine (hardware: IOMMU units, PCI devices and their isolation
+ * groups, bus-master DMA) and the simulated iommufd core (device objects, HWPTs, domains).
+ *
+ * - The machine gives iommufd a `SimDevice` per function: its name, requester ID, isolation group
+ *   and the IOMMU unit that translates its DMA.
+ * - iommufd gives the machine `DmaTarget`s: a domain's page table, installed per (RID, PASID) in the
+ *   unit. A device's DMA goes unit -> target; no target means the blocking domain (every access
+ *   faults).
+ * - The VFIO device file (vfio cdev) calls `bindDevice` for VFIO_DEVICE_BIND_IOMMUFD and drives
+ *   the returned `BoundDevice` for ATTACH/DETACH_IOMMUFD_PT and close.
+ */
+import { ERRNO } from '../../ioasid/errors.js';
+import { kerr } from './errno.js';
+import type { IommufdCtx } from './main.js';
+
+/** Why a DMA did not reach memory (recorded as a fault by the unit, never silently dropped). */
+export type DmaFaultReason =
+  /** No page-table entry for the IOVA (DMAR "PTE Read/Write access is not set" on VT-d). */
+  | 'not-present'
+  /** The entry exists but lacks the needed permission (a write to a read-only IOVA). */
+  | 'permission'
+  /** Nothing attached: the blocking domain. */
+  | 'blocked'
+  /** The IOVA is outside the domain's aperture / input address width. */
+  | 'aperture';
+
+export interface DmaFault {
+  readonly iova: bigint;
+  readonly write: boolean;
+  readonly reason: DmaFaultReason;
+  readonly rid: number;
+  readonly pasid: number | null;
+}
+
+/**
+ * What a device's DMA is translated by: a domain. All or nothing per call: on a fault no byte of
+ * memory is read into `dst` or written from `src`, and the fault says where it stopped.
+ */
+export interface DmaTarget {
+  dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
+  dmaWrite(iova: bigint, src: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
+}
+
+/** A device's view of its bus: every DMA it issues goes through here. */
+export interface DmaPort {
+  read(iova: bigint, dst: Uint8Array, pasid?: number): DmaFault | null;
+  write(iova: bigint, src: Uint8Array, pasid?: number): DmaFault | null;
+}
+
+/** IOMMU_HW_INFO_TYPE_* payload and capability bits a unit reports through IOMMU_GET_HW_INFO. */
+export interface IommuCaps {
+  /** A human name: 'vtd', 'smmuv3', 'mock'. */
+  readonly model: string;
+  /** Supported page sizes, a bitmap of powers of two (VT-d: 4K|2M|1G; mock: 2K|1M). */
+  readonly pgsizeBitmap: bigint;
+  /** Inclusive IOVA aperture a paging domain of this unit can translate. */
+  readonly aperture: { readonly start: bigint; readonly last: bigint };
+  /** Reserved IOVA regions every device behind the unit imposes (x86 MSI window, SW MSI...). */
+  readonly reserved: readonly { readonly start: bigint; readonly last: bigint; readonly kind: string }[];
+  /** IOMMU_CAP_ENFORCE_CACHE_COHERENCY. */
+  readonly enforceCacheCoherency: boolean;
+  /** Dirty tracking in the page table (IOMMU_HW_CAP_DIRTY_TRACKING). */
+  readonly dirtyTracking: boolean;
+  /** Nested (two-stage) translation: NEST_PARENT HWPTs and nested HWPTs. */
+  readonly nesting: boolean;
+  /** PASID width in bits (0 = no PASID support): GET_HW_INFO's out_max_pasid_log2. */
+  readonly pasidBits: number;
+  /** IOMMU_HW_INFO_TYPE_* this unit's driver reports (INTEL_VTD=1, ARM_SMMUV3=2, SELFTEST=0xfeedbeef). */
+  readonly hwInfoType: number;
+  /** The driver-specific GET_HW_INFO payload (struct iommu_hw_info_vtd, _arm_smmuv3, _selftest). */
+  hwInfo(): Uint8Array;
+}
+
+/** One IOMMU hardware unit: translation contexts per requester (and PASID). */
+export interface SimIommuUnit {
+  readonly caps: IommuCaps;
+  /** Install (or with null, remove = block) the translation for a requester and optional PASID. */
+  setTranslation(rid: number, pasid: number | null, target: DmaTarget | null): void;
+  /** The DMA port for a requester: translation through the installed target, faults recorded. */
+  port(rid: number): DmaPort;
+  /** Faults recorded so far, oldest first (the hardware's fault log). */
+  readonly faults: readonly DmaFault[];
+}
+
+/** An isolation group (iommu_group): DMA ownership is claimed and released for all members at once. */
+export interface SimGroup {
+  /** The number /sys/kernel/iommu_groups/N and /dev/vfio/N use. */
+  readonly id: number;
+  readonly devices: readonly SimDevice[];
+  /** The DMA owner (an iommufd context, a VFIO group/container) or null; owner_cnt claims. */
+  owner: unknown;
+  ownerCount: number;
+}
+
+/** One PCI function as iommufd sees it. */
+export interface SimDevice {
+  /** "0000:00:01.0" */
+  readonly name: string;
+  /** Requester ID: bus << 8 | devfn (the unit's context key). */
+  readonly rid: number;
+  readonly group: SimGroup;
+  readonly iommu: SimIommuUnit;
+  /** The kernel driver bound to it: 'vfio-pci', another driver's name, or null. */
+  driver(): string | null;
+}
+
+/** A device bound to an iommufd (iommufd_device) as its VFIO file holds it. */
+export interface BoundDevice {
+  readonly devId: number;
+  /** VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach or replace; returns the pt_id written back (the HWPT). */
+  attach(ptId: number, pasid?: number): number;
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT */
+  detach(pasid?: number): void;
+  /** Close of the VFIO file: detach everything, release DMA ownership, drop the object. */
+  unbind(): void;
+}
+
+/**
+ * iommufd_device_bind: claim DMA ownership of the device's group for `ctx` and create the device
+ * object (the iommufd core's half of this file). The machine's VFIO file only calls it.
+ */
+export function bindDevice(ctx: IommufdCtx, dev: SimDevice): BoundDevice {
+  void ctx;
+  void dev;
+  return kerr(ERRNO.ENODEV);
+}
