@@ -118,6 +118,8 @@ export interface IommuDriverOps {
   allocNested?(parent: PagingDomain, flags: number, data: UserData): NestedDomain;
   /** attach_dev / set_dev_pasid: the driver may refuse (EINVAL = incompatible). */
   attachDev(domain: PagingDomain | NestedDomain, pasid: number | null): void;
+  /** The blocking domain's set_dev_pasid (a PASID detached): drivers may track it. */
+  blockPasid?(pasid: number): void;
   /** hw_info: [type, payload] for an input type (0 = default); EOPNOTSUPP for a wrong type. */
   hwInfo(inType: number): [number, Uint8Array];
   /** log2 of the device's PASID count (0: no PASID). */

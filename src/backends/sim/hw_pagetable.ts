@@ -155,9 +155,7 @@ function setDirtyTracking(ctx: IommufdCtx, u: Ucmd): void {
 
 /** iopt_clear_dirty_data: enabling starts from a clean slate. */
 function clearDirty(hwpt: HwptPaging): void {
-  for (const a of hwpt.ioas.iopt.areas.range(0n, 0xffff_ffff_ffff_ffffn)) {
-    for (let iova = a.start; iova <= a.last; iova += BigInt(hwpt.domain.pageSize)) hwpt.domain.testAndClearDirty(iova, false);
-  }
+  for (const a of hwpt.ioas.iopt.areas.range(0n, 0xffff_ffff_ffff_ffffn)) hwpt.domain.readAndClearDirty(a.start, a.last, false, () => {});
 }
 
 const G = IOCTLS.HWPT_GET_DIRTY_BITMAP.struct.off;
@@ -196,14 +194,12 @@ function getDirtyBitmap(ctx: IommufdCtx, u: Ucmd): void {
   const bytes = Math.ceil(nbits / 8);
   const bitmap = new Uint8Array(bytes);
   ctx.proc.mm.read(Number(data), bitmap);
-  const step = BigInt(domain.pageSize);
-  const noClear = !!(flags & 1);
-  for (let at = iova; at <= last; at += step) {
-    if (domain.testAndClearDirty(at, noClear)) {
-      const bit = Number((at - iova) / pageSize);
-      bitmap[bit >> 3]! |= 1 << (bit & 7);
-    }
-  }
+  domain.readAndClearDirty(iova, last, !!(flags & 1), (at, len) => {
+    // iova_bitmap_set: every bit whose page_size chunk the dirty IOPTE touches
+    const from = at < iova ? iova : at;
+    const to = at + len - 1n > last ? last : at + len - 1n;
+    for (let bit = Number((from - iova) / pageSize), e = Number((to - iova) / pageSize); bit <= e; bit++) bitmap[bit >> 3]! |= 1 << (bit & 7);
+  });
   ctx.proc.mm.write(Number(data), bitmap);
 }
 

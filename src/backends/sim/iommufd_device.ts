@@ -323,9 +323,16 @@ function domainOf(hwpt: Hwpt): PagingDomain | NestedDomain {
 
 /** The driver accepts the domain for one device (owner match, then the driver's own checks). */
 function driverAttach(dev: SimDevice, domain: PagingDomain | NestedDomain, pasid: number): void {
-  if (domain.owner !== dev.ops.owner) kerr(ERRNO.EINVAL);
-  if (pasid !== NO_PASID && pasid >= 2 ** dev.ops.maxPasidLog2) kerr(ERRNO.EINVAL);
+  if (domain.owner !== dev.ops.owner) kerr(ERRNO.EINVAL); // domain_iommu_ops_compatible
   dev.ops.attachDev(domain, pasid === NO_PASID ? null : pasid);
+}
+
+/** iommu_attach_device_pasid's check: a PASID beyond any PASID-capable member's width is EINVAL. */
+function checkPasidWidth(group: SimGroup, pasid: number): void {
+  for (const d of group.devices) {
+    const log2 = d.ops.maxPasidLog2;
+    if (log2 > 0 && pasid >= 2 ** log2) kerr(ERRNO.EINVAL);
+  }
 }
 
 /** iommufd_hwpt_attach_device: the whole group on the RID, or one device on a PASID. */
@@ -336,7 +343,8 @@ function attachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
     for (const d of idev.group.group.devices) driverAttach(d, domain, pasid);
     for (const d of idev.group.group.devices) d.iommu.setTranslation(d.rid, null, domain);
   } else {
-    if (!idev.dev.ops.maxPasidLog2) kerr(ERRNO.EINVAL);
+    if (domain.owner !== idev.dev.ops.owner) kerr(ERRNO.EINVAL);
+    checkPasidWidth(idev.group.group, pasid);
     driverAttach(idev.dev, domain, pasid);
     idev.dev.iommu.setTranslation(idev.dev.rid, pasid, domain);
   }
@@ -350,6 +358,7 @@ function detachDevice(idev: IommufdDevice, pasid: number): void {
   if (pasid === NO_PASID) {
     for (const d of idev.group.group.devices) d.iommu.setTranslation(d.rid, null, null);
   } else {
+    idev.dev.ops.blockPasid?.(pasid);
     idev.dev.iommu.setTranslation(idev.dev.rid, pasid, null);
   }
 }

@@ -24,6 +24,12 @@ import { PAGE_SIZE } from './mm.js';
 
 export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
 
+/**
+ * The AMDv1-format table the mock uses (generic_pt amdv1 with a 2 KiB granule): every power of
+ * two from 2 KiB up to 2^51, but 512 GiB (amdv1pt_possible_sizes).
+ */
+const AMDV1_MOCK_PGSIZES = (((1n << 52n) - 1n) & ~((1n << 11n) - 1n)) & ~(1n << 39n);
+
 /** mock_ops: the identity every mock domain's owner points at. */
 const MOCK_OPS = { name: 'iommufd-mock' };
 
@@ -147,7 +153,7 @@ function mockOps(dev: MockDevice): IommuDriverOps {
       if (pagetableType === MOCK_IOMMUPT_DEFAULT) {
         return new PagingDomain({
           owner: MOCK_OPS,
-          pgsizeBitmap: MOCK_CAPS.pgsizeBitmap,
+          pgsizeBitmap: AMDV1_MOCK_PGSIZES,
           aperture: MOCK_CAPS.aperture,
           dirtyOps: dirty,
           enforceCacheCoherency: true,
@@ -177,6 +183,9 @@ function mockOps(dev: MockDevice): IommuDriverOps {
     attachDev(domain, pasid) {
       if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
       if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(false);
+    },
+    blockPasid(pasid: number) {
+      if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(true);
     },
     /** mock_domain_hw_info */
     hwInfo(inType: number): [number, Uint8Array] {

@@ -304,6 +304,39 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (iotlbId > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || nested.domain.data[iotlbId] !== u.u32(o('check_iotlb', 'iotlb'))) kerr(ERRNO.EINVAL);
       return;
     }
+    case IOMMU_TEST_OP.PASID_ATTACH: {
+      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
+      const ptId = deviceAttach(sobj.idev, u.u32(o('pasid_attach', 'pasid')), u.u32(o('pasid_attach', 'pt_id')));
+      u.setU32(o('pasid_attach', 'pt_id'), ptId);
+      u.respond();
+      return;
+    }
+    case IOMMU_TEST_OP.PASID_REPLACE: {
+      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
+      const ptId = deviceReplace(sobj.idev, u.u32(o('pasid_replace', 'pasid')), u.u32(o('pasid_replace', 'pt_id')));
+      u.setU32(o('pasid_replace', 'pt_id'), ptId);
+      u.respond();
+      return;
+    }
+    case IOMMU_TEST_OP.PASID_DETACH:
+      deviceDetach(ctx.get<SelftestDevice>(id, 'SELFTEST').idev, u.u32(o('pasid_detach', 'pasid')));
+      return;
+    case IOMMU_TEST_OP.PASID_CHECK_HWPT: {
+      // iommufd_test_pasid_check_hwpt: hwpt_id 0 asks "detached?"
+      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
+      const pasid = u.u32(o('pasid_check', 'pasid'));
+      const attached = sobj.idev.group.pasidAttach.get(pasid)?.hwpt ?? null;
+      const hwptId = u.u32(o('pasid_check', 'hwpt_id'));
+      if (!hwptId) {
+        if (attached) kerr(ERRNO.EINVAL);
+        return;
+      }
+      const e = ctx.entry(hwptId);
+      if (!e) kerr(ERRNO.ENOENT);
+      if (e.type !== 'HWPT_PAGING' && e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
+      if (attached?.domain !== (e.obj as HwptPaging | HwptNested).domain) kerr(ERRNO.EINVAL);
+      return;
+    }
     case IOMMU_TEST_OP.DEV_CHECK_CACHE: {
       // iommufd_test_dev_check_cache: a mock device's cache slot holds the value
       const idev = ctx.get<IommufdDevice>(id, 'DEVICE');
