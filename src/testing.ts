@@ -98,6 +98,17 @@ export class IommufdTest {
     return { stdevId: c.dv.getUint32(o.out_stdev_id!, true), hwptId: c.dv.getUint32(o.out_hwpt_id!, true), idevId: c.dv.getUint32(o.out_idev_id!, true) };
   }
 
+  /** TRIGGER_IOPF: the mock device raises a page request (grpid, perm, addr) on a PASID (0: the RID). */
+  triggerIopf(idevId: number, pasid: number, opts: { grpid?: number; perm?: number; addr?: bigint } = {}): void {
+    this.run(IOMMU_TEST_OP.TRIGGER_IOPF, 0, (c, o) => {
+      c.dv.setUint32(o('trigger_iopf', 'dev_id'), idevId, true);
+      c.dv.setUint32(o('trigger_iopf', 'pasid'), pasid, true);
+      c.dv.setUint32(o('trigger_iopf', 'grpid'), opts.grpid ?? 2, true);
+      c.dv.setUint32(o('trigger_iopf', 'perm'), opts.perm ?? 3, true);
+      c.dv.setBigUint64(o('trigger_iopf', 'addr'), opts.addr ?? 0xdeadbeafn, true);
+    });
+  }
+
   /** PASID_ATTACH: attach the mock device's PASID to an IOAS or HWPT; returns the HWPT id. */
   pasidAttach(stdevId: number, pasid: number, ptId: number): number {
     const c = this.run(IOMMU_TEST_OP.PASID_ATTACH, stdevId, (c, o) => {

@@ -114,8 +114,10 @@ export interface IommuDriverOps {
   capable(cap: 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking' | 'pci-ats'): boolean;
   /** domain_alloc_paging_flags: the HWPT flags left after FAULT_ID_VALID; user data if any. */
   allocPaging(flags: number, data: UserData | null): PagingDomain;
-  /** domain_alloc_nested (absent: EOPNOTSUPP). */
-  allocNested?(parent: PagingDomain, flags: number, data: UserData): NestedDomain;
+  /** domain_alloc_nested, or a vIOMMU's alloc_domain_nested when `viommu` is given (absent: EOPNOTSUPP). */
+  allocNested?(parent: PagingDomain, flags: number, data: UserData, viommu?: object): NestedDomain;
+  /** vIOMMU types the driver can make (get_viommu_size != 0). */
+  readonly viommuTypes?: readonly number[];
   /** attach_dev / set_dev_pasid: the driver may refuse (EINVAL = incompatible). */
   attachDev(domain: PagingDomain | NestedDomain, pasid: number | null): void;
   /** The blocking domain's set_dev_pasid (a PASID detached): drivers may track it. */

@@ -11,7 +11,7 @@ import type { IommufdDevice } from './iommufd_device.js';
 
 const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1;
 import { kerr } from './errno.js';
-import type { Handler, IommufdCtx, SimObject } from './main.js';
+import type { Handler, IommufdCtx } from './main.js';
 import type { Ucmd } from './ucmd.js';
 
 /**
@@ -50,27 +50,6 @@ function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
   u.respond();
 }
 
-const Q = IOCTLS.FAULT_QUEUE_ALLOC.struct.off;
-class FaultObject implements SimObject {
-  destroy(): void {}
-}
-function faultQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(Q.flags!)) kerr(ERRNO.EOPNOTSUPP);
-  const fault = new FaultObject();
-  const id = ctx.add('FAULT', fault);
-  ctx.hold();
-  const fd = ctx.proc.installFd({ kind: 'fault', release: () => ctx.release() });
-  u.setU32(Q.out_fault_id!, id);
-  u.setU32(Q.out_fault_fd!, fd);
-  u.respond();
-}
-
-const A = IOCTLS.VIOMMU_ALLOC.struct.off;
-function viommuAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(A.flags!) || u.u32(A.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
-  lookup(u.u32(A.dev_id!));
-}
-
 const D = IOCTLS.VDEVICE_ALLOC.struct.off;
 function vdeviceAlloc(ctx: IommufdCtx, u: Ucmd): void {
   lookup(u.u32(D.viommu_id!));
@@ -100,8 +79,6 @@ function noiommuGetPa(): void {
 
 export const deviceHandlers: Record<string, Handler> = {
   IOMMU_GET_HW_INFO: getHwInfo,
-  IOMMU_FAULT_QUEUE_ALLOC: faultQueueAlloc,
-  IOMMU_VIOMMU_ALLOC: viommuAlloc,
   IOMMU_VDEVICE_ALLOC: vdeviceAlloc,
   IOMMU_VEVENTQ_ALLOC: veventqAlloc,
   IOMMU_HW_QUEUE_ALLOC: hwQueueAlloc,

@@ -281,6 +281,8 @@ export class PagingDomain implements DmaTarget {
  */
 export class NestedDomain implements DmaTarget {
   readonly kind = 'nested' as const;
+  /** The vIOMMU it was allocated on, if any. */
+  viommu: object | null = null;
   constructor(
     readonly owner: object,
     readonly parent: PagingDomain,

@@ -7,6 +7,8 @@
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS, IOMMU_HWPT_FAULT_ID_VALID } from '../../ioasid/uapi.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
+import type { FaultQueue } from './eventq.js';
+import { viommuNestedAlloc, type Viommu } from './viommu.js';
 import { kerr, KernelErrno } from './errno.js';
 import type { IoasObject } from './ioas.js';
 import { hwptNestedAlloc, hwptPagingAlloc, NO_PASID, type IommufdDevice } from './iommufd_device.js';
@@ -58,7 +60,8 @@ export class HwptPaging implements SimObject {
   domain!: PagingDomain;
   autoDomain = false;
   enforceCc = false;
-  faultId = 0;
+  /** The fault queue its I/O page faults go to (IOMMU_HWPT_FAULT_ID_VALID), if any. */
+  fault: FaultQueue | null = null;
   constructor(
     readonly ctx: IommufdCtx,
     readonly ioas: IoasObject,
@@ -78,18 +81,20 @@ export class HwptPaging implements SimObject {
       this.ioas.iopt.removeDomain(this.domain);
     }
     this.ctx.ref(this.ioas.id, -1);
-    if (this.faultId) this.ctx.ref(this.faultId, -1);
+    if (this.fault) this.ctx.ref(this.fault.id, -1);
   }
 }
 
 export class HwptNested implements SimObject {
   id = 0;
   domain!: NestedDomain;
-  faultId = 0;
+  fault: FaultQueue | null = null;
   constructor(
     readonly ctx: IommufdCtx,
     readonly parent: HwptPaging,
     readonly pasidCompat: boolean,
+    /** Allocated on a vIOMMU (which it holds instead of the parent). */
+    readonly viommu: Viommu | null = null,
   ) {}
 
   get paging(): null {
@@ -97,8 +102,8 @@ export class HwptNested implements SimObject {
   }
 
   destroy(): void {
-    this.ctx.ref(this.parent.id, -1);
-    if (this.faultId) this.ctx.ref(this.faultId, -1);
+    this.ctx.ref(this.viommu ? this.viommu.id : this.parent.id, -1);
+    if (this.fault) this.ctx.ref(this.fault.id, -1);
   }
 }
 
@@ -123,19 +128,21 @@ function hwptAlloc(ctx: IommufdCtx, u: Ucmd): void {
     hwpt = hwptPagingAlloc(idev, pt.obj as IoasObject, NO_PASID, flags, false, len ? data : null);
   } else if (pt.type === 'HWPT_PAGING') {
     hwpt = hwptNestedAlloc(idev, pt.obj as HwptPaging, flags, data);
+  } else if (pt.type === 'VIOMMU') {
+    hwpt = viommuNestedAlloc(idev, pt.obj as Viommu, flags, data);
   } else {
     return kerr(ERRNO.EINVAL);
   }
   if (flags & IOMMU_HWPT_FAULT_ID_VALID) {
-    const faultId = u.u32(H.fault_id!);
+    let fault: FaultQueue;
     try {
-      ctx.get(faultId, 'FAULT');
+      fault = ctx.get<FaultQueue>(u.u32(H.fault_id!), 'FAULT');
     } catch (e) {
       ctx.remove(hwpt.id);
       throw e;
     }
-    hwpt.faultId = faultId;
-    ctx.ref(faultId, 1);
+    hwpt.fault = fault;
+    ctx.ref(fault.id, 1);
   }
   u.setU32(H.out_hwpt_id!, hwpt.id);
   u.respond();

@@ -22,6 +22,8 @@ export const NO_PASID = 0;
 
 interface Attach {
   hwpt: Hwpt | null;
+  /** The current attach handle: faults delivered through it are answered when it goes. */
+  handle: object;
   readonly devices: Map<number, IommufdDevice>;
 }
 
@@ -98,6 +100,22 @@ function releaseDmaOwner(group: SimGroup): void {
 }
 
 // ---- bind / unbind -----------------------------------------------------------------------------
+
+/**
+ * find_fault_handler (io-pgfault.c): the attachment a page request lands on: the PASID's, else
+ * (drivers with a user-managed PASID table) the RID's nested domain; only a HWPT with a fault
+ * queue takes it.
+ */
+export function faultTarget(idev: IommufdDevice, pasid: number | null, userPasidTable: boolean): { hwpt: Hwpt; handle: object } | null {
+  const g = idev.group;
+  let a = pasid === null ? g.pasidAttach.get(NO_PASID) : g.pasidAttach.get(pasid);
+  if (pasid !== null && !a?.hwpt) {
+    const rid = g.pasidAttach.get(NO_PASID);
+    a = userPasidTable && rid?.hwpt instanceof HwptNested ? rid : undefined;
+  }
+  if (!a?.hwpt || !a.hwpt.fault) return null;
+  return { hwpt: a.hwpt, handle: a.handle };
+}
 
 /** iommufd_device_bind */
 export function deviceBind(ctx: IommufdCtx, dev: SimDevice, holdsCtx: boolean): IommufdDevice {
@@ -211,7 +229,7 @@ function doAttach(idev: IommufdDevice, pasid: number, hwpt: Hwpt): null {
 export function hwptAttach(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   const g = idev.group;
   const existing = g.pasidAttach.get(pasid);
-  const attach: Attach = existing ?? { hwpt: null, devices: new Map() };
+  const attach: Attach = existing ?? { hwpt: null, handle: {}, devices: new Map() };
   if (attach.devices.has(idev.id)) kerr(ERRNO.EBUSY);
   if (attach.hwpt && attach.hwpt !== hwpt) kerr(ERRNO.EINVAL);
   const paging = hwpt.paging;
@@ -241,6 +259,7 @@ function hwptDetach(idev: IommufdDevice, pasid: number): Hwpt | null {
   if (!attach.devices.size) {
     detachDevice(idev, pasid);
     g.pasidAttach.delete(pasid);
+    hwpt.fault?.autoRespond(attach.handle);
   }
   const paging = hwpt.paging;
   if (paging && pasid === NO_PASID) paging.ioas.iopt.removeReserved(idev);
@@ -282,6 +301,9 @@ function doReplace(idev: IommufdDevice, pasid: number, hwpt: Hwpt): Hwpt | null 
     for (const d of attach.devices.values()) oldPaging.ioas.iopt.removeReserved(d);
   }
   attach.hwpt = hwpt;
+  const oldHandle = attach.handle;
+  attach.handle = {};
+  old.fault?.autoRespond(oldHandle);
   // The device_array's references move to the new HWPT; one stays on the old for the caller to put.
   const n = attach.devices.size;
   for (let i = 0; i < n; i++) idev.ctx.ref(hwpt.id, 1);

@@ -20,14 +20,16 @@ import { AccountMode } from './pages.js';
 import type { SimFile, SimProcess } from './process.js';
 import { selftestHandler } from './selftest.js';
 import { deviceHandlers } from './device_ioctls.js';
+import { eventqHandlers } from './eventq.js';
 import { hwptHandlers } from './hw_pagetable.js';
+import { viommuHandlers } from './viommu.js';
 import type { IommufdGroup } from './iommufd_device.js';
 import { Ucmd } from './ucmd.js';
 import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
 enableMapSet();
 
-export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'SELFTEST';
+export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'SELFTEST';
 
 /** Anything the table holds; destroy() runs once the last reference is gone. */
 export interface SimObject {
@@ -250,6 +252,8 @@ function buildOps(selftest: boolean): (readonly [IoctlDesc, Handler] | undefined
     ...ioasHandlers,
     ...deviceHandlers,
     ...hwptHandlers,
+    ...eventqHandlers,
+    ...viommuHandlers,
   };
   const ops: (readonly [IoctlDesc, Handler] | undefined)[] = [];
   for (const d of Object.values(IOCTLS)) {

@@ -24,6 +24,9 @@ import { PAGE_SIZE } from './mm.js';
 
 export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
 
+/** IOMMU_VIOMMU_TYPE_SELFTEST */
+const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+
 /**
  * The AMDv1-format table the mock uses (generic_pt amdv1 with a 2 KiB granule): every power of
  * two from 2 KiB up to 2^51, but 512 GiB (amdv1pt_possible_sizes).
@@ -171,17 +174,22 @@ function mockOps(dev: MockDevice): IommuDriverOps {
       return kerr(ERRNO.EOPNOTSUPP);
     },
     /** mock_domain_alloc_nested */
-    allocNested(parent: PagingDomain, flags: number, data: UserData): NestedDomain {
-      if (flags & ~IOMMU_HWPT_ALLOC_PASID) kerr(ERRNO.EOPNOTSUPP);
+    allocNested(parent: PagingDomain, flags: number, data: UserData, viommu?: object): NestedDomain {
+      if (!viommu && flags & ~IOMMU_HWPT_ALLOC_PASID) kerr(ERRNO.EOPNOTSUPP);
       if (parent.kind !== 'paging' || !isMockPaging(parent)) kerr(ERRNO.EINVAL);
       if (data.type !== IOMMU_HWPT_DATA_SELFTEST) kerr(ERRNO.EOPNOTSUPP);
       const cfg = data.read(IOMMU_HWPT_DATA_SELFTEST, 8, 4);
       const iotlb = new Uint32Array(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(new DataView(cfg.buffer).getUint32(0, true));
-      return new NestedDomain(MOCK_OPS, parent, invalidateNested(iotlb), iotlb);
+      const d = new NestedDomain(MOCK_OPS, parent, invalidateNested(iotlb), iotlb);
+      d.viommu = viommu ?? null;
+      return d;
     },
+    viommuTypes: [IOMMU_VIOMMU_TYPE_SELFTEST],
     /** mock_domain_nop_attach / mock_domain_set_dev_pasid_nop */
     attachDev(domain, pasid) {
       if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
+      // a nested domain on a vIOMMU needs the device's vDEVICE (iommufd_viommu_get_vdev_id); none are modelled
+      if (domain.kind === 'nested' && domain.viommu) kerr(ERRNO.ENOENT);
       if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(false);
     },
     blockPasid(pasid: number) {

@@ -13,7 +13,8 @@ import {
 } from '../../ioasid/uapi.js';
 import type { HwptNested, HwptPaging } from './hw_pagetable.js';
 import { kerr } from './errno.js';
-import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, NO_PASID, type IommufdDevice } from './iommufd_device.js';
+import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from './eventq.js';
+import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, faultTarget, NO_PASID, type IommufdDevice } from './iommufd_device.js';
 import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
@@ -335,6 +336,28 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (!e) kerr(ERRNO.ENOENT);
       if (e.type !== 'HWPT_PAGING' && e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
       if (attached?.domain !== (e.obj as HwptPaging | HwptNested).domain) kerr(ERRNO.EINVAL);
+      return;
+    }
+    case IOMMU_TEST_OP.TRIGGER_IOPF: {
+      // iommufd_test_trigger_iopf -> iommu_report_device_fault: a one-fault group (LAST_PAGE)
+      const idev = ctx.get<IommufdDevice>(u.u32(o('trigger_iopf', 'dev_id')), 'DEVICE');
+      if (!(idev.dev instanceof MockDevice)) kerr(ERRNO.EINVAL);
+      const pasid = u.u32(o('trigger_iopf', 'pasid'));
+      const t = faultTarget(idev, pasid === NO_PASID ? null : pasid, true);
+      if (!t) return; // no handler: the request is answered INVALID by the IOMMU core, nothing queued
+      t.hwpt.fault!.enqueue({
+        faults: [{
+          flags: IOMMU_PGFAULT_FLAGS_LAST_PAGE | (pasid === NO_PASID ? 0 : IOMMU_PGFAULT_FLAGS_PASID_VALID),
+          pasid,
+          grpid: u.u32(o('trigger_iopf', 'grpid')),
+          perm: u.u32(o('trigger_iopf', 'perm')),
+          addr: u.u64(o('trigger_iopf', 'addr')),
+        }],
+        devId: idev.id,
+        handle: t.handle,
+        cookie: 0,
+        response: null,
+      });
       return;
     }
     case IOMMU_TEST_OP.DEV_CHECK_CACHE: {
