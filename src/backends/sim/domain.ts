@@ -52,6 +52,8 @@ export class PagingDomain implements DmaTarget {
   private readonly leaves = new Map<number, Leaf>();
   /** Entries present. */
   mapped = 0;
+  /** Empty leaves kept for reuse (a table page freed and allocated again on the next map). */
+  private readonly spare: Leaf[] = [];
   /** IOTLB invalidations issued (iotlb_sync / flush), for tests and benchmarks. */
   flushes = 0;
 
@@ -121,10 +123,15 @@ export class PagingDomain implements DmaTarget {
     }
   }
 
+  private release(key: number, leaf: Leaf): void {
+    this.leaves.delete(key);
+    if (this.spare.length < 16) this.spare.push(leaf);
+  }
+
   private setUnit(u: number, store: PageStore, off: number, prot: number, lg2: number): void {
     const key = Math.floor(u / LEAF);
     let leaf = this.leaves.get(key);
-    if (!leaf) this.leaves.set(key, (leaf = new Leaf()));
+    if (!leaf) this.leaves.set(key, (leaf = this.spare.pop() ?? new Leaf()));
     const slot = u - key * LEAF;
     if (!leaf.flags[slot]) {
       leaf.used++;
@@ -173,7 +180,7 @@ export class PagingDomain implements DmaTarget {
           leaf.used--;
           this.mapped--;
         }
-        if (!leaf.used) this.leaves.delete(key);
+        if (!leaf.used) this.release(key, leaf);
       }
       u = stop + 1;
     }
