@@ -13,6 +13,7 @@
 import { ERRNO } from '../../ioasid/errors.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
 import type { UserData } from './hw_pagetable.js';
+import type { Viommu } from './viommu.js';
 import { bindForVfio } from './iommufd_device.js';
 import type { IommufdCtx } from './main.js';
 
@@ -118,6 +119,11 @@ export interface IommuDriverOps {
   allocNested?(parent: PagingDomain, flags: number, data: UserData, viommu?: object): NestedDomain;
   /** vIOMMU types the driver can make (get_viommu_size != 0). */
   readonly viommuTypes?: readonly number[];
+  /**
+   * The vIOMMU's cache_invalidate (IOMMU_HWPT_INVALIDATE on a vIOMMU id): returns the entries
+   * handled; on failure throws a KernelErrno carrying `done`.
+   */
+  viommuInvalidate?(viommu: Viommu, type: number, entries: Uint8Array[]): number;
   /** attach_dev / set_dev_pasid: the driver may refuse (EINVAL = incompatible). */
   attachDev(domain: PagingDomain | NestedDomain, pasid: number | null): void;
   /** The blocking domain's set_dev_pasid (a PASID detached): drivers may track it. */

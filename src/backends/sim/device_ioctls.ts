@@ -50,11 +50,6 @@ function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
   u.respond();
 }
 
-const D = IOCTLS.VDEVICE_ALLOC.struct.off;
-function vdeviceAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  lookup(u.u32(D.viommu_id!));
-}
-
 const E = IOCTLS.VEVENTQ_ALLOC.struct.off;
 function veventqAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(E.flags!) || u.u32(E.__reserved!) || u.u32(E.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
@@ -79,7 +74,6 @@ function noiommuGetPa(): void {
 
 export const deviceHandlers: Record<string, Handler> = {
   IOMMU_GET_HW_INFO: getHwInfo,
-  IOMMU_VDEVICE_ALLOC: vdeviceAlloc,
   IOMMU_VEVENTQ_ALLOC: veventqAlloc,
   IOMMU_HW_QUEUE_ALLOC: hwQueueAlloc,
   IOMMU_IOAS_NOIOMMU_GET_PA: noiommuGetPa,

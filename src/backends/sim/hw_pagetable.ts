@@ -222,9 +222,16 @@ function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
     if (num && (!uptr || !len || len > PAGE_SIZE || num > 1 << 19)) kerr(ERRNO.EINVAL);
     const e = ctx.entry(u.u32(V.hwpt_id!));
     if (!e) kerr(ERRNO.ENOENT);
-    if (e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
-    const nested = e.obj as HwptNested;
-    const inv = nested.domain.invalidate;
+    let inv: ((type: number, entries: Uint8Array[]) => number) | null | undefined;
+    if (e.type === 'HWPT_NESTED') {
+      inv = (e.obj as HwptNested).domain.invalidate;
+    } else if (e.type === 'VIOMMU') {
+      const viommu = e.obj as Viommu;
+      const op = viommu.ops.viommuInvalidate;
+      inv = op && ((type, entries) => op.call(viommu.ops, viommu, type, entries));
+    } else {
+      kerr(ERRNO.EINVAL);
+    }
     if (!inv) kerr(ERRNO.EOPNOTSUPP);
     const entries: Uint8Array[] = [];
     for (let i = 0; i < num; i++) {

@@ -16,6 +16,7 @@ import { KernelErrno, kerr } from './errno.js';
 import { HwptNested, HwptPaging, type Hwpt, type UserData } from './hw_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
+import type { Vdevice } from './viommu.js';
 
 /** IOMMU_NO_PASID: the RID itself. */
 export const NO_PASID = 0;
@@ -38,6 +39,8 @@ export class IommufdDevice implements SimObject {
   id = 0;
   igroup: IommufdGroup | null = null;
   enforceCc = false;
+  /** Its vDEVICE in a vIOMMU, if any (idev->vdev). */
+  vdev: Vdevice | null = null;
 
   constructor(
     readonly ctx: IommufdCtx,
@@ -46,8 +49,9 @@ export class IommufdDevice implements SimObject {
     readonly holdsCtx: boolean,
   ) {}
 
-  /** iommufd_device_destroy */
+  /** iommufd_device_pre_destroy + iommufd_device_destroy: a vDEVICE still there becomes a tombstone. */
   destroy(): void {
+    if (this.vdev) this.ctx.tombstone(this.vdev.id);
     const g = this.igroup;
     if (!g) return;
     releaseDmaOwner(this.dev.group);

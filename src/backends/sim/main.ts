@@ -29,7 +29,7 @@ import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
 enableMapSet();
 
-export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'SELFTEST';
+export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'VDEVICE' | 'SELFTEST';
 
 /** Anything the table holds; destroy() runs once the last reference is gone. */
 export interface SimObject {
@@ -124,6 +124,19 @@ export class IommufdCtx implements SimFile {
 
   entry(id: number): ObjEntry | undefined {
     return this.objects.get(id) ?? undefined;
+  }
+
+  /**
+   * iommufd_object_tombstone_user: destroy an object but keep its id taken (DESTROY answers
+   * ENOENT) until the context closes, as the kernel does for a vDEVICE whose device went away.
+   */
+  tombstone(id: number): void {
+    const e = this.objects.get(id);
+    if (!e) return;
+    this.objects = produce(this.objects, (d) => {
+      d.set(id, null);
+    });
+    e.obj.destroy();
   }
 
   /** Take (+1) or drop (-1) a long-term reference from a dependent object. */

@@ -20,6 +20,7 @@ import type {
 import { NestedDomain, PagingDomain } from './domain.js';
 import { KernelErrno, kerr } from './errno.js';
 import type { UserData } from './hw_pagetable.js';
+import type { Viommu } from './viommu.js';
 import { PAGE_SIZE } from './mm.js';
 
 export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
@@ -185,11 +186,12 @@ function mockOps(dev: MockDevice): IommuDriverOps {
       return d;
     },
     viommuTypes: [IOMMU_VIOMMU_TYPE_SELFTEST],
+    viommuInvalidate: mockViommuInvalidate,
     /** mock_domain_nop_attach / mock_domain_set_dev_pasid_nop */
     attachDev(domain, pasid) {
       if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
-      // a nested domain on a vIOMMU needs the device's vDEVICE (iommufd_viommu_get_vdev_id); none are modelled
-      if (domain.kind === 'nested' && domain.viommu) kerr(ERRNO.ENOENT);
+      // a nested domain on a vIOMMU needs the device's vDEVICE there (iommufd_viommu_get_vdev_id: ENOENT)
+      if (domain.kind === 'nested' && domain.viommu) (domain.viommu as Viommu).vdevIdOf(dev);
       if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(false);
     },
     blockPasid(pasid: number) {
@@ -231,4 +233,41 @@ function invalidateNested(iotlb: Uint32Array) {
     }
     return done;
   };
+}
+
+const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+
+/**
+ * mock_viommu_cache_invalidate over struct iommu_viommu_invalidate_selftest { flags; vdev_id;
+ * cache_id; }: clears cache slots of the mock device behind each vdev_id.
+ */
+function mockViommuInvalidate(viommu: Viommu, type: number, entries: Uint8Array[]): number {
+  if (entries.length === 0 && type === IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST) return 0;
+  let done = 0;
+  const fail = (errno: number): never => {
+    const e = new KernelErrno(errno) as KernelErrno & { done: number };
+    e.done = done;
+    throw e;
+  };
+  // iommu_copy_struct_from_full_user_array: type, then each entry as copy_struct_from_user
+  if (type !== IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST || !entries.length) fail(ERRNO.EINVAL);
+  const cmds = entries.map((raw) => {
+    if (raw.length > 12 && raw.subarray(12).some((b) => b !== 0)) fail(ERRNO.E2BIG);
+    const b = new Uint8Array(12);
+    b.set(raw.subarray(0, 12));
+    return new DataView(b.buffer);
+  });
+  for (const dv of cmds) {
+    const flags = dv.getUint32(0, true);
+    const vdevId = dv.getUint32(4, true);
+    const cacheId = dv.getUint32(8, true);
+    if (flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL) fail(ERRNO.EOPNOTSUPP);
+    if (cacheId > 3) fail(ERRNO.EINVAL);
+    const dev = viommu.findDev(BigInt(vdevId));
+    if (!(dev instanceof MockDevice)) fail(ERRNO.EINVAL);
+    if (flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) (dev as MockDevice).cache.fill(0);
+    else (dev as MockDevice).cache[cacheId] = 0;
+    done++;
+  }
+  return done;
 }
