@@ -109,6 +109,11 @@ export class IommufdTest {
     });
   }
 
+  /** TRIGGER_VEVENT: the mock device reports a vEVENT (its virt_id) to its vIOMMU's SELFTEST queue. */
+  triggerVevent(idevId: number): void {
+    this.run(IOMMU_TEST_OP.TRIGGER_VEVENT, 0, (c, o) => c.dv.setUint32(o('trigger_vevent', 'dev_id'), idevId, true));
+  }
+
   /** PASID_ATTACH: attach the mock device's PASID to an IOAS or HWPT; returns the HWPT id. */
   pasidAttach(stdevId: number, pasid: number, ptId: number): number {
     const c = this.run(IOMMU_TEST_OP.PASID_ATTACH, stdevId, (c, o) => {

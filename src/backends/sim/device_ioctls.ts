@@ -50,14 +50,6 @@ function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
   u.respond();
 }
 
-const E = IOCTLS.VEVENTQ_ALLOC.struct.off;
-function veventqAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(E.flags!) || u.u32(E.__reserved!) || u.u32(E.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
-  const depth = u.u32(E.veventq_depth!);
-  if (!depth || depth > 1 << 19) kerr(ERRNO.EINVAL);
-  lookup(u.u32(E.viommu_id!));
-}
-
 const W = IOCTLS.HW_QUEUE_ALLOC.struct.off;
 function hwQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(W.flags!) || u.u32(W.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
@@ -74,7 +66,6 @@ function noiommuGetPa(): void {
 
 export const deviceHandlers: Record<string, Handler> = {
   IOMMU_GET_HW_INFO: getHwInfo,
-  IOMMU_VEVENTQ_ALLOC: veventqAlloc,
   IOMMU_HW_QUEUE_ALLOC: hwQueueAlloc,
   IOMMU_IOAS_NOIOMMU_GET_PA: noiommuGetPa,
 };

@@ -11,6 +11,7 @@ import { kerr } from './errno.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { SimFile } from './process.js';
 import type { Ucmd } from './ucmd.js';
+import type { Viommu } from './viommu.js';
 
 export const IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0;
 export const IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1;
@@ -157,6 +158,116 @@ function faultQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   u.respond();
 }
 
+// ---- vEVENTQ: a vIOMMU's event queue (IOMMUFD_OBJ_VEVENTQ) ---------------------------------------
+
+export const IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 << 0;
+const VEVENT_HEADER = 8; // struct iommufd_vevent_header { flags; sequence; }
+const INT_MAX = 0x7fff_ffff;
+
+interface Vevent {
+  lost: boolean;
+  sequence: number;
+  data: Uint8Array;
+}
+
+/**
+ * A vEVENTQ: events a vIOMMU reports for its vDEVICEs (a header with a sequence number, then the
+ * driver's record). At most `depth` events wait; beyond that a single LOST_EVENTS header stands
+ * at the tail (re-sequenced as more are lost) until a read drains the queue.
+ */
+export class VeventQueue implements SimObject, SimFile {
+  readonly kind = 'veventq';
+  id = 0;
+  private readonly deliver: Vevent[] = [];
+  private readonly lostHeader: Vevent = { lost: true, sequence: 0, data: new Uint8Array(0) };
+  private numEvents = 0;
+  private sequence = 0;
+
+  constructor(
+    readonly ctx: IommufdCtx,
+    readonly viommu: Viommu,
+    readonly type: number,
+    readonly depth: number,
+  ) {}
+
+  /** iommufd_viommu_report_event: queue an event, or mark events lost when full. */
+  report(data: Uint8Array): void {
+    let v: Vevent;
+    if (this.numEvents === this.depth) {
+      v = this.lostHeader;
+    } else {
+      v = { lost: false, sequence: 0, data: data.slice() };
+      this.numEvents++;
+    }
+    // iommufd_vevent_handler: a lost header at the tail moves (or is re-sequenced)
+    if (this.deliver[this.deliver.length - 1] === this.lostHeader) this.deliver.pop();
+    this.deliver.push(v);
+    v.sequence = this.sequence;
+    this.sequence = (this.sequence + 1) & INT_MAX;
+  }
+
+  /** iommufd_veventq_fops_read */
+  read(buf: Uint8Array): number {
+    if (buf.length < VEVENT_HEADER) kerr(ERRNO.EINVAL);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+    let done = 0;
+    while (this.deliver.length) {
+      const cur = this.deliver[0]!;
+      if (done >= buf.length || VEVENT_HEADER > buf.length - done) break;
+      if (!cur.lost && VEVENT_HEADER + cur.data.length > buf.length - done) {
+        if (done === 0) kerr(ERRNO.EINVAL);
+        break;
+      }
+      this.deliver.shift();
+      dv.setUint32(done, cur.lost ? IOMMU_VEVENTQ_FLAG_LOST_EVENTS : 0, true);
+      dv.setUint32(done + 4, cur.sequence, true);
+      done += VEVENT_HEADER;
+      buf.set(cur.data, done);
+      done += cur.data.length;
+      if (!cur.lost) this.numEvents--;
+    }
+    return done;
+  }
+
+  poll(): number {
+    return this.deliver.length ? POLLIN : 0;
+  }
+
+  release(): void {
+    this.ctx.ref(this.id, -1);
+    this.ctx.release();
+  }
+
+  /** iommufd_veventq_destroy */
+  destroy(): void {
+    this.deliver.length = 0;
+    const i = this.viommu.veventqs.indexOf(this);
+    if (i >= 0) this.viommu.veventqs.splice(i, 1);
+    this.ctx.ref(this.viommu.id, -1);
+  }
+}
+
+const E = IOCTLS.VEVENTQ_ALLOC.struct.off;
+/** IOMMU_VEVENTQ_ALLOC (iommufd_veventq_alloc): one queue per type per vIOMMU; the fd holds it. */
+function veventqAlloc(ctx: IommufdCtx, u: Ucmd): void {
+  const type = u.u32(E.type!);
+  if (u.u32(E.flags!) || u.u32(E.__reserved!) || type === 0) kerr(ERRNO.EOPNOTSUPP);
+  const depth = u.u32(E.veventq_depth!);
+  if (!depth || depth > 1 << 19) kerr(ERRNO.EINVAL);
+  const viommu = ctx.get<Viommu>(u.u32(E.viommu_id!), 'VIOMMU');
+  if (viommu.veventqs.some((q) => q.type === type)) kerr(ERRNO.EEXIST);
+  const q = new VeventQueue(ctx, viommu, type, depth);
+  q.id = ctx.add('VEVENTQ', q);
+  ctx.ref(viommu.id, 1);
+  viommu.veventqs.push(q);
+  ctx.ref(q.id, 1);
+  ctx.hold();
+  u.setU32(E.out_veventq_id!, q.id);
+  u.setU32(E.out_veventq_fd!, ctx.proc.installFd(q));
+  u.respond();
+}
+
 export const eventqHandlers = {
   IOMMU_FAULT_QUEUE_ALLOC: faultQueueAlloc,
+  IOMMU_VEVENTQ_ALLOC: veventqAlloc,
 };

@@ -29,7 +29,7 @@ import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
 enableMapSet();
 
-export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'VDEVICE' | 'SELFTEST';
+export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'VDEVICE' | 'VEVENTQ' | 'SELFTEST';
 
 /** Anything the table holds; destroy() runs once the last reference is gone. */
 export interface SimObject {

@@ -101,6 +101,9 @@ export class MockDevice implements SimDevice {
   readonly group: SimGroup;
   readonly iommu = new MockUnit();
   readonly ops: IommuDriverOps;
+  /** The vIOMMU and virt_id of the nested domain its RID is attached to (mdev->viommu, vdev_id). */
+  viommu: Viommu | null = null;
+  vdevId = 0n;
   /** The device's cache slots (mdev->cache), cleared by vIOMMU invalidations. */
   readonly cache = new Uint32Array(4).fill(0xbaddad); // MOCK_DEV_CACHE_NUM x IOMMU_TEST_DEV_CACHE_DEFAULT
   /** The "fake error on the second PASID 1024 attach" state (pasid_1024_fake_error). */
@@ -191,7 +194,12 @@ function mockOps(dev: MockDevice): IommuDriverOps {
     attachDev(domain, pasid) {
       if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
       // a nested domain on a vIOMMU needs the device's vDEVICE there (iommufd_viommu_get_vdev_id: ENOENT)
-      if (domain.kind === 'nested' && domain.viommu) (domain.viommu as Viommu).vdevIdOf(dev);
+      const viommu = domain.kind === 'nested' ? (domain.viommu as Viommu | null) : null;
+      const vdevId = viommu ? viommu.vdevIdOf(dev) : 0n;
+      if (pasid === null) {
+        dev.viommu = viommu;
+        dev.vdevId = vdevId;
+      }
       if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(false);
     },
     blockPasid(pasid: number) {

@@ -360,6 +360,16 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       });
       return;
     }
+    case IOMMU_TEST_OP.TRIGGER_VEVENT: {
+      // iommufd_test_trigger_vevent: struct iommu_viommu_event_selftest { virt_id; }
+      const idev = ctx.get<IommufdDevice>(u.u32(o('trigger_vevent', 'dev_id')), 'DEVICE');
+      const mdev = idev.dev as MockDevice;
+      if (!mdev.viommu || !mdev.vdevId) kerr(ERRNO.ENOENT);
+      const rec = new Uint8Array(4);
+      new DataView(rec.buffer).setUint32(0, Number(mdev.vdevId & 0xffff_ffffn), true);
+      mdev.viommu.reportEvent(0xbeefbeef /* IOMMU_VEVENTQ_TYPE_SELFTEST */, rec);
+      return;
+    }
     case IOMMU_TEST_OP.DEV_CHECK_CACHE: {
       // iommufd_test_dev_check_cache: a mock device's cache slot holds the value
       const idev = ctx.get<IommufdDevice>(id, 'DEVICE');

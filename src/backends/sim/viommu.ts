@@ -1,18 +1,19 @@
 /**
  * vIOMMU objects (viommu.c), as far as the sim models them: IOMMU_VIOMMU_ALLOC on a NEST_PARENT
  * paging HWPT, and nested HWPTs allocated on a vIOMMU. Not modelled yet: driver data on
- * allocation (the mock's mmap-able page), vEVENTQs and HW queues; those commands
+ * allocation (the mock's mmap-able page) and HW queues; those commands
  * validate their fields and then fail as documented in docs/backends.md.
  *
  * Modelled: IOMMU_VIOMMU_ALLOC without driver data, nested HWPTs on a vIOMMU, vDEVICEs (one per
- * device, unique virt_id per vIOMMU, left as a tombstone when their device goes) and vIOMMU
- * cache invalidation through IOMMU_HWPT_INVALIDATE.
+ * device, unique virt_id per vIOMMU, left as a tombstone when their device goes), vIOMMU
+ * cache invalidation through IOMMU_HWPT_INVALIDATE, and vEVENTQs (eventq.ts).
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID } from '../../ioasid/uapi.js';
 import { kerr } from './errno.js';
 import { HwptNested, type HwptPaging, type UserData } from './hw_pagetable.js';
 import type { IommuDriverOps, SimDevice } from './device.js';
+import type { VeventQueue } from './eventq.js';
 import type { IommufdDevice } from './iommufd_device.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { Ucmd } from './ucmd.js';
@@ -21,6 +22,8 @@ export class Viommu implements SimObject {
   id = 0;
   /** virt_id -> vDEVICE (viommu->vdevs). */
   readonly vdevs = new Map<bigint, Vdevice>();
+  /** Its event queues, one per type. */
+  readonly veventqs: VeventQueue[] = [];
   constructor(
     readonly ctx: IommufdCtx,
     readonly type: number,
@@ -33,6 +36,13 @@ export class Viommu implements SimObject {
 
   destroy(): void {
     this.ctx.ref(this.hwpt.id, -1);
+  }
+
+  /** iommufd_viommu_report_event: EOPNOTSUPP without a queue of that type. */
+  reportEvent(type: number, data: Uint8Array): void {
+    const q = this.veventqs.find((x) => x.type === type);
+    if (!q) kerr(ERRNO.EOPNOTSUPP);
+    q.report(data);
   }
 
   /** iommufd_viommu_find_dev */
