@@ -1,26 +1,16 @@
 /**
- * The device-side ioctls (hw_pagetable.c, device.c, viommu.c, eventq.c) as far as this slice
- * reaches: each validates its fields in the kernel's order and then looks up its device, HWPT or
- * vIOMMU. The sim machine has no devices yet (they arrive with the device/HWPT work), so that
- * lookup fails exactly as the kernel's does for an unknown id. FAULT_QUEUE_ALLOC needs no device
- * and is complete.
+ * Device-side ioctls that have no object kind of their own: IOMMU_GET_HW_INFO (device.c), the
+ * HW queue (viommu.c; not modelled past its vIOMMU lookup) and the NOIOMMU stub. Each validates
+ * its fields in the kernel's order first.
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS } from '../../ioasid/uapi.js';
-import type { IommufdDevice } from './iommufd_device.js';
-
-const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1;
 import { kerr } from './errno.js';
+import type { IommufdDevice } from './iommufd_device.js';
 import type { Handler, IommufdCtx } from './main.js';
 import type { Ucmd } from './ucmd.js';
 
-/**
- * Lookup of a DEVICE / HWPT / VIOMMU id: none can exist yet, and any other object (an IOAS) is
- * the wrong type, which the kernel's lookup also reports as ENOENT.
- */
-function lookup(_id: number): never {
-  return kerr(ERRNO.ENOENT);
-}
+const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1;
 
 const I = IOCTLS.GET_HW_INFO.struct.off;
 /** IOMMU_GET_HW_INFO (iommufd_get_hw_info) */
@@ -56,7 +46,8 @@ function hwQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   const length = u.u64(W.length!);
   if (!length) kerr(ERRNO.EINVAL);
   if (u.u64(W.nesting_parent_iova!) + length - 1n > 0xffff_ffff_ffff_ffffn) kerr(ERRNO.EOVERFLOW);
-  lookup(u.u32(W.viommu_id!));
+  ctx.get(u.u32(W.viommu_id!), 'VIOMMU');
+  kerr(ERRNO.EOPNOTSUPP); // HW queues are not modelled (docs/backends.md)
 }
 
 /** CONFIG_IOMMUFD_NOIOMMU is off in the test kernel: the stub answers EOPNOTSUPP. */
