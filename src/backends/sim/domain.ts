@@ -8,7 +8,7 @@
  * table: no per-page objects. Unit indexes are JS numbers (IOVA >> 11 < 2^53).
  */
 import { ERRNO } from '../../ioasid/errors.js';
-import type { DmaFault, DmaTarget } from './device.js';
+import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from './device.js';
 import { kerr } from './errno.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import { PAGE_SIZE, type PageStore } from './mm.js';
@@ -56,6 +56,12 @@ export class PagingDomain implements DmaTarget {
   private readonly spare: Leaf[] = [];
   /** IOTLB invalidations issued (iotlb_sync / flush), for tests and benchmarks. */
   flushes = 0;
+  private gen = 0;
+
+  /** Raised by every unmap: IOTLB entries filled before it are stale. Undefined while dirty tracking (see DmaTarget). */
+  get generation(): number | undefined {
+    return this.dirtyTracking ? undefined : this.gen;
+  }
 
   constructor(cfg: DomainConfig) {
     this.owner = cfg.owner;
@@ -185,6 +191,7 @@ export class PagingDomain implements DmaTarget {
       u = stop + 1;
     }
     this.flushes++;
+    this.gen++;
   }
 
   /** iova_to_phys: the store and byte offset an IOVA translates to, or null if not mapped. */
@@ -235,6 +242,38 @@ export class PagingDomain implements DmaTarget {
   }
 
   // ---- DMA (the machine's devices translate through here) ---------------------------------------
+
+  /**
+   * The IOMMU's page walk for one unit page (`pageShift` = the unit's smallest page): where its
+   * bytes are and whether DMA may write them. A unit page larger than this domain's entries must
+   * be backed contiguously; a write walk with dirty tracking on sets the IOPTE's dirty bit.
+   */
+  walk(pfn: number, pageShift: number, out: DmaPageWalk, write = false): DmaFaultReason | null {
+    const iova = pfn * 2 ** pageShift;
+    if (iova < Number(this.aperture.start) || iova + 2 ** pageShift - 1 > Number(this.aperture.last)) return 'aperture';
+    const first = Math.floor(iova / this.pageSize);
+    const n = Math.max(1, 2 ** (pageShift - this.shift));
+    const r = this.flagsRef(first);
+    if (!r) return 'not-present';
+    const [leaf, slot] = r;
+    const flags = leaf.flags[slot]!;
+    if (!(flags & IOMMU_READ)) return 'permission';
+    const store = leaf.stores[slot]!;
+    const off = leaf.offsets[slot]! + (iova % this.pageSize);
+    for (let k = 1; k < n; k++) {
+      const rk = this.flagsRef(first + k);
+      if (!rk) return 'not-present';
+      const [l2, s2] = rk;
+      if (l2.stores[s2] !== store || l2.offsets[s2] !== off + k * this.pageSize || (l2.flags[s2]! & 3) !== (flags & 3)) return 'not-present';
+    }
+    out.bytes = store.bytes;
+    out.offset = off;
+    out.writable = (flags & IOMMU_WRITE) !== 0;
+    if (write && out.writable && this.dirtyTracking) {
+      for (let k = 0; k < n; k++) this.markDirty(BigInt(first + k) << BigInt(this.shift));
+    }
+    return null;
+  }
 
   dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null {
     return this.dma(iova, dst, false);

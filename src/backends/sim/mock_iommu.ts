@@ -70,6 +70,9 @@ class MockUnit implements SimIommuUnit {
   readonly faults: DmaFault[] = [];
   readonly contexts = new Map<string, DmaTarget>();
 
+  /** The mock caches nothing: every DMA goes to the domain. */
+  flushIotlb(): void {}
+
   setTranslation(rid: number, pasid: number | null, target: DmaTarget | null): void {
     const key = `${rid}/${pasid ?? '-'}`;
     if (target) this.contexts.set(key, target);
