@@ -200,10 +200,9 @@ function invalidateNested(iotlb: Uint32Array) {
     };
     if (type !== IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) fail(ERRNO.EINVAL);
     for (const raw of entries) {
-      // iommu_copy_struct_from_user_array: entry_len below offsetofend(iotlb_id) is EINVAL,
-      // non-zero bytes past the struct E2BIG.
-      if (raw.length < 8) fail(ERRNO.EINVAL);
-      if (raw.subarray(8).some((b) => b !== 0)) fail(ERRNO.E2BIG);
+      // iommu_copy_struct_from_user_array (__iommu_copy_struct_from_user): entry_len below
+      // offsetofend(iotlb_id) or above sizeof(struct iommu_hwpt_invalidate_selftest) is EINVAL.
+      if (raw.length < 8 || raw.length > 8) fail(ERRNO.EINVAL);
       const dv = new DataView(raw.buffer, raw.byteOffset, 8);
       const flags = dv.getUint32(0, true);
       const id = dv.getUint32(4, true);
