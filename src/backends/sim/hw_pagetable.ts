@@ -22,8 +22,8 @@ export interface UserData {
   readonly type: number;
   readonly len: number;
   /**
-   * iommu_copy_struct_from_user: EINVAL for another type or fewer than `minLen` bytes, E2BIG for
-   * non-zero bytes past `size`, EFAULT for unreadable memory; the struct zero-extended to `size`.
+   * iommu_copy_struct_from_user: EINVAL for another type, fewer than `minLen` or more than `size`
+   * bytes, EFAULT for unreadable memory; the struct zero-extended to `size`.
    */
   read(type: number, size: number, minLen: number): Uint8Array;
 }
@@ -34,7 +34,7 @@ export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: numbe
     len,
     read(want: number, size: number, minLen: number): Uint8Array {
       if (type !== want) kerr(ERRNO.EINVAL);
-      if (len < minLen) kerr(ERRNO.EINVAL);
+      if (len < minLen || size < len) kerr(ERRNO.EINVAL); // __iommu_copy_struct_from_user
       return copyStructFromUser(ctx, uptr, len, size);
     },
   };
