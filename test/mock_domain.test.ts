@@ -10,11 +10,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemFd, type Ioas, type UserMemory } from '../src/index.js';
 import { MAP_POPULATE } from '../src/backends/types.js';
 import { IOMMU_HWPT_ALLOC_NEST_PARENT } from '../src/ioasid/uapi.js';
-import { MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_PAGE_SIZE } from '../src/testing.js';
+import {
+  IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, MOCK_APERTURE_START,
+  MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_PAGE_SIZE,
+} from '../src/testing.js';
 import { BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, P, PAGE_SIZE, expectErrno, useIommufd } from './helpers.js';
 import {
-  IOMMU_HWPT_DATA_NONE, IOMMU_TEST_DEV_CACHE_DEFAULT, MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, devCheckCacheAll,
-  hwptAlloc, mmapAnon,
+  HWPT_SELFTEST_SIZE, INV_SELFTEST_SIZE, IOMMU_HWPT_DATA_NONE, IOMMU_TEST_DEV_CACHE_DEFAULT, MAP_HUGETLB,
+  MAP_SHARED_ANON, NO_HUGETLB, devCheckCacheAll, hwptAlloc, hwptInvalidate, mmapAnon,
 } from './selftest_utils.js';
 
 const PG = PAGE_SIZE;
@@ -271,5 +274,38 @@ describe.each(VARIANTS)(`iommufd_mock_domain $name [${BACKEND}]`, (variant) => {
       f.ctx.destroy(stddevId);
       f.ctx.destroy(hwptId[0]);
     }
+  });
+});
+
+/**
+ * Beyond the selftests: driver data longer than the driver's struct. The kernel's
+ * __iommu_copy_struct_from_user refuses `data_len > sizeof` with EINVAL before it would look at
+ * the tail (so never E2BIG), for HWPT_ALLOC data and for each HWPT_INVALIDATE entry alike.
+ */
+describe(`driver data longer than the driver's struct [${BACKEND}]`, () => {
+  const f = useIommufd();
+
+  it('HWPT_ALLOC nested data and HWPT_INVALIDATE entries past sizeof are EINVAL, zero tail or not', () => {
+    const ioas = f.ctx.allocIoas();
+    const d = f.test.mockDomain(ioas.id);
+    const parent = hwptAlloc(f.ctx, d.idevId, ioas.id, 0, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_NONE, null, 0);
+    const data = new Uint8Array(16);
+    new DataView(data.buffer).setUint32(0, IOMMU_TEST_IOTLB_DEFAULT, true);
+    const nested = (len: number) => hwptAlloc(f.ctx, d.idevId, parent, 0, 0, IOMMU_HWPT_DATA_SELFTEST, data, len);
+    for (const len of [HWPT_SELFTEST_SIZE + 1, 12, 16]) expectErrno(() => nested(len), 'EINVAL');
+    data[10] = 1;
+    expectErrno(() => nested(12), 'EINVAL');
+    const hwpt = nested(HWPT_SELFTEST_SIZE);
+
+    const n = { n: 1 };
+    const entry = new Uint8Array(16);
+    new DataView(entry.buffer).setUint32(4, 2, true); // iotlb_id 2
+    expectErrno(() => hwptInvalidate(f.ctx, hwpt, entry, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 16, n), 'EINVAL');
+    expect(n.n).toBe(0);
+    f.test.checkIotlb(hwpt, 2, IOMMU_TEST_IOTLB_DEFAULT);
+    n.n = 1;
+    hwptInvalidate(f.ctx, hwpt, entry, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n);
+    expect(n.n).toBe(1);
+    f.test.checkIotlb(hwpt, 2, 0);
   });
 });
