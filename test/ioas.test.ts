@@ -45,12 +45,6 @@ const VARIANTS: Variant[] = [
 /** 1 << (ffs(length) - 1): the alignment the kernel gives an automatic IOVA of this length. */
 const ffsAlign = (len: bigint) => len & -len;
 
-/**
- * The sim has no IOPF delivery yet: TRIGGER_IOPF and read/respond on a fault queue fd.
- * TODO(sim fault queues): run the step on the sim once it delivers IOPFs.
- */
-const NO_IOPF = BACKEND === 'sim' ? 'sim: no IOPF delivery on fault queues yet, trigger_iopf step left out' : null;
-
 describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
   const f = useIommufd();
   const self = { ioasId: 0, stdevId: 0, hwptId: 0, deviceId: 0, baseIova: 0n, devicePasidId: 0 };
@@ -92,7 +86,7 @@ describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
     }
   });
 
-  it(`alloc_hwpt_nested${variant.mockDomains && NO_IOPF ? ` (${NO_IOPF})` : ''}`, () => {
+  it('alloc_hwpt_nested', () => {
     const ctx = f.ctx;
     const minDataLen = 4; // offsetofend(struct iommu_hwpt_selftest, iotlb)
     const data = hwptSelftestData(IOMMU_TEST_IOTLB_DEFAULT);
@@ -260,8 +254,7 @@ describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
       f.test.mockDomainReplace(self.stdevId, iopfHwptId);
       expectErrno(() => destroy(iopfHwptId), 'EBUSY');
       // Trigger an IOPF on the device
-      // TODO(sim fault queues): the sim has no TRIGGER_IOPF / fault delivery yet; run it there too.
-      if (!NO_IOPF) triggerIopf(ctx, self.deviceId, 0x1, faultFd);
+      triggerIopf(ctx, self.deviceId, 0x1, faultFd);
 
       // Detach from nested_hwpt_id[1] and destroy it
       f.test.mockDomainReplace(self.stdevId, parentHwptId);
