@@ -40,6 +40,26 @@ export interface DmaFault {
 export interface DmaTarget {
   dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
   dmaWrite(iova: bigint, src: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
+  /**
+   * Optional page walk that lets the unit cache translations in its IOTLB: translate the IOVA page
+   * `pfn` (pages of 1 << `pageShift` bytes, the unit's smallest page) into `out`, or say why it
+   * cannot be reached. The page is backed by one contiguous range (iommufd keeps areas PAGE_SIZE
+   * aligned once a domain is attached). Without it the unit calls dmaRead/dmaWrite every time.
+   */
+  walk?(pfn: number, pageShift: number, out: DmaPageWalk): DmaFaultReason | null;
+  /**
+   * Optional with `walk`: raised whenever a translation is removed or narrowed (unmap). IOTLB
+   * entries filled under an older generation are not used: the domain's IOTLB invalidation.
+   */
+  readonly generation?: number;
+}
+
+/** What a page walk yields: the bytes backing one IOVA page and whether DMA may write them. */
+export interface DmaPageWalk {
+  bytes: Uint8Array;
+  /** Offset of the page's first byte in `bytes`. */
+  offset: number;
+  writable: boolean;
 }
 
 /** A device's view of its bus: every DMA it issues goes through here. */
@@ -81,6 +101,8 @@ export interface SimIommuUnit {
   port(rid: number): DmaPort;
   /** Faults recorded so far, oldest first (the hardware's fault log). */
   readonly faults: readonly DmaFault[];
+  /** Invalidate cached translations (all, or those filled from `target`): an IOTLB flush. */
+  flushIotlb(target?: DmaTarget): void;
 }
 
 /** An isolation group (iommu_group): DMA ownership is claimed and released for all members at once. */
