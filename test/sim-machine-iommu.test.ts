@@ -5,70 +5,16 @@
  * are the simulated machine's own parts, which the real kernel has no counterpart API for.
  */
 import { describe, expect, it } from 'vitest';
-import type { DmaFaultReason, DmaPageWalk, DmaTarget } from '../src/backends/sim/device.js';
+import type { DmaTarget } from '../src/backends/sim/device.js';
 import { IommuUnit } from '../src/backends/sim/machine/iommu.js';
 import { MOCK_APERTURE_LAST, MOCK_APERTURE_START, mockCaps, mockDeviceCaps, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID } from '../src/backends/sim/machine/mock_iommu.js';
 import { smmuv3Caps, smmuv3Registers } from '../src/backends/sim/machine/smmuv3.js';
 import { vtdCaps, vtdRegisters } from '../src/backends/sim/machine/vtd.js';
 import { BACKEND } from './helpers.js';
+import { FlatMap } from './sim-machine-toys.js';
 
 const SIM_ONLY = BACKEND === 'linux' ? ' (skipped on linux: a unit test of the sim machine model)' : '';
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-
-/** A toy domain: IOVA page -> (backing, offset, writable), with a page walk and a generation. */
-class FlatMap implements DmaTarget {
-  generation = 0;
-  walks = 0;
-  readonly pages = new Map<number, { bytes: Uint8Array; offset: number; writable: boolean }>();
-  constructor(readonly shift = 12) {}
-
-  map(iova: bigint, bytes: Uint8Array, offset: number, len: number, writable = true): void {
-    const ps = 1 << this.shift;
-    for (let i = 0; i < len; i += ps) this.pages.set(Number(iova >> BigInt(this.shift)) + i / ps, { bytes, offset: offset + i, writable });
-  }
-
-  unmap(iova: bigint, len: number): void {
-    const ps = 1 << this.shift;
-    for (let i = 0; i < len; i += ps) this.pages.delete(Number(iova >> BigInt(this.shift)) + i / ps);
-    this.generation++;
-  }
-
-  walk(pfn: number, pageShift: number, out: DmaPageWalk): DmaFaultReason | null {
-    this.walks++;
-    const p = this.pages.get(Math.floor((pfn * 2 ** pageShift) / 2 ** this.shift));
-    if (!p) return 'not-present';
-    out.bytes = p.bytes;
-    out.offset = p.offset + ((pfn * 2 ** pageShift) % 2 ** this.shift);
-    out.writable = p.writable;
-    return null;
-  }
-
-  dmaRead(iova: bigint, dst: Uint8Array): { iova: bigint; write: boolean; reason: DmaFaultReason } | null {
-    return this.copy(iova, dst, false);
-  }
-
-  dmaWrite(iova: bigint, src: Uint8Array): { iova: bigint; write: boolean; reason: DmaFaultReason } | null {
-    return this.copy(iova, src, true);
-  }
-
-  private copy(iova: bigint, buf: Uint8Array, write: boolean): { iova: bigint; write: boolean; reason: DmaFaultReason } | null {
-    const out: DmaPageWalk = { bytes: new Uint8Array(0), offset: 0, writable: false };
-    for (let i = 0; i < buf.length; i++) {
-      const a = iova + BigInt(i);
-      const r = this.walk(Number(a >> BigInt(this.shift)), this.shift, out);
-      if (r) return { iova: a, write, reason: r };
-      if (write && !out.writable) return { iova: a, write, reason: 'permission' };
-    }
-    for (let i = 0; i < buf.length; i++) {
-      const a = iova + BigInt(i);
-      this.walk(Number(a >> BigInt(this.shift)), this.shift, out);
-      const o = out.offset + Number(a & BigInt((1 << this.shift) - 1));
-      if (write) out.bytes[o] = buf[i]!;
-      else buf[i] = out.bytes[o]!;
-    }
-    return null;
-  }
-}
 
 describe(`IOMMU models${SIM_ONLY}`, () => {
   it.skipIf(!!SIM_ONLY)('VT-d defaults are the registers QEMU 7.2 gives the VM; caps follow the intel driver', () => {
