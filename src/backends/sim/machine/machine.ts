@@ -8,14 +8,15 @@
  * here too (addMockDevice), behind the mock IOMMU, so group numbers come from one allocator as in
  * the kernel.
  */
-import type { DmaTarget, IommuCaps, SimDevice, SimGroup, SimIommuUnit } from '../device.js';
+import { bindDevice, type BoundDevice, type DmaTarget, type IommuCaps, type SimDevice, type SimGroup, type SimIommuUnit } from '../device.js';
+import type { IommufdCtx } from '../main.js';
 import type { SimVfs } from '../vfs.js';
 import { DriverCore, type PciDriver } from './drivers.js';
 import { pciDeviceGroup, pciForEachDmaAlias } from './groups.js';
 import { IommuUnit, withCaps } from './iommu.js';
 import { mockCaps, mockDeviceCaps } from './mock_iommu.js';
 import { PciTopology, type PciNode, type PciNodeDesc } from './pci.js';
-import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_SERR, type PciFunction } from './pci_function.js';
+import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_SERR, PCI_INTERRUPT_LINE, PCI_INTERRUPT_PIN, type PciFunction } from './pci_function.js';
 import { publishDevice, publishGroup, publishIommu, unpublishGroup } from './sysfs.js';
 import { smmuv3Caps, smmuv3Registers, type Smmuv3Options } from './smmuv3.js';
 import { VfioPciDriver } from './vfio_pci.js';
@@ -83,7 +84,7 @@ export class PciDevice implements SimDevice {
   }
 
   get irq(): number {
-    return this.node.desc.irq ?? (this.fn.config[0x3d] ? 10 : 0);
+    return this.node.desc.irq ?? (this.fn.config[PCI_INTERRUPT_PIN] ? 10 : 0);
   }
 
   driver(): string | null {
@@ -117,6 +118,8 @@ export class Machine {
   readonly devices: PciDevice[] = [];
   readonly drivers: DriverCore;
   readonly vfioPci: VfioPciDriver;
+  /** iommufd's half of VFIO_DEVICE_BIND_IOMMUFD (device.ts bindDevice); unit tests may stand in for it. */
+  bindDevice: (ctx: IommufdCtx, dev: SimDevice) => BoundDevice = bindDevice;
   private readonly groups = new Map<number, MachineGroup>();
   private readonly mocks = new Set<MockDevice>();
   private nextMockId = 0;
@@ -231,6 +234,7 @@ export class Machine {
         }
       }
       fn.cfgWrite(PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_SERR);
+      fn.cfgWrite(PCI_INTERRUPT_LINE, 1, node.desc.irq ?? (fn.config[PCI_INTERRUPT_PIN] ? 10 : 0));
     }
   }
 

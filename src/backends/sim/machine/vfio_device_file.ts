@@ -5,7 +5,7 @@
  * function); ATTACH/DETACH_IOMMUFD_PT drive the bound device; closing the file unbinds it.
  */
 import { ERRNO, IommuError } from '../../../ioasid/errors.js';
-import { bindDevice, type BoundDevice } from '../device.js';
+import type { BoundDevice } from '../device.js';
 import { kerr, KernelErrno } from '../errno.js';
 import { IommufdCtx } from '../main.js';
 import type { SimFile, SimProcess } from '../process.js';
@@ -113,7 +113,7 @@ export class VfioDeviceFile implements SimFile {
     // vfio_df_open: the cdev path opens a device once.
     const vdev = this.vdev;
     if (vdev.openCount !== 0) kerr(ERRNO.EINVAL);
-    const bound = bindDevice(f, vdev.dev);
+    const bound = vdev.machine.bindDevice(f, vdev.dev);
     vdev.openCount++;
     vdev.opener = this;
     try {
