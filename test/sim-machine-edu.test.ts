@@ -122,9 +122,11 @@ describe(`edu DMA through the IOMMU${SIM_ONLY}`, () => {
     dma(edu, 0x40000n, 0x10_1ff8n, 16, 3n);
     expect(edu.lastDma).toMatchObject({ reason: 'not-present', iova: 0x10_2000n });
     expect(mem.every((b) => b === 0)).toBe(true);
-    // A read fault leaves the device buffer as it was.
+    // A read fault gives the device zeros (QEMU's unassigned read), never the process's bytes; the rest stays.
+    mem.fill(0x77, 0, 4096);
     dma(edu, 0x30_0000n, 0x40000n, 16, 1n);
-    expect(edu.buffer.every((b) => b === 0xee)).toBe(true);
+    expect(edu.buffer.subarray(0, 16).every((b) => b === 0)).toBe(true);
+    expect(edu.buffer.subarray(16).every((b) => b === 0xee)).toBe(true);
   });
 
   it.skipIf(SKIP)('writes to a read-only IOVA fault "permission"; with no domain every DMA is "blocked"', () => {
@@ -147,6 +149,9 @@ describe(`edu DMA through the IOMMU${SIM_ONLY}`, () => {
     expect(unit.faults).toEqual([]);
     expect(mem.every((b) => b === 0)).toBe(true);
     expect(edu.mmioRead(0, EDU_REG.DMA_CMD, 8)).toBe(2n);
+    dma(edu, 0x10_0000n, 0x40000n, 16, 1n);
+    expect(edu.buffer.subarray(0, 16).every((b) => b === 0)).toBe(true);
+    expect(edu.buffer[16]).toBe(0x55);
   });
 
   it.skipIf(SKIP)('28-bit DMA mask clamps addresses; a device range outside the 4 KiB buffer moves nothing', () => {

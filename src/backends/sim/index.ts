@@ -98,6 +98,9 @@ export class SimBinding implements Binding {
       let memfd: SimMemfd | null = null;
       if (fd >= 0) {
         const f = this.proc.file(fd);
+        // A VFIO device's regions cannot be mmapped on the sim (a typed array cannot trap MMIO):
+        // EINVAL, the kernel's answer for a region without the MMAP flag.
+        if (f.kind === 'vfio-device') kerr(ERRNO.EINVAL);
         if (!(f instanceof SimMemfdFile)) kerr(ERRNO.ENODEV);
         memfd = f.memfd;
       }

@@ -5,6 +5,9 @@
  * core drops accesses smaller than 4 bytes; below 0x80 only 4-byte accesses reach the registers,
  * above only 4 and 8) and the 28-bit DMA mask that clamps addresses.
  *
+ * A DMA read that fails (IOMMU fault, or bus mastering off) leaves zeros in the device buffer, as
+ * QEMU's unassigned-memory reads do (the VM's edu showed it); a failed write changes no memory.
+ *
  * Differences from QEMU, by design: the factorial and the DMA complete synchronously when the
  * command is written (QEMU computes in a thread and runs DMA 100 ms later on a timer: status and
  * the command's start bit clear then); a DMA whose device-side range leaves the buffer moves no
@@ -152,6 +155,8 @@ export class Edu extends PciFunction {
       const off = Number(devAddr - BigInt(EDU_DMA_START));
       const window = this.buffer.subarray(off, off + Number(cnt));
       this.lastDma = toPci ? this.dmaWrite(this.clamp(this.dmaDst), window) : this.dmaRead(this.clamp(this.dmaSrc), window);
+      // A failed read (IOMMU fault or no bus mastering) reaches QEMU's unassigned memory: the device gets zeros.
+      if (!toPci && this.lastDma !== null) window.fill(0);
     }
     this.dmaCmd &= ~EDU_DMA_RUN;
     if (this.dmaCmd & EDU_DMA_IRQ_CMD) this.raiseIrq(EDU_DMA_IRQ);

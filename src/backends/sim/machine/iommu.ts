@@ -66,7 +66,15 @@ export class IommuUnit implements SimIommuUnit {
     this.pageSize = 2 ** shift;
     this.shiftN = BigInt(shift);
     this.maskN = BigInt(this.pageSize - 1);
+    const ap = caps.aperture;
+    const aligned = (ap.start & this.maskN) === 0n && ((ap.last + 1n) & this.maskN) === 0n;
+    this.apFirstPfn = aligned ? Number(ap.start >> this.shiftN) : -1;
+    this.apLastPfn = aligned ? Number(ap.last >> this.shiftN) : -1;
   }
+
+  /** The aperture in pages (checked without bigint when it is page aligned; -1 = use bigint). */
+  private readonly apFirstPfn: number;
+  private readonly apLastPfn: number;
 
   setTranslation(rid: number, pasid: number | null, target: DmaTarget | null): void {
     if (pasid === null) {
@@ -126,16 +134,18 @@ export class IommuUnit implements SimIommuUnit {
     if (!target) return this.fault({ iova, write, reason: 'blocked', rid, pasid });
     const len = buf.length;
     if (len === 0) return null;
-    const ap = this.caps.aperture;
-    if (iova < ap.start) return this.fault({ iova, write, reason: 'aperture', rid, pasid });
-    if (iova + BigInt(len - 1) > ap.last) return this.fault({ iova: ap.last + 1n, write, reason: 'aperture', rid, pasid });
-    const walk = target.walk;
-    if (!walk) return this.copyThrough(target, rid, pasid, iova, buf, write);
-
     const pageSize = this.pageSize;
     let pfn = Number(iova >> this.shiftN);
     let off = Number(iova & this.maskN);
     const npages = Math.ceil((off + len) / pageSize);
+    if (this.apFirstPfn < 0 || pfn < this.apFirstPfn || pfn + npages - 1 > this.apLastPfn) {
+      const ap = this.caps.aperture;
+      if (iova < ap.start) return this.fault({ iova, write, reason: 'aperture', rid, pasid });
+      if (iova + BigInt(len - 1) > ap.last) return this.fault({ iova: ap.last + 1n, write, reason: 'aperture', rid, pasid });
+    }
+    const walk = target.walk;
+    if (!walk) return this.copyThrough(target, rid, pasid, iova, buf, write);
+
     if (npages > this.segOff.length) this.growSegments(npages);
     const cache = this.iotlbEnabled && target.generation !== undefined;
     const gen = target.generation ?? 0;
