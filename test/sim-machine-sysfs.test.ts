@@ -5,7 +5,7 @@
  * edu at boot (guest-init.sh), so these boot-state and rebinding checks would disturb the real tier.
  */
 import { describe, expect, it } from 'vitest';
-import { sim, type SimBinding } from '../src/backends/sim/index.js';
+import { presets, sim, type SimBinding } from '../src/backends/sim/index.js';
 import { mockOnly, smmuv3Platform } from '../src/backends/sim/machine/presets.js';
 import type { Binding } from '../src/backends/types.js';
 import { BACKEND, expectErrno } from './helpers.js';
@@ -194,6 +194,29 @@ describe(`driver_override, drivers_probe, bind, unbind (the VM's answers)${SIM_O
 });
 
 describe(`other machines${SIM_ONLY}`, () => {
+  it.skipIf(SKIP)('the machine of docs/machine.md boots as described', () => {
+    const b = sim({
+      machine: {
+        name: 'two root ports',
+        iommu: { kind: 'vtd', options: { snoopControl: true } },
+        pci: [
+          { slot: 0, kind: 'pci', model: presets.q35HostBridge },
+          { slot: 0x1c, kind: 'root-port', acs: { caps: 0x1f }, driver: 'pcieport', bus: [{ slot: 0, kind: 'endpoint', model: presets.edu }] },
+          { slot: 0x1d, kind: 'root-port', driver: 'pcieport', bus: [
+            { slot: 0, fn: 0, kind: 'endpoint', model: presets.edu },
+            { slot: 0, fn: 1, kind: 'endpoint', model: presets.fixed({ vendor: 0x8086, device: 0x1234, classCode: 0x020000 }), driver: 'e1000e' },
+          ] },
+        ],
+      },
+    });
+    const m = b.kernel.machine;
+    const g = (bdf: string): number => m.device(bdf)!.group.id;
+    expect([g('0000:00:00.0'), g('0000:00:1c.0'), g('0000:00:1d.0'), g('0000:01:00.0'), g('0000:02:00.0'), g('0000:02:00.1')]).toEqual([0, 1, 2, 3, 2, 2]);
+    expect(m.device('0000:02:00.1')!.driver()).toBe('e1000e');
+    expect(m.device('0000:00:1d.0')!.group.ownerCount).toBe(1);
+    expect(m.device('0000:01:00.0')!.iommu.caps.enforceCacheCoherency).toBe(true);
+  });
+
   it.skipIf(SKIP)('smmuv3Platform: ACS decides; pcieport binds the ports; SW MSI window in reserved_regions', () => {
     const b = sim({ machine: smmuv3Platform() });
     const group = (bdf: string): string => b.readlink(`${D}/${bdf}/iommu_group`).split('/').pop()!;
