@@ -10,10 +10,16 @@ import { IommufdCtx } from './main.js';
 import { PAGE_SIZE, SimMemfd } from './mm.js';
 import { ALL_CAPS, SimProcess, SimUser, type SimFile } from './process.js';
 import { SimVfs } from './vfs.js';
+import { Machine, type MachineDesc } from './machine/machine.js';
+import { q35Edu } from './machine/presets.js';
+
+export * as presets from './machine/presets.js';
 
 export interface SimOptions {
   /** Offer IOMMU_TEST_CMD, as a kernel built with CONFIG_IOMMUFD_TEST does (default true). */
   selftest?: boolean;
+  /** The simulated hardware (default: presets.q35Edu(), the test VM's machine). */
+  machine?: MachineDesc;
   /** Capabilities of the process (default: all, like root). */
   caps?: Iterable<number>;
   /** RLIMIT_MEMLOCK in bytes (default 8 MiB). */
@@ -24,8 +30,14 @@ export class SimKernel {
   private readonly users = new Map<number, SimUser>();
   /** sysfs and /dev: what the simulated machine publishes and open() finds. */
   readonly vfs = new SimVfs();
-  constructor(readonly selftest = true) {
-    this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest));
+  /** The hardware: IOMMU units, PCI functions and their groups, drivers. */
+  readonly machine: Machine;
+  constructor(
+    readonly selftest = true,
+    machine: MachineDesc = q35Edu(),
+  ) {
+    this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest, this.machine));
+    this.machine = new Machine(machine, this.vfs, { selftest });
   }
 
   user(uid: number): SimUser {
@@ -86,6 +98,9 @@ export class SimBinding implements Binding {
       let memfd: SimMemfd | null = null;
       if (fd >= 0) {
         const f = this.proc.file(fd);
+        // A VFIO device's regions cannot be mmapped on the sim (a typed array cannot trap MMIO):
+        // EINVAL, the kernel's answer for a region without the MMAP flag.
+        if (f.kind === 'vfio-device') kerr(ERRNO.EINVAL);
         if (!(f instanceof SimMemfdFile)) kerr(ERRNO.ENODEV);
         memfd = f.memfd;
       }
@@ -212,6 +227,6 @@ export class SimEventfd implements SimFile {
 
 /** A fresh simulated machine with one process, as the embedded default backend. */
 export function sim(opts: SimOptions = {}): SimBinding {
-  const kernel = new SimKernel(opts.selftest ?? true);
+  const kernel = new SimKernel(opts.selftest ?? true, opts.machine);
   return new SimBinding(kernel, kernel.spawn(opts));
 }

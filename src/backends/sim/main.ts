@@ -24,6 +24,7 @@ import { eventqHandlers } from './eventq.js';
 import { hwptHandlers } from './hw_pagetable.js';
 import { viommuHandlers } from './viommu.js';
 import type { IommufdGroup } from './iommufd_device.js';
+import type { Machine } from './machine/machine.js';
 import { Ucmd } from './ucmd.js';
 import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
@@ -61,6 +62,8 @@ export class IommufdCtx implements SimFile {
   constructor(
     readonly proc: SimProcess,
     readonly selftest: boolean,
+    /** The machine whose devices this iommufd can bind (mock devices join its group numbering). */
+    readonly machine: Machine | null = null,
   ) {
     this.ops = buildOps(selftest);
   }

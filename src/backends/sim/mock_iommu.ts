@@ -112,13 +112,22 @@ export class MockDevice implements SimDevice {
   /** The "fake error on the second PASID 1024 attach" state (pasid_1024_fake_error). */
   private pasid1024 = false;
 
-  constructor(readonly flags: number) {
-    if (flags & ~(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID)) kerr(ERRNO.EINVAL);
+  /** `group`: the machine's iommu_group for it (the caller adds the device); else a private one. */
+  constructor(
+    readonly flags: number,
+    group?: SimGroup,
+  ) {
+    MockDevice.checkFlags(flags);
     const id = nextMockId++;
     this.name = `iommufd_mock${id}`;
     this.rid = id;
-    this.group = { id: -1 - id, devices: [this], owner: null, ownerCount: 0 };
+    this.group = group ?? { id: -1 - id, devices: [this], owner: null, ownerCount: 0 };
     this.ops = mockOps(this);
+  }
+
+  /** mock_dev_create: unknown flags are EINVAL. */
+  static checkFlags(flags: number): void {
+    if (flags & ~(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID)) kerr(ERRNO.EINVAL);
   }
 
   driver(): string | null {

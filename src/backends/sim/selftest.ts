@@ -291,7 +291,7 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
     }
     case IOMMU_TEST_OP.MOCK_DOMAIN_REPLACE: {
       const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
-      const ptId = deviceReplace(sobj.idev, NO_PASID, u.u32(o('mock_domain_replace', 'pt_id')));
+      const ptId = deviceReplace(sobj.idev!, NO_PASID, u.u32(o('mock_domain_replace', 'pt_id')));
       u.setU32(o('mock_domain_replace', 'pt_id'), ptId);
       u.respond();
       return;
@@ -307,26 +307,26 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
     }
     case IOMMU_TEST_OP.PASID_ATTACH: {
       const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
-      const ptId = deviceAttach(sobj.idev, u.u32(o('pasid_attach', 'pasid')), u.u32(o('pasid_attach', 'pt_id')));
+      const ptId = deviceAttach(sobj.idev!, u.u32(o('pasid_attach', 'pasid')), u.u32(o('pasid_attach', 'pt_id')));
       u.setU32(o('pasid_attach', 'pt_id'), ptId);
       u.respond();
       return;
     }
     case IOMMU_TEST_OP.PASID_REPLACE: {
       const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
-      const ptId = deviceReplace(sobj.idev, u.u32(o('pasid_replace', 'pasid')), u.u32(o('pasid_replace', 'pt_id')));
+      const ptId = deviceReplace(sobj.idev!, u.u32(o('pasid_replace', 'pasid')), u.u32(o('pasid_replace', 'pt_id')));
       u.setU32(o('pasid_replace', 'pt_id'), ptId);
       u.respond();
       return;
     }
     case IOMMU_TEST_OP.PASID_DETACH:
-      deviceDetach(ctx.get<SelftestDevice>(id, 'SELFTEST').idev, u.u32(o('pasid_detach', 'pasid')));
+      deviceDetach(ctx.get<SelftestDevice>(id, 'SELFTEST').idev!, u.u32(o('pasid_detach', 'pasid')));
       return;
     case IOMMU_TEST_OP.PASID_CHECK_HWPT: {
       // iommufd_test_pasid_check_hwpt: hwpt_id 0 asks "detached?"
       const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
       const pasid = u.u32(o('pasid_check', 'pasid'));
-      const attached = sobj.idev.group.pasidAttach.get(pasid)?.hwpt ?? null;
+      const attached = sobj.idev!.group.pasidAttach.get(pasid)?.hwpt ?? null;
       const hwptId = u.u32(o('pasid_check', 'hwpt_id'));
       if (!hwptId) {
         if (attached) kerr(ERRNO.EINVAL);
@@ -396,32 +396,38 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
 
 /** The selftest object that owns a mock device: destroying it detaches, unbinds and unplugs. */
 class SelftestDevice implements SimObject {
-  idev!: IommufdDevice;
-  constructor(readonly mock: MockDevice) {}
+  mock: MockDevice | null = null;
+  idev: IommufdDevice | null = null;
+  constructor(readonly ctx: IommufdCtx) {}
 
   destroy(): void {
-    if (!this.idev) return;
-    for (const pasid of [...this.idev.group.pasidAttach.keys()]) if (this.idev.attachedAt(pasid)) deviceDetach(this.idev, pasid);
-    deviceUnbind(this.idev);
+    const idev = this.idev;
+    if (idev) {
+      for (const pasid of [...idev.group.pasidAttach.keys()]) if (idev.attachedAt(pasid)) deviceDetach(idev, pasid);
+      deviceUnbind(idev);
+      this.idev = null;
+    }
+    // mock_dev_destroy: on a machine its iommu_group number is free again
+    if (this.mock) this.ctx.machine?.removeMockDevice(this.mock);
+    this.mock = null;
   }
 }
 
 /** iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT). */
 function mockDomain(ctx: IommufdCtx, ptId: number, devFlags: number): [number, number, number] {
-  const mock = new MockDevice(devFlags);
-  const sobj = new SelftestDevice(mock);
+  const sobj = new SelftestDevice(ctx);
   const stdevId = ctx.add('SELFTEST', sobj);
   try {
-    sobj.idev = deviceBind(ctx, mock, false);
+    const mock = (sobj.mock = ctx.machine ? ctx.machine.addMockDevice(devFlags) : new MockDevice(devFlags));
+    const idev = (sobj.idev = deviceBind(ctx, mock, false));
     try {
-      const hwptId = deviceAttach(sobj.idev, NO_PASID, ptId);
-      return [stdevId, hwptId, sobj.idev.id];
+      return [stdevId, deviceAttach(idev, NO_PASID, ptId), idev.id];
     } catch (e) {
-      deviceUnbind(sobj.idev);
+      sobj.idev = null;
+      deviceUnbind(idev);
       throw e;
     }
   } catch (e) {
-    sobj.idev = undefined as unknown as IommufdDevice;
     ctx.remove(stdevId);
     throw e;
   }

@@ -1,0 +1,63 @@
+/**
+ * Toys for the sim machine's unit tests: a flat-map domain (IOVA page -> backing bytes) that
+ * implements the DmaTarget seam the iommufd core's domains implement.
+ */
+import type { DmaFaultReason, DmaPageWalk, DmaTarget } from '../src/backends/sim/device.js';
+
+type Fault = { iova: bigint; write: boolean; reason: DmaFaultReason };
+
+/** A toy domain: IOVA page -> (backing, offset, writable), with a page walk and a generation. */
+export class FlatMap implements DmaTarget {
+  generation = 0;
+  walks = 0;
+  readonly pages = new Map<number, { bytes: Uint8Array; offset: number; writable: boolean }>();
+  constructor(readonly shift = 12) {}
+
+  map(iova: bigint, bytes: Uint8Array, offset: number, len: number, writable = true): void {
+    const ps = 1 << this.shift;
+    for (let i = 0; i < len; i += ps) this.pages.set(Number(iova >> BigInt(this.shift)) + i / ps, { bytes, offset: offset + i, writable });
+  }
+
+  unmap(iova: bigint, len: number): void {
+    const ps = 1 << this.shift;
+    for (let i = 0; i < len; i += ps) this.pages.delete(Number(iova >> BigInt(this.shift)) + i / ps);
+    this.generation++;
+  }
+
+  walk(pfn: number, pageShift: number, out: DmaPageWalk): DmaFaultReason | null {
+    this.walks++;
+    const p = this.pages.get(Math.floor((pfn * 2 ** pageShift) / 2 ** this.shift));
+    if (!p) return 'not-present';
+    out.bytes = p.bytes;
+    out.offset = p.offset + ((pfn * 2 ** pageShift) % 2 ** this.shift);
+    out.writable = p.writable;
+    return null;
+  }
+
+  dmaRead(iova: bigint, dst: Uint8Array): Fault | null {
+    return this.copy(iova, dst, false);
+  }
+
+  dmaWrite(iova: bigint, src: Uint8Array): Fault | null {
+    return this.copy(iova, src, true);
+  }
+
+  private copy(iova: bigint, buf: Uint8Array, write: boolean): Fault | null {
+    const out: DmaPageWalk = { bytes: new Uint8Array(0), offset: 0, writable: false };
+    for (let i = 0; i < buf.length; i++) {
+      const a = iova + BigInt(i);
+      const r = this.walk(Number(a >> BigInt(this.shift)), this.shift, out);
+      if (r) return { iova: a, write, reason: r };
+      if (write && !out.writable) return { iova: a, write, reason: 'permission' };
+    }
+    for (let i = 0; i < buf.length; i++) {
+      const a = iova + BigInt(i);
+      this.walk(Number(a >> BigInt(this.shift)), this.shift, out);
+      const o = out.offset + Number(a & BigInt((1 << this.shift) - 1));
+      if (write) out.bytes[o] = buf[i]!;
+      else buf[i] = out.bytes[o]!;
+    }
+    return null;
+  }
+}
+
