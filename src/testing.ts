@@ -8,7 +8,11 @@ import type { Iommufd } from './ioasid/iommufd.js';
 import { IOMMU_TEST_CMD, IOMMU_TEST_OP, iommu_test_cmd_members as M } from './ioasid/uapi.js';
 
 export { MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_PAGE_SIZE, MOCK_FLAGS_ACCESS_WRITE, MOCK_ACCESS_RW_WRITE,
-  MOCK_ACCESS_RW_SLOW_PATH, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, IOMMU_TEST_OP } from './ioasid/uapi.js';
+  MOCK_ACCESS_RW_SLOW_PATH, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, IOMMU_TEST_OP, MOCK_HUGE_PAGE_SIZE,
+  MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_NESTED_DOMAIN_IOTLB_NUM,
+  MOCK_IOMMUPT_DEFAULT, MOCK_IOMMUPT_HUGE, IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT,
+  IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID, IOMMU_TEST_INVALIDATE_FLAG_ALL,
+  IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_TEST_PASID_RESERVED, MOCK_PASID_WIDTH } from './ioasid/uapi.js';
 
 export class IommufdTest {
   private readonly c = new Command(IOMMU_TEST_CMD);
@@ -85,6 +89,49 @@ export class IommufdTest {
     const c = this.run(IOMMU_TEST_OP.MOCK_DOMAIN, ptId);
     const o = M.mock_domain.off;
     return { stdevId: c.dv.getUint32(o.out_stdev_id!, true), hwptId: c.dv.getUint32(o.out_hwpt_id!, true), idevId: c.dv.getUint32(o.out_idev_id!, true) };
+  }
+
+  /** MOCK_DOMAIN_FLAGS: a mock device with MOCK_FLAGS_DEVICE_NO_DIRTY / _PASID. */
+  mockDomainFlags(ptId: number, devFlags: number): { stdevId: number; hwptId: number; idevId: number } {
+    const c = this.run(IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS, ptId, (c, o) => c.dv.setUint32(o('mock_domain_flags', 'dev_flags'), devFlags, true));
+    const o = M.mock_domain.off;
+    return { stdevId: c.dv.getUint32(o.out_stdev_id!, true), hwptId: c.dv.getUint32(o.out_hwpt_id!, true), idevId: c.dv.getUint32(o.out_idev_id!, true) };
+  }
+
+  /** MD_CHECK_MAP: EINVAL unless the mock domain maps [iova, +length) to the pages under uptr. */
+  checkMap(hwptId: number, iova: bigint, length: bigint, uptr: bigint): void {
+    this.run(IOMMU_TEST_OP.MD_CHECK_MAP, hwptId, (c, o) => {
+      c.dv.setBigUint64(o('check_map', 'iova'), iova, true);
+      c.dv.setBigUint64(o('check_map', 'length'), length, true);
+      c.dv.setBigUint64(o('check_map', 'uptr'), uptr, true);
+    });
+  }
+
+  /** MD_CHECK_IOTLB: EINVAL unless the nested mock HWPT's IOTLB slot holds `value`. */
+  checkIotlb(hwptId: number, iotlbId: number, value: number): void {
+    this.run(IOMMU_TEST_OP.MD_CHECK_IOTLB, hwptId, (c, o) => {
+      c.dv.setUint32(o('check_iotlb', 'id'), iotlbId, true);
+      c.dv.setUint32(o('check_iotlb', 'iotlb'), value, true);
+    });
+  }
+
+  /** DEV_CHECK_CACHE: EINVAL unless the mock device's cache slot `cacheId` holds `value`. */
+  checkDevCache(idevId: number, cacheId: number, value: number): void {
+    this.run(IOMMU_TEST_OP.DEV_CHECK_CACHE, idevId, (c, o) => {
+      c.dv.setUint32(o('check_dev_cache', 'id'), cacheId, true);
+      c.dv.setUint32(o('check_dev_cache', 'cache'), value, true);
+    });
+  }
+
+  /** IOMMU_TEST_OP_DIRTY: mark the IOPTEs under each set bit dirty; returns how many bits were set. */
+  setDirty(hwptId: number, iova: bigint, length: bigint, pageSize: bigint, bitmapAddr: bigint): bigint {
+    const c = this.run(IOMMU_TEST_OP.DIRTY, hwptId, (c, o) => {
+      c.dv.setBigUint64(o('dirty', 'iova'), iova, true);
+      c.dv.setBigUint64(o('dirty', 'length'), length, true);
+      c.dv.setBigUint64(o('dirty', 'page_size'), pageSize, true);
+      c.dv.setBigUint64(o('dirty', 'uptr'), bitmapAddr, true);
+    });
+    return c.dv.getBigUint64(M.dirty.off.out_nr_dirty!, true);
   }
 
   /** Move a mock device (by its selftest id) to another IOAS or HWPT; returns the HWPT id. */

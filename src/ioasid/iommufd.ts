@@ -6,6 +6,7 @@ import { openBinding } from '../backends/index.js';
 import type { BackendName, Binding } from '../backends/types.js';
 import type { SimOptions } from '../backends/sim/index.js';
 import { Command } from './codec.js';
+import { Hwpt, type HwptAllocOptions } from './hwpt.js';
 import { Ioas } from './ioas.js';
 import { MemFd, UserMemory, type MmapOptions } from './memory.js';
 import {
@@ -21,6 +22,18 @@ export interface OpenOptions {
   path?: string;
   /** Options for a fresh sim machine when backend is 'sim'. */
   sim?: SimOptions;
+}
+
+/** What IOMMU_GET_HW_INFO reports. */
+export interface HwInfo {
+  /** IOMMU_HW_INFO_TYPE_*: 1 INTEL_VTD, 2 ARM_SMMUV3, 0xfeedbeef the kernel's selftest mock. */
+  type: number;
+  /** The payload length the kernel has (may exceed what was copied). */
+  dataLen: number;
+  data: Uint8Array;
+  /** IOMMU_HW_CAP_*: bit 0 DIRTY_TRACKING, 1 PASID_EXEC, 2 PASID_PRIV, 3 PCI_ATS_NOT_SUPPORTED. */
+  capabilities: bigint;
+  maxPasidLog2: number;
 }
 
 /** IOMMU_OPTION_RLIMIT_MODE: pin accounting per user (io_uring style) or per process (VFIO style). */
@@ -77,6 +90,32 @@ export class Iommufd implements Disposable {
   /** An Ioas handle for an id that already exists in this context. */
   ioas(id: number): Ioas {
     return new Ioas(this, id);
+  }
+
+  /** IOMMU_HWPT_ALLOC: a paging HWPT on an IOAS, or a nested one on a NEST_PARENT HWPT. */
+  allocHwpt(opts: HwptAllocOptions): Hwpt {
+    return Hwpt.alloc(this, opts);
+  }
+
+  /**
+   * IOMMU_GET_HW_INFO for a bound device: the IOMMU's type and driver payload (struct
+   * iommu_hw_info_vtd, _arm_smmuv3, ...), capability bits and PASID width. `dataLen` is the
+   * buffer offered (default 256); `inType` asks for a specific payload type.
+   */
+  hwInfo(devId: number, opts: { dataLen?: number; inType?: number } = {}): HwInfo {
+    const len = opts.dataLen ?? 256;
+    const mem = len ? this.userScratch(len) : null;
+    const c = this.cmd(IOCTLS.GET_HW_INFO).u32('dev_id', devId).u32('data_len', len).u64('data_uptr', mem?.addr ?? 0n);
+    if (opts.inType !== undefined) c.u32('flags', 1).u32('out_data_type', opts.inType);
+    this.ioctl(c);
+    const dataLen = c.get32('data_len');
+    return {
+      type: c.get32('out_data_type'),
+      dataLen,
+      data: mem ? mem.bytes.slice(0, Math.min(len, dataLen)) : new Uint8Array(0),
+      capabilities: c.get64('out_capabilities'),
+      maxPasidLog2: c.dv.getUint8(c.off.out_max_pasid_log2!),
+    };
   }
 
   /** IOMMU_DESTROY: ENOENT for an unknown id, EBUSY while something still uses the object. */

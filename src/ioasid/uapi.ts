@@ -226,12 +226,32 @@ export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
 export const MOCK_ACCESS_RW_WRITE = 1 << 0;
 export const MOCK_ACCESS_RW_SLOW_PATH = 1 << 2;
 export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
+export const MOCK_HUGE_PAGE_SIZE = 512 * MOCK_PAGE_SIZE;
+export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
+export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
+export const MOCK_PASID_WIDTH = 20;
+export const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
+export const MOCK_NESTED_DOMAIN_IOTLB_NUM = 4;
+export const MOCK_IOMMUPT_DEFAULT = 0;
+export const MOCK_IOMMUPT_HUGE = 1;
+export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
+export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
+export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+export const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0;
+export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
+export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
+export const IOMMU_TEST_PASID_RESERVED = 1024;
 
 const TEST_HDR: FieldSpec[] = [['size', 'u32'], ['op', 'u32'], ['id', 'u32'], ['__reserved', 'u32']];
 /** Each union member of struct iommu_test_cmd, laid out at the union's offset (16). */
 export const iommu_test_cmd_members = {
   add_reserved: struct('add_reserved', [['start', 'u64'], ['length', 'u64']], 16),
   mock_domain: struct('mock_domain', [['out_stdev_id', 'u32'], ['out_hwpt_id', 'u32'], ['out_idev_id', 'u32']], 16),
+  mock_domain_flags: struct('mock_domain_flags', [
+    ['out_stdev_id', 'u32'], ['out_hwpt_id', 'u32'], ['out_idev_id', 'u32'], ['dev_flags', 'u32'],
+  ], 16),
+  mock_domain_replace: struct('mock_domain_replace', [['pt_id', 'u32']], 16),
   check_map: struct('check_map', [['iova', 'u64'], ['length', 'u64'], ['uptr', 'u64']], 16),
   check_refs: struct('check_refs', [['length', 'u64'], ['uptr', 'u64'], ['refs', 'u32']], 16),
   create_access: struct('create_access', [['out_access_fd', 'u32'], ['flags', 'u32']], 16),
@@ -245,6 +265,18 @@ export const iommu_test_cmd_members = {
   dirty: struct('dirty', [
     ['flags', 'u32'], ['iova', 'u64'], ['length', 'u64'], ['page_size', 'u64'], ['uptr', 'u64'], ['out_nr_dirty', 'u64'],
   ], 16),
+  check_iotlb: struct('check_iotlb', [['id', 'u32'], ['iotlb', 'u32']], 16),
+  trigger_iopf: struct('trigger_iopf', [
+    ['dev_id', 'u32'], ['pasid', 'u32'], ['grpid', 'u32'], ['perm', 'u32'], ['addr', 'u64'],
+  ], 16),
+  check_dev_cache: struct('check_dev_cache', [['id', 'u32'], ['cache', 'u32']], 16),
+  trigger_vevent: struct('trigger_vevent', [['dev_id', 'u32']], 16),
+  pasid_attach: struct('pasid_attach', [['pasid', 'u32'], ['pt_id', 'u32']], 16),
+  pasid_replace: struct('pasid_replace', [['pasid', 'u32'], ['pt_id', 'u32']], 16),
+  pasid_detach: struct('pasid_detach', [['pasid', 'u32']], 16),
+  pasid_check: struct('pasid_check', [['pasid', 'u32'], ['hwpt_id', 'u32']], 16),
+  dmabuf_get: struct('dmabuf_get', [['length', 'u32'], ['open_flags', 'u32']], 16),
+  dmabuf_revoke: struct('dmabuf_revoke', [['dmabuf_fd', 's32'], ['revoked', 'u32']], 16),
 } as const;
 const UNION_END = Math.max(...Object.values(iommu_test_cmd_members).map((m) => m.size));
 export const iommu_test_cmd = struct('iommu_test_cmd', [

@@ -11,7 +11,9 @@
  *   the returned `BoundDevice` for ATTACH/DETACH_IOMMUFD_PT and close.
  */
 import { ERRNO } from '../../ioasid/errors.js';
-import { kerr } from './errno.js';
+import type { NestedDomain, PagingDomain } from './domain.js';
+import type { UserData } from './hw_pagetable.js';
+import { bindForVfio } from './iommufd_device.js';
 import type { IommufdCtx } from './main.js';
 
 /** Why a DMA did not reach memory (recorded as a fault by the unit, never silently dropped). */
@@ -93,6 +95,36 @@ export interface SimGroup {
   ownerCount: number;
 }
 
+/** A reserved region an IOMMU imposes on a device's IOVA space (iommu_get_resv_regions). */
+export interface ResvRegion {
+  readonly start: bigint;
+  readonly last: bigint;
+  /** IOMMU_RESV_MSI (hardware MSI window), SW_MSI (software-managed MSI), RESERVED, DIRECT... */
+  readonly type: 'msi' | 'sw-msi' | 'reserved' | 'direct' | 'direct-relaxable';
+}
+
+/**
+ * What an IOMMU driver offers the core for one device (struct iommu_ops as iommufd uses it). The
+ * machine's units provide one built from their IommuCaps; the selftest's mock device brings the
+ * kernel's mock_ops.
+ */
+export interface IommuDriverOps {
+  /** Identity of the driver (domain->owner): domains only attach to devices of the same driver. */
+  readonly owner: object;
+  capable(cap: 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking' | 'pci-ats'): boolean;
+  /** domain_alloc_paging_flags: the HWPT flags left after FAULT_ID_VALID; user data if any. */
+  allocPaging(flags: number, data: UserData | null): PagingDomain;
+  /** domain_alloc_nested (absent: EOPNOTSUPP). */
+  allocNested?(parent: PagingDomain, flags: number, data: UserData): NestedDomain;
+  /** attach_dev / set_dev_pasid: the driver may refuse (EINVAL = incompatible). */
+  attachDev(domain: PagingDomain | NestedDomain, pasid: number | null): void;
+  /** hw_info: [type, payload] for an input type (0 = default); EOPNOTSUPP for a wrong type. */
+  hwInfo(inType: number): [number, Uint8Array];
+  /** log2 of the device's PASID count (0: no PASID). */
+  readonly maxPasidLog2: number;
+  reservedRegions(): readonly ResvRegion[];
+}
+
 /** One PCI function as iommufd sees it. */
 export interface SimDevice {
   /** "0000:00:01.0" */
@@ -103,6 +135,8 @@ export interface SimDevice {
   readonly iommu: SimIommuUnit;
   /** The kernel driver bound to it: 'vfio-pci', another driver's name, or null. */
   driver(): string | null;
+  /** The IOMMU driver's view of this device (dev_iommu_ops). */
+  readonly ops: IommuDriverOps;
 }
 
 /** A device bound to an iommufd (iommufd_device) as its VFIO file holds it. */
@@ -121,7 +155,5 @@ export interface BoundDevice {
  * object (the iommufd core's half of this file). The machine's VFIO file only calls it.
  */
 export function bindDevice(ctx: IommufdCtx, dev: SimDevice): BoundDevice {
-  void ctx;
-  void dev;
-  return kerr(ERRNO.ENODEV);
+  return bindForVfio(ctx, dev);
 }

@@ -7,6 +7,9 @@
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS } from '../../ioasid/uapi.js';
+import type { IommufdDevice } from './iommufd_device.js';
+
+const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1;
 import { kerr } from './errno.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
 import type { Ucmd } from './ucmd.js';
@@ -19,50 +22,32 @@ function lookup(_id: number): never {
   return kerr(ERRNO.ENOENT);
 }
 
-const H = IOCTLS.HWPT_ALLOC.struct.off;
-function hwptAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(H.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
-  const type = u.u32(H.data_type!);
-  const len = u.u32(H.data_len!);
-  if ((type === 0 && len) || (type !== 0 && !len)) kerr(ERRNO.EINVAL);
-  lookup(u.u32(H.dev_id!));
-}
-
 const I = IOCTLS.GET_HW_INFO.struct.off;
+/** IOMMU_GET_HW_INFO (iommufd_get_hw_info) */
 function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(I.flags!) & ~1) kerr(ERRNO.EOPNOTSUPP);
+  const flags = u.u32(I.flags!);
+  if (flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) kerr(ERRNO.EOPNOTSUPP);
   for (let i = 0; i < 3; i++) if (u.k.getUint8(I.__reserved! + i)) kerr(ERRNO.EOPNOTSUPP);
-  lookup(u.u32(I.dev_id!));
-}
-
-const S = IOCTLS.HWPT_SET_DIRTY_TRACKING.struct.off;
-function setDirtyTracking(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(S.flags!) & ~1) kerr(ERRNO.EOPNOTSUPP);
-  lookup(u.u32(S.hwpt_id!));
-}
-
-const G = IOCTLS.HWPT_GET_DIRTY_BITMAP.struct.off;
-function getDirtyBitmap(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(G.flags!) & ~1 || u.u32(G.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
-  lookup(u.u32(G.hwpt_id!));
-}
-
-const V = IOCTLS.HWPT_INVALIDATE.struct.off;
-function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
-  try {
-    if (u.u32(V.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
-    const num = u.u32(V.entry_num!);
-    const len = u.u32(V.entry_len!);
-    if (num && (!u.u64(V.data_uptr!) || !len || len > 4096 || num > 1 << 19)) kerr(ERRNO.EINVAL);
-    const id = u.u32(V.hwpt_id!);
-    // An IOAS (the only kind of object that can exist here) is neither nested HWPT nor vIOMMU.
-    if (ctx.entry(id)) kerr(ERRNO.EINVAL);
-    lookup(id);
-  } finally {
-    // entry_num is always written back with the number handled.
-    u.setU32(V.entry_num!, 0);
-    u.respond();
+  const inType = flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? u.u32(I.out_data_type!) : 0;
+  const idev = ctx.get<IommufdDevice>(u.u32(I.dev_id!), 'DEVICE');
+  const ops = idev.dev.ops;
+  const [type, data] = ops.hwInfo(inType);
+  const len = u.u32(I.data_len!);
+  const uptr = Number(u.u64(I.data_uptr!));
+  const copy = Math.min(len, data.length);
+  if (len) {
+    const out = new Uint8Array(len);
+    out.set(data.subarray(0, copy));
+    ctx.proc.mm.write(uptr, out); // the tail past the driver's data is zeroed
   }
+  u.setU32(I.out_data_type!, type);
+  u.setU32(I.data_len!, data.length);
+  let caps = 0n;
+  if (ops.capable('dirty-tracking')) caps |= 1n; // IOMMU_HW_CAP_DIRTY_TRACKING
+  if (!ops.capable('pci-ats')) caps |= 1n << 3n; // IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED
+  u.setU64(I.out_capabilities!, caps);
+  u.k.setUint8(I.out_max_pasid_log2!, ops.maxPasidLog2);
+  u.respond();
 }
 
 const Q = IOCTLS.FAULT_QUEUE_ALLOC.struct.off;
@@ -114,11 +99,7 @@ function noiommuGetPa(): void {
 }
 
 export const deviceHandlers: Record<string, Handler> = {
-  IOMMU_HWPT_ALLOC: hwptAlloc,
   IOMMU_GET_HW_INFO: getHwInfo,
-  IOMMU_HWPT_SET_DIRTY_TRACKING: setDirtyTracking,
-  IOMMU_HWPT_GET_DIRTY_BITMAP: getDirtyBitmap,
-  IOMMU_HWPT_INVALIDATE: hwptInvalidate,
   IOMMU_FAULT_QUEUE_ALLOC: faultQueueAlloc,
   IOMMU_VIOMMU_ALLOC: viommuAlloc,
   IOMMU_VDEVICE_ALLOC: vdeviceAlloc,

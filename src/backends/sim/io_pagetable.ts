@@ -9,6 +9,7 @@ import { ERRNO } from '../../ioasid/errors.js';
 import { SpanList, type Span } from './area_list.js';
 import { kerr } from './errno.js';
 import { PAGE_SIZE } from './mm.js';
+import type { PagingDomain } from './domain.js';
 import type { IoptPages } from './pages.js';
 
 export const IOMMU_READ = 1;
@@ -31,6 +32,8 @@ export interface Area extends Span {
   numAccesses: number;
   /** HW queues locking this area; unmap gets EBUSY. */
   numLocks: number;
+  /** Its pages are pinned on behalf of the domains (storage_domain): once, however many domains. */
+  domainPinned: boolean;
 }
 
 export interface Reserved extends Span {
@@ -57,8 +60,8 @@ export class IoPagetable {
   allowed: Span[] = [];
   iovaAlignment = 1n;
   disableLargePages = false;
-  /** Smallest page size of each attached domain (none until devices attach). */
-  readonly domainPageSizes: bigint[] = [];
+  /** The domains this IOAS fills (iopt->domains): every area is mapped in each. */
+  readonly domains: PagingDomain[] = [];
   readonly accessAlignments = new Map<object, bigint>();
   notifier: AccessNotifier | null = null;
 
@@ -163,13 +166,15 @@ export class IoPagetable {
     if (align !== 1n && (startByte % PAGE_SIZE) & Number(align - 1n)) kerr(ERRNO.EINVAL);
     const last = start + length - 1n;
     if (last > MAX) kerr(ERRNO.EOVERFLOW);
-    return { start, last, pages, startByte, prot, numAccesses: 0, numLocks: 0 };
+    return { start, last, pages, startByte, prot, numAccesses: 0, numLocks: 0, domainPinned: false };
   }
 
   /** MAP / MAP_FILE: one new IoptPages at one area (mapPages without the arrays). */
   mapOne(pages: IoptPages, startByte: number, length: bigint, iova: bigint | null, prot: number): bigint {
     const at = this.place(length, iova, pages, startByte);
-    this.areas.insert(this.newArea(at, pages, startByte, length, prot));
+    const area = this.newArea(at, pages, startByte, length, prot);
+    this.areas.insert(area);
+    if (this.domains.length) this.fillDomainsOrAbort([area]);
     return at;
   }
 
@@ -188,7 +193,107 @@ export class IoPagetable {
       cur = a.last + 1n;
     }
     for (const a of areas) this.areas.insert(a);
+    if (this.domains.length) this.fillDomainsOrAbort(areas);
     return at;
+  }
+
+  /** iopt_fill_domains_pages: pin and map new areas into every domain, or take them all back out. */
+  private fillDomainsOrAbort(areas: Area[]): void {
+    const done: Area[] = [];
+    try {
+      for (const a of areas) {
+        this.pinForDomains(a);
+        done.push(a);
+        for (const d of this.domains) d.mapArea(a);
+      }
+    } catch (e) {
+      for (const a of done) this.unfillArea(a);
+      for (const a of areas) this.areas.remove(a);
+      throw e;
+    }
+  }
+
+  /** The page index range [first, last] of `pages` an area covers. */
+  private pageRange(a: Area): [number, number] {
+    const first = Math.floor(a.startByte / PAGE_SIZE);
+    const last = Math.floor((a.startByte + Number(a.last - a.start)) / PAGE_SIZE);
+    return [first, last];
+  }
+
+  private pinForDomains(a: Area): void {
+    if (a.domainPinned) return;
+    const [f, l] = this.pageRange(a);
+    a.pages.pin(f, l, a.pages.writable);
+    a.domainPinned = true;
+  }
+
+  /** Unmap an area from every domain and drop its domain pin (iopt_area_unfill_domains). */
+  private unfillArea(a: Area): void {
+    for (const d of this.domains) d.unmapRange(a.start, a.last);
+    if (a.domainPinned) {
+      const [f, l] = this.pageRange(a);
+      a.pages.unpin(f, l);
+      a.domainPinned = false;
+    }
+  }
+
+  // ---- domains (iopt_table_add_domain / iopt_table_remove_domain) -----------------------------
+
+  /**
+   * Start filling a domain: the IOVA alignment rises to its smallest page (EINVAL above
+   * PAGE_SIZE, EADDRINUSE if an area breaks it), IOVAs outside its aperture become reserved
+   * (EADDRINUSE if an area is there), and every area is pinned and mapped into it.
+   */
+  addDomain(domain: PagingDomain): void {
+    const unit = BigInt(domain.pageSize);
+    const align = unit > this.iovaAlignment ? unit : this.iovaAlignment;
+    if (align > PAGE) kerr(ERRNO.EINVAL);
+    if (align !== this.iovaAlignment) this.checkAlignment(align);
+    try {
+      if (domain.aperture.start !== 0n) this.reserve(0n, domain.aperture.start - 1n, domain);
+      if (domain.aperture.last !== MAX) this.reserve(domain.aperture.last + 1n, MAX, domain);
+      const filled: Area[] = [];
+      const first = this.domains.length === 0;
+      try {
+        for (const a of this.areas.range(0n, MAX)) {
+          if (first) this.pinForDomains(a);
+          filled.push(a);
+          domain.mapArea(a);
+        }
+      } catch (e) {
+        for (const a of filled) {
+          domain.unmapRange(a.start, a.last);
+          if (first) this.unfillArea(a);
+        }
+        throw e;
+      }
+    } catch (e) {
+      this.removeReserved(domain);
+      throw e;
+    }
+    this.iovaAlignment = align;
+    this.domains.push(domain);
+  }
+
+  removeDomain(domain: PagingDomain): void {
+    const i = this.domains.indexOf(domain);
+    if (i < 0) return;
+    this.domains.splice(i, 1);
+    for (const a of this.areas.range(0n, MAX)) {
+      domain.unmapRange(a.start, a.last);
+      if (!this.domains.length) this.unfillArea(a);
+    }
+    this.removeReserved(domain);
+    this.recalculateAlignment();
+  }
+
+  private checkAlignment(align: bigint): void {
+    const mask = align - 1n;
+    for (const a of this.areas.range(0n, MAX)) {
+      if (a.start & mask || (a.last - a.start + 1n) & mask || BigInt(a.startByte % PAGE_SIZE) & mask) {
+        kerr(ERRNO.EADDRINUSE);
+      }
+    }
   }
 
   /** iopt_get_pages: slices covering [iova, iova+length) of contiguous areas, each pages ref'd. */
@@ -232,6 +337,7 @@ export class IoPagetable {
         continue;
       }
       this.areas.remove(area);
+      if (this.domains.length || area.domainPinned) this.unfillArea(area);
       onRemove(area);
       unmapped += area.last - area.start + 1n;
       if (progress) progress.unmapped = unmapped;
@@ -260,10 +366,15 @@ export class IoPagetable {
     if (newStart & mask || BigInt(rhsStartByte) & mask) kerr(ERRNO.EINVAL);
     if (area.numAccesses) kerr(ERRNO.EINVAL);
     this.areas.remove(area);
-    const common = { pages: area.pages, prot: area.prot, numAccesses: 0, numLocks: 0 };
-    this.areas.insert({ ...common, start: area.start, last: iova, startByte: area.startByte });
-    this.areas.insert({ ...common, start: newStart, last: area.last, startByte: rhsStartByte });
+    const common = { pages: area.pages, prot: area.prot, numAccesses: 0, numLocks: 0, domainPinned: area.domainPinned };
+    const lhs: Area = { ...common, start: area.start, last: iova, startByte: area.startByte };
+    const rhs: Area = { ...common, start: newStart, last: area.last, startByte: rhsStartByte };
+    this.areas.insert(lhs);
+    this.areas.insert(rhs);
     area.pages.refs++;
+    // Each half holds its own domain pin; a page both halves cover is pinned once more.
+    const shared = this.pageRange(lhs)[1];
+    if (area.domainPinned && shared === this.pageRange(rhs)[0]) area.pages.pin(shared, shared, area.pages.writable);
   }
 
   // ---- allowed and reserved ranges -------------------------------------------------------------
@@ -290,15 +401,10 @@ export class IoPagetable {
   /** iopt_calculate_iova_alignment: raise or lower the IOAS alignment; EADDRINUSE if areas break it. */
   recalculateAlignment(): void {
     let align = this.disableLargePages ? PAGE : 1n;
-    for (const p of this.domainPageSizes) if (p > align) align = p;
+    for (const d of this.domains) if (BigInt(d.pageSize) > align) align = BigInt(d.pageSize);
     for (const a of this.accessAlignments.values()) if (a > align) align = a;
     if (align > this.iovaAlignment) {
-      const mask = align - 1n;
-      for (const a of this.areas.range(0n, MAX)) {
-        if (a.start & mask || (a.last - a.start + 1n) & mask || BigInt(a.startByte % PAGE_SIZE) & mask) {
-          kerr(ERRNO.EADDRINUSE);
-        }
-      }
+      this.checkAlignment(align);
     }
     this.iovaAlignment = align;
   }
@@ -310,7 +416,7 @@ export class IoPagetable {
       return;
     }
     if (this.disableLargePages) return;
-    if (this.domainPageSizes.length && this.areas.size) kerr(ERRNO.EINVAL);
+    if (this.domains.length && this.areas.size) kerr(ERRNO.EINVAL);
     this.disableLargePages = true;
     try {
       this.recalculateAlignment();

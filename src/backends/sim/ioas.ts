@@ -9,6 +9,7 @@ import {
 import type { Span } from './area_list.js';
 import { kerr } from './errno.js';
 import { IOMMU_READ, IOMMU_WRITE, IoPagetable, type Area, type PagesSlice } from './io_pagetable.js';
+import type { HwptPaging } from './hw_pagetable.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
 import { PAGE_SIZE, SimMemfd } from './mm.js';
 import { AccountMode, IoptPages } from './pages.js';
@@ -22,7 +23,10 @@ const SIZE_MAX_LESS_PAGE = MAX - PAGE;
 const SAFE = 1n << 52n;
 
 export class IoasObject implements SimObject {
+  id = 0;
   readonly iopt = new IoPagetable();
+  /** Paging HWPTs filled from this IOAS (ioas->hwpt_list), automatic ones first-fit reused. */
+  readonly hwpts: HwptPaging[] = [];
 
   destroy(): void {
     this.iopt.unmapRange(0n, MAX, putAreaPages);
@@ -73,7 +77,8 @@ export function mapUserRange(ctx: IommufdCtx, iopt: IoPagetable, uptr: bigint, l
 const A = IOCTLS.IOAS_ALLOC.struct.off;
 function ioasAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(A.flags!)) kerr(ERRNO.EOPNOTSUPP);
-  const id = ctx.add('IOAS', new IoasObject());
+  const ioas = new IoasObject();
+  const id = (ioas.id = ctx.add('IOAS', ioas));
   u.setU32(A.out_ioas_id!, id);
   u.respond();
 }

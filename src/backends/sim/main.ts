@@ -20,6 +20,8 @@ import { AccountMode } from './pages.js';
 import type { SimFile, SimProcess } from './process.js';
 import { selftestHandler } from './selftest.js';
 import { deviceHandlers } from './device_ioctls.js';
+import { hwptHandlers } from './hw_pagetable.js';
+import type { IommufdGroup } from './iommufd_device.js';
 import { Ucmd } from './ucmd.js';
 import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
@@ -49,6 +51,8 @@ export class IommufdCtx implements SimFile {
   objects: ReadonlyMap<number, ObjEntry | null> = new Map();
   accountMode = AccountMode.USER;
   vfioIoasId = 0;
+  /** iommufd_group per isolation group id, while a device of it is bound here. */
+  readonly igroups = new Map<number, IommufdGroup>();
   private readonly ucmd = new Ucmd();
   private readonly ops: (readonly [IoctlDesc, Handler] | undefined)[];
 
@@ -156,7 +160,9 @@ export class IommufdCtx implements SimFile {
   release(): void {
     if (--this.holders > 0) return;
     for (let pass = 0; pass < 8 && this.objects.size; pass++) {
-      for (const [id, e] of [...this.objects].reverse()) {
+      for (const id of [...this.objects.keys()].reverse()) {
+        if (!this.objects.has(id)) continue; // went with an object destroyed before it
+        const e = this.objects.get(id);
         if (!e) {
           this.objects = produce(this.objects, (d) => void d.delete(id));
         } else if (e.users === 1) {
@@ -243,6 +249,7 @@ function buildOps(selftest: boolean): (readonly [IoctlDesc, Handler] | undefined
     IOMMU_VFIO_IOAS: vfioIoas,
     ...ioasHandlers,
     ...deviceHandlers,
+    ...hwptHandlers,
   };
   const ops: (readonly [IoctlDesc, Handler] | undefined)[] = [];
   for (const d of Object.values(IOCTLS)) {

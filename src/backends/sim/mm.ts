@@ -186,25 +186,36 @@ export class SimMm {
   }
 
   /**
-   * pin_user_pages for `npages` pages from page-aligned `addr`: raises the pin count of each
-   * backing page and returns (store, page index) pairs. All or nothing: EFAULT pins nothing.
+   * pin_user_pages for page-aligned `addr`: the backing page of each of `n` pages goes to
+   * stores[at+k] / index[at+k] and its pin count rises. All or nothing: EFAULT pins nothing.
    * Write pins need a writable mapping (FOLL_WRITE).
    */
-  pin(addr: number, npages: number, write: boolean): PinnedPages {
+  pinInto(addr: number, n: number, write: boolean, stores: (PageStore | null)[], index: Float64Array, at: number): void {
     const prot = write ? PROT_READ | PROT_WRITE : PROT_READ;
-    const stores: PageStore[] = [];
-    const index = new Float64Array(npages);
-    for (let i = 0; i < npages; i++) {
-      const a = addr + i * PAGE_SIZE;
+    let k = 0;
+    while (k < n) {
+      const a = addr + k * PAGE_SIZE;
       const v = this.find(a);
       if (!v || (v.prot & prot) !== prot) kerr(ERRNO.EFAULT);
-      const p = v.pgoff + (a - v.start) / PAGE_SIZE;
-      if (p >= v.store.npages) kerr(ERRNO.EFAULT);
-      stores.push(v.store);
-      index[i] = p;
+      const first = v.pgoff + (a - v.start) / PAGE_SIZE;
+      const run = Math.min(n - k, (v.end - a) / PAGE_SIZE);
+      if (first + run > v.store.npages) kerr(ERRNO.EFAULT);
+      for (let j = 0; j < run; j++) {
+        stores[at + k + j] = v.store;
+        index[at + k + j] = first + j;
+      }
+      k += run;
     }
-    for (let i = 0; i < npages; i++) stores[i]!.pins[index[i]!]!++;
-    return { stores, index };
+    for (let j = 0; j < n; j++) stores[at + j]!.pins[index[at + j]!]!++;
+  }
+
+  /** The store and byte offset backing user address `addr` (get_user_pages + page_to_phys), EFAULT if unmapped. */
+  phys(addr: number): { store: PageStore; offset: number } {
+    const v = this.find(addr);
+    if (!v) kerr(ERRNO.EFAULT);
+    const offset = v.pgoff * PAGE_SIZE + (addr - v.start);
+    if (offset >= v.store.bytes.length) kerr(ERRNO.EFAULT);
+    return { store: v.store, offset };
   }
 
   /** Pin count of the page backing `addr` (EFAULT if unmapped). */
@@ -213,14 +224,4 @@ export class SimMm {
     if (!v) kerr(ERRNO.EFAULT);
     return v.store.pins[v.pgoff + Math.floor((addr - v.start) / PAGE_SIZE)] ?? 0;
   }
-}
-
-/** Pinned pages: the backing store and page index of each, in order. */
-export interface PinnedPages {
-  stores: PageStore[];
-  index: Float64Array;
-}
-
-export function unpin(p: PinnedPages, from = 0, to = p.stores.length): void {
-  for (let i = from; i < to; i++) p.stores[i]!.pins[p.index[i]!]!--;
 }

@@ -6,7 +6,7 @@
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { kerr } from './errno.js';
-import { PAGE_SIZE, unpin, type PageStore, type PinnedPages, type SimMemfd } from './mm.js';
+import { PAGE_SIZE, type PageStore, type SimMemfd } from './mm.js';
 import type { SimProcess } from './process.js';
 
 export const enum AccountMode {
@@ -25,7 +25,9 @@ export class IoptPages {
   accountMode: AccountMode;
   /** Per-page use count by pinning users; a page is pinned while its count is non-zero. */
   private users: Uint32Array | null = null;
-  private pinned: (PinnedPages | null)[] | null = null;
+  /** The backing store and page index of each pinned page (what the kernel's pinned_pfns hold). */
+  private stores: (PageStore | null)[] = [];
+  private index: Float64Array | null = null;
   npinned = 0;
 
   constructor(
@@ -57,22 +59,33 @@ export class IoptPages {
     if (!this.users) {
       if (this.npages > 1 << 26) kerr(ERRNO.ENOMEM);
       this.users = new Uint32Array(this.npages);
-      this.pinned = new Array<PinnedPages | null>(this.npages).fill(null);
+      this.index = new Float64Array(this.npages);
+      this.stores = new Array<PageStore | null>(this.npages).fill(null);
     }
     const users = this.users;
-    const fresh: number[] = [];
-    for (let i = first; i <= last; i++) if (users[i] === 0) fresh.push(i);
-    const got: PinnedPages[] = [];
+    // Runs of not-yet-pinned pages are pinned together; on failure the runs done so far are undone.
+    const done: number[] = [];
+    let fresh = 0;
     try {
-      for (const i of fresh) got.push(this.pinOne(i, write));
-      this.charge(fresh.length);
+      for (let i = first; i <= last; ) {
+        if (users[i] !== 0) {
+          i++;
+          continue;
+        }
+        let j = i;
+        while (j < last && users[j + 1] === 0) j++;
+        this.pinRun(i, j, write);
+        done.push(i, j);
+        fresh += j - i + 1;
+        i = j + 1;
+      }
+      this.charge(fresh);
     } catch (e) {
-      for (const p of got) unpin(p);
+      for (let k = 0; k < done.length; k += 2) this.releaseRun(done[k]!, done[k + 1]!);
       throw e;
     }
-    fresh.forEach((i, k) => (this.pinned![i] = got[k]!));
     for (let i = first; i <= last; i++) users[i]!++;
-    this.npinned += fresh.length;
+    this.npinned += fresh;
   }
 
   unpin(first: number, last: number): void {
@@ -82,8 +95,7 @@ export class IoptPages {
     for (let i = first; i <= last; i++) {
       if (users[i] === 0) continue;
       if (--users[i]! === 0) {
-        unpin(this.pinned![i]!);
-        this.pinned![i] = null;
+        this.releaseRun(i, i);
         released++;
       }
     }
@@ -91,14 +103,38 @@ export class IoptPages {
     this.uncharge(released);
   }
 
-  private pinOne(i: number, write: boolean): PinnedPages {
+  /** Where pinned page `i` lives: its store (null if not pinned) and the store's page index. */
+  storeOf(i: number): PageStore | null {
+    return this.stores[i] ?? null;
+  }
+
+  pageIndexOf(i: number): number {
+    return this.index![i]!;
+  }
+
+  private pinRun(first: number, last: number, write: boolean): void {
     const src = this.source;
-    if (src.kind === 'user') return src.proc.mm.pin(Number(src.uptr) + i * PAGE_SIZE, 1, write);
+    const n = last - first + 1;
+    if (src.kind === 'user') {
+      src.proc.mm.pinInto(Number(src.uptr) + first * PAGE_SIZE, n, write, this.stores, this.index!, first);
+      return;
+    }
     const store: PageStore = src.file.store;
-    const p = Math.floor(src.start / PAGE_SIZE) + i;
-    if (p * PAGE_SIZE >= src.file.size) kerr(ERRNO.EINVAL);
-    store.pins[p]!++;
-    return { stores: [store], index: Float64Array.of(p) };
+    const p0 = Math.floor(src.start / PAGE_SIZE) + first;
+    if ((p0 + n - 1) * PAGE_SIZE >= src.file.size) kerr(ERRNO.EINVAL);
+    for (let k = 0; k < n; k++) {
+      this.stores[first + k] = store;
+      this.index![first + k] = p0 + k;
+      store.pins[p0 + k]!++;
+    }
+  }
+
+  private releaseRun(first: number, last: number): void {
+    for (let i = first; i <= last; i++) {
+      const s = this.stores[i];
+      if (s) s.pins[this.index![i]!]!--;
+      this.stores[i] = null;
+    }
   }
 
   /** Read or write bytes at byte offset `off` of this pages' span (iopt_pages_rw_access). */

@@ -1,17 +1,20 @@
 /**
  * IOMMU_TEST_CMD (selftest.c): what the kernel offers its own selftests when built with
- * CONFIG_IOMMUFD_TEST, so those tests can be ported and run on both backends. This slice has
- * ADD_RESERVED, MD_CHECK_REFS, the access object path (CREATE_ACCESS, ACCESS_PAGES, ACCESS_RW,
- * DESTROY_ACCESS_PAGES, ACCESS_REPLACE_IOAS) and SET_TEMP_MEMORY_LIMIT. MOCK_DOMAIN and
- * MOCK_DOMAIN_REPLACE fail as the kernel does for unknown ids; creating a mock device needs the
- * simulated machine and answers EOPNOTSUPP until it exists, as do the other mock-domain ops.
+ * CONFIG_IOMMUFD_TEST, so those tests can be ported and run on both backends: ADD_RESERVED,
+ * MD_CHECK_REFS, the access object path (CREATE_ACCESS, ACCESS_PAGES, ACCESS_RW,
+ * DESTROY_ACCESS_PAGES, ACCESS_REPLACE_IOAS), SET_TEMP_MEMORY_LIMIT, and the mock IOMMU
+ * (mock_iommu.ts): MOCK_DOMAIN(_FLAGS) creates a mock device bound and attached to an IOAS or
+ * HWPT, MOCK_DOMAIN_REPLACE, MD_CHECK_MAP, MD_CHECK_IOTLB, DIRTY.
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import {
   IOMMU_TEST_OP, MOCK_ACCESS_RW_SLOW_PATH, MOCK_ACCESS_RW_WRITE, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
   MOCK_FLAGS_ACCESS_SYZ, MOCK_FLAGS_ACCESS_WRITE, iommu_test_cmd_members as T,
 } from '../../ioasid/uapi.js';
+import type { HwptNested, HwptPaging } from './hw_pagetable.js';
 import { kerr } from './errno.js';
+import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, NO_PASID, type IommufdDevice } from './iommufd_device.js';
+import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
@@ -277,21 +280,130 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
     }
     case IOMMU_TEST_OP.MOCK_DOMAIN:
     case IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS: {
-      // iommufd_device_attach(pt_id): unknown id ENOENT, neither IOAS nor HWPT EINVAL. Attaching a
-      // mock device to a real IOAS needs the simulated machine's mock IOMMU (not built yet).
-      const e = ctx.entry(id);
-      if (!e) kerr(ERRNO.ENOENT);
-      if (e.type !== 'IOAS' && e.type !== 'HWPT_PAGING' && e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
-      return kerr(ERRNO.EOPNOTSUPP);
-    }
-    case IOMMU_TEST_OP.MOCK_DOMAIN_REPLACE:
-      // iommufd_test_get_selftest_obj: no mock device can exist yet, so every id is ENOENT.
-      ctx.get(id, 'SELFTEST');
+      const flags = u.u32(4) === IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS ? u.u32(o('mock_domain_flags', 'dev_flags')) : 0;
+      const [stdevId, hwptId, idevId] = mockDomain(ctx, id, flags);
+      u.setU32(o('mock_domain', 'out_stdev_id'), stdevId);
+      u.setU32(o('mock_domain', 'out_hwpt_id'), hwptId);
+      u.setU32(o('mock_domain', 'out_idev_id'), idevId);
+      u.respond();
       return;
+    }
+    case IOMMU_TEST_OP.MOCK_DOMAIN_REPLACE: {
+      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
+      const ptId = deviceReplace(sobj.idev, NO_PASID, u.u32(o('mock_domain_replace', 'pt_id')));
+      u.setU32(o('mock_domain_replace', 'pt_id'), ptId);
+      u.respond();
+      return;
+    }
+    case IOMMU_TEST_OP.MD_CHECK_MAP:
+      checkMap(ctx, id, u.u64(o('check_map', 'iova')), u.u64(o('check_map', 'length')), u.u64(o('check_map', 'uptr')));
+      return;
+    case IOMMU_TEST_OP.MD_CHECK_IOTLB: {
+      const nested = mockNested(ctx, id);
+      const iotlbId = u.u32(o('check_iotlb', 'id'));
+      if (iotlbId > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || nested.domain.data[iotlbId] !== u.u32(o('check_iotlb', 'iotlb'))) kerr(ERRNO.EINVAL);
+      return;
+    }
+    case IOMMU_TEST_OP.DEV_CHECK_CACHE: {
+      // iommufd_test_dev_check_cache: a mock device's cache slot holds the value
+      const idev = ctx.get<IommufdDevice>(id, 'DEVICE');
+      if (!(idev.dev instanceof MockDevice)) kerr(ERRNO.EINVAL);
+      const cacheId = u.u32(o('check_dev_cache', 'id'));
+      if (cacheId > 3 || idev.dev.cache[cacheId] !== u.u32(o('check_dev_cache', 'cache'))) kerr(ERRNO.EINVAL);
+      return;
+    }
+    case IOMMU_TEST_OP.DIRTY: {
+      const n = testDirty(ctx, id, u);
+      u.setU64(o('dirty', 'out_nr_dirty'), BigInt(n));
+      u.respond();
+      return;
+    }
     case IOMMU_TEST_OP.SET_TEMP_MEMORY_LIMIT:
       if (u.u32(o('memory_limit', 'limit')) < 12) kerr(ERRNO.EINVAL);
       return;
     default:
       kerr(ERRNO.EOPNOTSUPP);
   }
+}
+
+// ---- the mock device (selftest_obj TYPE_IDEV) ------------------------------------------------------
+
+/** The selftest object that owns a mock device: destroying it detaches, unbinds and unplugs. */
+class SelftestDevice implements SimObject {
+  idev!: IommufdDevice;
+  constructor(readonly mock: MockDevice) {}
+
+  destroy(): void {
+    if (!this.idev) return;
+    for (const pasid of [...this.idev.group.pasidAttach.keys()]) if (this.idev.attachedAt(pasid)) deviceDetach(this.idev, pasid);
+    deviceUnbind(this.idev);
+  }
+}
+
+/** iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT). */
+function mockDomain(ctx: IommufdCtx, ptId: number, devFlags: number): [number, number, number] {
+  const mock = new MockDevice(devFlags);
+  const sobj = new SelftestDevice(mock);
+  const stdevId = ctx.add('SELFTEST', sobj);
+  try {
+    sobj.idev = deviceBind(ctx, mock, false);
+    try {
+      const hwptId = deviceAttach(sobj.idev, NO_PASID, ptId);
+      return [stdevId, hwptId, sobj.idev.id];
+    } catch (e) {
+      deviceUnbind(sobj.idev);
+      throw e;
+    }
+  } catch (e) {
+    sobj.idev = undefined as unknown as IommufdDevice;
+    ctx.remove(stdevId);
+    throw e;
+  }
+}
+
+/** get_md_pagetable: a paging HWPT whose domain the mock driver made (EINVAL otherwise). */
+function mockPaging(ctx: IommufdCtx, id: number): HwptPaging {
+  const hwpt = ctx.get<HwptPaging>(id, 'HWPT_PAGING');
+  if (!isMockPaging(hwpt.domain)) kerr(ERRNO.EINVAL);
+  return hwpt;
+}
+
+function mockNested(ctx: IommufdCtx, id: number): HwptNested {
+  const hwpt = ctx.get<HwptNested>(id, 'HWPT_NESTED');
+  if (!isMockNested(hwpt.domain)) kerr(ERRNO.EINVAL);
+  return hwpt;
+}
+
+/** iommufd_test_md_check_pa: every domain page under [iova, +length) is the page under uptr. */
+function checkMap(ctx: IommufdCtx, id: number, iova: bigint, length: bigint, uptr: bigint): void {
+  const domain = mockPaging(ctx, id).domain;
+  const size = BigInt(domain.pageSize);
+  if (iova % size || length % size || uptr % size || uptr + length > MAX) kerr(ERRNO.EINVAL);
+  for (; length; length -= size, iova += size, uptr += size) {
+    const user = ctx.proc.mm.phys(Number(uptr));
+    const io = domain.iovaToPhys(iova);
+    if (!io || io.store !== user.store || io.offset !== user.offset) kerr(ERRNO.EINVAL);
+  }
+}
+
+/** iommufd_test_dirty: mark the IOPTEs under each set bit of the user's bitmap dirty. */
+function testDirty(ctx: IommufdCtx, id: number, u: Ucmd): number {
+  const iova = u.u64(o('dirty', 'iova'));
+  const length = u.u64(o('dirty', 'length'));
+  const pageSize = u.u64(o('dirty', 'page_size'));
+  const uptr = u.u64(o('dirty', 'uptr'));
+  if (!pageSize || !length || iova % pageSize || length % pageSize || !uptr) kerr(ERRNO.EINVAL);
+  const max = Number(length / pageSize);
+  if (max > 16 * 1024 * 1024 * 8) kerr(ERRNO.EOVERFLOW);
+  const hwpt = mockPaging(ctx, id);
+  if (!hwpt.domain.dirtyTracking) kerr(ERRNO.EINVAL);
+  const bits = new Uint8Array(Math.ceil(max / 8));
+  ctx.proc.mm.read(Number(uptr), bits);
+  let count = 0;
+  for (let i = 0; i < max; i++) {
+    if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;
+    hwpt.domain.markDirty(iova + BigInt(i) * pageSize);
+    count++;
+  }
+  return count;
 }

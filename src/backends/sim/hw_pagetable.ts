@@ -1,0 +1,249 @@
+/**
+ * HWPT objects and their ioctls (hw_pagetable.c): a paging HWPT is a domain filled from one IOAS
+ * (automatic ones come and go with device attachment; manual ones from IOMMU_HWPT_ALLOC); a
+ * nested HWPT is a stage-1 domain on a NEST_PARENT paging HWPT. Dirty tracking and cache
+ * invalidation are commands on them.
+ */
+import { ERRNO } from '../../ioasid/errors.js';
+import { IOCTLS, IOMMU_HWPT_FAULT_ID_VALID } from '../../ioasid/uapi.js';
+import type { NestedDomain, PagingDomain } from './domain.js';
+import { kerr, KernelErrno } from './errno.js';
+import type { IoasObject } from './ioas.js';
+import { hwptNestedAlloc, hwptPagingAlloc, NO_PASID, type IommufdDevice } from './iommufd_device.js';
+import type { IommufdCtx, SimObject } from './main.js';
+import { PAGE_SIZE } from './mm.js';
+import type { Ucmd } from './ucmd.js';
+
+/**
+ * Driver-specific user data (struct iommu_user_data): read with copy_struct_from_user rules by
+ * the driver that understands its type.
+ */
+export interface UserData {
+  readonly type: number;
+  readonly len: number;
+  /**
+   * iommu_copy_struct_from_user: EINVAL for another type or fewer than `minLen` bytes, E2BIG for
+   * non-zero bytes past `size`, EFAULT for unreadable memory; the struct zero-extended to `size`.
+   */
+  read(type: number, size: number, minLen: number): Uint8Array;
+}
+
+export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: number): UserData {
+  return {
+    type,
+    len,
+    read(want: number, size: number, minLen: number): Uint8Array {
+      if (type !== want) kerr(ERRNO.EINVAL);
+      if (len < minLen) kerr(ERRNO.EINVAL);
+      return copyStructFromUser(ctx, uptr, len, size);
+    },
+  };
+}
+
+/** copy_struct_from_user(dst of `size`, user src of `usize`). */
+export function copyStructFromUser(ctx: IommufdCtx, uptr: bigint, usize: number, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  if (usize > size) {
+    const tail = new Uint8Array(usize - size);
+    ctx.proc.mm.read(Number(uptr) + size, tail);
+    if (tail.some((b) => b !== 0)) kerr(ERRNO.E2BIG);
+  }
+  const n = Math.min(size, usize);
+  if (n) ctx.proc.mm.read(Number(uptr), out.subarray(0, n));
+  return out;
+}
+
+export class HwptPaging implements SimObject {
+  id = 0;
+  domain!: PagingDomain;
+  autoDomain = false;
+  enforceCc = false;
+  faultId = 0;
+  constructor(
+    readonly ctx: IommufdCtx,
+    readonly ioas: IoasObject,
+    readonly nestParent: boolean,
+    readonly pasidCompat: boolean,
+  ) {}
+
+  get paging(): HwptPaging {
+    return this;
+  }
+
+  /** iommufd_hwpt_paging_destroy */
+  destroy(): void {
+    const i = this.ioas.hwpts.indexOf(this);
+    if (i >= 0) {
+      this.ioas.hwpts.splice(i, 1);
+      this.ioas.iopt.removeDomain(this.domain);
+    }
+    this.ctx.ref(this.ioas.id, -1);
+    if (this.faultId) this.ctx.ref(this.faultId, -1);
+  }
+}
+
+export class HwptNested implements SimObject {
+  id = 0;
+  domain!: NestedDomain;
+  faultId = 0;
+  constructor(
+    readonly ctx: IommufdCtx,
+    readonly parent: HwptPaging,
+    readonly pasidCompat: boolean,
+  ) {}
+
+  get paging(): null {
+    return null;
+  }
+
+  destroy(): void {
+    this.ctx.ref(this.parent.id, -1);
+    if (this.faultId) this.ctx.ref(this.faultId, -1);
+  }
+}
+
+export type Hwpt = HwptPaging | HwptNested;
+
+// ---- ioctls ----------------------------------------------------------------------------------------
+
+const H = IOCTLS.HWPT_ALLOC.struct.off;
+/** IOMMU_HWPT_ALLOC */
+function hwptAlloc(ctx: IommufdCtx, u: Ucmd): void {
+  if (u.u32(H.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
+  const type = u.u32(H.data_type!);
+  const len = u.u32(H.data_len!);
+  if ((type === 0 && len) || (type !== 0 && !len)) kerr(ERRNO.EINVAL);
+  const idev = ctx.get<IommufdDevice>(u.u32(H.dev_id!), 'DEVICE');
+  const pt = ctx.entry(u.u32(H.pt_id!));
+  if (!pt) kerr(ERRNO.EINVAL);
+  const flags = u.u32(H.flags!);
+  const data = userData(ctx, type, u.u64(H.data_uptr!), len);
+  let hwpt: Hwpt;
+  if (pt.type === 'IOAS') {
+    hwpt = hwptPagingAlloc(idev, pt.obj as IoasObject, NO_PASID, flags, false, len ? data : null);
+  } else if (pt.type === 'HWPT_PAGING') {
+    hwpt = hwptNestedAlloc(idev, pt.obj as HwptPaging, flags, data);
+  } else {
+    return kerr(ERRNO.EINVAL);
+  }
+  if (flags & IOMMU_HWPT_FAULT_ID_VALID) {
+    const faultId = u.u32(H.fault_id!);
+    try {
+      ctx.get(faultId, 'FAULT');
+    } catch (e) {
+      ctx.remove(hwpt.id);
+      throw e;
+    }
+    hwpt.faultId = faultId;
+    ctx.ref(faultId, 1);
+  }
+  u.setU32(H.out_hwpt_id!, hwpt.id);
+  u.respond();
+}
+
+const S = IOCTLS.HWPT_SET_DIRTY_TRACKING.struct.off;
+/** IOMMU_HWPT_SET_DIRTY_TRACKING */
+function setDirtyTracking(ctx: IommufdCtx, u: Ucmd): void {
+  const flags = u.u32(S.flags!);
+  if (flags & ~1) kerr(ERRNO.EOPNOTSUPP);
+  const hwpt = ctx.get<HwptPaging>(u.u32(S.hwpt_id!), 'HWPT_PAGING');
+  const enable = !!(flags & 1);
+  if (!hwpt.domain.dirtyOps) kerr(ERRNO.EOPNOTSUPP);
+  if (enable) clearDirty(hwpt); // a clean snapshot
+  hwpt.domain.dirtyTracking = enable;
+}
+
+/** iopt_clear_dirty_data: enabling starts from a clean slate. */
+function clearDirty(hwpt: HwptPaging): void {
+  for (const a of hwpt.ioas.iopt.areas.range(0n, 0xffff_ffff_ffff_ffffn)) {
+    for (let iova = a.start; iova <= a.last; iova += BigInt(hwpt.domain.pageSize)) hwpt.domain.testAndClearDirty(iova, false);
+  }
+}
+
+const G = IOCTLS.HWPT_GET_DIRTY_BITMAP.struct.off;
+/**
+ * IOMMU_HWPT_GET_DIRTY_BITMAP (iopt_read_and_clear_dirty_data): one bit per `page_size` of
+ * [iova, iova+length) at `data`, set for each dirty IOPTE under it; bits already set stay set.
+ */
+function getDirtyBitmap(ctx: IommufdCtx, u: Ucmd): void {
+  const flags = u.u32(G.flags!);
+  if (flags & ~1 || u.u32(G.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
+  const hwpt = ctx.get<HwptPaging>(u.u32(G.hwpt_id!), 'HWPT_PAGING');
+  const iova = u.u64(G.iova!);
+  const length = u.u64(G.length!);
+  const pageSize = u.u64(G.page_size!);
+  const data = u.u64(G.data!);
+  const domain = hwpt.domain;
+  const iopt = hwpt.ioas.iopt;
+  // iommufd_check_iova_range
+  if (!length) kerr(ERRNO.EINVAL);
+  const last = iova + length - 1n;
+  if (last > 0xffff_ffff_ffff_ffffn) kerr(ERRNO.EOVERFLOW);
+  const align = iopt.iovaAlignment;
+  if (iova & (align - 1n) || (last + 1n) & (align - 1n)) kerr(ERRNO.EINVAL);
+  if (!pageSize) kerr(ERRNO.EINVAL);
+  if (iova % pageSize || (last + 1n) % pageSize) kerr(ERRNO.EINVAL);
+  if (!domain.dirtyOps) kerr(ERRNO.EOPNOTSUPP);
+  // Every IOVA in the range must be mapped: areas must cover it contiguously.
+  let cur = iova;
+  for (const a of iopt.areas.range(iova, last)) {
+    if (a.start > cur) kerr(ERRNO.EINVAL);
+    cur = a.last + 1n;
+    if (cur > last) break;
+  }
+  if (cur <= last) kerr(ERRNO.EINVAL);
+  const nbits = Number(length / pageSize);
+  const bytes = Math.ceil(nbits / 8);
+  const bitmap = new Uint8Array(bytes);
+  ctx.proc.mm.read(Number(data), bitmap);
+  const step = BigInt(domain.pageSize);
+  const noClear = !!(flags & 1);
+  for (let at = iova; at <= last; at += step) {
+    if (domain.testAndClearDirty(at, noClear)) {
+      const bit = Number((at - iova) / pageSize);
+      bitmap[bit >> 3]! |= 1 << (bit & 7);
+    }
+  }
+  ctx.proc.mm.write(Number(data), bitmap);
+}
+
+const V = IOCTLS.HWPT_INVALIDATE.struct.off;
+/** IOMMU_HWPT_INVALIDATE: entry_num is always written back with the count handled. */
+function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
+  let done = 0;
+  try {
+    if (u.u32(V.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
+    const num = u.u32(V.entry_num!);
+    const len = u.u32(V.entry_len!);
+    const uptr = u.u64(V.data_uptr!);
+    if (num && (!uptr || !len || len > PAGE_SIZE || num > 1 << 19)) kerr(ERRNO.EINVAL);
+    const e = ctx.entry(u.u32(V.hwpt_id!));
+    if (!e) kerr(ERRNO.ENOENT);
+    if (e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
+    const nested = e.obj as HwptNested;
+    const inv = nested.domain.invalidate;
+    if (!inv) kerr(ERRNO.EOPNOTSUPP);
+    const entries: Uint8Array[] = [];
+    for (let i = 0; i < num; i++) {
+      const b = new Uint8Array(len);
+      ctx.proc.mm.read(Number(uptr) + i * len, b);
+      entries.push(b);
+    }
+    try {
+      done = inv(u.u32(V.data_type!), entries);
+    } catch (err) {
+      if (err instanceof KernelErrno) done = (err as KernelErrno & { done?: number }).done ?? 0;
+      throw err;
+    }
+  } finally {
+    u.setU32(V.entry_num!, done);
+    u.respond();
+  }
+}
+
+export const hwptHandlers = {
+  IOMMU_HWPT_ALLOC: hwptAlloc,
+  IOMMU_HWPT_SET_DIRTY_TRACKING: setDirtyTracking,
+  IOMMU_HWPT_GET_DIRTY_BITMAP: getDirtyBitmap,
+  IOMMU_HWPT_INVALIDATE: hwptInvalidate,
+};

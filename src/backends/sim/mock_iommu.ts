@@ -1,0 +1,218 @@
+/**
+ * The kernel's mock IOMMU (selftest.c, CONFIG_IOMMUFD_TEST): what IOMMU_TEST_OP_MOCK_DOMAIN
+ * plugs in so the selftests exercise domains without hardware. Paging domains have 2 KiB pages
+ * and the aperture [2^24, 2^31) (MOCK_IOMMUPT_DEFAULT), or PAGE_SIZE | 1 MiB pages and the full
+ * 56-bit space (MOCK_IOMMUPT_HUGE); nested domains carry four IOTLB slots that
+ * IOMMU_HWPT_INVALIDATE clears; devices may refuse dirty tracking (NO_DIRTY) or offer PASIDs.
+ * Each mock device is alone in its group and has its own "unit" that only records translations.
+ */
+import { ERRNO } from '../../ioasid/errors.js';
+import {
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_DATA_SELFTEST,
+  IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST,
+  IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_PASID_RESERVED, MOCK_APERTURE_LAST, MOCK_APERTURE_START,
+  MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, MOCK_HUGE_PAGE_SIZE, MOCK_IOMMUPT_DEFAULT, MOCK_IOMMUPT_HUGE,
+  MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PAGE_SIZE, MOCK_PASID_WIDTH,
+} from '../../ioasid/uapi.js';
+import type {
+  DmaFault, DmaPort, DmaTarget, IommuCaps, IommuDriverOps, ResvRegion, SimDevice, SimGroup, SimIommuUnit,
+} from './device.js';
+import { NestedDomain, PagingDomain } from './domain.js';
+import { KernelErrno, kerr } from './errno.js';
+import type { UserData } from './hw_pagetable.js';
+import { PAGE_SIZE } from './mm.js';
+
+export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
+
+/** mock_ops: the identity every mock domain's owner points at. */
+const MOCK_OPS = { name: 'iommufd-mock' };
+
+export function isMockPaging(d: PagingDomain): boolean {
+  return d.owner === MOCK_OPS;
+}
+
+export function isMockNested(d: NestedDomain): boolean {
+  return d.owner === MOCK_OPS;
+}
+
+const MOCK_CAPS: IommuCaps = {
+  model: 'mock',
+  pgsizeBitmap: BigInt(MOCK_PAGE_SIZE) | BigInt(MOCK_HUGE_PAGE_SIZE),
+  aperture: { start: MOCK_APERTURE_START, last: MOCK_APERTURE_LAST },
+  reserved: [],
+  enforceCacheCoherency: false,
+  dirtyTracking: true,
+  nesting: true,
+  pasidBits: MOCK_PASID_WIDTH,
+  hwInfoType: IOMMU_HW_INFO_TYPE_SELFTEST,
+  hwInfo: () => hwInfoPayload(),
+};
+
+function hwInfoPayload(): Uint8Array {
+  const b = new Uint8Array(8); // struct iommu_test_hw_info { flags; test_reg; }
+  new DataView(b.buffer).setUint32(4, IOMMU_HW_INFO_SELFTEST_REGVAL, true);
+  return b;
+}
+
+/** The mock's "hardware": translations installed per (RID, PASID), DMA through them. */
+class MockUnit implements SimIommuUnit {
+  readonly caps = MOCK_CAPS;
+  readonly faults: DmaFault[] = [];
+  readonly contexts = new Map<string, DmaTarget>();
+
+  setTranslation(rid: number, pasid: number | null, target: DmaTarget | null): void {
+    const key = `${rid}/${pasid ?? '-'}`;
+    if (target) this.contexts.set(key, target);
+    else this.contexts.delete(key);
+  }
+
+  port(rid: number): DmaPort {
+    const go = (iova: bigint, buf: Uint8Array, write: boolean, pasid?: number): DmaFault | null => {
+      const t = this.contexts.get(`${rid}/${pasid ?? '-'}`);
+      const f = t ? (write ? t.dmaWrite(iova, buf) : t.dmaRead(iova, buf)) : { iova, write, reason: 'blocked' as const };
+      if (!f) return null;
+      const fault = { ...f, rid, pasid: pasid ?? null };
+      this.faults.push(fault);
+      return fault;
+    };
+    return {
+      read: (iova, dst, pasid) => go(iova, dst, false, pasid),
+      write: (iova, src, pasid) => go(iova, src, true, pasid),
+    };
+  }
+}
+
+let nextMockId = 0;
+
+/** A mock device (mock_dev): alone in its group, on its own mock unit. */
+export class MockDevice implements SimDevice {
+  readonly name: string;
+  readonly rid: number;
+  readonly group: SimGroup;
+  readonly iommu = new MockUnit();
+  readonly ops: IommuDriverOps;
+  /** The device's cache slots (mdev->cache), cleared by vIOMMU invalidations. */
+  readonly cache = new Uint32Array(4).fill(0xbaddad); // MOCK_DEV_CACHE_NUM x IOMMU_TEST_DEV_CACHE_DEFAULT
+  /** The "fake error on the second PASID 1024 attach" state (pasid_1024_fake_error). */
+  private pasid1024 = false;
+
+  constructor(readonly flags: number) {
+    if (flags & ~(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID)) kerr(ERRNO.EINVAL);
+    const id = nextMockId++;
+    this.name = `iommufd_mock${id}`;
+    this.rid = id;
+    this.group = { id: -1 - id, devices: [this], owner: null, ownerCount: 0 };
+    this.ops = mockOps(this);
+  }
+
+  driver(): string | null {
+    return 'iommufd-mock';
+  }
+
+  /** mock_domain_set_dev_pasid_nop's PASID 1024 game: every second non-blocking attach fails. */
+  pasid1024Attach(blocking: boolean): void {
+    if (blocking) {
+      this.pasid1024 = false;
+    } else if (this.pasid1024) {
+      this.pasid1024 = false;
+      kerr(ERRNO.ENOMEM);
+    } else {
+      this.pasid1024 = true;
+    }
+  }
+}
+
+function mockOps(dev: MockDevice): IommuDriverOps {
+  const noDirty = !!(dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY);
+  return {
+    owner: MOCK_OPS,
+    maxPasidLog2: dev.flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0,
+    capable(cap) {
+      if (cap === 'cache-coherency') return true;
+      if (cap === 'dirty-tracking') return !noDirty;
+      return false;
+    },
+    /** mock_domain_alloc_paging_flags */
+    allocPaging(flags: number, data: UserData | null): PagingDomain {
+      const allowed = IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID;
+      const dirty = !!(flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING);
+      if (flags & ~allowed || (dirty && noDirty)) kerr(ERRNO.EOPNOTSUPP);
+      if (data && data.type !== IOMMU_HWPT_DATA_SELFTEST && data.type !== 0) kerr(ERRNO.EOPNOTSUPP);
+      let pagetableType = MOCK_IOMMUPT_DEFAULT;
+      if (data) {
+        // struct iommu_hwpt_selftest { iotlb; pagetable_type; }, at least up to iotlb
+        const cfg = data.read(IOMMU_HWPT_DATA_SELFTEST, 8, 4);
+        pagetableType = new DataView(cfg.buffer).getUint32(4, true);
+      }
+      if (pagetableType === MOCK_IOMMUPT_DEFAULT) {
+        return new PagingDomain({
+          owner: MOCK_OPS,
+          pgsizeBitmap: MOCK_CAPS.pgsizeBitmap,
+          aperture: MOCK_CAPS.aperture,
+          dirtyOps: dirty,
+          enforceCacheCoherency: true,
+        });
+      }
+      if (pagetableType === MOCK_IOMMUPT_HUGE) {
+        return new PagingDomain({
+          owner: MOCK_OPS,
+          pgsizeBitmap: BigInt(MOCK_HUGE_PAGE_SIZE) | BigInt(PAGE_SIZE),
+          aperture: { start: 0n, last: (1n << 56n) - 1n },
+          dirtyOps: dirty,
+          enforceCacheCoherency: true,
+        });
+      }
+      return kerr(ERRNO.EOPNOTSUPP);
+    },
+    /** mock_domain_alloc_nested */
+    allocNested(parent: PagingDomain, flags: number, data: UserData): NestedDomain {
+      if (flags & ~IOMMU_HWPT_ALLOC_PASID) kerr(ERRNO.EOPNOTSUPP);
+      if (parent.kind !== 'paging' || !isMockPaging(parent)) kerr(ERRNO.EINVAL);
+      if (data.type !== IOMMU_HWPT_DATA_SELFTEST) kerr(ERRNO.EOPNOTSUPP);
+      const cfg = data.read(IOMMU_HWPT_DATA_SELFTEST, 8, 4);
+      const iotlb = new Uint32Array(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(new DataView(cfg.buffer).getUint32(0, true));
+      return new NestedDomain(MOCK_OPS, parent, invalidateNested(iotlb), iotlb);
+    },
+    /** mock_domain_nop_attach / mock_domain_set_dev_pasid_nop */
+    attachDev(domain, pasid) {
+      if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
+      if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(false);
+    },
+    /** mock_domain_hw_info */
+    hwInfo(inType: number): [number, Uint8Array] {
+      if (inType !== 0 && inType !== IOMMU_HW_INFO_TYPE_SELFTEST) kerr(ERRNO.EOPNOTSUPP);
+      return [IOMMU_HW_INFO_TYPE_SELFTEST, hwInfoPayload()];
+    },
+    reservedRegions(): readonly ResvRegion[] {
+      return [];
+    },
+  };
+}
+
+/** mock_domain_cache_invalidate_user over struct iommu_hwpt_invalidate_selftest { flags; iotlb_id; } */
+function invalidateNested(iotlb: Uint32Array) {
+  return (type: number, entries: Uint8Array[]): number => {
+    let done = 0;
+    const fail = (errno: number): never => {
+      const e = new KernelErrno(errno) as KernelErrno & { done: number };
+      e.done = done;
+      throw e;
+    };
+    if (type !== IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) fail(ERRNO.EINVAL);
+    for (const raw of entries) {
+      // iommu_copy_struct_from_user_array: entry_len below offsetofend(iotlb_id) is EINVAL,
+      // non-zero bytes past the struct E2BIG.
+      if (raw.length < 8) fail(ERRNO.EINVAL);
+      if (raw.subarray(8).some((b) => b !== 0)) fail(ERRNO.E2BIG);
+      const dv = new DataView(raw.buffer, raw.byteOffset, 8);
+      const flags = dv.getUint32(0, true);
+      const id = dv.getUint32(4, true);
+      if (flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL) fail(ERRNO.EOPNOTSUPP);
+      if (id > MOCK_NESTED_DOMAIN_IOTLB_NUM - 1) fail(ERRNO.EINVAL);
+      if (flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) iotlb.fill(0);
+      else iotlb[id] = 0;
+      done++;
+    }
+    return done;
+  };
+}
