@@ -29,10 +29,10 @@ export const vfio_region_info = struct('vfio_region_info', [
 export const vfio_region_sparse_mmap_area = struct('vfio_region_sparse_mmap_area', [['offset', 'u64'], ['size', 'u64']]);
 /** Followed by nr_areas struct vfio_region_sparse_mmap_area. */
 export const vfio_region_info_cap_sparse_mmap = struct('vfio_region_info_cap_sparse_mmap', [
-  ['header', 'u64'], ['nr_areas', 'u32'], ['reserved', 'u32'],
+  ['header', 'u32', 2], ['nr_areas', 'u32'], ['reserved', 'u32'],
 ]);
 export const vfio_region_info_cap_type = struct('vfio_region_info_cap_type', [
-  ['header', 'u64'], ['type', 'u32'], ['subtype', 'u32'],
+  ['header', 'u32', 2], ['type', 'u32'], ['subtype', 'u32'],
 ]);
 export const vfio_irq_info = struct('vfio_irq_info', [
   ['argsz', 'u32'], ['flags', 'u32'], ['index', 'u32'], ['count', 'u32'],
