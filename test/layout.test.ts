@@ -216,7 +216,9 @@ describe.skipIf(skip)(`uapi.ts layouts equal gcc's from the kernel headers${skip
     onTestFinished(() => rmSync(dirname(bin), { recursive: true, force: true }));
     if (existsSync('/dev/iommu')) {
       const out = JSON.parse(execFileSync(bin, ['100', 'fixed'], { encoding: 'utf8' })) as Record<string, unknown>;
-      expect(out).toMatchObject({ n: 100, mode: 'fixed' });
+      expect(out).toMatchObject({ n: 100, mode: 'fixed', attach: 'none' });
+      const mock = JSON.parse(execFileSync(bin, ['100', 'auto', 'mock'], { encoding: 'utf8' })) as Record<string, unknown>;
+      expect(mock).toMatchObject({ n: 100, mode: 'auto', attach: 'mock' });
       return;
     }
     let status: number | null = null;
