@@ -12,6 +12,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { Iommufd, type Ioas } from '../src/index.js';
 import { VfioDevice } from '../src/device/vfio_device.js';
 import { PciDevice, matchVfioAlias, parseVfioAliases, vfioDriverName } from '../src/device/pci.js';
+import { parseCaps } from '../src/device/info_caps.js';
+import { regionCaps } from '../src/device/region.js';
 import {
   IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED, IOMMU_HW_INFO_TYPE_INTEL_VTD, PCI_CAP_ID_MSI, VFIO_DEVICE_FLAGS_PCI,
   VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE, VFIO_IRQ_INFO_NORESIZE,
@@ -46,6 +48,42 @@ describe('vfio_pci: aliases in modules.alias choose the VFIO driver (pure)', () 
     expect(matchVfioAlias(aliases, 'pci:v0000ABC1d0000ABCDsv00000000sd00000000bc02sc00i00')).toBe('hns_vfio_pci');
     expect(matchVfioAlias(aliases, 'pci:v00001234d000011E8sv00001AF4sd00001100bc00scFFi00')).toBe('vfio_pci');
     expect(matchVfioAlias(aliases.slice(0, 2), 'pci:v00001234d000011E8sv00001AF4sd00001100bc00scFFi00')).toBeNull();
+  });
+});
+
+describe('VFIO capability chains (pure: the layout vfio.h documents)', () => {
+  /** A region info buffer as vfio_get_region_info() writes it: info, then caps from offset 32. */
+  function regionInfoWithCaps(): Uint8Array {
+    const buf = new Uint8Array(32 + 48 + 16);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(0, buf.length, true);
+    dv.setUint32(12, 32, true); // cap_offset
+    // VFIO_REGION_INFO_CAP_SPARSE_MMAP v1 at 32, next -> 80: two areas.
+    dv.setUint16(32, 1, true); dv.setUint16(34, 1, true); dv.setUint32(36, 80, true);
+    dv.setUint32(40, 2, true);
+    dv.setBigUint64(48, 0n, true); dv.setBigUint64(56, 0x1000n, true);
+    dv.setBigUint64(64, 0x3000n, true); dv.setBigUint64(72, 0xd000n, true);
+    // VFIO_REGION_INFO_CAP_TYPE v1 at 80, end of chain.
+    dv.setUint16(80, 2, true); dv.setUint16(82, 1, true); dv.setUint32(84, 0, true);
+    dv.setUint32(88, 0x8000_10de, true); dv.setUint32(92, 3, true);
+    return buf;
+  }
+
+  it('walks the chain by next offsets and decodes sparse-mmap areas and the region type', () => {
+    const caps = parseCaps(regionInfoWithCaps(), 32);
+    expect(caps.map((c) => [c.id, c.version, c.offset, c.bytes.length])).toEqual([[1, 1, 32, 48], [2, 1, 80, 16]]);
+    expect(regionCaps(caps)).toEqual({
+      sparseMmap: [{ offset: 0n, size: 0x1000n }, { offset: 0x3000n, size: 0xd000n }],
+      type: { type: 0x8000_10de, subtype: 3 },
+      msixMappable: false,
+    });
+  });
+
+  it('a chain that loops or leaves the buffer is refused', () => {
+    const buf = regionInfoWithCaps();
+    new DataView(buf.buffer).setUint32(84, 32, true); // the type cap points back at the first
+    expect(() => parseCaps(buf, 32)).toThrow(RangeError);
+    expect(() => parseCaps(regionInfoWithCaps(), 200)).toThrow(RangeError);
   });
 });
 
