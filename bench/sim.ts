@@ -3,6 +3,7 @@
  * with 1e3 / 1e5 / 1e6 areas already in the IOAS, plus the memory each area takes.
  */
 import { Iommufd } from '../src/index.js';
+import { IommufdTest } from '../src/testing.js';
 
 const PAGE = 4096n;
 
@@ -11,9 +12,14 @@ export interface PairResult {
   nsPerPair: number;
 }
 
-/** N map (auto IOVA, R/W) + unmap pairs of one page; best of `runs`. */
-export function mapUnmapPair(ctx: Iommufd, n: number, runs = 3, fixed?: bigint): PairResult {
+/**
+ * N map (auto IOVA, R/W) + unmap pairs of one page; best of `runs`. With `mockDomain`, a mock
+ * device is attached to the IOAS first (IOMMU_TEST_OP_MOCK_DOMAIN): every map pins and fills
+ * its domain and every unmap empties it, as in the kernel's "mock domain attached" baseline.
+ */
+export function mapUnmapPair(ctx: Iommufd, n: number, runs = 3, fixed?: bigint, mockDomain = false): PairResult {
   const ioas = ctx.allocIoas();
+  if (mockDomain) new IommufdTest(ctx).mockDomain(ioas.id);
   const mem = ctx.mmap(4096);
   const opts = fixed === undefined ? {} : { iova: fixed };
   for (let i = 0; i < Math.min(n, 2000); i++) ioas.unmap(ioas.map(mem, opts), PAGE);
@@ -25,7 +31,7 @@ export function mapUnmapPair(ctx: Iommufd, n: number, runs = 3, fixed?: bigint):
     if (ns < best) best = ns;
   }
   mem.close();
-  ioas.destroy();
+  if (!mockDomain) ioas.destroy(); // a mock device keeps it until the context closes
   return { n, nsPerPair: best };
 }
 

@@ -10,6 +10,7 @@
 export { Iommufd, type OpenOptions, type RlimitMode } from './ioasid/iommufd.js';
 export { Hwpt, type HwptAllocOptions, type HwptData, type DirtyBitmapOptions } from './ioasid/hwpt.js';
 export type { HwInfo } from './ioasid/iommufd.js';
+export { FaultQueue, type PageFault } from './ioasid/fault.js';
 export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid/ioas.js';
 export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';
 export { ERRNO, IommuError, errnoName, isErrno, type ErrnoCode } from './ioasid/errors.js';

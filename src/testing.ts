@@ -98,6 +98,51 @@ export class IommufdTest {
     return { stdevId: c.dv.getUint32(o.out_stdev_id!, true), hwptId: c.dv.getUint32(o.out_hwpt_id!, true), idevId: c.dv.getUint32(o.out_idev_id!, true) };
   }
 
+  /** TRIGGER_IOPF: the mock device raises a page request (grpid, perm, addr) on a PASID (0: the RID). */
+  triggerIopf(idevId: number, pasid: number, opts: { grpid?: number; perm?: number; addr?: bigint } = {}): void {
+    this.run(IOMMU_TEST_OP.TRIGGER_IOPF, 0, (c, o) => {
+      c.dv.setUint32(o('trigger_iopf', 'dev_id'), idevId, true);
+      c.dv.setUint32(o('trigger_iopf', 'pasid'), pasid, true);
+      c.dv.setUint32(o('trigger_iopf', 'grpid'), opts.grpid ?? 2, true);
+      c.dv.setUint32(o('trigger_iopf', 'perm'), opts.perm ?? 3, true);
+      c.dv.setBigUint64(o('trigger_iopf', 'addr'), opts.addr ?? 0xdeadbeafn, true);
+    });
+  }
+
+  /** TRIGGER_VEVENT: the mock device reports a vEVENT (its virt_id) to its vIOMMU's SELFTEST queue. */
+  triggerVevent(idevId: number): void {
+    this.run(IOMMU_TEST_OP.TRIGGER_VEVENT, 0, (c, o) => c.dv.setUint32(o('trigger_vevent', 'dev_id'), idevId, true));
+  }
+
+  /** PASID_ATTACH: attach the mock device's PASID to an IOAS or HWPT; returns the HWPT id. */
+  pasidAttach(stdevId: number, pasid: number, ptId: number): number {
+    const c = this.run(IOMMU_TEST_OP.PASID_ATTACH, stdevId, (c, o) => {
+      c.dv.setUint32(o('pasid_attach', 'pasid'), pasid, true);
+      c.dv.setUint32(o('pasid_attach', 'pt_id'), ptId, true);
+    });
+    return c.dv.getUint32(M.pasid_attach.off.pt_id!, true);
+  }
+
+  pasidReplace(stdevId: number, pasid: number, ptId: number): number {
+    const c = this.run(IOMMU_TEST_OP.PASID_REPLACE, stdevId, (c, o) => {
+      c.dv.setUint32(o('pasid_replace', 'pasid'), pasid, true);
+      c.dv.setUint32(o('pasid_replace', 'pt_id'), ptId, true);
+    });
+    return c.dv.getUint32(M.pasid_replace.off.pt_id!, true);
+  }
+
+  pasidDetach(stdevId: number, pasid: number): void {
+    this.run(IOMMU_TEST_OP.PASID_DETACH, stdevId, (c, o) => c.dv.setUint32(o('pasid_detach', 'pasid'), pasid, true));
+  }
+
+  /** PASID_CHECK_HWPT: EINVAL unless `pasid` is attached to `hwptId` (0: unless it is detached). */
+  pasidCheckHwpt(stdevId: number, pasid: number, hwptId: number): void {
+    this.run(IOMMU_TEST_OP.PASID_CHECK_HWPT, stdevId, (c, o) => {
+      c.dv.setUint32(o('pasid_check', 'pasid'), pasid, true);
+      c.dv.setUint32(o('pasid_check', 'hwpt_id'), hwptId, true);
+    });
+  }
+
   /** MD_CHECK_MAP: EINVAL unless the mock domain maps [iova, +length) to the pages under uptr. */
   checkMap(hwptId: number, iova: bigint, length: bigint, uptr: bigint): void {
     this.run(IOMMU_TEST_OP.MD_CHECK_MAP, hwptId, (c, o) => {

@@ -1,307 +1,675 @@
 /**
- * Port of the kernel selftest FIXTURE(iommufd_ioas), variant no_domain (an IOAS with no device
- * attached, base_iova 0), from tools/testing/selftests/iommu/iommufd.c. The mock-domain variants
- * need simulated devices and come with them.
+ * Port of the kernel selftest FIXTURE(iommufd_ioas) from tools/testing/selftests/iommu/iommufd.c,
+ * every variant: no_domain (no device, base_iova 0), mock_domain (one mock domain plus a
+ * MOCK_FLAGS_DEVICE_PASID device), two_mock_domain, mock_domain_limit (SET_TEMP_MEMORY_LIMIT 16).
+ * One `it` per TEST_F, named after it; FIXTURE_SETUP and every step follow the C source. The
+ * steps a backend cannot run say so in the test's name.
  */
-import { describe, expect, it } from 'vitest';
-import { uapi } from '../src/index.js';
-import { MOCK_ACCESS_RW_SLOW_PATH, MOCK_ACCESS_RW_WRITE, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_PAGE_SIZE } from '../src/testing.js';
-import { BACKEND, BUFFER_SIZE, P, PAGE_SIZE, U64_MAX, expectErrno, rawIoctl, useIommufd } from './helpers.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { uapi, type Ioas } from '../src/index.js';
+import { MAP_POPULATE } from '../src/backends/types.js';
+import {
+  IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID,
+  IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_IOTLB_DEFAULT, MOCK_ACCESS_RW_SLOW_PATH,
+  MOCK_ACCESS_RW_WRITE, MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+  MOCK_FLAGS_DEVICE_PASID, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PAGE_SIZE, MOCK_PASID_WIDTH,
+} from '../src/testing.js';
+import { IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_FAULT_ID_VALID, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET } from '../src/ioasid/uapi.js';
+import { BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, P, PAGE_SIZE, U64_MAX, expectErrno, rawIoctl, useIommufd } from './helpers.js';
+import {
+  HWPT_SELFTEST_SIZE, INV_SELFTEST_SIZE, IOMMU_HWPT_DATA_NONE, IOMMU_HW_INFO_TYPE_DEFAULT, IOMMU_TEST_DEV_CACHE_DEFAULT,
+  MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, devCheckCacheAll, faultAlloc, getHwInfo, hwptAlloc, hwptInvalidate,
+  hwptSelftestData, invReqs, mmapAnon, triggerIopf,
+} from './selftest_utils.js';
 
 const PG = PAGE_SIZE;
+const M = BigInt(MOCK_PAGE_SIZE);
+const BUF = BigInt(BUFFER_SIZE);
+/** test_ioctl_set_default_memory_limit() */
+const DEFAULT_MEMORY_LIMIT = 65536;
 
-describe(`iommufd_ioas no_domain [${BACKEND}]`, () => {
+interface Variant {
+  name: string;
+  mockDomains: number;
+  memoryLimit: number;
+  pasidCapable: boolean;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'no_domain', mockDomains: 0, memoryLimit: 0, pasidCapable: false },
+  { name: 'mock_domain', mockDomains: 1, memoryLimit: 0, pasidCapable: true },
+  { name: 'two_mock_domain', mockDomains: 2, memoryLimit: 0, pasidCapable: false },
+  { name: 'mock_domain_limit', mockDomains: 1, memoryLimit: 16, pasidCapable: false },
+];
+
+/** 1 << (ffs(length) - 1): the alignment the kernel gives an automatic IOVA of this length. */
+const ffsAlign = (len: bigint) => len & -len;
+
+describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
   const f = useIommufd();
-  const setup = () => f.ctx.allocIoas();
+  const self = { ioasId: 0, stdevId: 0, hwptId: 0, deviceId: 0, baseIova: 0n, devicePasidId: 0 };
+  let ioas: Ioas;
 
-  it('ioas_auto_destroy / ioas_area_auto_destroy: areas freed at close', () => {
-    const ioas = setup();
-    for (let i = 0n; i < 10n; i++) ioas.mapUser(f.buffer.addr, PG, { iova: i * PG });
-  });
-
-  it('ioas_destroy: an IOAS with no device can be destroyed', () => {
-    setup().destroy();
-  });
-
-  it('ioas_area_destroy: adding an area does not change ability to destroy', () => {
-    const ioas = setup();
-    ioas.mapUser(f.buffer.addr, PG, { iova: 0n });
-    ioas.destroy();
-    expectErrno(() => ioas.destroy(), 'ENOENT');
-  });
-
-  it('alloc_hwpt_nested (no device): HWPT_ALLOC ENOENT, nested ENOENT, replace ENOENT', () => {
-    const ioas = setup();
-    const hwpt = (devId: number, ptId: number, dataType: number, dataLen: number) => {
-      const data = f.ctx.mmap(4096);
-      const c = f.ctx.cmd(uapi.IOCTLS.HWPT_ALLOC).u32('dev_id', devId).u32('pt_id', ptId)
-        .u32('data_type', dataType).u32('data_len', dataLen).u64('data_uptr', dataLen ? data.addr : 0n);
-      try {
-        f.ctx.ioctl(c);
-      } finally {
-        data.close();
-      }
-    };
-    expectErrno(() => hwpt(0, ioas.id, 0, 0), 'ENOENT');
-    expectErrno(() => hwpt(0, 0, 0xdead /* IOMMU_HWPT_DATA_SELFTEST */, 4), 'ENOENT');
-    expectErrno(() => hwpt(0, 0, 0xdead, 4), 'ENOENT');
-    expectErrno(() => f.test.mockDomainReplace(0, 0), 'ENOENT');
-  });
-
-  it('hwpt_attach (no device): a mock device on HWPT id 0 is ENOENT', () => {
-    setup();
-    expectErrno(() => f.test.mockDomain(0), 'ENOENT');
-  });
-
-  it('get_hw_info (no device): ENOENT with an exact and a larger buffer', () => {
-    setup();
-    const data = f.ctx.mmap(4096);
-    for (const len of [8, 16]) {
-      const c = f.ctx.cmd(uapi.IOCTLS.GET_HW_INFO).u32('dev_id', 0).u32('data_len', len).u64('data_uptr', data.addr);
-      expectErrno(() => f.ctx.ioctl(c), 'ENOENT');
+  // FIXTURE_SETUP(iommufd_ioas)
+  beforeEach(() => {
+    Object.assign(self, { ioasId: 0, stdevId: 0, hwptId: 0, deviceId: 0, baseIova: 0n, devicePasidId: 0 });
+    ioas = f.ctx.allocIoas();
+    expect(ioas.id).not.toBe(0);
+    self.ioasId = ioas.id;
+    f.test.setTempMemoryLimit(variant.memoryLimit || DEFAULT_MEMORY_LIMIT);
+    for (let i = 0; i !== variant.mockDomains; i++) {
+      const d = f.test.mockDomain(self.ioasId);
+      self.stdevId = d.stdevId;
+      self.hwptId = d.hwptId;
+      self.deviceId = d.idevId;
+      devCheckCacheAll(f.test, self.deviceId, IOMMU_TEST_DEV_CACHE_DEFAULT);
+      self.baseIova = MOCK_APERTURE_START;
     }
-    data.close();
+    if (variant.pasidCapable) self.devicePasidId = f.test.mockDomainFlags(self.ioasId, MOCK_FLAGS_DEVICE_PASID).idevId;
   });
 
-  it('area: unmap of nothing ENOENT; fixed map/unmap; no split; over-map EEXIST; unmap all', () => {
-    const ioas = setup();
-    for (let i = 0n; i < 10n; i++) expectErrno(() => ioas.unmap(i * PG, PG), 'ENOENT');
-    for (let i = 0n; i < 10n; i++) ioas.mapUser(f.buffer.addr, PG, { iova: i * PG });
-    for (let i = 0n; i < 10n; i++) expect(ioas.unmap(i * PG, PG)).toBe(PG);
-    ioas.mapUser(f.buffer.addr, 2n * PG, { iova: 16n * PG });
-    expectErrno(() => ioas.unmap(16n * PG, PG), 'ENOENT');
-    expectErrno(() => ioas.unmap(17n * PG, PG), 'ENOENT');
-    expectErrno(() => ioas.mapUser(f.buffer.addr, 2n * PG, { iova: 16n * PG }), 'EEXIST');
-    expectErrno(() => ioas.mapUser(f.buffer.addr, PG, { iova: 16n * PG }), 'EEXIST');
-    expectErrno(() => ioas.mapUser(f.buffer.addr, PG, { iova: 17n * PG }), 'EEXIST');
-    expectErrno(() => ioas.mapUser(f.buffer.addr, 2n * PG, { iova: 15n * PG }), 'EEXIST');
-    expectErrno(() => ioas.mapUser(f.buffer.addr, 3n * PG, { iova: 15n * PG }), 'EEXIST');
-    expect(ioas.unmap(0n, U64_MAX)).toBe(2n * PG);
-    expect(ioas.unmap(0n, U64_MAX)).toBe(0n);
+  // FIXTURE_TEARDOWN: runs before useIommufd's teardown (after-hooks run in reverse order).
+  afterEach(() => f.test.setTempMemoryLimit(DEFAULT_MEMORY_LIMIT));
+
+  const mapFixed = (va: bigint, length: bigint, iova: bigint) => ioas.mapUser(va, length, { iova });
+  const destroy = (id: number) => f.ctx.destroy(id);
+
+  it('ioas_auto_destroy', () => {});
+
+  it('ioas_destroy', () => {
+    if (self.stdevId) {
+      // IOAS cannot be freed while a device has a HWPT using it
+      expectErrno(() => destroy(self.ioasId), 'EBUSY');
+    } else {
+      // Can allocate and manually free an IOAS table
+      destroy(self.ioasId);
+    }
   });
 
-  it('unmap_fully_contained_areas: overhangs ENOENT; a range over 4 areas and gaps unmaps 32 pages', () => {
-    const ioas = setup();
-    const base = 4n * PG;
-    for (let i = 0n; i < 4n; i++) ioas.mapUser(f.buffer.addr, 8n * PG, { iova: base + i * 16n * PG });
+  it('alloc_hwpt_nested', () => {
+    const ctx = f.ctx;
+    const minDataLen = 4; // offsetofend(struct iommu_hwpt_selftest, iotlb)
+    const data = hwptSelftestData(IOMMU_TEST_IOTLB_DEFAULT);
+    const alloc = (devId: number, ptId: number, flags: number, dataType = IOMMU_HWPT_DATA_NONE, d: Uint8Array | null = null, len = 0, ftId = 0) =>
+      hwptAlloc(ctx, devId, ptId, ftId, flags, dataType, d, len);
+    const inv = [{ flags: 0, iotlbId: 0 }, { flags: 0, iotlbId: 0 }];
+    const invalidate = (hwptId: number, reqs: Uint8Array | null, dataType: number, lreq: number, nreqs: { n: number }) =>
+      hwptInvalidate(ctx, hwptId, reqs, dataType, lreq, nreqs);
+    const checkIotlb = (hwptId: number, id: number, expected: number) => f.test.checkIotlb(hwptId, id, expected);
+    const checkIotlbAll = (hwptId: number, expected: number) => {
+      for (let i = 0; i < MOCK_NESTED_DOMAIN_IOTLB_NUM; i++) checkIotlb(hwptId, i, expected);
+    };
+    const nestedHwptId = [0, 0];
+    let parentHwptId = 0;
+
+    if (self.deviceId) {
+      // Negative tests
+      expectErrno(() => alloc(self.ioasId, self.deviceId, 0), 'ENOENT');
+      expectErrno(() => alloc(self.deviceId, self.deviceId, 0), 'EINVAL');
+      expectErrno(() => alloc(self.deviceId, self.ioasId, IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID), 'EOPNOTSUPP');
+
+      parentHwptId = alloc(self.deviceId, self.ioasId, IOMMU_HWPT_ALLOC_NEST_PARENT);
+      const parentHwptIdNotWork = alloc(self.deviceId, self.ioasId, 0);
+
+      // Negative nested tests
+      expectErrno(() => alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_NONE, data, HWPT_SELFTEST_SIZE), 'EINVAL');
+      expectErrno(() => alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_SELFTEST + 1, data, HWPT_SELFTEST_SIZE), 'EOPNOTSUPP');
+      expectErrno(() => alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_SELFTEST, data, minDataLen - 1), 'EINVAL');
+      expectErrno(() => alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_SELFTEST, null, HWPT_SELFTEST_SIZE), 'EFAULT');
+      expectErrno(() => alloc(self.deviceId, parentHwptId, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE), 'EOPNOTSUPP');
+      expectErrno(() => alloc(self.deviceId, parentHwptIdNotWork, 0, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE), 'EINVAL');
+
+      // Allocate two nested hwpts sharing one common parent hwpt
+      const { faultId, faultFd } = faultAlloc(ctx);
+      nestedHwptId[0] = alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE);
+      nestedHwptId[1] = alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE);
+      expectErrno(() => alloc(self.deviceId, parentHwptId, IOMMU_HWPT_FAULT_ID_VALID, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE, 0xffff_ffff), 'ENOENT');
+      const iopfHwptId = alloc(self.deviceId, parentHwptId, IOMMU_HWPT_FAULT_ID_VALID, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE, faultId);
+      checkIotlbAll(nestedHwptId[0]!, IOMMU_TEST_IOTLB_DEFAULT);
+      checkIotlbAll(nestedHwptId[1]!, IOMMU_TEST_IOTLB_DEFAULT);
+
+      // Negative test: a nested hwpt on top of a nested hwpt
+      expectErrno(() => alloc(self.deviceId, nestedHwptId[0]!, 0, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE), 'EINVAL');
+      // Negative test: parent hwpt now cannot be freed
+      expectErrno(() => destroy(parentHwptId), 'EBUSY');
+
+      const n = { n: 0 };
+      const reqs = () => invReqs(...inv);
+      // hwpt_invalidate does not support a parent hwpt
+      n.n = 1;
+      expectErrno(() => invalidate(parentHwptId, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Check data_type by passing zero-length array
+      n.n = 0;
+      invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n);
+      expect(n.n).toBe(0);
+
+      // Negative test: Invalid data_type
+      n.n = 1;
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID, INV_SELFTEST_SIZE, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Negative test: structure size sanity
+      n.n = 1;
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE + 1, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      n.n = 1;
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 1, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Negative test: entry_len is bounded by PAGE_SIZE
+      n.n = 1;
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, P + 1, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Negative test: entry_num is bounded
+      n.n = (1 << 19) + 1; // IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX + 1
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Negative test: invalid flag is passed
+      n.n = 1;
+      inv[0]!.flags = 0xffffffff;
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n), 'EOPNOTSUPP');
+      expect(n.n).toBe(0);
+
+      // Negative test: invalid data_uptr when array is not empty
+      n.n = 1;
+      inv[0]!.flags = 0;
+      expectErrno(() => invalidate(nestedHwptId[0]!, null, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Negative test: invalid entry_len when array is not empty
+      n.n = 1;
+      inv[0]!.flags = 0;
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 0, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Negative test: invalid iotlb_id
+      n.n = 1;
+      inv[0]!.flags = 0;
+      inv[0]!.iotlbId = MOCK_NESTED_DOMAIN_IOTLB_ID_MAX + 1;
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n), 'EINVAL');
+      expect(n.n).toBe(0);
+
+      // Invalidate the 1st iotlb entry but fail the 2nd request due to invalid flags in the 2nd request.
+      n.n = 2;
+      inv[0] = { flags: 0, iotlbId: 0 };
+      inv[1] = { flags: 0xffffffff, iotlbId: 1 };
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n), 'EOPNOTSUPP');
+      expect(n.n).toBe(1);
+      checkIotlb(nestedHwptId[0]!, 0, 0);
+      checkIotlb(nestedHwptId[0]!, 1, IOMMU_TEST_IOTLB_DEFAULT);
+      checkIotlb(nestedHwptId[0]!, 2, IOMMU_TEST_IOTLB_DEFAULT);
+      checkIotlb(nestedHwptId[0]!, 3, IOMMU_TEST_IOTLB_DEFAULT);
+
+      // Invalidate the 1st iotlb entry but fail the 2nd request due to invalid iotlb_id in the 2nd request.
+      n.n = 2;
+      inv[0] = { flags: 0, iotlbId: 0 };
+      inv[1] = { flags: 0, iotlbId: MOCK_NESTED_DOMAIN_IOTLB_ID_MAX + 1 };
+      expectErrno(() => invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n), 'EINVAL');
+      expect(n.n).toBe(1);
+      checkIotlb(nestedHwptId[0]!, 0, 0);
+      checkIotlb(nestedHwptId[0]!, 1, IOMMU_TEST_IOTLB_DEFAULT);
+      checkIotlb(nestedHwptId[0]!, 2, IOMMU_TEST_IOTLB_DEFAULT);
+      checkIotlb(nestedHwptId[0]!, 3, IOMMU_TEST_IOTLB_DEFAULT);
+
+      // Invalidate the 2nd iotlb entry and verify
+      n.n = 1;
+      inv[0] = { flags: 0, iotlbId: 1 };
+      invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n);
+      expect(n.n).toBe(1);
+      checkIotlb(nestedHwptId[0]!, 0, 0);
+      checkIotlb(nestedHwptId[0]!, 1, 0);
+      checkIotlb(nestedHwptId[0]!, 2, IOMMU_TEST_IOTLB_DEFAULT);
+      checkIotlb(nestedHwptId[0]!, 3, IOMMU_TEST_IOTLB_DEFAULT);
+
+      // Invalidate the 3rd and 4th iotlb entries and verify
+      n.n = 2;
+      inv[0] = { flags: 0, iotlbId: 2 };
+      inv[1] = { flags: 0, iotlbId: 3 };
+      invalidate(nestedHwptId[0]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n);
+      expect(n.n).toBe(2);
+      checkIotlbAll(nestedHwptId[0]!, 0);
+
+      // Invalidate all iotlb entries for nested_hwpt_id[1] and verify
+      n.n = 1;
+      inv[0]!.flags = IOMMU_TEST_INVALIDATE_FLAG_ALL;
+      invalidate(nestedHwptId[1]!, reqs(), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, INV_SELFTEST_SIZE, n);
+      expect(n.n).toBe(1);
+      checkIotlbAll(nestedHwptId[1]!, 0);
+
+      // Attach device to nested_hwpt_id[0] that then will be busy
+      f.test.mockDomainReplace(self.stdevId, nestedHwptId[0]!);
+      expectErrno(() => destroy(nestedHwptId[0]!), 'EBUSY');
+
+      // Switch from nested_hwpt_id[0] to nested_hwpt_id[1]
+      f.test.mockDomainReplace(self.stdevId, nestedHwptId[1]!);
+      expectErrno(() => destroy(nestedHwptId[1]!), 'EBUSY');
+      destroy(nestedHwptId[0]!);
+
+      // Switch from nested_hwpt_id[1] to iopf_hwpt_id
+      f.test.mockDomainReplace(self.stdevId, iopfHwptId);
+      expectErrno(() => destroy(iopfHwptId), 'EBUSY');
+      // Trigger an IOPF on the device
+      triggerIopf(ctx, self.deviceId, 0x1, faultFd);
+
+      // Detach from nested_hwpt_id[1] and destroy it
+      f.test.mockDomainReplace(self.stdevId, parentHwptId);
+      destroy(nestedHwptId[1]!);
+      destroy(iopfHwptId);
+
+      // Detach from the parent hw_pagetable and destroy it
+      f.test.mockDomainReplace(self.stdevId, self.ioasId);
+      destroy(parentHwptId);
+      destroy(parentHwptIdNotWork);
+      ctx.binding.close(faultFd);
+      destroy(faultId);
+    } else {
+      expectErrno(() => alloc(self.deviceId, self.ioasId, 0), 'ENOENT');
+      expectErrno(() => alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE), 'ENOENT');
+      expectErrno(() => alloc(self.deviceId, parentHwptId, 0, IOMMU_HWPT_DATA_SELFTEST, data, HWPT_SELFTEST_SIZE), 'ENOENT');
+      expectErrno(() => f.test.mockDomainReplace(self.stdevId, nestedHwptId[0]!), 'ENOENT');
+      expectErrno(() => f.test.mockDomainReplace(self.stdevId, nestedHwptId[1]!), 'ENOENT');
+    }
+  });
+
+  it('hwpt_attach', () => {
+    // Create a device attached directly to a hwpt
+    if (self.stdevId) f.test.mockDomain(self.hwptId);
+    else expectErrno(() => f.test.mockDomain(self.hwptId), 'ENOENT');
+  });
+
+  it('ioas_area_destroy', () => {
+    // Adding an area does not change ability to destroy
+    mapFixed(f.buffer.addr, PG, self.baseIova);
+    if (self.stdevId) expectErrno(() => destroy(self.ioasId), 'EBUSY');
+    else destroy(self.ioasId);
+  });
+
+  it('ioas_area_auto_destroy', () => {
+    // Can allocate and automatically free an IOAS table with many areas
+    for (let i = 0n; i !== 10n; i++) mapFixed(f.buffer.addr, PG, self.baseIova + i * PG);
+  });
+
+  it('get_hw_info', () => {
+    const ctx = f.ctx;
+    // struct iommu_test_hw_info buffer_exact / buffer_larger (info + u64 trailing_bytes): stack
+    // garbage in C, 0xaa here, so a kernel that did not zero the larger buffer's tail is caught.
+    using bufferExact = ctx.mmap(4096);
+    using bufferLarger = ctx.mmap(4096);
+    bufferExact.bytes.fill(0xaa);
+    bufferLarger.bytes.fill(0xaa);
+    if (self.deviceId) {
+      // Provide a zero-size user_buffer
+      getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_DEFAULT, null, 0);
+      // Provide a user_buffer with exact size
+      getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_DEFAULT, bufferExact, 8);
+      // Request for a wrong data_type, and a correct one
+      expectErrno(() => getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_SELFTEST + 1, bufferExact, 8), 'EOPNOTSUPP');
+      getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_SELFTEST, bufferExact, 8);
+      // A user_buffer larger than the exact size: the kernel zeroes the trailing bytes.
+      getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_DEFAULT, bufferLarger, 16);
+      // A user_buffer smaller than the exact size: the fields within it still get updated.
+      getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_DEFAULT, bufferExact, 4 /* offsetofend(flags) */);
+      expect(getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_DEFAULT, null, 0).maxPasid).toBe(0);
+      if (variant.pasidCapable) {
+        expect(getHwInfo(ctx, self.devicePasidId, IOMMU_HW_INFO_TYPE_DEFAULT, null, 0).maxPasid).toBe(MOCK_PASID_WIDTH);
+      }
+    } else {
+      expectErrno(() => getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_DEFAULT, bufferExact, 8), 'ENOENT');
+      expectErrno(() => getHwInfo(ctx, self.deviceId, IOMMU_HW_INFO_TYPE_DEFAULT, bufferLarger, 16), 'ENOENT');
+    }
+  });
+
+  it('area', () => {
+    const base = self.baseIova;
+    const buffer = f.buffer.addr;
+    // Unmap fails if nothing is mapped
+    for (let i = 0n; i !== 10n; i++) expectErrno(() => ioas.unmap(i * PG, PG), 'ENOENT');
+    // Unmap works
+    for (let i = 0n; i !== 10n; i++) mapFixed(buffer, PG, base + i * PG);
+    for (let i = 0n; i !== 10n; i++) ioas.unmap(base + i * PG, PG);
+    // Split fails
+    mapFixed(buffer, PG * 2n, base + 16n * PG);
+    expectErrno(() => ioas.unmap(base + 16n * PG, PG), 'ENOENT');
+    expectErrno(() => ioas.unmap(base + 17n * PG, PG), 'ENOENT');
+    // Over map fails
+    expectErrno(() => mapFixed(buffer, PG * 2n, base + 16n * PG), 'EEXIST');
+    expectErrno(() => mapFixed(buffer, PG, base + 16n * PG), 'EEXIST');
+    expectErrno(() => mapFixed(buffer, PG, base + 17n * PG), 'EEXIST');
+    expectErrno(() => mapFixed(buffer, PG * 2n, base + 15n * PG), 'EEXIST');
+    expectErrno(() => mapFixed(buffer, PG * 3n, base + 15n * PG), 'EEXIST');
+    // unmap all works
+    ioas.unmap(0n, U64_MAX);
+    // Unmap all succeeds on an empty IOAS
+    ioas.unmap(0n, U64_MAX);
+  });
+
+  it('unmap_fully_contained_areas', () => {
+    // Give no_domain some space to rewind base_iova
+    const base = self.baseIova + 4n * PG;
+    for (let i = 0n; i !== 4n; i++) mapFixed(f.buffer.addr, 8n * PG, base + i * 16n * PG);
+    // Unmap not fully contained area doesn't work
     expectErrno(() => ioas.unmap(base - 4n * PG, 8n * PG), 'ENOENT');
     expectErrno(() => ioas.unmap(base + 3n * 16n * PG + 8n * PG - 4n * PG, 8n * PG), 'ENOENT');
+    // Unmap fully contained areas works
     expect(ioas.unmap(base - 4n * PG, 3n * 16n * PG + 8n * PG + 4n * PG)).toBe(32n * PG);
   });
 
-  it('area_auto_iova: alignment from the length, avoids reserved, stays in the allowed range', () => {
-    const ioas = setup();
+  it('area_auto_iova', () => {
+    const buffer = f.buffer.addr;
+    const reserved = { start: PG * 4n, length: PG * 100n };
     const iovas: bigint[] = [];
-    for (let i = 0; i < 10; i++) iovas.push(ioas.mapUser(f.buffer.addr, PG));
-    for (const iova of iovas) ioas.unmap(iova, PG);
-    const ffsAlign = (len: bigint) => len & -len;
-    // No domain: nothing is pinned, so an address that is not mapped at all still maps.
-    for (let i = 1n; i <= 10n; i++) {
-      const iova = ioas.mapUser(1n << 31n, PG * i);
-      expect(iova % ffsAlign(PG * i)).toBe(0n);
-      iovas[Number(i) - 1] = iova;
-    }
-    for (let i = 1n; i <= 10n; i++) ioas.unmap(iovas[Number(i) - 1]!, PG * i);
+    // Simple 4k pages
+    for (let i = 0; i !== 10; i++) iovas[i] = ioas.mapUser(buffer, PG);
+    for (let i = 0; i !== 10; i++) ioas.unmap(iovas[i]!, PG);
 
-    f.test.addReserved(ioas.id, 4n * PG, 100n * PG);
-    for (let i = 1n; i <= 10n; i++) {
-      const iova = ioas.mapUser(f.buffer.addr, PG * i);
-      expect(iova % ffsAlign(PG * i)).toBe(0n);
-      expect(iova > 4n * PG && iova < 104n * PG).toBe(false);
-      iovas[Number(i) - 1] = iova;
+    // Kernel automatically aligns IOVAs properly
+    for (let i = 0; i !== 10; i++) {
+      const length = PG * BigInt(i + 1);
+      // no_domain: the VA 1<<31 need not be mapped, nothing is pinned without a domain
+      iovas[i] = ioas.mapUser(self.stdevId ? buffer : 1n << 31n, length);
+      expect(iovas[i]! % ffsAlign(length)).toBe(0n);
     }
-    for (let i = 1n; i <= 10n; i++) ioas.unmap(iovas[Number(i) - 1]!, PG * i);
+    for (let i = 0; i !== 10; i++) ioas.unmap(iovas[i]!, PG * BigInt(i + 1));
 
-    expectErrno(() => ioas.allowIovas([{ start: PG, last: 600n * PG }]), 'EADDRINUSE');
-    const range = { start: 200n * PG, last: 600n * PG - 1n };
+    // Avoids a reserved region
+    f.test.addReserved(self.ioasId, reserved.start, reserved.length);
+    for (let i = 0; i !== 10; i++) {
+      const length = PG * BigInt(i + 1);
+      iovas[i] = ioas.mapUser(buffer, length);
+      expect(iovas[i]! % ffsAlign(length)).toBe(0n);
+      expect(iovas[i]! > reserved.start && iovas[i]! < reserved.start + reserved.length).toBe(false);
+    }
+    for (let i = 0; i !== 10; i++) ioas.unmap(iovas[i]!, PG * BigInt(i + 1));
+
+    // Allowed region intersects with a reserved region
+    expectErrno(() => ioas.allowIovas([{ start: PG, last: PG * 600n }]), 'EADDRINUSE');
+
+    // Allocate from an allowed region
+    const range = self.stdevId
+      ? { start: MOCK_APERTURE_START + PG, last: MOCK_APERTURE_START + PG * 600n - 1n }
+      : { start: PG * 200n, last: PG * 600n - 1n };
     ioas.allowIovas([range]);
-    for (let i = 1n; i <= 10n; i++) {
-      const len = PG * i;
-      const iova = ioas.mapUser(f.buffer.addr, len);
-      expect(iova % ffsAlign(len)).toBe(0n);
-      expect(iova >= range.start && iova <= range.last && iova + len <= range.last + 1n).toBe(true);
-      iovas[Number(i) - 1] = iova;
+    for (let i = 0; i !== 10; i++) {
+      const length = PG * BigInt(i + 1);
+      iovas[i] = ioas.mapUser(buffer, length);
+      expect(iovas[i]! % ffsAlign(length)).toBe(0n);
+      expect(iovas[i]! >= range.start).toBe(true);
+      expect(iovas[i]! <= range.last).toBe(true);
+      expect(iovas[i]! + length > range.start).toBe(true);
+      expect(iovas[i]! + length <= range.last + 1n).toBe(true);
     }
-    for (let i = 1n; i <= 10n; i++) ioas.unmap(iovas[Number(i) - 1]!, PG * i);
+    for (let i = 0; i !== 10; i++) ioas.unmap(iovas[i]!, PG * BigInt(i + 1));
   });
 
-  it('auto IOVA alignment is lowered to the lowest set bit of the source address', () => {
-    // 4 pages from a 2 MiB-aligned VA: alignment 16 KiB, first fit above PAGE_SIZE is 0x4000.
-    expect(setup().mapUser(f.buffer.addr, 4n * PG)).toBe(0x4000n);
-    // The same length from VA+4 KiB: alignment drops to 4 KiB, so the first fit is 0x1000.
-    expect(setup().mapUser(f.buffer.addr + PG, 4n * PG)).toBe(0x1000n);
-    // A sub-page source offset is kept in the IOVA.
-    expect(setup().mapUser(f.buffer.addr + 0x123n, PG) % PG).toBe(0x123n);
-  });
-
-  it('reserved_overflow: a reservation up to the top leaves no hole for 0x5000 bytes (ENOSPC)', () => {
-    const ioas = setup();
-    f.test.addReserved(ioas.id, 6n, 0xffff_ffff_ffff_8001n);
+  // https://lore.kernel.org/r/685af644.a00a0220.2e5631.0094.GAE@google.com
+  it('reserved_overflow', () => {
+    // PAGE_SIZE == 4096
+    f.test.addReserved(self.ioasId, 6n, 0xffff_ffff_ffff_8001n);
     expectErrno(() => ioas.mapUser(f.buffer.addr, 0x5000n), 'ENOSPC');
   });
 
-  it('area_allowed: reserved inside allowed and allowed over reserved are both EADDRINUSE', () => {
-    const ioas = setup();
-    ioas.allowIovas([{ start: 0n, last: 600n * PG }]);
-    expectErrno(() => f.test.addReserved(ioas.id, PG, PG), 'EADDRINUSE');
+  it('area_allowed', () => {
+    // Reserved intersects an allowed
+    const allowed = { start: self.baseIova, last: self.baseIova + PG * 600n };
+    ioas.allowIovas([allowed]);
+    const resv = { start: allowed.start + PG, length: PG };
+    expectErrno(() => f.test.addReserved(self.ioasId, resv.start, resv.length), 'EADDRINUSE');
     ioas.allowIovas([]);
-    f.test.addReserved(ioas.id, PG, PG);
-    expectErrno(() => ioas.allowIovas([{ start: 0n, last: 600n * PG }]), 'EADDRINUSE');
+    // Allowed intersects a reserved
+    f.test.addReserved(self.ioasId, resv.start, resv.length);
+    expectErrno(() => ioas.allowIovas([allowed]), 'EADDRINUSE');
   });
 
-  it('copy_area: copy inside one IOAS and into a fresh IOAS at IOVA 0', () => {
-    const ioas = setup();
-    ioas.mapUser(f.buffer.addr, PG, { iova: 0n });
-    expect(ioas.copyFrom(ioas, 0n, PG, { iova: PG, readable: false })).toBe(PG);
+  it('copy_area', () => {
+    // flags FIXED_IOVA | WRITEABLE
+    mapFixed(f.buffer.addr, PG, self.baseIova);
+    // Copy inside a single IOAS
+    ioas.copyFrom(ioas, self.baseIova, PG, { iova: self.baseIova + PG, readable: false });
+    // Copy between IOAS's
     const dst = f.ctx.allocIoas();
-    expect(dst.copyFrom(ioas, 0n, PG, { iova: 0n, readable: false })).toBe(0n);
+    expect(dst.id).not.toBe(0);
+    dst.copyFrom(ioas, self.baseIova, PG, { iova: 0n, readable: false });
   });
 
-  it('iova_ranges: one range [0, SIZE_MAX]; EMSGSIZE with count; two ranges after a reservation', () => {
-    const ioas = setup();
-    expect(ioas.iovaRanges()).toEqual({ ranges: [{ start: 0n, last: U64_MAX }], alignment: 1n });
+  it('iova_ranges', () => {
+    // struct iommu_iova_range *ranges = buffer
+    const ranges = f.buffer;
+    const dv = new DataView(ranges.bytes.buffer, ranges.bytes.byteOffset, BUFFER_SIZE);
+    const range = (i: number) => [dv.getBigUint64(i * 16, true), dv.getBigUint64(i * 16 + 8, true)];
+    const rangesCmd = (num: number) =>
+      f.ctx.cmd(uapi.IOCTLS.IOAS_IOVA_RANGES).u32('ioas_id', self.ioasId).u32('num_iovas', num).u64('allowed_iovas', ranges.addr);
+    const all = BUFFER_SIZE / 16;
 
-    const arr = f.ctx.mmap(BUFFER_SIZE);
-    const c = f.ctx.cmd(uapi.IOCTLS.IOAS_IOVA_RANGES).u32('ioas_id', ioas.id).u32('num_iovas', 0).u64('allowed_iovas', arr.addr);
+    // Range can be read
+    let c = rangesCmd(all);
+    f.ctx.ioctl(c);
+    expect(c.get32('num_iovas')).toBe(1);
+    if (!self.stdevId) {
+      expect(range(0)).toEqual([0n, U64_MAX]);
+      expect(c.get64('out_iova_alignment')).toBe(1n);
+    } else {
+      expect(range(0)).toEqual([MOCK_APERTURE_START, MOCK_APERTURE_LAST]);
+      expect(c.get64('out_iova_alignment')).toBe(M);
+    }
+
+    // Buffer too small
+    ranges.bytes.fill(0);
+    c = rangesCmd(0);
     expectErrno(() => f.ctx.ioctl(c), 'EMSGSIZE');
     expect(c.get32('num_iovas')).toBe(1);
-    expect(arr.bytes.subarray(0, 16).every((b) => b === 0)).toBe(true);
+    expect(range(0)).toEqual([0n, 0n]);
 
-    f.test.addReserved(ioas.id, PG, PG);
-    expect(ioas.iovaRanges().ranges).toEqual([{ start: 0n, last: PG - 1n }, { start: 2n * PG, last: U64_MAX }]);
+    // 2 ranges
+    f.test.addReserved(self.ioasId, PG, PG);
+    c = rangesCmd(all);
+    f.ctx.ioctl(c);
+    if (!self.stdevId) {
+      expect(c.get32('num_iovas')).toBe(2);
+      expect(range(0)).toEqual([0n, PG - 1n]);
+      expect(range(1)).toEqual([PG * 2n, U64_MAX]);
+    } else {
+      expect(c.get32('num_iovas')).toBe(1);
+      expect(range(0)).toEqual([MOCK_APERTURE_START, MOCK_APERTURE_LAST]);
+    }
 
-    const c2 = f.ctx.cmd(uapi.IOCTLS.IOAS_IOVA_RANGES).u32('ioas_id', ioas.id).u32('num_iovas', 1).u64('allowed_iovas', arr.addr);
-    expectErrno(() => f.ctx.ioctl(c2), 'EMSGSIZE');
-    expect(c2.get32('num_iovas')).toBe(2);
-    const dv = new DataView(arr.bytes.buffer, arr.bytes.byteOffset, 32);
-    expect([dv.getBigUint64(0, true), dv.getBigUint64(8, true)]).toEqual([0n, PG - 1n]);
-    expect([dv.getBigUint64(16, true), dv.getBigUint64(24, true)]).toEqual([0n, 0n]);
-    arr.close();
+    // Buffer too small
+    ranges.bytes.fill(0);
+    c = rangesCmd(1);
+    if (!self.stdevId) {
+      expectErrno(() => f.ctx.ioctl(c), 'EMSGSIZE');
+      expect(c.get32('num_iovas')).toBe(2);
+      expect(range(0)).toEqual([0n, PG - 1n]);
+    } else {
+      f.ctx.ioctl(c);
+      expect(c.get32('num_iovas')).toBe(1);
+      expect(range(0)).toEqual([MOCK_APERTURE_START, MOCK_APERTURE_LAST]);
+    }
+    expect(range(1)).toEqual([0n, 0n]);
   });
 
-  it('ioas_option_huge_pages: GET 1, SET 0, GET 0, SET 2 EINVAL, SET 1', () => {
-    const ioas = setup();
-    expect(ioas.getHugePages()).toBe(true);
-    ioas.setHugePages(false);
-    expect(ioas.getHugePages()).toBe(false);
-    expectErrno(() => ioas.setHugePages(2n), 'EINVAL');
-    ioas.setHugePages(true);
+  it.skipIf(NO_HUGETLB)(`access_domain_destory${NO_HUGETLB ? ` (skipped: ${NO_HUGETLB})` : ''}`, () => {
+    const ctx = f.ctx;
+    const bufSize = 2 * HUGEPAGE_SIZE;
+    const buf = mmapAnon(ctx, bufSize, MAP_SHARED_ANON | MAP_HUGETLB | MAP_POPULATE);
+    mapFixed(buf, BigInt(bufSize), self.baseIova);
+    const accessFd = f.test.createAccess(self.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    const pagesId = f.test.accessPages(accessFd, self.baseIova + PG, PG, 0, buf + PG);
+    // Causes a complicated unpin across a huge page boundary
+    if (self.stdevId) destroy(self.stdevId);
+    f.test.destroyAccessPages(accessFd, pagesId);
+    f.test.closeAccess(accessFd);
+    ctx.binding.munmap(buf, bufSize);
   });
 
-  it('ioas_iova_alloc: every length from 1 to 2*PAGE_SIZE-1 maps and unmaps with no domain', () => {
-    const ioas = setup();
-    for (let len = 1n; len < 2n * PG; len++) {
-      const iova = ioas.mapUser(f.buffer.addr, len);
-      ioas.unmap(iova, len);
+  it('access_pin', () => {
+    const buffer = f.buffer.addr;
+    const accessFd = f.test.createAccess(self.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    const accessPages = (length: bigint) => f.test.accessPages(accessFd, MOCK_APERTURE_START, length, 0, buffer);
+    for (let npages = 1n; npages < BUF / PG; npages++) {
+      const length = npages * PG;
+      // Single map/unmap
+      mapFixed(buffer, BUF, MOCK_APERTURE_START);
+      f.test.destroyAccessPages(accessFd, accessPages(length));
+      // Double user
+      const accessPagesId = accessPages(length);
+      f.test.destroyAccessPages(accessFd, accessPages(length));
+      f.test.destroyAccessPages(accessFd, accessPagesId);
+      // Add/remove a domain with a user
+      const id = accessPages(length);
+      const mock = f.test.mockDomain(self.ioasId);
+      f.test.checkMap(mock.hwptId, MOCK_APERTURE_START, BUF, buffer);
+      destroy(mock.stdevId);
+      f.test.destroyAccessPages(accessFd, id);
+      ioas.unmap(MOCK_APERTURE_START, BUF);
+    }
+    f.test.closeAccess(accessFd);
+  });
+
+  it('access_pin_unmap', () => {
+    const accessFd = f.test.createAccess(self.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    mapFixed(f.buffer.addr, BUF, MOCK_APERTURE_START);
+    const id = f.test.accessPages(accessFd, MOCK_APERTURE_START, BUF, 0, f.buffer.addr);
+    // Trigger the unmap op
+    ioas.unmap(MOCK_APERTURE_START, BUF);
+    // kernel removed the item for us
+    expectErrno(() => f.test.destroyAccessPages(accessFd, id), 'ENOENT');
+    // (the C test leaves the access fd to process exit; closed here so it does not outlive the test)
+    f.test.closeAccess(accessFd);
+  });
+
+  /** check_access_rw() */
+  function checkAccessRw(accessFd: number, iova: bigint, defFlags: number): void {
+    const buf = f.buffer.bytes;
+    using tmp = f.ctx.mmap(4096); // uint16_t tmp[32]
+    const TMP = 64;
+    let seed = 1;
+    const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16;
+    const dv = new DataView(buf.buffer, buf.byteOffset, BUFFER_SIZE);
+    for (let i = 0; i !== BUFFER_SIZE / 2; i++) dv.setUint16(i * 2, rand() & 0xffff, true);
+
+    for (let at = iova + PG - 50n; at < iova + PG + 50n; at++) {
+      const off = Number(at - iova);
+      for (let length = 1; length < TMP; length++) {
+        f.test.accessRw(accessFd, at, tmp.addr, BigInt(length), defFlags);
+        expect(Buffer.compare(buf.subarray(off, off + length), tmp.bytes.subarray(0, length))).toBe(0);
+        for (let i = 0; i !== TMP; i++) tmp.bytes[i] = rand() & 0xff;
+        f.test.accessRw(accessFd, at, tmp.addr, BigInt(length), defFlags | MOCK_ACCESS_RW_WRITE);
+        expect(Buffer.compare(buf.subarray(off, off + length), tmp.bytes.subarray(0, length))).toBe(0);
+      }
+    }
+
+    // Multi-page test
+    using tmp2 = f.ctx.mmap(BUFFER_SIZE);
+    f.test.accessRw(accessFd, iova, tmp2.addr, BUF, defFlags);
+    expect(Buffer.compare(buf, tmp2.bytes)).toBe(0);
+  }
+
+  it('access_rw', () => {
+    const accessFd = f.test.createAccess(self.ioasId, 0);
+    const iova = ioas.mapUser(f.buffer.addr, BUF);
+    checkAccessRw(accessFd, iova, 0);
+    checkAccessRw(accessFd, iova, MOCK_ACCESS_RW_SLOW_PATH);
+    ioas.unmap(iova, BUF);
+    f.test.closeAccess(accessFd);
+  });
+
+  it('access_rw_unaligned', () => {
+    const accessFd = f.test.createAccess(self.ioasId, 0);
+    // Unaligned pages
+    const iova = self.baseIova + M;
+    mapFixed(f.buffer.addr, BUF, iova);
+    checkAccessRw(accessFd, iova, 0);
+    ioas.unmap(iova, BUF);
+    f.test.closeAccess(accessFd);
+  });
+
+  it.skip('fork_gone (skipped: a Node.js process cannot fork(2); the child mm mapping a range is not reproducible)', () => {});
+  it.skip('fork_present (skipped: a Node.js process cannot fork(2); the child mm mapping a range is not reproducible)', () => {});
+
+  it('ioas_option_huge_pages', () => {
+    const c = () => f.ctx.cmd(uapi.IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_HUGE_PAGES).u32('object_id', self.ioasId);
+    let cmd = c().u16('op', IOMMU_OPTION_OP_GET).u64('val64', 3n);
+    f.ctx.ioctl(cmd);
+    expect(cmd.get64('val64')).toBe(1n);
+    f.ctx.ioctl(c().u16('op', IOMMU_OPTION_OP_SET).u64('val64', 0n));
+    cmd = c().u16('op', IOMMU_OPTION_OP_GET).u64('val64', 3n);
+    f.ctx.ioctl(cmd);
+    expect(cmd.get64('val64')).toBe(0n);
+    expectErrno(() => f.ctx.ioctl(c().u16('op', IOMMU_OPTION_OP_SET).u64('val64', 2n)), 'EINVAL');
+    f.ctx.ioctl(c().u16('op', IOMMU_OPTION_OP_SET).u64('val64', 1n));
+  });
+
+  it('ioas_iova_alloc', () => {
+    for (let length = 1n; length !== PG * 2n; length++) {
+      if (variant.mockDomains && length % M) {
+        expectErrno(() => ioas.mapUser(f.buffer.addr, length), 'EINVAL');
+      } else {
+        const iova = ioas.mapUser(f.buffer.addr, length);
+        ioas.unmap(iova, length);
+      }
     }
   });
 
-  it('ioas_align_change: HUGE_PAGES=0 raises alignment to PAGE_SIZE; misaligned areas block it', () => {
-    const ioas = setup();
-    const M = BigInt(MOCK_PAGE_SIZE);
-    ioas.mapUser(f.buffer.addr, PG, { iova: MOCK_APERTURE_START });
-    ioas.setHugePages(false);
-    expectErrno(() => ioas.mapUser(f.buffer.addr + M, PG, { iova: MOCK_APERTURE_START + PG }), 'EINVAL');
-    ioas.setHugePages(false);
-    ioas.setHugePages(true);
-    ioas.mapUser(f.buffer.addr + M, PG, { iova: MOCK_APERTURE_START + PG });
-    expectErrno(() => ioas.setHugePages(false), 'EADDRINUSE');
-    expect(ioas.iovaRanges().alignment).toBe(1n);
+  it('ioas_align_change', () => {
+    // 0 means everything must be aligned to PAGE_SIZE
+    const setHuge = (v: bigint) =>
+      f.ctx.ioctl(f.ctx.cmd(uapi.IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_HUGE_PAGES).u16('op', IOMMU_OPTION_OP_SET).u32('object_id', self.ioasId).u64('val64', v));
+    // We cannot upgrade the alignment using OPTION_HUGE_PAGES when a domain and map are present.
+    if (variant.mockDomains) return;
+    // We can upgrade to PAGE_SIZE alignment when things are aligned right
+    mapFixed(f.buffer.addr, PG, MOCK_APERTURE_START);
+    setHuge(0n);
+    // Misalignment is rejected at map time
+    expectErrno(() => mapFixed(f.buffer.addr + M, PG, MOCK_APERTURE_START + PG), 'EINVAL');
+    setHuge(0n);
+    // Reduce alignment
+    setHuge(1n);
+    // Confirm misalignment is rejected during alignment upgrade
+    mapFixed(f.buffer.addr + M, PG, MOCK_APERTURE_START + PG);
+    expectErrno(() => setHuge(0n), 'EADDRINUSE');
     ioas.unmap(MOCK_APERTURE_START + PG, PG);
     ioas.unmap(MOCK_APERTURE_START, PG);
   });
 
-  it('copy_sweep: 2048-byte windows every 511 bytes copy iff inside the mapped span, else ENOENT', () => {
-    const ioas = setup();
+  it('copy_sweep', () => {
     const dst = f.ctx.allocIoas();
-    const last = MOCK_APERTURE_START + BigInt(BUFFER_SIZE) - 2n;
-    const len = BigInt(MOCK_PAGE_SIZE);
-    ioas.mapUser(f.buffer.addr, last - MOCK_APERTURE_START + 1n, { iova: MOCK_APERTURE_START });
-    let ok = 0;
-    for (let iova = MOCK_APERTURE_START - PG; iova <= last; iova += 511n) {
-      if (iova < MOCK_APERTURE_START || iova + len - 1n > last) {
-        expectErrno(() => dst.copyFrom(ioas, iova, len, { iova: MOCK_APERTURE_START, readable: false }), 'ENOENT');
+    expect(dst.id).not.toBe(0);
+    const length = M;
+    const lastIova = variant.mockDomains ? MOCK_APERTURE_START + BUF - 1n : MOCK_APERTURE_START + BUF - 2n;
+    mapFixed(f.buffer.addr, lastIova - MOCK_APERTURE_START + 1n, MOCK_APERTURE_START);
+    for (let iova = MOCK_APERTURE_START - PG; iova <= lastIova; iova += 511n) {
+      // flags FIXED_IOVA | WRITEABLE, dst_iova MOCK_APERTURE_START
+      const copy = () => dst.copyFrom(ioas, iova, length, { iova: MOCK_APERTURE_START, readable: false });
+      if (iova < MOCK_APERTURE_START || iova + length - 1n > lastIova) {
+        expectErrno(copy, 'ENOENT');
       } else {
-        dst.copyFrom(ioas, iova, len, { iova: MOCK_APERTURE_START, readable: false });
-        dst.unmap(MOCK_APERTURE_START, len);
-        ok++;
+        copy();
+        dst.unmap(MOCK_APERTURE_START, length);
       }
     }
-    expect(ok).toBeGreaterThan(100);
-    dst.destroy();
+    destroy(dst.id);
   });
 
-  it('access_pin (without the mock-domain step): pin, double pin, unpin for 1..15 pages', () => {
-    const ioas = setup();
-    const fd = f.test.createAccess(ioas.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
-    for (let n = 1n; n < BigInt(BUFFER_SIZE / P); n++) {
-      ioas.mapUser(f.buffer.addr, BigInt(BUFFER_SIZE), { iova: MOCK_APERTURE_START });
-      const a = f.test.accessPages(fd, MOCK_APERTURE_START, n * PG, 0, f.buffer.addr);
-      f.test.checkRefs(f.buffer.addr, n * PG, 1);
-      f.test.destroyAccessPages(fd, a);
-      f.test.checkRefs(f.buffer.addr, n * PG, 0);
-      const b = f.test.accessPages(fd, MOCK_APERTURE_START, n * PG, 0, f.buffer.addr);
-      const c = f.test.accessPages(fd, MOCK_APERTURE_START, n * PG, 0, f.buffer.addr);
-      f.test.checkRefs(f.buffer.addr, n * PG, 1); // one iopt_pages pins each page once
-      f.test.destroyAccessPages(fd, c);
-      f.test.destroyAccessPages(fd, b);
-      ioas.unmap(MOCK_APERTURE_START, BigInt(BUFFER_SIZE));
-    }
-    f.test.closeAccess(fd);
-  });
+  const DMABUF = 'skipped: the 7.3 selftest module\'s dma-buf ops are broken, its dmabuf cases fail on the kernel too';
+  it.skip(`dmabuf_simple (${DMABUF})`, () => {});
+  it.skip(`dmabuf_revoke (${DMABUF})`, () => {});
+});
 
-  it('access_pin_unmap: unmap under a pinned access succeeds and the kernel drops the pin', () => {
-    const ioas = setup();
-    const fd = f.test.createAccess(ioas.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
-    ioas.mapUser(f.buffer.addr, BigInt(BUFFER_SIZE), { iova: MOCK_APERTURE_START });
-    const id = f.test.accessPages(fd, MOCK_APERTURE_START, BigInt(BUFFER_SIZE), 0, f.buffer.addr);
-    ioas.unmap(MOCK_APERTURE_START, BigInt(BUFFER_SIZE));
-    expectErrno(() => f.test.destroyAccessPages(fd, id), 'ENOENT');
-    f.test.closeAccess(fd);
-  });
+describe(`automatic IOVAs [${BACKEND}]`, () => {
+  const f = useIommufd();
 
-  /** check_access_rw(): reads and writes through an access object, compared against `buffer`. */
-  function checkAccessRw(fd: number, iova: bigint, def: number): void {
-    const buf = f.buffer.bytes;
-    const tmp = f.ctx.mmap(P);
-    let seed = 1;
-    const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) & 0xff;
-    for (let i = 0; i < BUFFER_SIZE; i++) buf[i] = rand();
-    for (let at = iova + PG - 50n; at < iova + PG + 50n; at += 7n) {
-      for (let len = 1; len < 64; len += 3) {
-        const off = Number(at - iova);
-        f.test.accessRw(fd, at, tmp.addr, BigInt(len), def);
-        expect(Buffer.compare(buf.subarray(off, off + len), tmp.bytes.subarray(0, len))).toBe(0);
-        for (let i = 0; i < 64; i++) tmp.bytes[i] = rand();
-        f.test.accessRw(fd, at, tmp.addr, BigInt(len), def | MOCK_ACCESS_RW_WRITE);
-        expect(Buffer.compare(buf.subarray(off, off + len), tmp.bytes.subarray(0, len))).toBe(0);
-      }
-    }
-    const big = f.ctx.mmap(BUFFER_SIZE);
-    f.test.accessRw(fd, iova, big.addr, BigInt(BUFFER_SIZE), def);
-    expect(Buffer.compare(buf, big.bytes)).toBe(0);
-    big.close();
-    tmp.close();
-  }
-
-  it('access_rw: 1..63 bytes around a page boundary, fast and slow path, then BUFFER_SIZE', () => {
-    const ioas = setup();
-    const fd = f.test.createAccess(ioas.id, 0);
-    const iova = ioas.map(f.buffer);
-    checkAccessRw(fd, iova, 0);
-    checkAccessRw(fd, iova, MOCK_ACCESS_RW_SLOW_PATH);
-    ioas.unmap(iova, BigInt(BUFFER_SIZE));
-    f.test.closeAccess(fd);
-  });
-
-  it('access_rw_unaligned: the same through a mapping at a sub-page IOVA (base + 2048)', () => {
-    const ioas = setup();
-    const fd = f.test.createAccess(ioas.id, 0);
-    const iova = BigInt(MOCK_PAGE_SIZE);
-    ioas.mapUser(f.buffer.addr, BigInt(BUFFER_SIZE), { iova });
-    checkAccessRw(fd, iova, 0);
-    ioas.unmap(iova, BigInt(BUFFER_SIZE));
-    f.test.closeAccess(fd);
+  it('auto IOVA alignment is lowered to the lowest set bit of the source address', () => {
+    // 4 pages from a 2 MiB-aligned VA: alignment 16 KiB, first fit above PAGE_SIZE is 0x4000.
+    expect(f.ctx.allocIoas().mapUser(f.buffer.addr, 4n * PG)).toBe(0x4000n);
+    // The same length from VA+4 KiB: alignment drops to 4 KiB, so the first fit is 0x1000.
+    expect(f.ctx.allocIoas().mapUser(f.buffer.addr + PG, 4n * PG)).toBe(0x1000n);
+    // A sub-page source offset is kept in the IOVA.
+    expect(f.ctx.allocIoas().mapUser(f.buffer.addr + 0x123n, PG) % PG).toBe(0x123n);
   });
 });
 

@@ -2,11 +2,14 @@
  * VFIO type1 container ioctls on an iommufd (the kernel's vfio_compat.c): the remaining cases of
  * the selftests' FIXTURE(iommufd), and type1 behaviour on the compat IOAS, on both backends.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { Iommufd } from '../src/index.js';
+import { MAP_POPULATE } from '../src/backends/types.js';
+import { IOCTLS, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_VFIO_IOAS_SET } from '../src/ioasid/uapi.js';
 import * as V from '../src/ioasid/vfio_uapi.js';
-import { IommufdTest, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES } from '../src/testing.js';
-import { BACKEND, PAGE_SIZE, U64_MAX, expectErrno, useIommufd } from './helpers.js';
+import { IommufdTest, MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES } from '../src/testing.js';
+import { BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, PAGE_SIZE, U64_MAX, expectErrno, useIommufd } from './helpers.js';
+import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, mmapAnon } from './selftest_utils.js';
 
 const PG = PAGE_SIZE;
 
@@ -165,5 +168,191 @@ describe(`VFIO container ioctls on an iommufd [${BACKEND}]`, () => {
     // ...until the access fd goes too.
     t.closeAccess(fd);
     f.test.checkRefs(f.buffer.addr, 4n * PG, 0);
+  });
+});
+
+/**
+ * Port of the kernel selftest FIXTURE(vfio_compat_mock_domain) (iommufd.c), variants Ver1v2
+ * (VFIO_TYPE1v2_IOMMU) and Ver1v0 (VFIO_TYPE1_IOMMU): an IOAS with a mock domain set as the
+ * compat IOAS, then VFIO_SET_IOMMU. One `it` per TEST_F, named after it.
+ */
+const COMPAT_VARIANTS = [
+  { name: 'Ver1v2', version: V.VFIO_TYPE1v2_IOMMU },
+  { name: 'Ver1v0', version: V.VFIO_TYPE1_IOMMU },
+];
+
+describe.each(COMPAT_VARIANTS)(`vfio_compat_mock_domain $name [${BACKEND}]`, (variant) => {
+  const f = useIommufd();
+  let ioasId = 0;
+  const io = (req: number, arg: Uint8Array | null) => f.ctx.binding.ioctl(f.ctx.fd, req, arg);
+  const RW = V.VFIO_DMA_MAP_FLAG_READ | V.VFIO_DMA_MAP_FLAG_WRITE;
+
+  // FIXTURE_SETUP(vfio_compat_mock_domain)
+  beforeEach(() => {
+    // Create what VFIO would consider a group
+    const ioas = f.ctx.allocIoas();
+    expect(ioas.id).not.toBe(0);
+    ioasId = ioas.id;
+    f.test.mockDomain(ioasId);
+    // Attach it to the vfio compat
+    f.ctx.ioctl(f.ctx.cmd(IOCTLS.VFIO_IOAS).u32('ioas_id', ioasId).u16('op', IOMMU_VFIO_IOAS_SET));
+    expect(f.ctx.binding.ioctlInt(f.ctx.fd, V.VFIO_SET_IOMMU, variant.version)).toBe(0);
+  });
+
+  it('simple_close', () => {});
+
+  it('option_huge_pages', () => {
+    const c = f.ctx.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_HUGE_PAGES).u16('op', IOMMU_OPTION_OP_GET)
+      .u64('val64', 3n).u32('object_id', ioasId);
+    f.ctx.ioctl(c);
+    expect(c.get64('val64')).toBe(variant.version === V.VFIO_TYPE1_IOMMU ? 0n : 1n);
+  });
+
+  it('get_info', () => {
+    // `buffer` holds the command; the kernel must never write past argsz (0xAA canary).
+    const buffer = new Uint8Array(BUFFER_SIZE);
+    const dv = new DataView(buffer.buffer);
+    const INFO_SIZE = V.vfio_iommu_type1_info.size; // 24
+    const info = (argsz: number) => {
+      buffer.fill(0, 0, INFO_SIZE);
+      dv.setUint32(0, argsz, true);
+    };
+    const argsz = () => dv.getUint32(0, true);
+    const flags = () => dv.getUint32(4, true);
+    const iovaPgsizes = () => dv.getBigUint64(8, true);
+    const capOffset = () => dv.getUint32(16, true);
+    /** ioctl_check_buf */
+    const ioctlCheckBuf = () => {
+      const cmdLen = argsz();
+      buffer.fill(0xaa, cmdLen);
+      expect(io(V.VFIO_IOMMU_GET_INFO, buffer)).toBe(0);
+      expect(buffer.subarray(cmdLen).every((b) => b === 0xaa)).toBe(true);
+    };
+    /** check_vfio_info_cap_chain */
+    const checkCapChain = () => {
+      const HDR = 8; // sizeof(struct vfio_info_cap_header)
+      expect(argsz()).toBeGreaterThanOrEqual(capOffset() + HDR);
+      let cap = capOffset();
+      for (;;) {
+        const next = dv.getUint32(cap + 4, true);
+        const capSize = next ? next - cap : argsz() - cap;
+        switch (dv.getUint16(cap, true)) {
+          case V.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE:
+            expect(dv.getUint16(cap + 2, true)).toBe(1);
+            expect(dv.getUint32(cap + 8, true)).toBe(1); // nr_iovas
+            expect(dv.getBigUint64(cap + 16, true)).toBe(MOCK_APERTURE_START);
+            expect(dv.getBigUint64(cap + 24, true)).toBe(MOCK_APERTURE_LAST);
+            break;
+          case V.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL:
+            expect(dv.getUint16(cap + 2, true)).toBe(1);
+            expect(capSize).toBe(12); // sizeof(struct vfio_iommu_type1_info_dma_avail)
+            break;
+          default:
+            expect.unreachable(`unknown cap id ${dv.getUint16(cap, true)}`);
+        }
+        if (!next) break;
+        expect(argsz()).toBeGreaterThanOrEqual(next + HDR);
+        expect(next).toBeGreaterThanOrEqual(cap);
+        cap = next;
+      }
+    };
+
+    // Pre-cap ABI
+    info(16); // offsetof(struct vfio_iommu_type1_info, cap_offset)
+    ioctlCheckBuf();
+    expect(iovaPgsizes()).not.toBe(0n);
+    expect(flags()).toBe(V.VFIO_IOMMU_INFO_PGSIZES | V.VFIO_IOMMU_INFO_CAPS);
+
+    // Read the cap chain size
+    info(INFO_SIZE);
+    ioctlCheckBuf();
+    expect(iovaPgsizes()).not.toBe(0n);
+    expect(flags()).toBe(V.VFIO_IOMMU_INFO_PGSIZES | V.VFIO_IOMMU_INFO_CAPS);
+    expect(capOffset()).toBe(0);
+    expect(argsz()).toBeGreaterThan(INFO_SIZE);
+
+    // Read the caps, kernel should never create a corrupted caps
+    const caplen = argsz();
+    for (let i = INFO_SIZE; i < caplen; i++) {
+      info(i);
+      ioctlCheckBuf();
+      expect(flags()).toBe(V.VFIO_IOMMU_INFO_PGSIZES | V.VFIO_IOMMU_INFO_CAPS);
+      if (!capOffset()) continue;
+      checkCapChain();
+    }
+  });
+
+  /** shuffle_array with a fixed-seed rand() */
+  function shuffle(array: bigint[]): void {
+    let seed = 1;
+    const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16;
+    for (let i = 0; i !== array.length; i++) {
+      const tmp = array[i]!;
+      const other = rand() % (array.length - i);
+      array[i] = array[other]!;
+      array[other] = tmp;
+    }
+  }
+
+  it('map', () => {
+    const BUF = BigInt(BUFFER_SIZE);
+    const mapC = mapCmd(32, RW, f.buffer.addr, MOCK_APERTURE_START, BUF);
+    const unmapC = unmapCmd(24, 0, MOCK_APERTURE_START, BUF);
+    const md = new DataView(mapC.buffer);
+    const ud = new DataView(unmapC.buffer);
+    const pagesIova: bigint[] = [];
+
+    // Simple map/unmap
+    expect(io(V.VFIO_IOMMU_MAP_DMA, mapC)).toBe(0);
+    expect(io(V.VFIO_IOMMU_UNMAP_DMA, unmapC)).toBe(0);
+    expect(sizeOut(unmapC)).toBe(BUF);
+    // Unmap of empty is success
+    expect(io(V.VFIO_IOMMU_UNMAP_DMA, unmapC)).toBe(0);
+
+    // UNMAP_FLAG_ALL requires 0 iova/size
+    expect(io(V.VFIO_IOMMU_MAP_DMA, mapC)).toBe(0);
+    ud.setUint32(4, V.VFIO_DMA_UNMAP_FLAG_ALL, true);
+    expectErrno(() => io(V.VFIO_IOMMU_UNMAP_DMA, unmapC), 'EINVAL');
+
+    ud.setBigUint64(8, 0n, true);
+    ud.setBigUint64(16, 0n, true);
+    expect(io(V.VFIO_IOMMU_UNMAP_DMA, unmapC)).toBe(0);
+    expect(sizeOut(unmapC)).toBe(BUF);
+
+    // Small pages
+    for (let i = 0n; i !== BUF / PG; i++) {
+      pagesIova[Number(i)] = MOCK_APERTURE_START + i * PG;
+      md.setBigUint64(16, pagesIova[Number(i)]!, true);
+      md.setBigUint64(8, f.buffer.addr + i * PG, true);
+      md.setBigUint64(24, PG, true);
+      expect(io(V.VFIO_IOMMU_MAP_DMA, mapC)).toBe(0);
+    }
+    shuffle(pagesIova);
+
+    ud.setUint32(4, 0, true);
+    ud.setBigUint64(16, PG, true);
+    for (const iova of pagesIova) {
+      ud.setBigUint64(8, iova, true);
+      expect(io(V.VFIO_IOMMU_UNMAP_DMA, unmapC)).toBe(0);
+    }
+  });
+
+  it.skipIf(NO_HUGETLB)(`huge_map${NO_HUGETLB ? ` (skipped: ${NO_HUGETLB})` : ''}`, () => {
+    const bufSize = 2 * HUGEPAGE_SIZE;
+    // Test huge pages and splitting
+    const buf = mmapAnon(f.ctx, bufSize, MAP_SHARED_ANON | MAP_HUGETLB | MAP_POPULATE);
+    expect(io(V.VFIO_IOMMU_MAP_DMA, mapCmd(32, RW, buf, MOCK_APERTURE_START, BigInt(bufSize)))).toBe(0);
+
+    const size = BigInt(bufSize / 16);
+    const pagesIova = Array.from({ length: 16 }, (_, i) => MOCK_APERTURE_START + BigInt(i) * size);
+    shuffle(pagesIova);
+
+    // type1 mode can cut up larger mappings, type1v2 always fails
+    for (const iova of pagesIova) {
+      const unmapC = unmapCmd(24, 0, iova, size);
+      if (variant.version === V.VFIO_TYPE1_IOMMU) expect(io(V.VFIO_IOMMU_UNMAP_DMA, unmapC)).toBe(0);
+      else expectErrno(() => io(V.VFIO_IOMMU_UNMAP_DMA, unmapC), 'ENOENT');
+    }
+    f.ctx.binding.munmap(buf, bufSize); // (the C test leaves it to process exit)
   });
 });

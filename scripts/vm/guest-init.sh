@@ -18,6 +18,10 @@ mount -t tmpfs tmpfs /tmp
 mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 R=/run/results
+# Reserve hugetlb pages for the selftests that mmap MAP_HUGETLB memory, as a kselftest run
+# would (the kernel reserves none by default): dirty tracking's _huge variants need 128 MiB.
+echo 96 > /proc/sys/vm/nr_hugepages
+echo "hugetlb: $(grep HugePages_Free /proc/meminfo)" >> $R/guest.log
 if command -v ip >/dev/null 2>&1; then ip link set lo up; fi
 
 # Hand QEMU's edu device (1234:11e8) to vfio-pci, as a VFIO user would.

@@ -20,6 +20,7 @@ export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_POPULATE = 0x8000;
+export const MAP_HUGETLB = 0x40000;
 export const O_RDONLY = 0;
 export const O_RDWR = 2;
 export const O_CLOEXEC = 0o2000000;

@@ -6,6 +6,7 @@ import { openBinding } from '../backends/index.js';
 import type { BackendName, Binding } from '../backends/types.js';
 import type { SimOptions } from '../backends/sim/index.js';
 import { Command } from './codec.js';
+import { FaultQueue } from './fault.js';
 import { Hwpt, type HwptAllocOptions } from './hwpt.js';
 import { Ioas } from './ioas.js';
 import { MemFd, UserMemory, type MmapOptions } from './memory.js';
@@ -95,6 +96,11 @@ export class Iommufd implements Disposable {
   /** IOMMU_HWPT_ALLOC: a paging HWPT on an IOAS, or a nested one on a NEST_PARENT HWPT. */
   allocHwpt(opts: HwptAllocOptions): Hwpt {
     return Hwpt.alloc(this, opts);
+  }
+
+  /** IOMMU_FAULT_QUEUE_ALLOC: a queue for I/O page faults of HWPTs allocated with its id. */
+  allocFaultQueue(): FaultQueue {
+    return FaultQueue.alloc(this);
   }
 
   /**

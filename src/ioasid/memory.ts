@@ -5,7 +5,7 @@
  * the process, so `bytes` throws instead.
  */
 import {
-  MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, type Binding,
+  MAP_ANONYMOUS, MAP_HUGETLB, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, type Binding,
 } from '../backends/types.js';
 
 export interface MmapOptions {
@@ -15,6 +15,8 @@ export interface MmapOptions {
   readonly?: boolean;
   /** Place at this address (MAP_FIXED). */
   fixedAddress?: bigint;
+  /** Back with hugetlb pages (MAP_HUGETLB | MAP_POPULATE): needs reserved huge pages on Linux. */
+  hugetlb?: boolean;
 }
 
 export class UserMemory implements Disposable {
@@ -34,7 +36,8 @@ export class UserMemory implements Disposable {
 
   static anonymous(binding: Binding, length: number, opts: MmapOptions = {}): UserMemory {
     const prot = opts.readonly ? PROT_READ : PROT_READ | PROT_WRITE;
-    const flags = (opts.shared === false ? MAP_PRIVATE : MAP_SHARED) | MAP_ANONYMOUS | (opts.fixedAddress ? 0x10 : 0);
+    const flags = (opts.shared === false ? MAP_PRIVATE : MAP_SHARED) | MAP_ANONYMOUS | (opts.fixedAddress ? 0x10 : 0)
+      | (opts.hugetlb ? MAP_HUGETLB | MAP_POPULATE : 0);
     const addr = binding.mmap(opts.fixedAddress ?? 0n, length, prot, flags, -1, 0);
     return new UserMemory(binding, addr, length);
   }

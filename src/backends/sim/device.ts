@@ -13,6 +13,7 @@
 import { ERRNO } from '../../ioasid/errors.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
 import type { UserData } from './hw_pagetable.js';
+import type { Viommu } from './viommu.js';
 import { bindForVfio } from './iommufd_device.js';
 import type { IommufdCtx } from './main.js';
 
@@ -42,6 +43,28 @@ export interface DmaFault {
 export interface DmaTarget {
   dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
   dmaWrite(iova: bigint, src: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
+  /**
+   * Optional page walk that lets the unit cache translations in its IOTLB: translate the IOVA page
+   * `pfn` (pages of 1 << `pageShift` bytes, the unit's smallest page) into `out`, or say why it
+   * cannot be reached. The page is backed by one contiguous range (iommufd keeps areas PAGE_SIZE
+   * aligned once a domain is attached). Without it the unit calls dmaRead/dmaWrite every time.
+   */
+  walk?(pfn: number, pageShift: number, out: DmaPageWalk, write?: boolean): DmaFaultReason | null;
+  /**
+   * Optional with `walk`: raised whenever a translation is removed or narrowed (unmap). IOTLB
+   * entries filled under an older generation are not used: the domain's IOTLB invalidation.
+   * Undefined while the domain must see every access (dirty tracking on: a write walk sets the
+   * IOPTE's dirty bit), so the unit walks each time and passes `write`.
+   */
+  readonly generation?: number;
+}
+
+/** What a page walk yields: the bytes backing one IOVA page and whether DMA may write them. */
+export interface DmaPageWalk {
+  bytes: Uint8Array;
+  /** Offset of the page's first byte in `bytes`. */
+  offset: number;
+  writable: boolean;
 }
 
 /** A device's view of its bus: every DMA it issues goes through here. */
@@ -83,6 +106,8 @@ export interface SimIommuUnit {
   port(rid: number): DmaPort;
   /** Faults recorded so far, oldest first (the hardware's fault log). */
   readonly faults: readonly DmaFault[];
+  /** Invalidate cached translations (all, or those filled from `target`): an IOTLB flush. */
+  flushIotlb(target?: DmaTarget): void;
 }
 
 /** An isolation group (iommu_group): DMA ownership is claimed and released for all members at once. */
@@ -114,10 +139,19 @@ export interface IommuDriverOps {
   capable(cap: 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking' | 'pci-ats'): boolean;
   /** domain_alloc_paging_flags: the HWPT flags left after FAULT_ID_VALID; user data if any. */
   allocPaging(flags: number, data: UserData | null): PagingDomain;
-  /** domain_alloc_nested (absent: EOPNOTSUPP). */
-  allocNested?(parent: PagingDomain, flags: number, data: UserData): NestedDomain;
+  /** domain_alloc_nested, or a vIOMMU's alloc_domain_nested when `viommu` is given (absent: EOPNOTSUPP). */
+  allocNested?(parent: PagingDomain, flags: number, data: UserData, viommu?: object): NestedDomain;
+  /** vIOMMU types the driver can make (get_viommu_size != 0). */
+  readonly viommuTypes?: readonly number[];
+  /**
+   * The vIOMMU's cache_invalidate (IOMMU_HWPT_INVALIDATE on a vIOMMU id): returns the entries
+   * handled; on failure throws a KernelErrno carrying `done`.
+   */
+  viommuInvalidate?(viommu: Viommu, type: number, entries: Uint8Array[]): number;
   /** attach_dev / set_dev_pasid: the driver may refuse (EINVAL = incompatible). */
   attachDev(domain: PagingDomain | NestedDomain, pasid: number | null): void;
+  /** The blocking domain's set_dev_pasid (a PASID detached): drivers may track it. */
+  blockPasid?(pasid: number): void;
   /** hw_info: [type, payload] for an input type (0 = default); EOPNOTSUPP for a wrong type. */
   hwInfo(inType: number): [number, Uint8Array];
   /** log2 of the device's PASID count (0: no PASID). */

@@ -1,26 +1,16 @@
 /**
- * The device-side ioctls (hw_pagetable.c, device.c, viommu.c, eventq.c) as far as this slice
- * reaches: each validates its fields in the kernel's order and then looks up its device, HWPT or
- * vIOMMU. The sim machine has no devices yet (they arrive with the device/HWPT work), so that
- * lookup fails exactly as the kernel's does for an unknown id. FAULT_QUEUE_ALLOC needs no device
- * and is complete.
+ * Device-side ioctls that have no object kind of their own: IOMMU_GET_HW_INFO (device.c), the
+ * HW queue (viommu.c; not modelled past its vIOMMU lookup) and the NOIOMMU stub. Each validates
+ * its fields in the kernel's order first.
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS } from '../../ioasid/uapi.js';
-import type { IommufdDevice } from './iommufd_device.js';
-
-const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1;
 import { kerr } from './errno.js';
-import type { Handler, IommufdCtx, SimObject } from './main.js';
+import type { IommufdDevice } from './iommufd_device.js';
+import type { Handler, IommufdCtx } from './main.js';
 import type { Ucmd } from './ucmd.js';
 
-/**
- * Lookup of a DEVICE / HWPT / VIOMMU id: none can exist yet, and any other object (an IOAS) is
- * the wrong type, which the kernel's lookup also reports as ENOENT.
- */
-function lookup(_id: number): never {
-  return kerr(ERRNO.ENOENT);
-}
+const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1;
 
 const I = IOCTLS.GET_HW_INFO.struct.off;
 /** IOMMU_GET_HW_INFO (iommufd_get_hw_info) */
@@ -50,47 +40,14 @@ function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
   u.respond();
 }
 
-const Q = IOCTLS.FAULT_QUEUE_ALLOC.struct.off;
-class FaultObject implements SimObject {
-  destroy(): void {}
-}
-function faultQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(Q.flags!)) kerr(ERRNO.EOPNOTSUPP);
-  const fault = new FaultObject();
-  const id = ctx.add('FAULT', fault);
-  ctx.hold();
-  const fd = ctx.proc.installFd({ kind: 'fault', release: () => ctx.release() });
-  u.setU32(Q.out_fault_id!, id);
-  u.setU32(Q.out_fault_fd!, fd);
-  u.respond();
-}
-
-const A = IOCTLS.VIOMMU_ALLOC.struct.off;
-function viommuAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(A.flags!) || u.u32(A.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
-  lookup(u.u32(A.dev_id!));
-}
-
-const D = IOCTLS.VDEVICE_ALLOC.struct.off;
-function vdeviceAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  lookup(u.u32(D.viommu_id!));
-}
-
-const E = IOCTLS.VEVENTQ_ALLOC.struct.off;
-function veventqAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(E.flags!) || u.u32(E.__reserved!) || u.u32(E.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
-  const depth = u.u32(E.veventq_depth!);
-  if (!depth || depth > 1 << 19) kerr(ERRNO.EINVAL);
-  lookup(u.u32(E.viommu_id!));
-}
-
 const W = IOCTLS.HW_QUEUE_ALLOC.struct.off;
 function hwQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(W.flags!) || u.u32(W.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
   const length = u.u64(W.length!);
   if (!length) kerr(ERRNO.EINVAL);
   if (u.u64(W.nesting_parent_iova!) + length - 1n > 0xffff_ffff_ffff_ffffn) kerr(ERRNO.EOVERFLOW);
-  lookup(u.u32(W.viommu_id!));
+  ctx.get(u.u32(W.viommu_id!), 'VIOMMU');
+  kerr(ERRNO.EOPNOTSUPP); // HW queues are not modelled (docs/backends.md)
 }
 
 /** CONFIG_IOMMUFD_NOIOMMU is off in the test kernel: the stub answers EOPNOTSUPP. */
@@ -100,10 +57,6 @@ function noiommuGetPa(): void {
 
 export const deviceHandlers: Record<string, Handler> = {
   IOMMU_GET_HW_INFO: getHwInfo,
-  IOMMU_FAULT_QUEUE_ALLOC: faultQueueAlloc,
-  IOMMU_VIOMMU_ALLOC: viommuAlloc,
-  IOMMU_VDEVICE_ALLOC: vdeviceAlloc,
-  IOMMU_VEVENTQ_ALLOC: veventqAlloc,
   IOMMU_HW_QUEUE_ALLOC: hwQueueAlloc,
   IOMMU_IOAS_NOIOMMU_GET_PA: noiommuGetPa,
 };

@@ -8,7 +8,7 @@
  * table: no per-page objects. Unit indexes are JS numbers (IOVA >> 11 < 2^53).
  */
 import { ERRNO } from '../../ioasid/errors.js';
-import type { DmaFault, DmaTarget } from './device.js';
+import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from './device.js';
 import { kerr } from './errno.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import { PAGE_SIZE, type PageStore } from './mm.js';
@@ -19,8 +19,10 @@ export const PTE_DIRTY = 4;
 class Leaf {
   readonly stores: (PageStore | null)[] = new Array<PageStore | null>(LEAF).fill(null);
   readonly offsets = new Float64Array(LEAF);
-  /** IOMMU_READ | IOMMU_WRITE | PTE_DIRTY; 0 = not present. */
+  /** IOMMU_READ | IOMMU_WRITE | PTE_DIRTY; 0 = not present. The dirty bit lives on a PTE's first unit. */
   readonly flags = new Uint8Array(LEAF);
+  /** log2 of the size of the IOPTE this unit belongs to (a huge or contiguous entry covers many units). */
+  readonly pteLg2 = new Uint8Array(LEAF);
   used = 0;
 }
 
@@ -50,8 +52,16 @@ export class PagingDomain implements DmaTarget {
   private readonly leaves = new Map<number, Leaf>();
   /** Entries present. */
   mapped = 0;
+  /** Empty leaves kept for reuse (a table page freed and allocated again on the next map). */
+  private readonly spare: Leaf[] = [];
   /** IOTLB invalidations issued (iotlb_sync / flush), for tests and benchmarks. */
   flushes = 0;
+  private gen = 0;
+
+  /** Raised by every unmap: IOTLB entries filled before it are stale. Undefined while dirty tracking (see DmaTarget). */
+  get generation(): number | undefined {
+    return this.dirtyTracking ? undefined : this.gen;
+  }
 
   constructor(cfg: DomainConfig) {
     this.owner = cfg.owner;
@@ -68,30 +78,96 @@ export class PagingDomain implements DmaTarget {
     return Number(iova >> BigInt(this.shift));
   }
 
-  /** Map every unit of an area (iopt_area_fill_domain); its pages must be pinned. */
-  mapArea(area: Area): void {
+  /**
+   * Map every unit of an area (iopt_area_fill_domain); its pages must be pinned. Physically
+   * contiguous runs go in the largest IOPTEs iommu_map would pick (page sizes of the bitmap that
+   * IOVA and address alignment and the remaining length allow), or in PAGE_SIZE IOPTEs when the
+   * IOAS disabled large pages (batch_iommu_map_small).
+   */
+  mapArea(area: Area, smallOnly = false): void {
     const pages = area.pages;
     const size = this.pageSize;
-    const prot = area.prot;
     let u = this.unitOf(area.start);
     const last = this.unitOf(area.last);
     let byte = area.startByte;
-    for (; u <= last; u++, byte += size) {
+    while (u <= last) {
+      // one physically contiguous run: same store, consecutive offsets
       const pi = Math.floor(byte / PAGE_SIZE);
       const store = pages.storeOf(pi);
       if (!store) kerr(ERRNO.EFAULT); // not pinned: a core bug, never silently mapped
-      const key = Math.floor(u / LEAF);
-      let leaf = this.leaves.get(key);
-      if (!leaf) this.leaves.set(key, (leaf = new Leaf()));
-      const slot = u - key * LEAF;
-      if (!leaf.flags[slot]) {
-        leaf.used++;
-        this.mapped++;
+      const off0 = pages.pageIndexOf(pi) * PAGE_SIZE + (byte % PAGE_SIZE);
+      let n = 1;
+      for (;;) {
+        if (u + n > last) break;
+        const b = byte + n * size;
+        const pj = Math.floor(b / PAGE_SIZE);
+        if (pages.storeOf(pj) !== store || pages.pageIndexOf(pj) * PAGE_SIZE + (b % PAGE_SIZE) !== off0 + n * size) break;
+        n++;
       }
-      leaf.stores[slot] = store;
-      leaf.offsets[slot] = pages.pageIndexOf(pi) * PAGE_SIZE + (byte % PAGE_SIZE);
-      leaf.flags[slot] = prot;
+      this.mapRun(u, n, store, off0, area.prot, smallOnly ? PAGE_SIZE : Infinity);
+      u += n;
+      byte += n * size;
     }
+  }
+
+  /** iommu_map of one contiguous run of `n` units at unit `u`, chunked by iommu_pgsize's rules. */
+  private mapRun(u: number, n: number, store: PageStore, off: number, prot: number, maxChunk: number): void {
+    const size = this.pageSize;
+    while (n > 0) {
+      let lg2 = this.shift;
+      for (let cand = this.shift + 1; cand < 53; cand++) {
+        const span = 2 ** (cand - this.shift);
+        if (!(this.pgsizeBitmap & (1n << BigInt(cand)))) continue;
+        if (span > n || 2 ** cand > maxChunk || u % span || off % 2 ** cand) break;
+        lg2 = cand;
+      }
+      const span = 2 ** (lg2 - this.shift);
+      for (let k = 0; k < span; k++) this.setUnit(u + k, store, off + k * size, prot, lg2);
+      u += span;
+      off += span * size;
+      n -= span;
+    }
+  }
+
+  private release(key: number, leaf: Leaf): void {
+    this.leaves.delete(key);
+    if (this.spare.length < 16) this.spare.push(leaf);
+  }
+
+  private setUnit(u: number, store: PageStore, off: number, prot: number, lg2: number): void {
+    const key = Math.floor(u / LEAF);
+    let leaf = this.leaves.get(key);
+    if (!leaf) this.leaves.set(key, (leaf = this.spare.pop() ?? new Leaf()));
+    const slot = u - key * LEAF;
+    if (!leaf.flags[slot]) {
+      leaf.used++;
+      this.mapped++;
+    }
+    leaf.stores[slot] = store;
+    leaf.offsets[slot] = off;
+    leaf.flags[slot] = prot;
+    leaf.pteLg2[slot] = lg2;
+  }
+
+  /** The first unit of the IOPTE holding unit `u`, and the IOPTE's unit count (0 if not present). */
+  private pteOf(u: number): [number, number] {
+    const leaf = this.leaves.get(Math.floor(u / LEAF));
+    const slot = u % LEAF;
+    if (!leaf || !leaf.flags[slot]) return [u, 0];
+    const span = 2 ** (leaf.pteLg2[slot]! - this.shift);
+    return [u - (u % span), span];
+  }
+
+  private flagsRef(u: number): [Leaf, number] | null {
+    const leaf = this.leaves.get(Math.floor(u / LEAF));
+    const slot = u % LEAF;
+    return leaf && leaf.flags[slot] ? [leaf, slot] : null;
+  }
+
+  /** The IOPTE size holding `iova`, in bytes (0 if not mapped). */
+  pteSizeAt(iova: bigint): number {
+    const [, span] = this.pteOf(this.unitOf(iova));
+    return span * this.pageSize;
   }
 
   /** Unmap [start, last] (iopt_area_unmap_domain); absent entries are skipped. */
@@ -110,11 +186,12 @@ export class PagingDomain implements DmaTarget {
           leaf.used--;
           this.mapped--;
         }
-        if (!leaf.used) this.leaves.delete(key);
+        if (!leaf.used) this.release(key, leaf);
       }
       u = stop + 1;
     }
     this.flushes++;
+    this.gen++;
   }
 
   /** iova_to_phys: the store and byte offset an IOVA translates to, or null if not mapped. */
@@ -133,27 +210,70 @@ export class PagingDomain implements DmaTarget {
     return this.leaves.get(Math.floor(u / LEAF))?.flags[u % LEAF] ?? 0;
   }
 
-  /** Set or clear dirty bits of present entries in [start, last] (the selftest's IOMMU_TEST_OP_DIRTY). */
+  /** Set the dirty bit of the IOPTE holding `iova` (the mock's set_dirty); false if not mapped. */
   markDirty(iova: bigint): boolean {
-    const u = this.unitOf(iova);
-    const leaf = this.leaves.get(Math.floor(u / LEAF));
-    const slot = u % LEAF;
-    if (!leaf || !leaf.flags[slot]) return false;
-    leaf.flags[slot]! |= PTE_DIRTY;
+    const [first, span] = this.pteOf(this.unitOf(iova));
+    if (!span) return false;
+    const r = this.flagsRef(first)!;
+    r[0].flags[r[1]]! |= PTE_DIRTY;
     return true;
   }
 
-  /** read_and_clear_dirty for one unit: whether it was dirty; clears unless `noClear`. */
-  testAndClearDirty(iova: bigint, noClear: boolean): boolean {
-    const u = this.unitOf(iova);
-    const leaf = this.leaves.get(Math.floor(u / LEAF));
-    const slot = u % LEAF;
-    if (!leaf || !(leaf.flags[slot]! & PTE_DIRTY)) return false;
-    if (!noClear) leaf.flags[slot]! &= ~PTE_DIRTY;
-    return true;
+  /**
+   * read_and_clear_dirty over [start, last]: calls `report(iova, length)` for each dirty IOPTE
+   * (its whole span), clearing the bit unless `noClear`.
+   */
+  readAndClearDirty(start: bigint, last: bigint, noClear: boolean, report: (iova: bigint, length: bigint) => void): void {
+    let u = this.unitOf(start);
+    const end = this.unitOf(last);
+    while (u <= end) {
+      const [first, span] = this.pteOf(u);
+      if (!span) {
+        u++;
+        continue;
+      }
+      const r = this.flagsRef(first)!;
+      if (r[0].flags[r[1]]! & PTE_DIRTY) {
+        if (!noClear) r[0].flags[r[1]]! &= ~PTE_DIRTY;
+        report(BigInt(first) << BigInt(this.shift), BigInt(span * this.pageSize));
+      }
+      u = first + span;
+    }
   }
 
   // ---- DMA (the machine's devices translate through here) ---------------------------------------
+
+  /**
+   * The IOMMU's page walk for one unit page (`pageShift` = the unit's smallest page): where its
+   * bytes are and whether DMA may write them. A unit page larger than this domain's entries must
+   * be backed contiguously; a write walk with dirty tracking on sets the IOPTE's dirty bit.
+   */
+  walk(pfn: number, pageShift: number, out: DmaPageWalk, write = false): DmaFaultReason | null {
+    const iova = pfn * 2 ** pageShift;
+    if (iova < Number(this.aperture.start) || iova + 2 ** pageShift - 1 > Number(this.aperture.last)) return 'aperture';
+    const first = Math.floor(iova / this.pageSize);
+    const n = Math.max(1, 2 ** (pageShift - this.shift));
+    const r = this.flagsRef(first);
+    if (!r) return 'not-present';
+    const [leaf, slot] = r;
+    const flags = leaf.flags[slot]!;
+    if (!(flags & IOMMU_READ)) return 'permission';
+    const store = leaf.stores[slot]!;
+    const off = leaf.offsets[slot]! + (iova % this.pageSize);
+    for (let k = 1; k < n; k++) {
+      const rk = this.flagsRef(first + k);
+      if (!rk) return 'not-present';
+      const [l2, s2] = rk;
+      if (l2.stores[s2] !== store || l2.offsets[s2] !== off + k * this.pageSize || (l2.flags[s2]! & 3) !== (flags & 3)) return 'not-present';
+    }
+    out.bytes = store.bytes;
+    out.offset = off;
+    out.writable = (flags & IOMMU_WRITE) !== 0;
+    if (write && out.writable && this.dirtyTracking) {
+      for (let k = 0; k < n; k++) this.markDirty(BigInt(first + k) << BigInt(this.shift));
+    }
+    return null;
+  }
 
   dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null {
     return this.dma(iova, dst, false);
@@ -188,7 +308,7 @@ export class PagingDomain implements DmaTarget {
       const off = leaf.offsets[slot]! + within;
       if (write) {
         store.bytes.set(buf.subarray(done, done + n), off);
-        if (this.dirtyTracking) leaf.flags[slot]! |= PTE_DIRTY;
+        if (this.dirtyTracking) this.markDirty(BigInt(u) << BigInt(this.shift));
       } else {
         buf.set(store.bytes.subarray(off, off + n), done);
       }
@@ -207,6 +327,8 @@ export class PagingDomain implements DmaTarget {
  */
 export class NestedDomain implements DmaTarget {
   readonly kind = 'nested' as const;
+  /** The vIOMMU it was allocated on, if any. */
+  viommu: object | null = null;
   constructor(
     readonly owner: object,
     readonly parent: PagingDomain,

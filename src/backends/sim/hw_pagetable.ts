@@ -7,6 +7,8 @@
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS, IOMMU_HWPT_FAULT_ID_VALID } from '../../ioasid/uapi.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
+import type { FaultQueue } from './eventq.js';
+import { viommuNestedAlloc, type Viommu } from './viommu.js';
 import { kerr, KernelErrno } from './errno.js';
 import type { IoasObject } from './ioas.js';
 import { hwptNestedAlloc, hwptPagingAlloc, NO_PASID, type IommufdDevice } from './iommufd_device.js';
@@ -22,8 +24,8 @@ export interface UserData {
   readonly type: number;
   readonly len: number;
   /**
-   * iommu_copy_struct_from_user: EINVAL for another type or fewer than `minLen` bytes, E2BIG for
-   * non-zero bytes past `size`, EFAULT for unreadable memory; the struct zero-extended to `size`.
+   * iommu_copy_struct_from_user (7.3): EINVAL for another type, fewer than `minLen` bytes or more
+   * than `size` bytes, EFAULT for unreadable memory; the struct zero-extended to `size`.
    */
   read(type: number, size: number, minLen: number): Uint8Array;
 }
@@ -34,7 +36,7 @@ export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: numbe
     len,
     read(want: number, size: number, minLen: number): Uint8Array {
       if (type !== want) kerr(ERRNO.EINVAL);
-      if (len < minLen) kerr(ERRNO.EINVAL);
+      if (len < minLen || size < len) kerr(ERRNO.EINVAL);
       return copyStructFromUser(ctx, uptr, len, size);
     },
   };
@@ -58,7 +60,8 @@ export class HwptPaging implements SimObject {
   domain!: PagingDomain;
   autoDomain = false;
   enforceCc = false;
-  faultId = 0;
+  /** The fault queue its I/O page faults go to (IOMMU_HWPT_FAULT_ID_VALID), if any. */
+  fault: FaultQueue | null = null;
   constructor(
     readonly ctx: IommufdCtx,
     readonly ioas: IoasObject,
@@ -78,18 +81,20 @@ export class HwptPaging implements SimObject {
       this.ioas.iopt.removeDomain(this.domain);
     }
     this.ctx.ref(this.ioas.id, -1);
-    if (this.faultId) this.ctx.ref(this.faultId, -1);
+    if (this.fault) this.ctx.ref(this.fault.id, -1);
   }
 }
 
 export class HwptNested implements SimObject {
   id = 0;
   domain!: NestedDomain;
-  faultId = 0;
+  fault: FaultQueue | null = null;
   constructor(
     readonly ctx: IommufdCtx,
     readonly parent: HwptPaging,
     readonly pasidCompat: boolean,
+    /** Allocated on a vIOMMU (which it holds instead of the parent). */
+    readonly viommu: Viommu | null = null,
   ) {}
 
   get paging(): null {
@@ -97,8 +102,8 @@ export class HwptNested implements SimObject {
   }
 
   destroy(): void {
-    this.ctx.ref(this.parent.id, -1);
-    if (this.faultId) this.ctx.ref(this.faultId, -1);
+    this.ctx.ref(this.viommu ? this.viommu.id : this.parent.id, -1);
+    if (this.fault) this.ctx.ref(this.fault.id, -1);
   }
 }
 
@@ -123,19 +128,21 @@ function hwptAlloc(ctx: IommufdCtx, u: Ucmd): void {
     hwpt = hwptPagingAlloc(idev, pt.obj as IoasObject, NO_PASID, flags, false, len ? data : null);
   } else if (pt.type === 'HWPT_PAGING') {
     hwpt = hwptNestedAlloc(idev, pt.obj as HwptPaging, flags, data);
+  } else if (pt.type === 'VIOMMU') {
+    hwpt = viommuNestedAlloc(idev, pt.obj as Viommu, flags, data);
   } else {
     return kerr(ERRNO.EINVAL);
   }
   if (flags & IOMMU_HWPT_FAULT_ID_VALID) {
-    const faultId = u.u32(H.fault_id!);
+    let fault: FaultQueue;
     try {
-      ctx.get(faultId, 'FAULT');
+      fault = ctx.get<FaultQueue>(u.u32(H.fault_id!), 'FAULT');
     } catch (e) {
       ctx.remove(hwpt.id);
       throw e;
     }
-    hwpt.faultId = faultId;
-    ctx.ref(faultId, 1);
+    hwpt.fault = fault;
+    ctx.ref(fault.id, 1);
   }
   u.setU32(H.out_hwpt_id!, hwpt.id);
   u.respond();
@@ -155,9 +162,7 @@ function setDirtyTracking(ctx: IommufdCtx, u: Ucmd): void {
 
 /** iopt_clear_dirty_data: enabling starts from a clean slate. */
 function clearDirty(hwpt: HwptPaging): void {
-  for (const a of hwpt.ioas.iopt.areas.range(0n, 0xffff_ffff_ffff_ffffn)) {
-    for (let iova = a.start; iova <= a.last; iova += BigInt(hwpt.domain.pageSize)) hwpt.domain.testAndClearDirty(iova, false);
-  }
+  for (const a of hwpt.ioas.iopt.areas.range(0n, 0xffff_ffff_ffff_ffffn)) hwpt.domain.readAndClearDirty(a.start, a.last, false, () => {});
 }
 
 const G = IOCTLS.HWPT_GET_DIRTY_BITMAP.struct.off;
@@ -196,14 +201,12 @@ function getDirtyBitmap(ctx: IommufdCtx, u: Ucmd): void {
   const bytes = Math.ceil(nbits / 8);
   const bitmap = new Uint8Array(bytes);
   ctx.proc.mm.read(Number(data), bitmap);
-  const step = BigInt(domain.pageSize);
-  const noClear = !!(flags & 1);
-  for (let at = iova; at <= last; at += step) {
-    if (domain.testAndClearDirty(at, noClear)) {
-      const bit = Number((at - iova) / pageSize);
-      bitmap[bit >> 3]! |= 1 << (bit & 7);
-    }
-  }
+  domain.readAndClearDirty(iova, last, !!(flags & 1), (at, len) => {
+    // iova_bitmap_set: every bit whose page_size chunk the dirty IOPTE touches
+    const from = at < iova ? iova : at;
+    const to = at + len - 1n > last ? last : at + len - 1n;
+    for (let bit = Number((from - iova) / pageSize), e = Number((to - iova) / pageSize); bit <= e; bit++) bitmap[bit >> 3]! |= 1 << (bit & 7);
+  });
   ctx.proc.mm.write(Number(data), bitmap);
 }
 
@@ -219,9 +222,16 @@ function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
     if (num && (!uptr || !len || len > PAGE_SIZE || num > 1 << 19)) kerr(ERRNO.EINVAL);
     const e = ctx.entry(u.u32(V.hwpt_id!));
     if (!e) kerr(ERRNO.ENOENT);
-    if (e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
-    const nested = e.obj as HwptNested;
-    const inv = nested.domain.invalidate;
+    let inv: ((type: number, entries: Uint8Array[]) => number) | null | undefined;
+    if (e.type === 'HWPT_NESTED') {
+      inv = (e.obj as HwptNested).domain.invalidate;
+    } else if (e.type === 'VIOMMU') {
+      const viommu = e.obj as Viommu;
+      const op = viommu.ops.viommuInvalidate;
+      inv = op && ((type, entries) => op.call(viommu.ops, viommu, type, entries));
+    } else {
+      kerr(ERRNO.EINVAL);
+    }
     if (!inv) kerr(ERRNO.EOPNOTSUPP);
     const entries: Uint8Array[] = [];
     for (let i = 0; i < num; i++) {

@@ -204,7 +204,7 @@ export class IoPagetable {
       for (const a of areas) {
         this.pinForDomains(a);
         done.push(a);
-        for (const d of this.domains) d.mapArea(a);
+        for (const d of this.domains) d.mapArea(a, this.disableLargePages);
       }
     } catch (e) {
       for (const a of done) this.unfillArea(a);
@@ -258,7 +258,7 @@ export class IoPagetable {
         for (const a of this.areas.range(0n, MAX)) {
           if (first) this.pinForDomains(a);
           filled.push(a);
-          domain.mapArea(a);
+          domain.mapArea(a, this.disableLargePages);
         }
       } catch (e) {
         for (const a of filled) {

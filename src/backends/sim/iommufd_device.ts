@@ -16,12 +16,15 @@ import { KernelErrno, kerr } from './errno.js';
 import { HwptNested, HwptPaging, type Hwpt, type UserData } from './hw_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
+import type { Vdevice } from './viommu.js';
 
 /** IOMMU_NO_PASID: the RID itself. */
 export const NO_PASID = 0;
 
 interface Attach {
   hwpt: Hwpt | null;
+  /** The current attach handle: faults delivered through it are answered when it goes. */
+  handle: object;
   readonly devices: Map<number, IommufdDevice>;
 }
 
@@ -36,6 +39,8 @@ export class IommufdDevice implements SimObject {
   id = 0;
   igroup: IommufdGroup | null = null;
   enforceCc = false;
+  /** Its vDEVICE in a vIOMMU, if any (idev->vdev). */
+  vdev: Vdevice | null = null;
 
   constructor(
     readonly ctx: IommufdCtx,
@@ -44,8 +49,9 @@ export class IommufdDevice implements SimObject {
     readonly holdsCtx: boolean,
   ) {}
 
-  /** iommufd_device_destroy */
+  /** iommufd_device_pre_destroy + iommufd_device_destroy: a vDEVICE still there becomes a tombstone. */
   destroy(): void {
+    if (this.vdev) this.ctx.tombstone(this.vdev.id);
     const g = this.igroup;
     if (!g) return;
     releaseDmaOwner(this.dev.group);
@@ -98,6 +104,22 @@ function releaseDmaOwner(group: SimGroup): void {
 }
 
 // ---- bind / unbind -----------------------------------------------------------------------------
+
+/**
+ * find_fault_handler (io-pgfault.c): the attachment a page request lands on: the PASID's, else
+ * (drivers with a user-managed PASID table) the RID's nested domain; only a HWPT with a fault
+ * queue takes it.
+ */
+export function faultTarget(idev: IommufdDevice, pasid: number | null, userPasidTable: boolean): { hwpt: Hwpt; handle: object } | null {
+  const g = idev.group;
+  let a = pasid === null ? g.pasidAttach.get(NO_PASID) : g.pasidAttach.get(pasid);
+  if (pasid !== null && !a?.hwpt) {
+    const rid = g.pasidAttach.get(NO_PASID);
+    a = userPasidTable && rid?.hwpt instanceof HwptNested ? rid : undefined;
+  }
+  if (!a?.hwpt || !a.hwpt.fault) return null;
+  return { hwpt: a.hwpt, handle: a.handle };
+}
 
 /** iommufd_device_bind */
 export function deviceBind(ctx: IommufdCtx, dev: SimDevice, holdsCtx: boolean): IommufdDevice {
@@ -211,7 +233,7 @@ function doAttach(idev: IommufdDevice, pasid: number, hwpt: Hwpt): null {
 export function hwptAttach(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   const g = idev.group;
   const existing = g.pasidAttach.get(pasid);
-  const attach: Attach = existing ?? { hwpt: null, devices: new Map() };
+  const attach: Attach = existing ?? { hwpt: null, handle: {}, devices: new Map() };
   if (attach.devices.has(idev.id)) kerr(ERRNO.EBUSY);
   if (attach.hwpt && attach.hwpt !== hwpt) kerr(ERRNO.EINVAL);
   const paging = hwpt.paging;
@@ -241,6 +263,7 @@ function hwptDetach(idev: IommufdDevice, pasid: number): Hwpt | null {
   if (!attach.devices.size) {
     detachDevice(idev, pasid);
     g.pasidAttach.delete(pasid);
+    hwpt.fault?.autoRespond(attach.handle);
   }
   const paging = hwpt.paging;
   if (paging && pasid === NO_PASID) paging.ioas.iopt.removeReserved(idev);
@@ -282,6 +305,9 @@ function doReplace(idev: IommufdDevice, pasid: number, hwpt: Hwpt): Hwpt | null 
     for (const d of attach.devices.values()) oldPaging.ioas.iopt.removeReserved(d);
   }
   attach.hwpt = hwpt;
+  const oldHandle = attach.handle;
+  attach.handle = {};
+  old.fault?.autoRespond(oldHandle);
   // The device_array's references move to the new HWPT; one stays on the old for the caller to put.
   const n = attach.devices.size;
   for (let i = 0; i < n; i++) idev.ctx.ref(hwpt.id, 1);
@@ -323,9 +349,16 @@ function domainOf(hwpt: Hwpt): PagingDomain | NestedDomain {
 
 /** The driver accepts the domain for one device (owner match, then the driver's own checks). */
 function driverAttach(dev: SimDevice, domain: PagingDomain | NestedDomain, pasid: number): void {
-  if (domain.owner !== dev.ops.owner) kerr(ERRNO.EINVAL);
-  if (pasid !== NO_PASID && pasid >= 2 ** dev.ops.maxPasidLog2) kerr(ERRNO.EINVAL);
+  if (domain.owner !== dev.ops.owner) kerr(ERRNO.EINVAL); // domain_iommu_ops_compatible
   dev.ops.attachDev(domain, pasid === NO_PASID ? null : pasid);
+}
+
+/** iommu_attach_device_pasid's check: a PASID beyond any PASID-capable member's width is EINVAL. */
+function checkPasidWidth(group: SimGroup, pasid: number): void {
+  for (const d of group.devices) {
+    const log2 = d.ops.maxPasidLog2;
+    if (log2 > 0 && pasid >= 2 ** log2) kerr(ERRNO.EINVAL);
+  }
 }
 
 /** iommufd_hwpt_attach_device: the whole group on the RID, or one device on a PASID. */
@@ -336,7 +369,8 @@ function attachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
     for (const d of idev.group.group.devices) driverAttach(d, domain, pasid);
     for (const d of idev.group.group.devices) d.iommu.setTranslation(d.rid, null, domain);
   } else {
-    if (!idev.dev.ops.maxPasidLog2) kerr(ERRNO.EINVAL);
+    if (domain.owner !== idev.dev.ops.owner) kerr(ERRNO.EINVAL);
+    checkPasidWidth(idev.group.group, pasid);
     driverAttach(idev.dev, domain, pasid);
     idev.dev.iommu.setTranslation(idev.dev.rid, pasid, domain);
   }
@@ -350,6 +384,7 @@ function detachDevice(idev: IommufdDevice, pasid: number): void {
   if (pasid === NO_PASID) {
     for (const d of idev.group.group.devices) d.iommu.setTranslation(d.rid, null, null);
   } else {
+    idev.dev.ops.blockPasid?.(pasid);
     idev.dev.iommu.setTranslation(idev.dev.rid, pasid, null);
   }
 }

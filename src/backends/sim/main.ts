@@ -20,14 +20,16 @@ import { AccountMode } from './pages.js';
 import type { SimFile, SimProcess } from './process.js';
 import { selftestHandler } from './selftest.js';
 import { deviceHandlers } from './device_ioctls.js';
+import { eventqHandlers } from './eventq.js';
 import { hwptHandlers } from './hw_pagetable.js';
+import { viommuHandlers } from './viommu.js';
 import type { IommufdGroup } from './iommufd_device.js';
 import { Ucmd } from './ucmd.js';
 import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
 enableMapSet();
 
-export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'SELFTEST';
+export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'VDEVICE' | 'VEVENTQ' | 'SELFTEST';
 
 /** Anything the table holds; destroy() runs once the last reference is gone. */
 export interface SimObject {
@@ -122,6 +124,19 @@ export class IommufdCtx implements SimFile {
 
   entry(id: number): ObjEntry | undefined {
     return this.objects.get(id) ?? undefined;
+  }
+
+  /**
+   * iommufd_object_tombstone_user: destroy an object but keep its id taken (DESTROY answers
+   * ENOENT) until the context closes, as the kernel does for a vDEVICE whose device went away.
+   */
+  tombstone(id: number): void {
+    const e = this.objects.get(id);
+    if (!e) return;
+    this.objects = produce(this.objects, (d) => {
+      d.set(id, null);
+    });
+    e.obj.destroy();
   }
 
   /** Take (+1) or drop (-1) a long-term reference from a dependent object. */
@@ -250,6 +265,8 @@ function buildOps(selftest: boolean): (readonly [IoctlDesc, Handler] | undefined
     ...ioasHandlers,
     ...deviceHandlers,
     ...hwptHandlers,
+    ...eventqHandlers,
+    ...viommuHandlers,
   };
   const ops: (readonly [IoctlDesc, Handler] | undefined)[] = [];
   for (const d of Object.values(IOCTLS)) {

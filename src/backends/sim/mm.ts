@@ -13,6 +13,7 @@ export const PAGE_SHIFT = 12;
 const TASK_SIZE = 2 ** 47;
 const MMAP_TOP = 0x7f00_0000_0000;
 const HPAGE = 2 * 1024 * 1024;
+const MAP_HUGETLB = 0x40000;
 
 /** Backing memory: an anonymous mapping's own pages or a memfd's page cache. */
 export class PageStore {
@@ -77,7 +78,10 @@ export class SimMm {
 
   mmap(addrHint: number, length: number, prot: number, flags: number, file: SimMemfd | null, offset: number): number {
     if (length <= 0 || offset % PAGE_SIZE) kerr(ERRNO.EINVAL);
-    const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const huge = (flags & MAP_HUGETLB) !== 0;
+    if (huge && (file || (flags & MAP_FIXED && addrHint % HPAGE))) kerr(ERRNO.EINVAL);
+    // hugetlb mappings are whole 2 MiB pages, naturally aligned (a page store is "physically" so)
+    const len = Math.ceil(length / (huge ? HPAGE : PAGE_SIZE)) * (huge ? HPAGE : PAGE_SIZE);
     const shared = (flags & MAP_SHARED) !== 0;
     if (!file && !(flags & MAP_ANONYMOUS)) kerr(ERRNO.EBADF);
     let start: number;

@@ -20,9 +20,19 @@ import type {
 import { NestedDomain, PagingDomain } from './domain.js';
 import { KernelErrno, kerr } from './errno.js';
 import type { UserData } from './hw_pagetable.js';
+import type { Viommu } from './viommu.js';
 import { PAGE_SIZE } from './mm.js';
 
 export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
+
+/** IOMMU_VIOMMU_TYPE_SELFTEST */
+const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+
+/**
+ * The AMDv1-format table the mock uses (generic_pt amdv1 with a 2 KiB granule): every power of
+ * two from 2 KiB up to 2^51, but 512 GiB (amdv1pt_possible_sizes).
+ */
+const AMDV1_MOCK_PGSIZES = (((1n << 52n) - 1n) & ~((1n << 11n) - 1n)) & ~(1n << 39n);
 
 /** mock_ops: the identity every mock domain's owner points at. */
 const MOCK_OPS = { name: 'iommufd-mock' };
@@ -60,6 +70,9 @@ class MockUnit implements SimIommuUnit {
   readonly faults: DmaFault[] = [];
   readonly contexts = new Map<string, DmaTarget>();
 
+  /** The mock caches nothing: every DMA goes to the domain. */
+  flushIotlb(): void {}
+
   setTranslation(rid: number, pasid: number | null, target: DmaTarget | null): void {
     const key = `${rid}/${pasid ?? '-'}`;
     if (target) this.contexts.set(key, target);
@@ -91,6 +104,9 @@ export class MockDevice implements SimDevice {
   readonly group: SimGroup;
   readonly iommu = new MockUnit();
   readonly ops: IommuDriverOps;
+  /** The vIOMMU and virt_id of the nested domain its RID is attached to (mdev->viommu, vdev_id). */
+  viommu: Viommu | null = null;
+  vdevId = 0n;
   /** The device's cache slots (mdev->cache), cleared by vIOMMU invalidations. */
   readonly cache = new Uint32Array(4).fill(0xbaddad); // MOCK_DEV_CACHE_NUM x IOMMU_TEST_DEV_CACHE_DEFAULT
   /** The "fake error on the second PASID 1024 attach" state (pasid_1024_fake_error). */
@@ -147,7 +163,7 @@ function mockOps(dev: MockDevice): IommuDriverOps {
       if (pagetableType === MOCK_IOMMUPT_DEFAULT) {
         return new PagingDomain({
           owner: MOCK_OPS,
-          pgsizeBitmap: MOCK_CAPS.pgsizeBitmap,
+          pgsizeBitmap: AMDV1_MOCK_PGSIZES,
           aperture: MOCK_CAPS.aperture,
           dirtyOps: dirty,
           enforceCacheCoherency: true,
@@ -165,18 +181,32 @@ function mockOps(dev: MockDevice): IommuDriverOps {
       return kerr(ERRNO.EOPNOTSUPP);
     },
     /** mock_domain_alloc_nested */
-    allocNested(parent: PagingDomain, flags: number, data: UserData): NestedDomain {
-      if (flags & ~IOMMU_HWPT_ALLOC_PASID) kerr(ERRNO.EOPNOTSUPP);
+    allocNested(parent: PagingDomain, flags: number, data: UserData, viommu?: object): NestedDomain {
+      if (!viommu && flags & ~IOMMU_HWPT_ALLOC_PASID) kerr(ERRNO.EOPNOTSUPP);
       if (parent.kind !== 'paging' || !isMockPaging(parent)) kerr(ERRNO.EINVAL);
       if (data.type !== IOMMU_HWPT_DATA_SELFTEST) kerr(ERRNO.EOPNOTSUPP);
       const cfg = data.read(IOMMU_HWPT_DATA_SELFTEST, 8, 4);
       const iotlb = new Uint32Array(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(new DataView(cfg.buffer).getUint32(0, true));
-      return new NestedDomain(MOCK_OPS, parent, invalidateNested(iotlb), iotlb);
+      const d = new NestedDomain(MOCK_OPS, parent, invalidateNested(iotlb), iotlb);
+      d.viommu = viommu ?? null;
+      return d;
     },
+    viommuTypes: [IOMMU_VIOMMU_TYPE_SELFTEST],
+    viommuInvalidate: mockViommuInvalidate,
     /** mock_domain_nop_attach / mock_domain_set_dev_pasid_nop */
     attachDev(domain, pasid) {
       if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
+      // a nested domain on a vIOMMU needs the device's vDEVICE there (iommufd_viommu_get_vdev_id: ENOENT)
+      const viommu = domain.kind === 'nested' ? (domain.viommu as Viommu | null) : null;
+      const vdevId = viommu ? viommu.vdevIdOf(dev) : 0n;
+      if (pasid === null) {
+        dev.viommu = viommu;
+        dev.vdevId = vdevId;
+      }
       if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(false);
+    },
+    blockPasid(pasid: number) {
+      if (pasid === IOMMU_TEST_PASID_RESERVED) dev.pasid1024Attach(true);
     },
     /** mock_domain_hw_info */
     hwInfo(inType: number): [number, Uint8Array] {
@@ -200,10 +230,9 @@ function invalidateNested(iotlb: Uint32Array) {
     };
     if (type !== IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) fail(ERRNO.EINVAL);
     for (const raw of entries) {
-      // iommu_copy_struct_from_user_array: entry_len below offsetofend(iotlb_id) is EINVAL,
-      // non-zero bytes past the struct E2BIG.
-      if (raw.length < 8) fail(ERRNO.EINVAL);
-      if (raw.subarray(8).some((b) => b !== 0)) fail(ERRNO.E2BIG);
+      // iommu_copy_struct_from_user_array (7.3): entry_len must be exactly the struct's size here
+      // (below offsetofend(iotlb_id) or above sizeof is EINVAL)
+      if (raw.length !== 8) fail(ERRNO.EINVAL);
       const dv = new DataView(raw.buffer, raw.byteOffset, 8);
       const flags = dv.getUint32(0, true);
       const id = dv.getUint32(4, true);
@@ -215,4 +244,41 @@ function invalidateNested(iotlb: Uint32Array) {
     }
     return done;
   };
+}
+
+const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+
+/**
+ * mock_viommu_cache_invalidate over struct iommu_viommu_invalidate_selftest { flags; vdev_id;
+ * cache_id; }: clears cache slots of the mock device behind each vdev_id.
+ */
+function mockViommuInvalidate(viommu: Viommu, type: number, entries: Uint8Array[]): number {
+  if (entries.length === 0 && type === IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST) return 0;
+  let done = 0;
+  const fail = (errno: number): never => {
+    const e = new KernelErrno(errno) as KernelErrno & { done: number };
+    e.done = done;
+    throw e;
+  };
+  // iommu_copy_struct_from_full_user_array: type, then each entry as copy_struct_from_user
+  if (type !== IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST || !entries.length) fail(ERRNO.EINVAL);
+  const cmds = entries.map((raw) => {
+    if (raw.length > 12 && raw.subarray(12).some((b) => b !== 0)) fail(ERRNO.E2BIG);
+    const b = new Uint8Array(12);
+    b.set(raw.subarray(0, 12));
+    return new DataView(b.buffer);
+  });
+  for (const dv of cmds) {
+    const flags = dv.getUint32(0, true);
+    const vdevId = dv.getUint32(4, true);
+    const cacheId = dv.getUint32(8, true);
+    if (flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL) fail(ERRNO.EOPNOTSUPP);
+    if (cacheId > 3) fail(ERRNO.EINVAL);
+    const dev = viommu.findDev(BigInt(vdevId));
+    if (!(dev instanceof MockDevice)) fail(ERRNO.EINVAL);
+    if (flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) (dev as MockDevice).cache.fill(0);
+    else (dev as MockDevice).cache[cacheId] = 0;
+    done++;
+  }
+  return done;
 }

@@ -13,7 +13,8 @@ import {
 } from '../../ioasid/uapi.js';
 import type { HwptNested, HwptPaging } from './hw_pagetable.js';
 import { kerr } from './errno.js';
-import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, NO_PASID, type IommufdDevice } from './iommufd_device.js';
+import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from './eventq.js';
+import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, faultTarget, NO_PASID, type IommufdDevice } from './iommufd_device.js';
 import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
@@ -302,6 +303,71 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       const nested = mockNested(ctx, id);
       const iotlbId = u.u32(o('check_iotlb', 'id'));
       if (iotlbId > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || nested.domain.data[iotlbId] !== u.u32(o('check_iotlb', 'iotlb'))) kerr(ERRNO.EINVAL);
+      return;
+    }
+    case IOMMU_TEST_OP.PASID_ATTACH: {
+      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
+      const ptId = deviceAttach(sobj.idev, u.u32(o('pasid_attach', 'pasid')), u.u32(o('pasid_attach', 'pt_id')));
+      u.setU32(o('pasid_attach', 'pt_id'), ptId);
+      u.respond();
+      return;
+    }
+    case IOMMU_TEST_OP.PASID_REPLACE: {
+      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
+      const ptId = deviceReplace(sobj.idev, u.u32(o('pasid_replace', 'pasid')), u.u32(o('pasid_replace', 'pt_id')));
+      u.setU32(o('pasid_replace', 'pt_id'), ptId);
+      u.respond();
+      return;
+    }
+    case IOMMU_TEST_OP.PASID_DETACH:
+      deviceDetach(ctx.get<SelftestDevice>(id, 'SELFTEST').idev, u.u32(o('pasid_detach', 'pasid')));
+      return;
+    case IOMMU_TEST_OP.PASID_CHECK_HWPT: {
+      // iommufd_test_pasid_check_hwpt: hwpt_id 0 asks "detached?"
+      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
+      const pasid = u.u32(o('pasid_check', 'pasid'));
+      const attached = sobj.idev.group.pasidAttach.get(pasid)?.hwpt ?? null;
+      const hwptId = u.u32(o('pasid_check', 'hwpt_id'));
+      if (!hwptId) {
+        if (attached) kerr(ERRNO.EINVAL);
+        return;
+      }
+      const e = ctx.entry(hwptId);
+      if (!e) kerr(ERRNO.ENOENT);
+      if (e.type !== 'HWPT_PAGING' && e.type !== 'HWPT_NESTED') kerr(ERRNO.EINVAL);
+      if (attached?.domain !== (e.obj as HwptPaging | HwptNested).domain) kerr(ERRNO.EINVAL);
+      return;
+    }
+    case IOMMU_TEST_OP.TRIGGER_IOPF: {
+      // iommufd_test_trigger_iopf -> iommu_report_device_fault: a one-fault group (LAST_PAGE)
+      const idev = ctx.get<IommufdDevice>(u.u32(o('trigger_iopf', 'dev_id')), 'DEVICE');
+      if (!(idev.dev instanceof MockDevice)) kerr(ERRNO.EINVAL);
+      const pasid = u.u32(o('trigger_iopf', 'pasid'));
+      const t = faultTarget(idev, pasid === NO_PASID ? null : pasid, true);
+      if (!t) return; // no handler: the request is answered INVALID by the IOMMU core, nothing queued
+      t.hwpt.fault!.enqueue({
+        faults: [{
+          flags: IOMMU_PGFAULT_FLAGS_LAST_PAGE | (pasid === NO_PASID ? 0 : IOMMU_PGFAULT_FLAGS_PASID_VALID),
+          pasid,
+          grpid: u.u32(o('trigger_iopf', 'grpid')),
+          perm: u.u32(o('trigger_iopf', 'perm')),
+          addr: u.u64(o('trigger_iopf', 'addr')),
+        }],
+        devId: idev.id,
+        handle: t.handle,
+        cookie: 0,
+        response: null,
+      });
+      return;
+    }
+    case IOMMU_TEST_OP.TRIGGER_VEVENT: {
+      // iommufd_test_trigger_vevent: struct iommu_viommu_event_selftest { virt_id; }
+      const idev = ctx.get<IommufdDevice>(u.u32(o('trigger_vevent', 'dev_id')), 'DEVICE');
+      const mdev = idev.dev as MockDevice;
+      if (!mdev.viommu || !mdev.vdevId) kerr(ERRNO.ENOENT);
+      const rec = new Uint8Array(4);
+      new DataView(rec.buffer).setUint32(0, Number(mdev.vdevId & 0xffff_ffffn), true);
+      mdev.viommu.reportEvent(0xbeefbeef /* IOMMU_VEVENTQ_TYPE_SELFTEST */, rec);
       return;
     }
     case IOMMU_TEST_OP.DEV_CHECK_CACHE: {

@@ -1,0 +1,138 @@
+/**
+ * vIOMMU objects (viommu.c), as far as the sim models them: IOMMU_VIOMMU_ALLOC on a NEST_PARENT
+ * paging HWPT, and nested HWPTs allocated on a vIOMMU. Not modelled yet: driver data on
+ * allocation (the mock's mmap-able page) and HW queues; those commands
+ * validate their fields and then fail as documented in docs/backends.md.
+ *
+ * Modelled: IOMMU_VIOMMU_ALLOC without driver data, nested HWPTs on a vIOMMU, vDEVICEs (one per
+ * device, unique virt_id per vIOMMU, left as a tombstone when their device goes), vIOMMU
+ * cache invalidation through IOMMU_HWPT_INVALIDATE, and vEVENTQs (eventq.ts).
+ */
+import { ERRNO } from '../../ioasid/errors.js';
+import { IOCTLS, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID } from '../../ioasid/uapi.js';
+import { kerr } from './errno.js';
+import { HwptNested, type HwptPaging, type UserData } from './hw_pagetable.js';
+import type { IommuDriverOps, SimDevice } from './device.js';
+import type { VeventQueue } from './eventq.js';
+import type { IommufdDevice } from './iommufd_device.js';
+import type { IommufdCtx, SimObject } from './main.js';
+import type { Ucmd } from './ucmd.js';
+
+export class Viommu implements SimObject {
+  id = 0;
+  /** virt_id -> vDEVICE (viommu->vdevs). */
+  readonly vdevs = new Map<bigint, Vdevice>();
+  /** Its event queues, one per type. */
+  readonly veventqs: VeventQueue[] = [];
+  constructor(
+    readonly ctx: IommufdCtx,
+    readonly type: number,
+    readonly hwpt: HwptPaging,
+    /** The physical IOMMU instance it sits on (iommu_dev): devices of another one are refused. */
+    readonly iommuDev: object,
+    /** The IOMMU driver that made it (its viommu ops). */
+    readonly ops: IommuDriverOps,
+  ) {}
+
+  destroy(): void {
+    this.ctx.ref(this.hwpt.id, -1);
+  }
+
+  /** iommufd_viommu_report_event: EOPNOTSUPP without a queue of that type. */
+  reportEvent(type: number, data: Uint8Array): void {
+    const q = this.veventqs.find((x) => x.type === type);
+    if (!q) kerr(ERRNO.EOPNOTSUPP);
+    q.report(data);
+  }
+
+  /** iommufd_viommu_find_dev */
+  findDev(virtId: bigint): SimDevice | null {
+    return this.vdevs.get(virtId)?.idev.dev ?? null;
+  }
+
+  /** iommufd_viommu_get_vdev_id: ENOENT while the device has no vDEVICE here. */
+  vdevIdOf(dev: SimDevice): bigint {
+    for (const [virtId, v] of this.vdevs) if (v.idev.dev === dev) return virtId;
+    return kerr(ERRNO.ENOENT);
+  }
+}
+
+/** A vDEVICE: a device's identity (virt_id, e.g. a guest's stream/device id) in a vIOMMU. */
+export class Vdevice implements SimObject {
+  id = 0;
+  constructor(
+    readonly ctx: IommufdCtx,
+    readonly viommu: Viommu,
+    readonly idev: IommufdDevice,
+    readonly virtId: bigint,
+  ) {}
+
+  /** iommufd_vdevice_abort / destroy */
+  destroy(): void {
+    if (this.viommu.vdevs.get(this.virtId) === this) this.viommu.vdevs.delete(this.virtId);
+    this.ctx.ref(this.viommu.id, -1);
+    if (this.idev.vdev === this) this.idev.vdev = null;
+  }
+}
+
+const D = IOCTLS.VDEVICE_ALLOC.struct.off;
+/** IOMMU_VDEVICE_ALLOC (iommufd_vdevice_alloc_ioctl) */
+function vdeviceAlloc(ctx: IommufdCtx, u: Ucmd): void {
+  const virtId = u.u64(D.virt_id!);
+  const viommu = ctx.get<Viommu>(u.u32(D.viommu_id!), 'VIOMMU');
+  const idev = ctx.get<IommufdDevice>(u.u32(D.dev_id!), 'DEVICE');
+  if (viommu.iommuDev !== idev.dev.ops.owner) kerr(ERRNO.EINVAL);
+  if (idev.vdev) kerr(ERRNO.EEXIST);
+  if (viommu.vdevs.has(virtId)) kerr(ERRNO.EEXIST);
+  const vdev = new Vdevice(ctx, viommu, idev, virtId);
+  vdev.id = ctx.add('VDEVICE', vdev);
+  ctx.ref(viommu.id, 1);
+  idev.vdev = vdev;
+  viommu.vdevs.set(virtId, vdev);
+  u.setU32(D.out_vdevice_id!, vdev.id);
+  u.respond();
+}
+
+const A = IOCTLS.VIOMMU_ALLOC.struct.off;
+/** IOMMU_VIOMMU_ALLOC (iommufd_viommu_alloc_ioctl) */
+function viommuAlloc(ctx: IommufdCtx, u: Ucmd): void {
+  const type = u.u32(A.type!);
+  if (u.u32(A.flags!) || type === 0) kerr(ERRNO.EOPNOTSUPP);
+  const idev = ctx.get<IommufdDevice>(u.u32(A.dev_id!), 'DEVICE');
+  const ops = idev.dev.ops;
+  if (!ops.viommuTypes?.includes(type)) kerr(ERRNO.EOPNOTSUPP); // get_viommu_size() == 0
+  const hwpt = ctx.get<HwptPaging>(u.u32(A.hwpt_id!), 'HWPT_PAGING');
+  if (!hwpt.nestParent) kerr(ERRNO.EINVAL);
+  if (u.u32(A.data_len!)) kerr(ERRNO.EOPNOTSUPP); // driver data (the mock's mmap page): not modelled
+  const viommu = new Viommu(ctx, type, hwpt, ops.owner, ops);
+  viommu.id = ctx.add('VIOMMU', viommu);
+  ctx.ref(hwpt.id, 1);
+  u.setU32(A.out_viommu_id!, viommu.id);
+  u.respond();
+}
+
+/** iommufd_viommu_alloc_hwpt_nested: HWPT_ALLOC with a vIOMMU as pt_id. */
+export function viommuNestedAlloc(idev: IommufdDevice, viommu: Viommu, flags: number, data: UserData): HwptNested {
+  const ctx = idev.ctx;
+  if (viommu.iommuDev !== idev.dev.ops.owner) kerr(ERRNO.EINVAL);
+  if (flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID)) kerr(ERRNO.EOPNOTSUPP);
+  if (!data.len) kerr(ERRNO.EOPNOTSUPP);
+  const alloc = idev.dev.ops.allocNested;
+  if (!alloc) kerr(ERRNO.EOPNOTSUPP);
+  const hwpt = new HwptNested(ctx, viommu.hwpt, !!(flags & IOMMU_HWPT_ALLOC_PASID), viommu);
+  hwpt.id = ctx.add('HWPT_NESTED', hwpt);
+  ctx.ref(viommu.id, 1);
+  try {
+    hwpt.domain = alloc(viommu.hwpt.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, data, viommu);
+  } catch (e) {
+    ctx.remove(hwpt.id);
+    throw e;
+  }
+  return hwpt;
+}
+
+export const viommuHandlers = {
+  IOMMU_VIOMMU_ALLOC: viommuAlloc,
+  IOMMU_VDEVICE_ALLOC: vdeviceAlloc,
+};
+

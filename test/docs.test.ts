@@ -1,0 +1,45 @@
+/**
+ * The documentation's examples are programs: every ```ts block preceded by
+ * `<!-- example: name -->` in docs/*.md runs here, on the tier's backend, with `ioasid` and
+ * `ioasid/testing` resolved to this checkout. A doc that drifts from the code fails the suite.
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'vitest';
+import { BACKEND } from './helpers.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const docs = join(root, 'docs');
+const out = join(tmpdir(), `ioasid-doc-examples-${process.pid}`);
+
+interface Example {
+  file: string;
+  name: string;
+  code: string;
+}
+
+function examples(): Example[] {
+  const found: Example[] = [];
+  for (const file of readdirSync(docs).filter((f) => f.endsWith('.md')).sort()) {
+    const text = readFileSync(join(docs, file), 'utf8');
+    const re = /<!-- example: ([\w-]+) -->\s*```ts\n([\s\S]*?)```/g;
+    for (let m; (m = re.exec(text)); ) found.push({ file, name: m[1]!, code: m[2]! });
+  }
+  return found;
+}
+
+describe(`docs examples [${BACKEND}]`, () => {
+  for (const ex of examples()) {
+    it(`${ex.file}: ${ex.name}`, async () => {
+      mkdirSync(out, { recursive: true });
+      const code = ex.code
+        .replaceAll(`'ioasid/testing'`, `'${join(root, 'src/testing.ts')}'`)
+        .replaceAll(`'ioasid'`, `'${join(root, 'src/index.ts')}'`);
+      const path = join(out, `${ex.file.replace('.md', '')}-${ex.name}.ts`);
+      writeFileSync(path, `${code}\nexport {};\n`);
+      await import(/* @vite-ignore */ path);
+    });
+  }
+});
