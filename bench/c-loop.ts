@@ -3,12 +3,14 @@
  * tree's linux/iommufd.h (the same headers test/layout.test.ts checks uapi.ts against).
  *
  *   const bin = compileCLoop();
- *   execFileSync(bin, ['100000', 'fixed'])  // → {"n":…,"ns_per_pair":…,"ns_map":…,"ns_unmap":…}
+ *   execFileSync(bin, ['100000', 'fixed'])          // → {"n":…,"ns_per_pair":…,"ns_map":…,"ns_unmap":…}
+ *   execFileSync(bin, ['100000', 'auto', 'mock'])   // with the selftest mock domain attached
+ *   execFileSync(bin, ['100000', 'auto', '/dev/vfio/devices/vfio0'])  // with a VFIO device attached
  *
  * The binary exits 77 with a message on stderr when /dev/iommu is missing.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,8 +32,12 @@ export function compileCLoop(): string {
   if (!gcc) throw new Error('compileCLoop: gcc not found (set CC or install gcc)');
   const work = mkdtempSync(join(tmpdir(), 'ioasid-cloop-'));
   const h = kernelHeaders(findKernelTree() ?? fetchKernelTree(), work);
+  // The device modes need the tree's vfio.h (the host's may predate the cdev ioctls) and the
+  // selftest command's header; vfio.h as shipped in the tree still has __user and __counted_by.
+  copyFileSync(join(h.tree, 'include/uapi/linux/vfio.h'), join(work, 'include/linux/vfio.h'));
+  const extra = ['-I', dirname(h.iommufdTestH), '-D__user=', '-D__counted_by(m)='];
   const bin = join(work, 'map_unmap');
-  execFileSync(gcc, ['-O2', '-std=gnu11', '-Wall', '-Werror', ...h.cflags, '-o', bin, source()], {
+  execFileSync(gcc, ['-O2', '-std=gnu11', '-Wall', '-Werror', ...h.cflags, ...extra, '-o', bin, source()], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return bin;

@@ -15,5 +15,6 @@ export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid
 export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';
 export { ERRNO, IommuError, errnoName, isErrno, type ErrnoCode } from './ioasid/errors.js';
 export * as uapi from './ioasid/uapi.js';
+export * from './device/index.js';
 export { openBinding, defaultBackendName, sim, SimBinding, SimKernel, type SimOptions } from './backends/index.js';
 export type { Binding, BackendName } from './backends/types.js';

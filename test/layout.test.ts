@@ -10,7 +10,7 @@
  * Without gcc or the kernel tree the checks skip (with the reason in the name); under CI they fail.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -19,6 +19,8 @@ import {
   IOCTLS, IOMMU_TEST_CMD, iommu_iova_range, iommu_test_cmd, iommu_test_cmd_members,
   type IoctlDesc, type StructLayout,
 } from '../src/ioasid/uapi.js';
+import * as vfioUapi from '../src/ioasid/vfio_uapi.js';
+import * as deviceUapi from '../src/device/uapi.js';
 import { C_LOOP_EXIT_SKIP, compileCLoop } from '../bench/c-loop.js';
 import { fetchKernelTree, findGcc, findKernelTree, kernelHeaders } from '../bench/kernel-headers.js';
 
@@ -49,6 +51,8 @@ function checkStruct(s: StructLayout): void {
     const elem = f.count > 1 ? `${lv}[0]` : lv;
     add(s.name, `offsetof ${f.name}`, `offsetof(${t}, ${f.name})`, f.off);
     add(s.name, `sizeof ${f.name}`, `sizeof(${lv})`, WIDTH[f.type] * f.count);
+    // A VFIO capability's `header` is a struct vfio_info_cap_header, declared as two u32 (8 bytes, 4-aligned).
+    if (f.name === 'header') continue;
     add(s.name, `signed ${f.name}`, `((__typeof__(${elem}))-1 < 0)`, f.type === 's32' ? 1 : 0);
   }
 }
@@ -105,13 +109,36 @@ const CONSTANTS = [
 for (const name of CONSTANTS) add('constants', name, name, uapi[name]);
 for (const [op, v] of Object.entries(uapi.IOMMU_TEST_OP)) add('constants', `IOMMU_TEST_OP_${op}`, `IOMMU_TEST_OP_${op}`, v);
 
+// ---- VFIO (include/uapi/linux/vfio.h): the container structs and the device-fd uAPI ------------
+
+for (const s of [
+  vfioUapi.vfio_iommu_type1_dma_map, vfioUapi.vfio_iommu_type1_dma_unmap, vfioUapi.vfio_iommu_type1_info,
+  vfioUapi.vfio_info_cap_header, vfioUapi.vfio_iommu_type1_info_cap_iova_range, vfioUapi.vfio_iommu_type1_info_dma_avail,
+  deviceUapi.vfio_region_sparse_mmap_area, deviceUapi.vfio_region_info_cap_sparse_mmap, deviceUapi.vfio_region_info_cap_type,
+  deviceUapi.iommu_hw_info_vtd,
+]) checkStruct(s);
+for (const d of Object.values(deviceUapi.VFIO_DEVICE_IOCTLS)) {
+  checkStruct(d.struct);
+  checkIoctl(d);
+}
+for (const [name, v] of Object.entries(vfioUapi)) {
+  if (typeof v === 'number' && /^VFIO_/.test(name) && !/_MINSZ$/.test(name)) {
+    // vfio_uapi.ts names the reserved type 6 without the kernel's __VFIO_RESERVED_ prefix.
+    add('vfio constants', name, name === 'VFIO_TYPE1_NESTING_IOMMU' ? '__VFIO_RESERVED_TYPE1_NESTING_IOMMU' : name, v);
+  }
+}
+for (const [name, v] of Object.entries(deviceUapi)) {
+  if (typeof v === 'number' && /^(VFIO_|IOMMU_HW_|PCI_)/.test(name)) add('vfio device constants', name, name, v);
+}
+
 const GROUPS = [...new Set(checks.map((c) => c.group))];
 
 /** A C program printing `<index> <value>` for every check. */
 function program(testHeader: string): string {
   const lines = checks.map((c, i) => `\tprintf("${i} %llu\\n", (unsigned long long)(${c.expr}));`);
   return [
-    '#include <stddef.h>', '#include <stdio.h>', '#include <linux/iommufd.h>', `#include "${testHeader}"`,
+    '#include <stddef.h>', '#include <stdio.h>', '#include <linux/iommufd.h>', '#include <linux/vfio.h>',
+    '#include <linux/pci_regs.h>', `#include "${testHeader}"`,
     'int main(void)', '{', ...lines, '\treturn 0;', '}', '',
   ].join('\n');
 }
@@ -142,9 +169,14 @@ describe.skipIf(skip)(`uapi.ts layouts equal gcc's from the kernel headers${skip
     if (missing) throw new Error(`CI requires gcc and the kernel headers: ${missing}`);
     work = mkdtempSync(join(tmpdir(), 'ioasid-layout-'));
     const h = kernelHeaders(tree!, work);
+    // The tree's vfio.h beside its iommufd.h, so the host's older copy cannot shadow it.
+    copyFileSync(join(tree!, 'include/uapi/linux/vfio.h'), join(work, 'include/linux/vfio.h'));
     writeFileSync(join(work, 'layout.c'), program(h.iommufdTestH));
     const bin = join(work, 'layout');
-    execFileSync(gcc!, ['-std=gnu11', '-Wall', '-Werror', ...h.cflags, '-o', bin, join(work, 'layout.c')], {
+    // vfio.h straight from the tree still has what `make headers` strips or defines: __user and
+    // (for an older host linux/stddef.h) __counted_by.
+    const vfioDefs = ['-D__user=', '-D__counted_by(m)='];
+    execFileSync(gcc!, ['-std=gnu11', '-Wall', '-Werror', ...h.cflags, ...vfioDefs, '-o', bin, join(work, 'layout.c')], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     for (const line of execFileSync(bin, { encoding: 'utf8' }).trim().split('\n')) {
@@ -184,7 +216,9 @@ describe.skipIf(skip)(`uapi.ts layouts equal gcc's from the kernel headers${skip
     onTestFinished(() => rmSync(dirname(bin), { recursive: true, force: true }));
     if (existsSync('/dev/iommu')) {
       const out = JSON.parse(execFileSync(bin, ['100', 'fixed'], { encoding: 'utf8' })) as Record<string, unknown>;
-      expect(out).toMatchObject({ n: 100, mode: 'fixed' });
+      expect(out).toMatchObject({ n: 100, mode: 'fixed', attach: 'none' });
+      const mock = JSON.parse(execFileSync(bin, ['100', 'auto', 'mock'], { encoding: 'utf8' })) as Record<string, unknown>;
+      expect(mock).toMatchObject({ n: 100, mode: 'auto', attach: 'mock' });
       return;
     }
     let status: number | null = null;

@@ -31,7 +31,9 @@ case "$cwd" in /tmp/*) cwd="/run/hosttmp/${cwd#/tmp/}" ;; esac
 timeout --foreground "${IOASID_VM_TIMEOUT:-1800}" qemu-system-x86_64 \
   -nodefaults -display none -monitor none -serial stdio -no-reboot \
   -machine q35,kernel-irqchip=split -accel tcg,thread=multi -cpu max -smp 2 -m "${IOASID_VM_MEM:-2G}" \
-  -device intel-iommu,intremap=on,caching-mode=on -device edu \
+  -device intel-iommu,intremap=on,caching-mode=on -device edu,addr=01.0 \
+  -device pcie-pci-bridge,id=br0,bus=pcie.0,addr=02.0 \
+  -device edu,bus=br0,addr=01.0 -device edu,bus=br0,addr=02.0 \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$res,mount_tag=results,security_model=none,multidevs=remap" \
   -kernel "$kdir/arch/x86/boot/bzImage" \

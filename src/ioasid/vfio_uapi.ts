@@ -52,10 +52,10 @@ export const vfio_iommu_type1_info = struct('vfio_iommu_type1_info', [
 export const vfio_info_cap_header = struct('vfio_info_cap_header', [['id', 'u16'], ['version', 'u16'], ['next', 'u32']]);
 /** Followed by nr_iovas struct vfio_iova_range { u64 start; u64 end; } (end inclusive). */
 export const vfio_iommu_type1_info_cap_iova_range = struct('vfio_iommu_type1_info_cap_iova_range', [
-  ['header', 'u64'], ['nr_iovas', 'u32'], ['reserved', 'u32'],
+  ['header', 'u32', 2], ['nr_iovas', 'u32'], ['reserved', 'u32'],
 ]);
 export const vfio_iommu_type1_info_dma_avail = struct('vfio_iommu_type1_info_dma_avail', [
-  ['header', 'u64'], ['avail', 'u32'],
+  ['header', 'u32', 2], ['avail', 'u32'],
 ]);
 
 export const MAP_DMA_MINSZ = offsetofend(vfio_iommu_type1_dma_map, 'size');
