@@ -24,6 +24,13 @@ import { claimDevices, deviceMachine } from './drivers/devices.js';
 import { EDU_DEVICE, EDU_VENDOR } from './drivers/edu.js';
 
 const machine = deviceMachine();
+/**
+ * The sim cannot trap loads and stores to a typed-array view, so its BARs are not mmap-able
+ * (no VFIO_REGION_INFO_FLAG_MMAP; drivers use pread/pwrite): docs/backends.md.
+ */
+const BAR_MMAP = BACKEND === 'sim' ? 0 : VFIO_REGION_INFO_FLAG_MMAP;
+/** The legacy container and group nodes (/dev/vfio/vfio, /dev/vfio/N) come with the compat layer; the sim has none yet. */
+const NO_LEGACY_NODES = BACKEND === 'sim';
 const MiB = 1n << 20n;
 /** The x86 interrupt (MSI) window every device behind VT-d reserves in its IOAS. */
 const MSI_START = 0xfee0_0000n;
@@ -142,7 +149,7 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
   });
 
   describe('VFIO_DEVICE_BIND_IOMMUFD', () => {
-    it('bad iommufd values: -2 EINVAL, a closed fd EBADF, an eventfd or a VFIO container EBADFD; state unchanged', () => {
+    it(`bad iommufd values: -2 EINVAL, a closed fd EBADF, an eventfd or a VFIO container EBADFD; state unchanged${NO_LEGACY_NODES ? ' (sim: no /dev/vfio/vfio yet, container case left out)' : ''}`, () => {
       expect(expectErrno(() => dev.bind(-2), 'EINVAL').syscall).toBe('VFIO_DEVICE_BIND_IOMMUFD');
       const closed = ctx.binding.eventfd(0, 0);
       ctx.binding.close(closed);
@@ -150,9 +157,11 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
       const efd = dev.eventfd();
       expectErrno(() => dev.bind(efd.fd), 'EBADFD');
       efd.close();
-      const container = ctx.binding.open('/dev/vfio/vfio');
-      expectErrno(() => dev.bind(container), 'EBADFD');
-      ctx.binding.close(container);
+      if (!NO_LEGACY_NODES) {
+        const container = ctx.binding.open('/dev/vfio/vfio');
+        expectErrno(() => dev.bind(container), 'EBADFD');
+        ctx.binding.close(container);
+      }
       // None of them bound anything: still no access, and a real bind works.
       expect(dev.devId).toBeNull();
       expectErrno(() => dev.info(), 'EINVAL');
@@ -208,11 +217,11 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
       expect(info.caps).toEqual([]);
     });
 
-    it('GET_REGION_INFO: BAR0 1 MiB read/write/mmap; BAR1-5 and ROM absent; config 256 bytes; VGA EINVAL', () => {
+    it(`GET_REGION_INFO: BAR0 1 MiB read/write${BAR_MMAP ? '/mmap' : ' (sim: no mmap of MMIO)'}; BAR1-5 and ROM absent; config 256 bytes; VGA EINVAL`, () => {
       const bar0 = dev.regionInfo(0);
       expect(bar0).toMatchObject({
         index: 0, size: MiB, offset: 0n, caps: [], sparseMmap: null, type: null, msixMappable: false,
-        flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_MMAP,
+        flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | BAR_MMAP,
       });
       for (let i = 1; i <= 6; i++) expect(dev.regionInfo(i)).toMatchObject({ index: i, flags: 0, size: 0n, offset: BigInt(i) << 40n });
       expect(dev.regionInfo(7)).toMatchObject({

@@ -137,11 +137,16 @@ export class DriverCore {
     return this.devices().find((d) => d.name === name);
   }
 
-  /** drivers_probe_store */
+  /** drivers_probe_store: any failure of bus_rescan_devices_helper is EINVAL (the VM answers so). */
   private driversProbe(text: string): void {
     const dev = this.find(text);
     if (!dev) kerr(ERRNO.ENODEV);
-    this.attach(dev);
+    try {
+      this.attach(dev);
+    } catch (e) {
+      if (e instanceof KernelErrno) kerr(ERRNO.EINVAL);
+      throw e;
+    }
   }
 
   /** bind_store -> device_driver_attach */

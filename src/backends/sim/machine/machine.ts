@@ -8,6 +8,8 @@
  * here too (addMockDevice), behind the mock IOMMU, so group numbers come from one allocator as in
  * the kernel.
  */
+import { ERRNO } from '../../../ioasid/errors.js';
+import { kerr } from '../errno.js';
 import { bindDevice, type BoundDevice, type DmaTarget, type IommuCaps, type IommuDriverOps, type SimDevice, type SimGroup, type SimIommuUnit } from '../device.js';
 import { MockDevice } from '../mock_iommu.js';
 import { hardwareOps } from './driver_ops.js';
@@ -34,6 +36,11 @@ export interface MachineDesc {
   readonly iommu: IommuDesc | null;
   /** Functions on the root bus (bus 0 of segment 0); bridges carry their own buses. */
   readonly pci: readonly PciNodeDesc[];
+  /**
+   * Functions handed to vfio-pci once the machine is up, the way a VFIO user does it (and the
+   * test VM's guest-init): `driver_override` = vfio-pci, then the BDF to `drivers_probe`.
+   */
+  readonly vfioPci?: readonly string[];
 }
 
 /** An iommu_group. */
@@ -134,6 +141,10 @@ export class Machine {
     this.drivers.register(this.vfioPci);
     this.probe();
     for (const dev of this.devices) if (dev.node.desc.driver) this.drivers.attach(dev);
+    for (const bdf of desc.vfioPci ?? []) {
+      vfs.writeText(`/sys/bus/pci/devices/${bdf}/driver_override`, 'vfio-pci\n');
+      vfs.writeText('/sys/bus/pci/drivers_probe', bdf);
+    }
   }
 
   device(name: string): PciDevice | undefined {
@@ -344,7 +355,9 @@ class NamedDriver implements PciDriver {
   matchId(dev: PciDevice): boolean {
     return this.ids.has(`${dev.fn.get16(0)}:${dev.fn.get16(2)}`);
   }
+  /** A driver's probe declines a device it does not drive (virtio-pci on an edu: ENODEV). */
   probe(dev: PciDevice): void {
+    if (!this.matchId(dev)) kerr(ERRNO.ENODEV);
     dev.enableCount++;
     dev.fn.cfgWrite(4, 2, dev.fn.command | 0x6);
   }

@@ -6,7 +6,8 @@
  *   edu at 00:01.0 (group 1, alone), a pcie-pci-bridge at 00:02.0 with two edus at 01:01.0 and
  *   01:02.0 (all three in group 2), the two virtio-9p functions carrying the VM's file systems
  *   (00:03.0, 00:04.0, bound to virtio-pci) and the ICH9 LPC/SATA/SMBus functions at 00:1f.x
- *   (group 5). Nothing is bound to vfio-pci at boot.
+ *   (group 5). Once up, the three edus are handed to vfio-pci (driver_override + drivers_probe),
+ *   as the VM's guest-init does; `q35EduBare()` leaves them unbound.
  * - `smmuv3Platform`: an Arm server-like machine behind an SMMUv3: root ports with ACS, a switch
  *   with ACS downstream ports, PCIe edus in their own groups, and a multifunction endpoint
  *   without ACS whose functions share a group.
@@ -72,7 +73,14 @@ export function q35Edu(): MachineDesc {
       { slot: 0x1f, fn: 2, kind: 'pci', model: ich9Ahci, irq: 10 },
       { slot: 0x1f, fn: 3, kind: 'pci', model: ich9Smbus, irq: 10 },
     ],
+    // what the VM's guest-init does before any test runs
+    vfioPci: ['0000:00:01.0', '0000:01:01.0', '0000:01:02.0'],
   };
+}
+
+/** The VM's machine before its init script: nothing bound to vfio-pci. */
+export function q35EduBare(): MachineDesc {
+  return { ...q35Edu(), name: 'q35EduBare', vfioPci: [] };
 }
 
 const ACS_ALL = REQ_ACS_FLAGS | PCI_ACS.TB;
