@@ -3,7 +3,8 @@
  * a C loop, the linux backend and the sim, on one kernel, printing one JSON line. Three setups of
  * the IOAS: nothing attached; the kernel's selftest mock domain attached (IOMMU_TEST_CMD
  * MOCK_DOMAIN); an edu device attached through its VFIO cdev (real VT-d page-table work and IOTLB
- * flushes on every pair). The C loop and the linux backend run each setup in the same guest.
+ * flushes on every pair). The C loop, the linux backend and the sim (its mock IOMMU, its VT-d
+ * model with the same edu) run each setup in the same guest.
  */
 import { execFileSync } from 'node:child_process';
 import { Iommufd, type Ioas } from '../src/index.js';
@@ -61,9 +62,9 @@ function soloEdu(ctx: Iommufd): { bdf: string; cdev: string } {
   return { bdf: edu.bdf, cdev: edu.vfioCdev! };
 }
 
-/** The same pair through the library with edu bound and attached through its cdev. */
-function eduPair(): number {
-  const ctx = Iommufd.open({ backend: 'linux' });
+/** The same pair through the library with edu bound and attached through its cdev (the sim's edu on sim). */
+function eduPair(backend: 'linux' | 'sim'): number {
+  const ctx = Iommufd.open({ backend });
   try {
     using dev = VfioDevice.open(ctx.binding, soloEdu(ctx).bdf);
     dev.bind(ctx);
@@ -88,7 +89,8 @@ const cMock = cLoop('mock');
 const linuxMock = mockPair('linux');
 const simMock = mockPair('sim');
 const cEdu = cLoop(cdev);
-const linuxEdu = eduPair();
+const linuxEdu = eduPair('linux');
+const simEdu = eduPair('sim');
 
 console.log(JSON.stringify({
   n: N,
@@ -96,5 +98,5 @@ console.log(JSON.stringify({
   linux: linux.nsPerPair,
   sim: sim.nsPerPair,
   mock: { c: cMock, linux: linuxMock, sim: simMock },
-  edu: { c: cEdu, linux: linuxEdu, cdev },
+  edu: { c: cEdu, linux: linuxEdu, sim: simEdu, cdev },
 }));

@@ -3,7 +3,7 @@
  * measures a C loop, the linux backend and the sim on the same kernel, printing the ratios.
  */
 import { Iommufd } from '../src/index.js';
-import { mapUnmapPair, scale } from './sim.js';
+import { dmaTranslations, mapUnmapPair, scale } from './sim.js';
 
 const N = Number(process.env.IOASID_BENCH_N ?? 100000);
 const fmt = (ns: number): string => `${ns.toFixed(0).padStart(7)} ns`;
@@ -28,5 +28,19 @@ function hostSim(): Record<string, unknown> {
   return { pair, mock, rows };
 }
 
+/** Sim DMA translations per second through the VT-d model, with and without IOTLB hits. */
+async function hostDma(): Promise<void> {
+  console.log('sim DMA      edu -> VT-d model -> domain, reads at successive pages (512 pages, wrapping):');
+  for (const size of [8, 4096]) {
+    for (const iotlb of [true, false]) {
+      const r = await dmaTranslations(size, iotlb);
+      console.log(`             ${String(size).padStart(5)} B per DMA, IOTLB ${iotlb ? 'on ' : 'off'}: ${(r.translationsPerSec / 1e6).toFixed(2).padStart(6)} M translations/s  (${r.nsPerDma.toFixed(0)} ns per DMA, IOTLB hit rate ${(r.hitRate * 100).toFixed(1)}%)`);
+    }
+  }
+}
+
 const mode = process.argv[2] ?? 'host';
-if (mode === 'host') hostSim();
+if (mode === 'host') {
+  hostSim();
+  await hostDma();
+}
