@@ -13,6 +13,7 @@ export type { HwInfo } from './ioasid/iommufd.js';
 export { FaultQueue, type PageFault } from './ioasid/fault.js';
 export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid/ioas.js';
 export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';
+export * from './device/index.js';
 export { ERRNO, IommuError, errnoName, isErrno, type ErrnoCode } from './ioasid/errors.js';
 export * as uapi from './ioasid/uapi.js';
 export * from './device/index.js';

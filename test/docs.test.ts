@@ -1,6 +1,6 @@
 /**
  * The documentation's examples are programs: every ```ts block preceded by
- * `<!-- example: name -->` in docs/*.md runs here, on the tier's backend, with `ioasid` and
+ * `<!-- example: name -->` in README.md and docs/*.md runs here, on the tier's backend, with `ioasid` and
  * `ioasid/testing` resolved to this checkout. A doc that drifts from the code fails the suite.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'vitest';
+import { claimDevices } from './drivers/devices.js';
 import { BACKEND } from './helpers.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -22,8 +23,10 @@ interface Example {
 
 function examples(): Example[] {
   const found: Example[] = [];
-  for (const file of readdirSync(docs).filter((f) => f.endsWith('.md')).sort()) {
-    const text = readFileSync(join(docs, file), 'utf8');
+  const files = [join(root, 'README.md'), ...readdirSync(docs).filter((f) => f.endsWith('.md')).sort().map((f) => join(docs, f))];
+  for (const path of files) {
+    const file = path.slice(root.length + 1);
+    const text = readFileSync(path, 'utf8');
     const re = /<!-- example: ([\w-]+) -->\s*```ts\n([\s\S]*?)```/g;
     for (let m; (m = re.exec(text)); ) found.push({ file, name: m[1]!, code: m[2]! });
   }
@@ -37,9 +40,15 @@ describe(`docs examples [${BACKEND}]`, () => {
       const code = ex.code
         .replaceAll(`'ioasid/testing'`, `'${join(root, 'src/testing.ts')}'`)
         .replaceAll(`'ioasid'`, `'${join(root, 'src/index.ts')}'`);
-      const path = join(out, `${ex.file.replace('.md', '')}-${ex.name}.ts`);
+      const path = join(out, `${ex.file.replace(/\W/g, '_')}-${ex.name}.ts`);
       writeFileSync(path, `${code}\nexport {};\n`);
-      await import(/* @vite-ignore */ path);
+      // examples that open the VM's edu take the same cross-process claim as the device tests
+      const release = code.includes('VfioDevice') ? claimDevices(['0000:00:01.0']) : () => {};
+      try {
+        await import(/* @vite-ignore */ path);
+      } finally {
+        release();
+      }
     });
   }
 });
