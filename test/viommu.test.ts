@@ -5,9 +5,9 @@
  * their expected values from the real kernel.
  */
 import { describe, expect, it } from 'vitest';
-import { uapi } from '../src/index.js';
+import { Iommufd, uapi } from '../src/index.js';
 import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
-import { IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, MOCK_APERTURE_START } from '../src/testing.js';
+import { IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IommufdTest, MOCK_APERTURE_START } from '../src/testing.js';
 import { BACKEND, P, U64_MAX, expectErrno, useIommufd } from './helpers.js';
 import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, mmapAnon } from './selftest_utils.js';
 
@@ -373,6 +373,8 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     const ma = mmapFd(2 * P, a.offset());
     const mb = mmapFd(2 * P, b.offset());
     expect([u32At(ma), u32At(mb)]).toEqual([1, 2]);
+    // driver pages (VM_PFNMAP) cannot be pinned: an IOAS with a domain refuses to map them
+    expectErrno(() => s.ioas.mapUser(ma, BigInt(2 * P)), 'EFAULT');
     // the pages are shared: a write through one mapping shows in another
     const ma2 = mmapFd(2 * P, a.offset());
     f.ctx.binding.view(ma + BigInt(P), 4).set([7, 0, 0, 0]);
@@ -391,6 +393,27 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     for (const m of [a, b, c]) m.mem.close();
   });
 
+  it.skipIf(!withViommu)('viommu mmap: the mapping holds the iommufd: closing the fd releases nothing until munmap', () => {
+    const s = setup();
+    s.ioas.map(f.buffer, { length: P });
+    const d = viommuData(0x42);
+    viommuAlloc(s.deviceId, s.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, { uptr: d.uptr, len: VIOMMU_SELFTEST_SIZE });
+    const m = mmapFd(d.length(), d.offset());
+    const b = f.ctx.binding;
+    f.ctx.close();
+    const other = new Iommufd(b);
+    try {
+      // the buffer page is still pinned by the closed context's domain
+      new IommufdTest(other).checkRefs(f.buffer.addr, BigInt(P), 1);
+      expect(u32At(m)).toBe(0x42);
+      b.munmap(m, d.length());
+      new IommufdTest(other).checkRefs(f.buffer.addr, BigInt(P), 0);
+    } finally {
+      other.close();
+      d.mem.close();
+    }
+  });
+
   it.skipIf(!withViommu)('hw_queue: its internal access takes the next id and is not the user\'s; failures leave no id, pin or lock', () => {
     const s = setup();
     const PAGE = BigInt(P);
@@ -399,6 +422,11 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     const probe = f.ctx.allocIoas();
     const free = probe.id;
     probe.destroy();
+    // the pinned range rounded out to pages overflows (ERANGE); a page array past INT_MAX bytes
+    // cannot be allocated (ENOMEM); a long range over a hole is ENOENT
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, 0x800n, U64_MAX - 0x7ffn), 'ERANGE');
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, 1n << 40n), 'ENOMEM');
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, 1n << 32n), 'ENOENT');
     expectErrno(() => hwQueueAlloc(s.viommuId, T, 1, iova, PAGE), 'EIO');
     expectErrno(() => hwQueueAlloc(s.viommuId, T, IOMMU_TEST_HW_QUEUE_MAX, iova, PAGE), 'EINVAL');
     const q0 = hwQueueAlloc(s.viommuId, T, 0, iova, PAGE);

@@ -86,6 +86,7 @@ export class SimBinding implements Binding {
       let memfd: SimMemfd | null = null;
       if (fd >= 0) {
         const f = this.proc.file(fd);
+        if (f.mmap) return BigInt(f.mmap(this.proc.mm, Number(addr), length, prot, flags, offset));
         if (!(f instanceof SimMemfdFile)) kerr(ERRNO.ENODEV);
         memfd = f.memfd;
       }
