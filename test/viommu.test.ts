@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { Iommufd, uapi } from '../src/index.js';
 import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
-import { IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IommufdTest, MOCK_APERTURE_START } from '../src/testing.js';
+import { IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IommufdTest, MOCK_APERTURE_START, MOCK_PAGE_SIZE } from '../src/testing.js';
 import { BACKEND, P, U64_MAX, expectErrno, useIommufd } from './helpers.js';
 import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, mmapAnon } from './selftest_utils.js';
 
@@ -441,6 +441,25 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     const after = f.ctx.allocIoas();
     expect(after.id).toBe(q0);
     expect(f.ctx.allocIoas().id).toBe(q0 + 1);
+    s.ioas.unmap(iova, PAGE);
+  });
+
+  it.skipIf(!withViommu)('hw_queue: its access raises the IOAS alignment to PAGE_SIZE while it lives (EADDRINUSE if an area breaks it)', () => {
+    const s = setup();
+    const PAGE = BigInt(P);
+    const T = IOMMU_HW_QUEUE_TYPE_SELFTEST;
+    const half = BigInt(MOCK_PAGE_SIZE);
+    const base = MOCK_APERTURE_START;
+    expect(s.ioas.iovaRanges().alignment).toBe(half);
+    const iova = s.ioas.mapUser(f.buffer.addr, PAGE, { iova: base + 16n * PAGE });
+    s.ioas.mapUser(f.buffer.addr + PAGE + half, half, { iova: base + half });
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, PAGE), 'EADDRINUSE');
+    s.ioas.unmap(base + half, half);
+    const q = hwQueueAlloc(s.viommuId, T, 0, iova, PAGE);
+    expect(s.ioas.iovaRanges().alignment).toBe(PAGE);
+    expectErrno(() => s.ioas.mapUser(f.buffer.addr + PAGE + half, half, { iova: base + half }), 'EINVAL');
+    f.ctx.destroy(q);
+    expect(s.ioas.iovaRanges().alignment).toBe(half);
     s.ioas.unmap(iova, PAGE);
   });
 
