@@ -1,14 +1,15 @@
 /**
  * Port of the kernel selftest FIXTURE(iommufd_viommu) (variants no_viommu, mock_viommu) from
- * tools/testing/selftests/iommu/iommufd.c. Ported: viommu_auto_destroy, viommu_negative_tests,
- * viommu_alloc_nested_iopf, vdevice_alloc, vdevice_cache, vdevice_tombstone. Not yet (the sim
- * has no HW queues or vIOMMU driver data/mmap): viommu_alloc_with_data, hw_queue — listed in
- * docs/conformance.md and skipped here with that reason.
+ * tools/testing/selftests/iommu/iommufd.c: every TEST_F, one `it` each, named after it. The
+ * cases after them go beyond the selftests (vIOMMU driver data and its mmap, HW queues) and take
+ * their expected values from the real kernel.
  */
 import { describe, expect, it } from 'vitest';
-import { uapi } from '../src/index.js';
-import { IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT } from '../src/testing.js';
-import { BACKEND, expectErrno, useIommufd } from './helpers.js';
+import { Iommufd, uapi } from '../src/index.js';
+import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
+import { IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IommufdTest, MOCK_APERTURE_START, MOCK_PAGE_SIZE } from '../src/testing.js';
+import { BACKEND, P, U64_MAX, expectErrno, useIommufd } from './helpers.js';
+import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, mmapAnon } from './selftest_utils.js';
 
 const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
 const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
@@ -16,6 +17,12 @@ const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
 const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
 const IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
 const MOCK_DEV_CACHE_ID_MAX = 3;
+const IOMMU_HW_QUEUE_TYPE_DEFAULT = 0;
+const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
+const IOMMU_TEST_HW_QUEUE_MAX = 2;
+/** sizeof(struct iommu_viommu_selftest) { in_data; out_data; out_mmap_offset; out_mmap_length; } */
+const VIOMMU_SELFTEST_SIZE = 24;
+const PROT_EXEC = 4;
 const { IOCTLS } = uapi;
 
 function selftestData() {
@@ -26,6 +33,7 @@ function selftestData() {
 
 describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_viommu %s [${BACKEND}]`, (_n, withViommu) => {
   const f = useIommufd();
+  const NO_VIOMMU = withViommu ? '' : ' (skipped: the C test skips variant no_viommu)';
 
   function setup() {
     const ioas = f.ctx.allocIoas();
@@ -37,10 +45,44 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     return { ioas, stdevId: dev.stdevId, deviceId: dev.idevId, hwptId: parent.id, viommuId, nestedId: nested.id };
   }
 
-  function viommuAlloc(devId: number, hwptId: number, type: number): number {
+  function viommuAlloc(devId: number, hwptId: number, type: number, data?: { uptr: bigint; len: number }): number {
     const c = f.ctx.cmd(IOCTLS.VIOMMU_ALLOC).u32('dev_id', devId).u32('hwpt_id', hwptId).u32('type', type);
+    if (data) c.u64('data_uptr', data.uptr).u32('data_len', data.len);
     f.ctx.ioctl(c);
     return c.get32('out_viommu_id');
+  }
+
+  /** A struct iommu_viommu_selftest in its own user page: in_data set, the other bytes `fill`. */
+  function viommuData(inData: number, fill = 0) {
+    const mem = f.ctx.mmap(P);
+    mem.bytes.fill(fill, 0, VIOMMU_SELFTEST_SIZE);
+    const dv = new DataView(mem.bytes.buffer, mem.bytes.byteOffset, VIOMMU_SELFTEST_SIZE);
+    dv.setUint32(0, inData, true);
+    return {
+      mem,
+      uptr: mem.addr,
+      outData: () => dv.getUint32(4, true),
+      offset: () => Number(dv.getBigUint64(8, true)),
+      length: () => Number(dv.getBigUint64(16, true)),
+    };
+  }
+
+  /** test_err_mmap's call: mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, offset). */
+  function mmapFd(length: number, offset: number, prot = PROT_READ | PROT_WRITE, flags = MAP_SHARED): bigint {
+    return f.ctx.binding.mmap(0n, length, prot, flags, f.ctx.fd, offset);
+  }
+
+  function u32At(addr: bigint): number {
+    const v = f.ctx.binding.view(addr, 4);
+    return new DataView(v.buffer, v.byteOffset, 4).getUint32(0, true);
+  }
+
+  /** _test_cmd_hw_queue_alloc */
+  function hwQueueAlloc(viommuId: number, type: number, idx: number, baseAddr: bigint, length: bigint): number {
+    const c = f.ctx.cmd(IOCTLS.HW_QUEUE_ALLOC).u32('viommu_id', viommuId).u32('type', type).u32('index', idx)
+      .u64('nesting_parent_iova', baseAddr).u64('length', length);
+    f.ctx.ioctl(c);
+    return c.get32('out_hw_queue_id');
   }
 
   function vdeviceAlloc(viommuId: number, devId: number, virtId: bigint): number {
@@ -89,7 +131,7 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     }
   });
 
-  it.skipIf(!withViommu)('viommu_alloc_nested_iopf', () => {
+  it.skipIf(!withViommu)(`viommu_alloc_nested_iopf${NO_VIOMMU}`, () => {
     const s = setup();
     const fault = f.ctx.allocFaultQueue();
     expectErrno(() => f.ctx.allocHwpt({ devId: s.deviceId, ptId: s.viommuId, faultId: 0xffffffff, data: selftestData() }), 'ENOENT');
@@ -111,7 +153,29 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     f.ctx.destroy(fault.id);
   });
 
-  it.skip('viommu_alloc_with_data (sim: vIOMMU driver data and its mmap through the iommufd are not modelled)', () => {});
+  it.skipIf(!withViommu)(`viommu_alloc_with_data${NO_VIOMMU}`, () => {
+    const s = setup();
+    const data = viommuData(0xbeef);
+    const viommuId = viommuAlloc(s.deviceId, s.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, { uptr: data.uptr, len: VIOMMU_SELFTEST_SIZE });
+    expect(data.outData()).toBe(0xbeef);
+
+    // negative mmap tests: offset and length cannot be changed
+    const length = data.length();
+    const offset = data.offset();
+    expectErrno(() => mmapFd(length, offset + P), 'ENXIO');
+    expectErrno(() => mmapFd(length, offset + P * 2), 'ENXIO');
+    expectErrno(() => mmapFd(length / 2, offset), 'ENXIO');
+    expectErrno(() => mmapFd(length * 2, offset), 'ENXIO');
+
+    // a correct mmap for a loopback test
+    const test = mmapFd(length, offset);
+    expect(u32At(test)).toBe(0xbeef);
+
+    // the owner of the mmap region is blocked
+    expectErrno(() => f.ctx.destroy(viommuId), 'EBUSY');
+    f.ctx.binding.munmap(test, length);
+    data.mem.close();
+  });
 
   it('vdevice_alloc', () => {
     const s = setup();
@@ -187,7 +251,7 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     f.ctx.destroy(qid);
   });
 
-  it.skipIf(!withViommu)('vdevice_cache', () => {
+  it.skipIf(!withViommu)(`vdevice_cache${NO_VIOMMU}`, () => {
     const s = setup();
     vdeviceAlloc(s.viommuId, s.deviceId, 0x99n);
     const checkAll = (v: number) => {
@@ -217,12 +281,213 @@ describe.each([['no_viommu', false], ['mock_viommu', true]] as const)(`iommufd_v
     checkAll(0);
   });
 
-  it.skip('hw_queue (sim: HW queues are not modelled)', () => {});
+  it.skipIf(!withViommu)(`hw_queue${NO_VIOMMU}`, () => {
+    const s = setup();
+    let iova = MOCK_APERTURE_START;
+    const PAGE = BigInt(P);
+    const T = IOMMU_HW_QUEUE_TYPE_SELFTEST;
+    // fail IOMMU_HW_QUEUE_TYPE_DEFAULT
+    expectErrno(() => hwQueueAlloc(s.viommuId, IOMMU_HW_QUEUE_TYPE_DEFAULT, 0, iova, PAGE), 'EOPNOTSUPP');
+    // fail queue addr and length
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, 0n), 'EINVAL');
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, U64_MAX, PAGE), 'EOVERFLOW');
+    // fail missing iova
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, PAGE), 'ENOENT');
 
-  it.skipIf(!withViommu)('vdevice_tombstone', () => {
+    // map iova
+    iova = s.ioas.map(f.buffer, { length: P });
+    const iova2 = s.ioas.map(f.buffer, { offset: P, length: P });
+
+    // fail index=1 and =MAX; must start from index=0
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 1, iova, PAGE), 'EIO');
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, IOMMU_TEST_HW_QUEUE_MAX, iova, PAGE), 'EINVAL');
+
+    // allocate index=0, declare ownership of the iova
+    const q0 = hwQueueAlloc(s.viommuId, T, 0, iova, PAGE);
+    // fail duplicated index
+    expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, PAGE), 'EEXIST');
+    // fail unmap, due to iova ownership
+    expectErrno(() => s.ioas.unmap(iova, PAGE), 'EBUSY');
+    // the 2nd page is not pinned, so it can be unmapped
+    s.ioas.unmap(iova2, PAGE);
+
+    // allocate index=1, with an unaligned case
+    const q1 = hwQueueAlloc(s.viommuId, T, 1, iova + PAGE / 2n, PAGE / 2n);
+    // fail to destroy, due to dependency
+    expectErrno(() => f.ctx.destroy(q0), 'EBUSY');
+
+    // destroy in descending order
+    f.ctx.destroy(q1);
+    f.ctx.destroy(q0);
+    // now the first page can be unmapped
+    s.ioas.unmap(iova, PAGE);
+  });
+
+  it.skipIf(!withViommu)(`vdevice_tombstone${NO_VIOMMU}`, () => {
     const s = setup();
     const vdev = vdeviceAlloc(s.viommuId, s.deviceId, 0x99n);
     f.ctx.destroy(s.stdevId);
     expectErrno(() => f.ctx.destroy(vdev), 'ENOENT');
   });
+
+  // ---- beyond the selftests (mock_viommu only): expected values observed on the real kernel ---
+
+  if (withViommu) {
+
+    it('viommu data: data_len below out_data or above sizeof is EINVAL; a short struct loops back without the mmap fields', () => {
+      const s = setup();
+      const d = viommuData(0x1234, 0xff);
+      const alloc = (uptr: bigint, len: number) => viommuAlloc(s.deviceId, s.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, { uptr, len });
+      expectErrno(() => alloc(d.uptr, 4), 'EINVAL');
+      d.mem.bytes.fill(0, VIOMMU_SELFTEST_SIZE, VIOMMU_SELFTEST_SIZE + 8);
+      expectErrno(() => alloc(d.uptr, VIOMMU_SELFTEST_SIZE + 8), 'EINVAL');
+      expectErrno(() => alloc(0n, VIOMMU_SELFTEST_SIZE), 'EFAULT');
+      expect(d.outData()).toBe(0xffffffff);
+      // 8 bytes (offsetofend(out_data)): the loopback value only, the mmap fields stay as they were
+      const short = alloc(d.uptr, 8);
+      expect(d.outData()).toBe(0x1234);
+      expect([...d.mem.bytes.subarray(8, VIOMMU_SELFTEST_SIZE)].every((b) => b === 0xff)).toBe(true);
+      // ... but its two pages were registered all the same: the next vIOMMU's pages come after them
+      const full = viommuData(0x5678);
+      alloc(full.uptr, VIOMMU_SELFTEST_SIZE);
+      expect([full.offset(), full.length()]).toEqual([3 * P, 2 * P]);
+      f.ctx.destroy(short);
+      // read-only data: copy_to_user fails after the pages were registered, and they are released
+      const ro = mmapAnon(f.ctx, P, MAP_SHARED_ANON, PROT_READ);
+      expectErrno(() => alloc(ro, VIOMMU_SELFTEST_SIZE), 'EFAULT');
+      const again = viommuData(0x9abc);
+      alloc(again.uptr, VIOMMU_SELFTEST_SIZE);
+      expect(again.offset()).toBe(P);
+      f.ctx.binding.munmap(ro, P);
+      for (const m of [d, full, again]) m.mem.close();
+    });
+
+    it('viommu mmap: MAP_SHARED only, no PROT_EXEC, offsets from PAGE_SIZE, every piece of a split mapping holds the vIOMMU', () => {
+      const s = setup();
+      const a = viommuData(1);
+      const b = viommuData(2);
+      const va = viommuAlloc(s.deviceId, s.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, { uptr: a.uptr, len: VIOMMU_SELFTEST_SIZE });
+      viommuAlloc(s.deviceId, s.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, { uptr: b.uptr, len: VIOMMU_SELFTEST_SIZE });
+      expect([a.offset(), a.length(), b.offset(), b.length()]).toEqual([P, 2 * P, 3 * P, 2 * P]);
+      expectErrno(() => mmapFd(2 * P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE), 'EINVAL');
+      expectErrno(() => mmapFd(2 * P, P, PROT_READ | PROT_EXEC), 'EPERM');
+      expectErrno(() => mmapFd(2 * P, 0), 'ENXIO');
+      expectErrno(() => mmapFd(2 * P, 5 * P), 'ENXIO');
+      const ma = mmapFd(2 * P, a.offset());
+      const mb = mmapFd(2 * P, b.offset());
+      expect([u32At(ma), u32At(mb)]).toEqual([1, 2]);
+      // driver pages (VM_PFNMAP) cannot be pinned: an IOAS with a domain refuses to map them
+      expectErrno(() => s.ioas.mapUser(ma, BigInt(2 * P)), 'EFAULT');
+      // the pages are shared: a write through one mapping shows in another
+      const ma2 = mmapFd(2 * P, a.offset());
+      f.ctx.binding.view(ma + BigInt(P), 4).set([7, 0, 0, 0]);
+      expect(u32At(ma2 + BigInt(P))).toBe(7);
+      f.ctx.binding.munmap(ma2, 2 * P);
+      // munmap of one page splits the mapping: the other page still holds the vIOMMU
+      f.ctx.binding.munmap(ma, P);
+      expectErrno(() => f.ctx.destroy(va), 'EBUSY');
+      f.ctx.binding.munmap(ma + BigInt(P), P);
+      f.ctx.destroy(va);
+      // its range is free again and the lowest fit from PAGE_SIZE takes it
+      const c = viommuData(3);
+      viommuAlloc(s.deviceId, s.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, { uptr: c.uptr, len: VIOMMU_SELFTEST_SIZE });
+      expect(c.offset()).toBe(P);
+      f.ctx.binding.munmap(mb, 2 * P);
+      for (const m of [a, b, c]) m.mem.close();
+    });
+
+    it('viommu mmap: the mapping holds the iommufd: closing the fd releases nothing until munmap', () => {
+      const s = setup();
+      s.ioas.map(f.buffer, { length: P });
+      const d = viommuData(0x42);
+      viommuAlloc(s.deviceId, s.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, { uptr: d.uptr, len: VIOMMU_SELFTEST_SIZE });
+      const m = mmapFd(d.length(), d.offset());
+      const b = f.ctx.binding;
+      f.ctx.close();
+      const other = new Iommufd(b);
+      try {
+        // the buffer page is still pinned by the closed context's domain
+        new IommufdTest(other).checkRefs(f.buffer.addr, BigInt(P), 1);
+        expect(u32At(m)).toBe(0x42);
+        b.munmap(m, d.length());
+        new IommufdTest(other).checkRefs(f.buffer.addr, BigInt(P), 0);
+      } finally {
+        other.close();
+        d.mem.close();
+      }
+    });
+
+    it('hw_queue: its internal access takes the next id and is not the user\'s; failures leave no id, pin or lock', () => {
+      const s = setup();
+      const PAGE = BigInt(P);
+      const T = IOMMU_HW_QUEUE_TYPE_SELFTEST;
+      const iova = s.ioas.map(f.buffer, { length: P });
+      const probe = f.ctx.allocIoas();
+      const free = probe.id;
+      probe.destroy();
+      // the pinned range rounded out to pages overflows (ERANGE); a page array past INT_MAX bytes
+      // cannot be allocated (ENOMEM); a long range over a hole is ENOENT
+      expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, 0x800n, U64_MAX - 0x7ffn), 'ERANGE');
+      expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, 1n << 40n), 'ENOMEM');
+      expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, 1n << 32n), 'ENOENT');
+      expectErrno(() => hwQueueAlloc(s.viommuId, T, 1, iova, PAGE), 'EIO');
+      expectErrno(() => hwQueueAlloc(s.viommuId, T, IOMMU_TEST_HW_QUEUE_MAX, iova, PAGE), 'EINVAL');
+      const q0 = hwQueueAlloc(s.viommuId, T, 0, iova, PAGE);
+      expect(q0).toBe(free);
+      // the access the queue pins through is an object too, held by its driver
+      expectErrno(() => f.ctx.destroy(q0 + 1), 'EBUSY');
+      const next = f.ctx.allocIoas();
+      expect(next.id).toBe(q0 + 2);
+      next.destroy();
+      f.ctx.destroy(q0);
+      // queue and access are gone: both ids free, the area unlocked
+      const after = f.ctx.allocIoas();
+      expect(after.id).toBe(q0);
+      expect(f.ctx.allocIoas().id).toBe(q0 + 1);
+      s.ioas.unmap(iova, PAGE);
+    });
+
+    it('hw_queue: its access raises the IOAS alignment to PAGE_SIZE while it lives (EADDRINUSE if an area breaks it)', () => {
+      const s = setup();
+      const PAGE = BigInt(P);
+      const T = IOMMU_HW_QUEUE_TYPE_SELFTEST;
+      const half = BigInt(MOCK_PAGE_SIZE);
+      const base = MOCK_APERTURE_START;
+      expect(s.ioas.iovaRanges().alignment).toBe(half);
+      const iova = s.ioas.mapUser(f.buffer.addr, PAGE, { iova: base + 16n * PAGE });
+      s.ioas.mapUser(f.buffer.addr + PAGE + half, half, { iova: base + half });
+      expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, iova, PAGE), 'EADDRINUSE');
+      s.ioas.unmap(base + half, half);
+      const q = hwQueueAlloc(s.viommuId, T, 0, iova, PAGE);
+      expect(s.ioas.iovaRanges().alignment).toBe(PAGE);
+      expectErrno(() => s.ioas.mapUser(f.buffer.addr + PAGE + half, half, { iova: base + half }), 'EINVAL');
+      f.ctx.destroy(q);
+      expect(s.ioas.iovaRanges().alignment).toBe(half);
+      s.ioas.unmap(iova, PAGE);
+    });
+
+    it.skipIf(!!NO_HUGETLB)(`hw_queue: the queue's pages must be physically contiguous (hugetlb)${NO_HUGETLB ? ` (skipped: ${NO_HUGETLB})` : ''}`, () => {
+      const s = setup();
+      const PAGE = BigInt(P);
+      const T = IOMMU_HW_QUEUE_TYPE_SELFTEST;
+      const HP = 2 * 1024 * 1024;
+      const buf = mmapAnon(f.ctx, HP, MAP_SHARED_ANON | MAP_HUGETLB);
+      const base = MOCK_APERTURE_START;
+      // two pages of one huge page in physical order: one queue across both, also unaligned
+      s.ioas.mapUser(buf, 2n * PAGE, { iova: base });
+      f.ctx.destroy(hwQueueAlloc(s.viommuId, T, 0, base, 2n * PAGE));
+      f.ctx.destroy(hwQueueAlloc(s.viommuId, T, 0, base + PAGE / 2n, PAGE));
+      // the same two pages swapped in IOVA order are not contiguous
+      s.ioas.mapUser(buf + PAGE, PAGE, { iova: base + 4n * PAGE });
+      s.ioas.mapUser(buf, PAGE, { iova: base + 5n * PAGE });
+      expectErrno(() => hwQueueAlloc(s.viommuId, T, 0, base + 4n * PAGE, 2n * PAGE), 'EFAULT');
+      // nothing stayed locked
+      s.ioas.unmap(base + 4n * PAGE, 2n * PAGE);
+      const q = hwQueueAlloc(s.viommuId, T, 0, base + PAGE, PAGE);
+      expectErrno(() => s.ioas.unmap(base, 2n * PAGE), 'EBUSY');
+      f.ctx.destroy(q);
+      s.ioas.unmap(base, 2n * PAGE);
+      f.ctx.binding.munmap(buf, HP);
+    });
+  }
 });

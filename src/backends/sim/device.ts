@@ -13,7 +13,7 @@
 import { ERRNO } from '../../ioasid/errors.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
 import type { UserData } from './hw_pagetable.js';
-import type { Viommu } from './viommu.js';
+import type { Viommu, ViommuOps } from './viommu.js';
 import { bindForVfio } from './iommufd_device.js';
 import type { IommufdCtx } from './main.js';
 
@@ -143,6 +143,8 @@ export interface IommuDriverOps {
   allocNested?(parent: PagingDomain, flags: number, data: UserData, viommu?: object): NestedDomain;
   /** vIOMMU types the driver can make (get_viommu_size != 0). */
   readonly viommuTypes?: readonly number[];
+  /** viommu_init: the driver's part of a new vIOMMU on `parent`, with its driver data if any. */
+  viommuInit?(viommu: Viommu, parent: PagingDomain, data: UserData | null): ViommuOps;
   /**
    * The vIOMMU's cache_invalidate (IOMMU_HWPT_INVALIDATE on a vIOMMU id): returns the entries
    * handled; on failure throws a KernelErrno carrying `done`.

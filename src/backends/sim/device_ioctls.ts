@@ -1,7 +1,6 @@
 /**
- * Device-side ioctls that have no object kind of their own: IOMMU_GET_HW_INFO (device.c), the
- * HW queue (viommu.c; not modelled past its vIOMMU lookup) and the NOIOMMU stub. Each validates
- * its fields in the kernel's order first.
+ * Device-side ioctls that have no object kind of their own: IOMMU_GET_HW_INFO (device.c) and the
+ * NOIOMMU stub. Each validates its fields in the kernel's order first.
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS } from '../../ioasid/uapi.js';
@@ -40,16 +39,6 @@ function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
   u.respond();
 }
 
-const W = IOCTLS.HW_QUEUE_ALLOC.struct.off;
-function hwQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
-  if (u.u32(W.flags!) || u.u32(W.type!) === 0) kerr(ERRNO.EOPNOTSUPP);
-  const length = u.u64(W.length!);
-  if (!length) kerr(ERRNO.EINVAL);
-  if (u.u64(W.nesting_parent_iova!) + length - 1n > 0xffff_ffff_ffff_ffffn) kerr(ERRNO.EOVERFLOW);
-  ctx.get(u.u32(W.viommu_id!), 'VIOMMU');
-  kerr(ERRNO.EOPNOTSUPP); // HW queues are not modelled (docs/backends.md)
-}
-
 /** CONFIG_IOMMUFD_NOIOMMU is off in the test kernel: the stub answers EOPNOTSUPP. */
 function noiommuGetPa(): void {
   kerr(ERRNO.EOPNOTSUPP);
@@ -57,6 +46,5 @@ function noiommuGetPa(): void {
 
 export const deviceHandlers: Record<string, Handler> = {
   IOMMU_GET_HW_INFO: getHwInfo,
-  IOMMU_HW_QUEUE_ALLOC: hwQueueAlloc,
   IOMMU_IOAS_NOIOMMU_GET_PA: noiommuGetPa,
 };

@@ -28,6 +28,11 @@ export interface UserData {
    * than `size` bytes, EFAULT for unreadable memory; the struct zero-extended to `size`.
    */
   read(type: number, size: number, minLen: number): Uint8Array;
+  /**
+   * iommu_copy_struct_to_user: the same type and length checks against `src.length` (sizeof),
+   * then `len` bytes of `src` to the user (EFAULT if not writable).
+   */
+  write(type: number, src: Uint8Array, minLen: number): void;
 }
 
 export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: number): UserData {
@@ -38,6 +43,11 @@ export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: numbe
       if (type !== want) kerr(ERRNO.EINVAL);
       if (len < minLen || size < len) kerr(ERRNO.EINVAL);
       return copyStructFromUser(ctx, uptr, len, size);
+    },
+    write(want: number, src: Uint8Array, minLen: number): void {
+      if (type !== want) kerr(ERRNO.EINVAL);
+      if (len < minLen || src.length < len) kerr(ERRNO.EINVAL);
+      ctx.proc.mm.write(Number(uptr), src.subarray(0, len));
     },
   };
 }

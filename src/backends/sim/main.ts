@@ -22,6 +22,9 @@ import { selftestHandler } from './selftest.js';
 import { deviceHandlers } from './device_ioctls.js';
 import { eventqHandlers } from './eventq.js';
 import { hwptHandlers } from './hw_pagetable.js';
+import { hwQueueHandlers } from './hw_queue.js';
+import { IommufdMmaps } from './mmap.js';
+import type { SimMm } from './mm.js';
 import { viommuHandlers } from './viommu.js';
 import type { IommufdGroup } from './iommufd_device.js';
 import type { Machine } from './machine/machine.js';
@@ -30,7 +33,7 @@ import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
 enableMapSet();
 
-export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'VDEVICE' | 'VEVENTQ' | 'SELFTEST';
+export type ObjType = 'IOAS' | 'ACCESS' | 'DEVICE' | 'HWPT_PAGING' | 'HWPT_NESTED' | 'FAULT' | 'VIOMMU' | 'VDEVICE' | 'VEVENTQ' | 'HW_QUEUE' | 'SELFTEST';
 
 /** Anything the table holds; destroy() runs once the last reference is gone. */
 export interface SimObject {
@@ -56,6 +59,8 @@ export class IommufdCtx implements SimFile {
   vfioIoasId = 0;
   /** iommufd_group per isolation group id, while a device of it is bound here. */
   readonly igroups = new Map<number, IommufdGroup>();
+  /** Regions drivers offer to mmap through this fd (mt_mmap). */
+  readonly mmaps = new IommufdMmaps(this);
   private readonly ucmd = new Ucmd();
   private readonly ops: (readonly [IoctlDesc, Handler] | undefined)[];
 
@@ -103,6 +108,11 @@ export class IommufdCtx implements SimFile {
       if (e instanceof KernelErrno) throw new IommuError(e.errno, nameOf(request));
       throw e;
     }
+  }
+
+  /** mmap(2) of the iommufd fd (iommufd_fops_mmap). */
+  mmap(mm: SimMm, addr: number, length: number, prot: number, flags: number, offset: number): number {
+    return this.mmaps.mmap(mm, addr, length, prot, flags, offset);
   }
 
   // ---- the object table ----------------------------------------------------------------------
@@ -270,6 +280,7 @@ function buildOps(selftest: boolean): (readonly [IoctlDesc, Handler] | undefined
     ...hwptHandlers,
     ...eventqHandlers,
     ...viommuHandlers,
+    ...hwQueueHandlers,
   };
   const ops: (readonly [IoctlDesc, Handler] | undefined)[] = [];
   for (const d of Object.values(IOCTLS)) {

@@ -66,6 +66,20 @@ export interface Vma {
   /** Page index of `start` inside `store`. */
   pgoff: number;
   file: SimMemfd | null;
+  /** A driver's mapping (VM_IO | VM_PFNMAP): its vm_ops, and pin_user_pages refuses it. */
+  ops?: VmaOps;
+}
+
+/** vm_operations_struct's open (a piece split off the VMA) and close (a VMA goes away). */
+export interface VmaOps {
+  open(): void;
+  close(): void;
+}
+
+/** What a driver's f_op->mmap hands the VMA: the pages it maps, and its vm_ops. */
+export interface DeviceMapping {
+  store: PageStore;
+  ops: VmaOps;
 }
 
 export class SimMm {
@@ -84,14 +98,8 @@ export class SimMm {
     const len = Math.ceil(length / (huge ? HPAGE : PAGE_SIZE)) * (huge ? HPAGE : PAGE_SIZE);
     const shared = (flags & MAP_SHARED) !== 0;
     if (!file && !(flags & MAP_ANONYMOUS)) kerr(ERRNO.EBADF);
-    let start: number;
-    if (flags & MAP_FIXED) {
-      if (addrHint % PAGE_SIZE || addrHint + len > TASK_SIZE) kerr(ERRNO.EINVAL);
-      start = addrHint;
-      this.munmap(start, len);
-    } else {
-      start = this.findFree(len);
-    }
+    const start = this.place(addrHint, len, flags);
+    if (flags & MAP_FIXED) this.munmap(start, len);
     let store: PageStore;
     let pgoff = 0;
     if (file && (shared || prot === PROT_READ)) {
@@ -106,19 +114,47 @@ export class SimMm {
     return start;
   }
 
+  /**
+   * mmap of a device file: the generic checks, then the driver's f_op->mmap (`driverMmap`) sees
+   * the page-rounded length and may refuse; its pages are mapped shared, at offset 0 of them.
+   */
+  mmapDevice(addrHint: number, length: number, prot: number, flags: number, offset: number, driverMmap: (len: number) => DeviceMapping): number {
+    if (length <= 0 || offset % PAGE_SIZE) kerr(ERRNO.EINVAL);
+    const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const start = this.place(addrHint, len, flags);
+    const { store, ops } = driverMmap(len);
+    if (flags & MAP_FIXED) this.munmap(start, len);
+    this.insert({ start, end: start + len, prot, shared: true, store, pgoff: 0, file: null, ops });
+    return start;
+  }
+
+  /** Where a new mapping of `len` bytes goes: the fixed address (checked) or a free range. */
+  private place(addrHint: number, len: number, flags: number): number {
+    if (!(flags & MAP_FIXED)) return this.findFree(len);
+    if (addrHint % PAGE_SIZE || addrHint + len > TASK_SIZE) kerr(ERRNO.EINVAL);
+    return addrHint;
+  }
+
   munmap(addr: number, length: number): void {
     if (addr % PAGE_SIZE || length <= 0) kerr(ERRNO.EINVAL);
     const end = addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     const out: Vma[] = [];
+    const closed: VmaOps[] = [];
     for (const v of this.vmas) {
       if (v.end <= addr || v.start >= end) {
         out.push(v);
         continue;
       }
-      if (v.start < addr) out.push({ ...v, end: addr });
-      if (v.end > end) out.push({ ...v, start: end, pgoff: v.pgoff + (end - v.start) / PAGE_SIZE });
+      const pieces: Vma[] = [];
+      if (v.start < addr) pieces.push({ ...v, end: addr });
+      if (v.end > end) pieces.push({ ...v, start: end, pgoff: v.pgoff + (end - v.start) / PAGE_SIZE });
+      out.push(...pieces);
+      // a VMA with nothing left is closed; a hole in the middle leaves one more VMA (opened)
+      if (v.ops && pieces.length === 0) closed.push(v.ops);
+      if (v.ops && pieces.length === 2) v.ops.open();
     }
     this.vmas = out;
+    for (const ops of closed) ops.close();
   }
 
   private findFree(len: number): number {
@@ -200,7 +236,7 @@ export class SimMm {
     while (k < n) {
       const a = addr + k * PAGE_SIZE;
       const v = this.find(a);
-      if (!v || (v.prot & prot) !== prot) kerr(ERRNO.EFAULT);
+      if (!v || v.ops || (v.prot & prot) !== prot) kerr(ERRNO.EFAULT);
       const first = v.pgoff + (a - v.start) / PAGE_SIZE;
       const run = Math.min(n - k, (v.end - a) / PAGE_SIZE);
       if (first + run > v.store.npages) kerr(ERRNO.EFAULT);

@@ -20,8 +20,10 @@ import type {
 import { NestedDomain, PagingDomain } from './domain.js';
 import { KernelErrno, kerr } from './errno.js';
 import type { UserData } from './hw_pagetable.js';
-import type { Viommu } from './viommu.js';
-import { PAGE_SIZE } from './mm.js';
+import type { PhysAddr } from './access.js';
+import type { HwQueue } from './hw_queue.js';
+import type { Viommu, ViommuOps } from './viommu.js';
+import { PAGE_SIZE, PageStore } from './mm.js';
 
 export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
 
@@ -201,6 +203,7 @@ function mockOps(dev: MockDevice): IommuDriverOps {
       return d;
     },
     viommuTypes: [IOMMU_VIOMMU_TYPE_SELFTEST],
+    viommuInit: mockViommuInit,
     viommuInvalidate: mockViommuInvalidate,
     /** mock_domain_nop_attach / mock_domain_set_dev_pasid_nop */
     attachDev(domain, pasid) {
@@ -252,6 +255,63 @@ function invalidateNested(iotlb: Uint32Array) {
       done++;
     }
     return done;
+  };
+}
+
+/** sizeof(struct iommu_viommu_selftest { in_data; out_data; out_mmap_offset; out_mmap_length; }) */
+const VIOMMU_SELFTEST_SIZE = 24;
+/** offsetofend(struct iommu_viommu_selftest, out_data) */
+const VIOMMU_SELFTEST_MIN = 8;
+const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
+const IOMMU_TEST_HW_QUEUE_MAX = 2;
+
+/**
+ * mock_viommu_init: with driver data, two zeroed pages registered for mmap through the iommufd,
+ * the first u32 of which (and out_data) loops in_data back; the mmap offset and length go back
+ * in the struct. The returned ops are mock_viommu_ops' (HW queues on the parent domain).
+ */
+function mockViommuInit(viommu: Viommu, parent: PagingDomain, data: UserData | null): ViommuOps {
+  let mmapOffset = 0;
+  if (data) {
+    const d = data.read(IOMMU_VIOMMU_TYPE_SELFTEST, VIOMMU_SELFTEST_SIZE, VIOMMU_SELFTEST_MIN);
+    const dv = new DataView(d.buffer);
+    const page = new PageStore(2);
+    mmapOffset = viommu.ctx.mmaps.alloc(viommu.id, page, PAGE_SIZE * 2);
+    const inData = dv.getUint32(0, true);
+    new DataView(page.bytes.buffer).setUint32(0, inData, true);
+    dv.setUint32(4, inData, true);
+    dv.setBigUint64(8, BigInt(mmapOffset), true);
+    dv.setBigUint64(16, BigInt(PAGE_SIZE * 2), true);
+    try {
+      data.write(IOMMU_VIOMMU_TYPE_SELFTEST, d, VIOMMU_SELFTEST_MIN);
+    } catch (e) {
+      viommu.ctx.mmaps.destroy(mmapOffset);
+      throw e;
+    }
+  }
+  /** mock_viommu->hw_queue[] */
+  const queues: (HwQueue | null)[] = new Array<HwQueue | null>(IOMMU_TEST_HW_QUEUE_MAX).fill(null);
+  return {
+    destroy(): void {
+      if (mmapOffset) viommu.ctx.mmaps.destroy(mmapOffset);
+    },
+    hwQueueSize: (type) => (type === IOMMU_HW_QUEUE_TYPE_SELFTEST ? 1 : 0),
+    /** mock_hw_queue_init_phys: index 0 first, each next one depends on its predecessor */
+    hwQueueInitPhys(q: HwQueue, index: number, basePa: PhysAddr): void {
+      if (index >= IOMMU_TEST_HW_QUEUE_MAX) kerr(ERRNO.EINVAL);
+      if (queues[index]) kerr(ERRNO.EEXIST);
+      const prev = index ? (queues[index - 1] ?? null) : null;
+      if (index && !prev) kerr(ERRNO.EIO);
+      // the core must have converted the address right: the parent domain translates to it
+      const pa = parent.iovaToPhys(q.baseAddr);
+      if (!pa || pa.store !== basePa.store || pa.offset !== basePa.offset) kerr(ERRNO.EFAULT);
+      if (prev) q.depend(prev);
+      queues[index] = q;
+      q.destroyOp = () => {
+        queues[index] = null;
+        if (prev) q.undepend(prev);
+      };
+    },
   };
 }
 

@@ -19,6 +19,8 @@ export interface SimFile {
   pwrite?(buf: Uint8Array, offset: number): number;
   /** poll(2): the ready events among `events`. Absent = always readable and writable. */
   poll?(events: number): number;
+  /** mmap(2) of the file into `mm` (f_op->mmap): the address. Absent: memfds map, others ENODEV. */
+  mmap?(mm: SimMm, addr: number, length: number, prot: number, flags: number, offset: number): number;
   /** Called when the last descriptor is closed. */
   release(): void;
 }

@@ -16,7 +16,8 @@ import { kerr } from './errno.js';
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from './eventq.js';
 import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, faultTarget, NO_PASID, type IommufdDevice } from './iommufd_device.js';
 import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
-import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
+import { accessPinPages, accessUnpinPages, contig } from './access.js';
+import { IOMMU_READ, IOMMU_WRITE } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import { PAGE_SIZE } from './mm.js';
@@ -89,43 +90,12 @@ class SelftestAccess implements SimObject, SimFile {
 
   /** iommufd_access_pin_pages: all or nothing. */
   pinPages(iova: bigint, length: bigint, write: boolean): void {
-    if (!length) kerr(ERRNO.EINVAL);
-    const last = iova + length - 1n;
-    if (last > MAX) kerr(ERRNO.EOVERFLOW);
-    const ioas = this.ioas;
-    if (!ioas) kerr(ERRNO.ENOENT);
-    const done: [Area, number, number][] = [];
-    try {
-      const pieces = contig(ioas, iova, last);
-      for (const [area, cur, end] of pieces) {
-        const sb = area.startByte + Number(cur - area.start);
-        const eb = area.startByte + Number(end - area.start);
-        if (sb % PAGE_SIZE || (end !== last && eb % PAGE_SIZE !== PAGE_SIZE - 1)) kerr(ERRNO.EINVAL);
-        if (!(area.prot & (write ? IOMMU_WRITE : IOMMU_READ))) kerr(ERRNO.EPERM);
-        const first = Math.floor(sb / PAGE_SIZE);
-        const lastIdx = Math.floor(eb / PAGE_SIZE);
-        area.pages.pin(first, lastIdx, write);
-        area.numAccesses++;
-        done.push([area, first, lastIdx]);
-      }
-    } catch (e) {
-      for (const [area, f, l] of done) {
-        area.pages.unpin(f, l);
-        area.numAccesses--;
-      }
-      throw e;
-    }
+    accessPinPages(this.ioas, iova, length, write, false);
   }
 
   unpinPages(iova: bigint, length: bigint): void {
     const ioas = this.ioas;
-    if (!ioas) return;
-    for (const [area, cur, end] of contig(ioas, iova, iova + length - 1n, false)) {
-      const f = Math.floor((area.startByte + Number(cur - area.start)) / PAGE_SIZE);
-      const l = Math.floor((area.startByte + Number(end - area.start)) / PAGE_SIZE);
-      area.pages.unpin(f, l);
-      area.numAccesses--;
-    }
+    if (ioas) accessUnpinPages(ioas, iova, length, false);
   }
 
   /** iommufd_access_rw */
@@ -157,31 +127,12 @@ class SelftestAccess implements SimObject, SimFile {
   }
 }
 
-/** iopt_for_each_contig_area: the [area, from, to] pieces covering [iova, last]; ENOENT on a gap. */
-function contig(ioas: IoasObject, iova: bigint, last: bigint, strict = true): [Area, bigint, bigint][] {
-  const out: [Area, bigint, bigint][] = [];
-  let cur = iova;
-  let area = ioas.iopt.areas.first(cur, cur);
-  while (area && area.start <= cur) {
-    const end = last < area.last ? last : area.last;
-    out.push([area, cur, end]);
-    if (end === last) return out;
-    cur = area.last + 1n;
-    area = ioas.iopt.areas.first(cur, cur);
-  }
-  if (strict) kerr(ERRNO.ENOENT);
-  return out;
-}
-
-/** iommufd_access_notify_unmap: every access attached to this IOAS is told. */
+/** iommufd_access_notify_unmap: every access attached to this IOAS is told (internal ones are not). */
 function notifierFor(ctx: IommufdCtx, ioas: IoasObject) {
   return {
     notifyUnmap(iova: bigint, length: bigint): void {
       for (const e of ctx.objects.values()) {
-        if (e?.type === 'ACCESS') {
-          const a = e.obj as SelftestAccess;
-          if (a.ioas === ioas) a.unmap(iova, length);
-        }
+        if (e?.type === 'ACCESS' && e.obj instanceof SelftestAccess && e.obj.ioas === ioas) e.obj.unmap(iova, length);
       }
     },
   };

@@ -1,22 +1,31 @@
 /**
- * vIOMMU objects (viommu.c), as far as the sim models them: IOMMU_VIOMMU_ALLOC on a NEST_PARENT
- * paging HWPT, and nested HWPTs allocated on a vIOMMU. Not modelled yet: driver data on
- * allocation (the mock's mmap-able page) and HW queues; those commands
- * validate their fields and then fail as documented in docs/backends.md.
- *
- * Modelled: IOMMU_VIOMMU_ALLOC without driver data, nested HWPTs on a vIOMMU, vDEVICEs (one per
- * device, unique virt_id per vIOMMU, left as a tombstone when their device goes), vIOMMU
- * cache invalidation through IOMMU_HWPT_INVALIDATE, and vEVENTQs (eventq.ts).
+ * vIOMMU objects (viommu.c): IOMMU_VIOMMU_ALLOC on a NEST_PARENT paging HWPT, with the driver's
+ * viommu_init taking optional driver data (the mock's loopback value and its two mmap-able
+ * pages, mmap.ts), nested HWPTs allocated on a vIOMMU, vDEVICEs (one per device, unique virt_id
+ * per vIOMMU, left as a tombstone when their device goes), vIOMMU cache invalidation through
+ * IOMMU_HWPT_INVALIDATE, vEVENTQs (eventq.ts) and HW queues (hw_queue.ts).
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { IOCTLS, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID } from '../../ioasid/uapi.js';
+import type { PhysAddr } from './access.js';
 import { kerr } from './errno.js';
-import { HwptNested, type HwptPaging, type UserData } from './hw_pagetable.js';
+import { HwptNested, userData, type HwptPaging, type UserData } from './hw_pagetable.js';
+import type { HwQueue } from './hw_queue.js';
 import type { IommuDriverOps, SimDevice } from './device.js';
 import type { VeventQueue } from './eventq.js';
 import type { IommufdDevice } from './iommufd_device.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { Ucmd } from './ucmd.js';
+
+/** struct iommufd_viommu_ops, the part a driver's viommu_init hands back beyond invalidation. */
+export interface ViommuOps {
+  /** Release the driver's part of the vIOMMU (its mmap region, its pages). */
+  destroy?(): void;
+  /** get_hw_queue_size: 0 for a queue type the driver does not offer. */
+  hwQueueSize?(type: number): number;
+  /** hw_queue_init_phys: the queue's physically contiguous pages start at `basePa`. */
+  hwQueueInitPhys?(q: HwQueue, index: number, basePa: PhysAddr): void;
+}
 
 export class Viommu implements SimObject {
   id = 0;
@@ -24,6 +33,8 @@ export class Viommu implements SimObject {
   readonly vdevs = new Map<bigint, Vdevice>();
   /** Its event queues, one per type. */
   readonly veventqs: VeventQueue[] = [];
+  /** viommu->ops: set once the driver's viommu_init succeeded. */
+  viommuOps: ViommuOps | null = null;
   constructor(
     readonly ctx: IommufdCtx,
     readonly type: number,
@@ -34,7 +45,9 @@ export class Viommu implements SimObject {
     readonly ops: IommuDriverOps,
   ) {}
 
+  /** iommufd_viommu_destroy */
   destroy(): void {
+    this.viommuOps?.destroy?.();
     this.ctx.ref(this.hwpt.id, -1);
   }
 
@@ -100,13 +113,21 @@ function viommuAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(A.flags!) || type === 0) kerr(ERRNO.EOPNOTSUPP);
   const idev = ctx.get<IommufdDevice>(u.u32(A.dev_id!), 'DEVICE');
   const ops = idev.dev.ops;
-  if (!ops.viommuTypes?.includes(type)) kerr(ERRNO.EOPNOTSUPP); // get_viommu_size() == 0
+  const init = ops.viommuInit;
+  if (!init || !ops.viommuTypes?.includes(type)) kerr(ERRNO.EOPNOTSUPP); // get_viommu_size() == 0
   const hwpt = ctx.get<HwptPaging>(u.u32(A.hwpt_id!), 'HWPT_PAGING');
   if (!hwpt.nestParent) kerr(ERRNO.EINVAL);
-  if (u.u32(A.data_len!)) kerr(ERRNO.EOPNOTSUPP); // driver data (the mock's mmap page): not modelled
+  const len = u.u32(A.data_len!);
+  const data = len ? userData(ctx, type, u.u64(A.data_uptr!), len) : null;
   const viommu = new Viommu(ctx, type, hwpt, ops.owner, ops);
   viommu.id = ctx.add('VIOMMU', viommu);
   ctx.ref(hwpt.id, 1);
+  try {
+    viommu.viommuOps = init(viommu, hwpt.domain, data);
+  } catch (e) {
+    ctx.remove(viommu.id);
+    throw e;
+  }
   u.setU32(A.out_viommu_id!, viommu.id);
   u.respond();
 }
