@@ -14,6 +14,7 @@ import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import { PAGE_SIZE, type PageStore } from './mm.js';
 
 const LEAF = 512;
+const TWO_53 = 2 ** 53;
 export const PTE_DIRTY = 4;
 
 class Leaf {
@@ -44,6 +45,9 @@ export class PagingDomain implements DmaTarget {
   /** 1 << __ffs(pgsize_bitmap): the smallest page, the unit of every entry. */
   readonly pageSize: number;
   readonly shift: number;
+  private readonly shiftN: bigint;
+  /** log2 of every page size above the smallest, ascending (the IOPTE sizes iommu_map may pick). */
+  private readonly largerSizes: number[] = [];
   readonly aperture: { readonly start: bigint; readonly last: bigint };
   readonly dirtyOps: boolean;
   readonly canEnforceCc: boolean;
@@ -69,13 +73,17 @@ export class PagingDomain implements DmaTarget {
     const low = cfg.pgsizeBitmap & -cfg.pgsizeBitmap;
     this.pageSize = Number(low);
     this.shift = 31 - Math.clz32(this.pageSize);
+    this.shiftN = BigInt(this.shift);
+    for (let cand = this.shift + 1; cand < 53; cand++) if (cfg.pgsizeBitmap & (1n << BigInt(cand))) this.largerSizes.push(cand);
     this.aperture = cfg.aperture;
     this.dirtyOps = cfg.dirtyOps;
     this.canEnforceCc = cfg.enforceCacheCoherency ?? true;
   }
 
+  /** IOVA -> unit index; plain number arithmetic below 2^53 (exact there), BigInt above. */
   private unitOf(iova: bigint): number {
-    return Number(iova >> BigInt(this.shift));
+    const n = Number(iova);
+    return n < TWO_53 ? Math.floor(n / this.pageSize) : Number(iova >> this.shiftN);
   }
 
   /**
@@ -115,9 +123,8 @@ export class PagingDomain implements DmaTarget {
     const size = this.pageSize;
     while (n > 0) {
       let lg2 = this.shift;
-      for (let cand = this.shift + 1; cand < 53; cand++) {
+      for (const cand of this.largerSizes) {
         const span = 2 ** (cand - this.shift);
-        if (!(this.pgsizeBitmap & (1n << BigInt(cand)))) continue;
         if (span > n || 2 ** cand > maxChunk || u % span || off % 2 ** cand) break;
         lg2 = cand;
       }
