@@ -154,6 +154,8 @@ function mockOps(dev: MockDevice): IommuDriverOps {
   return {
     owner: MOCK_OPS,
     maxPasidLog2: dev.flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0,
+    // dev_iommu_get_max_pasids: mock_dev_create always sets "pasid-num-bits" (0 without the flag): 1 << 0
+    maxPasids: dev.flags & MOCK_FLAGS_DEVICE_PASID ? 2 ** MOCK_PASID_WIDTH : 1,
     capable(cap) {
       if (cap === 'cache-coherency') return true;
       if (cap === 'dirty-tracking') return !noDirty;
