@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { uapi } from '../src/index.js';
-import { MOCK_APERTURE_START } from '../src/testing.js';
-import { BACKEND, P, useIommufd } from './helpers.js';
+import { MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID } from '../src/testing.js';
+import { BACKEND, P, expectErrno, useIommufd } from './helpers.js';
 
 const { IOCTLS } = uapi;
 
@@ -75,5 +75,33 @@ describe(`sim/kernel divergences [${BACKEND}]`, () => {
     expect(bits.bytes[0]).toBe(0);
     ioas.unmapAll();
     bits.close();
+  });
+
+  it('dev_iommu_get_max_pasids: a mock device without MOCK_FLAGS_DEVICE_PASID has pasid-num-bits 0, one PASID: every PASID attach is EINVAL', () => {
+    const ioas = f.ctx.allocIoas();
+    const dev0 = f.test.mockDomain(ioas.id);
+    const s2 = [0, 1].map(() => f.ctx.allocHwpt({ devId: dev0.idevId, ptId: ioas.id, pasid: true }));
+    const dev = f.test.mockDomain(s2[0]!.id); // max_pasids = 1 << 0
+    for (const pasid of [1, 1024, (1 << 20) - 1, 1 << 20]) {
+      expectErrno(() => f.test.pasidAttach(dev.stdevId, pasid, s2[1]!.id), 'EINVAL');
+      f.test.pasidCheckHwpt(dev.stdevId, pasid, 0);
+    }
+    s2[1]!.destroy(); // no reference was left behind
+    f.ctx.destroy(dev.stdevId);
+    f.ctx.destroy(dev0.stdevId);
+  });
+
+  it('mock_domain_set_dev_pasid_nop: a NO_DIRTY device takes a dirty-tracking domain at a PASID (only attach_dev refuses it)', () => {
+    const ioas = f.ctx.allocIoas();
+    const dev0 = f.test.mockDomain(ioas.id);
+    const rid = f.ctx.allocHwpt({ devId: dev0.idevId, ptId: ioas.id, pasid: true });
+    const dirty = f.ctx.allocHwpt({ devId: dev0.idevId, ptId: ioas.id, pasid: true, dirtyTracking: true });
+    const nd = f.test.mockDomainFlags(rid.id, MOCK_FLAGS_DEVICE_PASID | MOCK_FLAGS_DEVICE_NO_DIRTY);
+    expectErrno(() => f.test.mockDomainReplace(nd.stdevId, dirty.id), 'EINVAL');
+    f.test.pasidAttach(nd.stdevId, 100, dirty.id);
+    f.test.pasidCheckHwpt(nd.stdevId, 100, dirty.id);
+    f.test.pasidDetach(nd.stdevId, 100);
+    f.ctx.destroy(nd.stdevId);
+    f.ctx.destroy(dev0.stdevId);
   });
 });

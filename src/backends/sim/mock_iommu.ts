@@ -209,7 +209,8 @@ function mockOps(dev: MockDevice): IommuDriverOps {
     viommuInvalidate: mockViommuInvalidate,
     /** mock_domain_nop_attach / mock_domain_set_dev_pasid_nop */
     attachDev(domain, pasid) {
-      if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
+      // only attach_dev refuses a dirty-tracking domain; set_dev_pasid does not look
+      if (pasid === null && domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
       // a nested domain on a vIOMMU needs the device's vDEVICE there (iommufd_viommu_get_vdev_id: ENOENT)
       const viommu = domain.kind === 'nested' ? (domain.viommu as Viommu | null) : null;
       const vdevId = viommu ? viommu.vdevIdOf(dev) : 0n;
