@@ -158,6 +158,8 @@ export interface IommuDriverOps {
   hwInfo(inType: number): [number, Uint8Array];
   /** log2 of the device's PASID count (0: no PASID). */
   readonly maxPasidLog2: number;
+  /** dev->iommu->max_pasids where it is not 2^maxPasidLog2 (or 0 without PASID): a "pasid-num-bits" of 0 gives 1. */
+  readonly maxPasids?: number;
   reservedRegions(): readonly ResvRegion[];
 }
 

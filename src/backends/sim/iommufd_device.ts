@@ -357,7 +357,8 @@ function driverAttach(dev: SimDevice, domain: PagingDomain | NestedDomain, pasid
 function checkPasidWidth(group: SimGroup, pasid: number): void {
   for (const d of group.devices) {
     const log2 = d.ops.maxPasidLog2;
-    if (log2 > 0 && pasid >= 2 ** log2) kerr(ERRNO.EINVAL);
+    const max = d.ops.maxPasids ?? (log2 > 0 ? 2 ** log2 : 0);
+    if (max > 0 && pasid >= max) kerr(ERRNO.EINVAL);
   }
 }
 

@@ -154,6 +154,8 @@ function mockOps(dev: MockDevice): IommuDriverOps {
   return {
     owner: MOCK_OPS,
     maxPasidLog2: dev.flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0,
+    // dev_iommu_get_max_pasids: mock_dev_create always sets "pasid-num-bits" (0 without the flag): 1 << 0
+    maxPasids: dev.flags & MOCK_FLAGS_DEVICE_PASID ? 2 ** MOCK_PASID_WIDTH : 1,
     capable(cap) {
       if (cap === 'cache-coherency') return true;
       if (cap === 'dirty-tracking') return !noDirty;
@@ -207,7 +209,8 @@ function mockOps(dev: MockDevice): IommuDriverOps {
     viommuInvalidate: mockViommuInvalidate,
     /** mock_domain_nop_attach / mock_domain_set_dev_pasid_nop */
     attachDev(domain, pasid) {
-      if (domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
+      // only attach_dev refuses a dirty-tracking domain; set_dev_pasid does not look
+      if (pasid === null && domain.kind === 'paging' && domain.dirtyOps && noDirty) kerr(ERRNO.EINVAL);
       // a nested domain on a vIOMMU needs the device's vDEVICE there (iommufd_viommu_get_vdev_id: ENOENT)
       const viommu = domain.kind === 'nested' ? (domain.viommu as Viommu | null) : null;
       const vdevId = viommu ? viommu.vdevIdOf(dev) : 0n;
