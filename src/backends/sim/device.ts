@@ -12,7 +12,7 @@
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
-import type { UserData } from './hw_pagetable.js';
+import type { UserArray, UserData } from './hw_pagetable.js';
 import type { Viommu, ViommuOps } from './viommu.js';
 import { bindForVfio } from './iommufd_device.js';
 import type { IommufdCtx } from './main.js';
@@ -149,7 +149,7 @@ export interface IommuDriverOps {
    * The vIOMMU's cache_invalidate (IOMMU_HWPT_INVALIDATE on a vIOMMU id): returns the entries
    * handled; on failure throws a KernelErrno carrying `done`.
    */
-  viommuInvalidate?(viommu: Viommu, type: number, entries: Uint8Array[]): number;
+  viommuInvalidate?(viommu: Viommu, type: number, entries: UserArray): number;
   /** attach_dev / set_dev_pasid: the driver may refuse (EINVAL = incompatible). */
   attachDev(domain: PagingDomain | NestedDomain, pasid: number | null): void;
   /** The blocking domain's set_dev_pasid (a PASID detached): drivers may track it. */

@@ -9,6 +9,7 @@
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from './device.js';
+import type { UserArray } from './hw_pagetable.js';
 import { kerr } from './errno.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import { PAGE_SIZE, type PageStore } from './mm.js';
@@ -339,8 +340,8 @@ export class NestedDomain implements DmaTarget {
   constructor(
     readonly owner: object,
     readonly parent: PagingDomain,
-    /** cache_invalidate_user: entries are the user's entry_len-byte records; returns how many were handled, throws KernelErrno with `done` set on the first bad one. */
-    readonly invalidate: ((type: number, entries: Uint8Array[]) => number) | null,
+    /** cache_invalidate_user: entries are the user's entry_len-byte records (read on demand); returns how many were handled, throws KernelErrno with `done` set on the first bad one. */
+    readonly invalidate: ((type: number, entries: UserArray) => number) | null,
     readonly data: Uint32Array = new Uint32Array(0),
   ) {}
 

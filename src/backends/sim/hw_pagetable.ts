@@ -35,6 +35,13 @@ export interface UserData {
   write(type: number, src: Uint8Array, minLen: number): void;
 }
 
+/** struct iommu_user_data_array: `length` entries of `entryLen` bytes, copied from user memory on `get` (EFAULT there). */
+export interface UserArray {
+  readonly length: number;
+  readonly entryLen: number;
+  get(i: number): Uint8Array;
+}
+
 export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: number): UserData {
   return {
     type,
@@ -240,7 +247,7 @@ function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
     if (num && (!uptr || !len || len > PAGE_SIZE || num > 1 << 19)) kerr(ERRNO.EINVAL);
     const e = ctx.entry(u.u32(V.hwpt_id!));
     if (!e) kerr(ERRNO.ENOENT);
-    let inv: ((type: number, entries: Uint8Array[]) => number) | null | undefined;
+    let inv: ((type: number, entries: UserArray) => number) | null | undefined;
     if (e.type === 'HWPT_NESTED') {
       inv = (e.obj as HwptNested).domain.invalidate;
     } else if (e.type === 'VIOMMU') {
@@ -251,12 +258,16 @@ function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
       kerr(ERRNO.EINVAL);
     }
     if (!inv) kerr(ERRNO.EOPNOTSUPP);
-    const entries: Uint8Array[] = [];
-    for (let i = 0; i < num; i++) {
-      const b = new Uint8Array(len);
-      ctx.proc.mm.read(Number(uptr) + i * len, b);
-      entries.push(b);
-    }
+    // the driver copies entries from user memory itself, when and in the order it wants
+    const entries: UserArray = {
+      length: num,
+      entryLen: len,
+      get(i: number): Uint8Array {
+        const b = new Uint8Array(len);
+        ctx.proc.mm.read(Number(uptr) + i * len, b);
+        return b;
+      },
+    };
     try {
       done = inv(u.u32(V.data_type!), entries);
     } catch (err) {

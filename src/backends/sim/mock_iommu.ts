@@ -19,7 +19,7 @@ import type {
 } from './device.js';
 import { NestedDomain, PagingDomain } from './domain.js';
 import { KernelErrno, kerr } from './errno.js';
-import type { UserData } from './hw_pagetable.js';
+import type { UserArray, UserData } from './hw_pagetable.js';
 import type { PhysAddr } from './access.js';
 import type { HwQueue } from './hw_queue.js';
 import type { Viommu, ViommuOps } from './viommu.js';
@@ -236,7 +236,7 @@ function mockOps(dev: MockDevice): IommuDriverOps {
 
 /** mock_domain_cache_invalidate_user over struct iommu_hwpt_invalidate_selftest { flags; iotlb_id; } */
 function invalidateNested(iotlb: Uint32Array) {
-  return (type: number, entries: Uint8Array[]): number => {
+  return (type: number, entries: UserArray): number => {
     let done = 0;
     const fail = (errno: number): never => {
       const e = new KernelErrno(errno) as KernelErrno & { done: number };
@@ -244,7 +244,15 @@ function invalidateNested(iotlb: Uint32Array) {
       throw e;
     };
     if (type !== IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) fail(ERRNO.EINVAL);
-    for (const raw of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      // entry by entry, as the kernel copies them: an unreadable one stops the batch (EFAULT) after the earlier ones
+      let raw: Uint8Array;
+      try {
+        raw = entries.get(i);
+      } catch (e) {
+        if (e instanceof KernelErrno) fail(e.errno);
+        throw e;
+      }
       // iommu_copy_struct_from_user_array (7.3): entry_len must be exactly the struct's size here
       // (below offsetofend(iotlb_id) or above sizeof is EINVAL)
       if (raw.length !== 8) fail(ERRNO.EINVAL);
@@ -324,7 +332,7 @@ const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
  * mock_viommu_cache_invalidate over struct iommu_viommu_invalidate_selftest { flags; vdev_id;
  * cache_id; }: clears cache slots of the mock device behind each vdev_id.
  */
-function mockViommuInvalidate(viommu: Viommu, type: number, entries: Uint8Array[]): number {
+function mockViommuInvalidate(viommu: Viommu, type: number, entries: UserArray): number {
   if (entries.length === 0 && type === IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST) return 0;
   let done = 0;
   const fail = (errno: number): never => {
@@ -334,7 +342,8 @@ function mockViommuInvalidate(viommu: Viommu, type: number, entries: Uint8Array[
   };
   // iommu_copy_struct_from_full_user_array: type, then each entry as copy_struct_from_user
   if (type !== IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST || !entries.length) fail(ERRNO.EINVAL);
-  const cmds = entries.map((raw) => {
+  // every entry is copied before any is acted on (an unreadable one: EFAULT, nothing done)
+  const cmds = Array.from({ length: entries.length }, (_, i) => entries.get(i)).map((raw) => {
     if (raw.length > 12 && raw.subarray(12).some((b) => b !== 0)) fail(ERRNO.E2BIG);
     const b = new Uint8Array(12);
     b.set(raw.subarray(0, 12));
