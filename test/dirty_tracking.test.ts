@@ -43,8 +43,6 @@ describe.each(variants)(`iommufd_dirty_tracking %s [${BACKEND}]`, (_name, buffer
   let buffer: UserMemory;
   let bitmapMem: UserMemory;
   let ioasId: number;
-  let stdevId: number;
-  let hwptId: number;
   let idevId: number;
   const pageSize = MOCK_PAGE_SIZE;
   const bitmapSize = bufferSize / pageSize; // bits
@@ -61,7 +59,7 @@ describe.each(variants)(`iommufd_dirty_tracking %s [${BACKEND}]`, (_name, buffer
     const ioas = ctx.allocIoas();
     ioasId = ioas.id;
     if (!hugepages) ioas.setHugePages(false);
-    ({ stdevId, hwptId, idevId } = t.mockDomain(ioasId));
+    ({ idevId } = t.mockDomain(ioasId));
   });
 
   afterEach(() => {

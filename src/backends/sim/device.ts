@@ -10,7 +10,6 @@
  * - The VFIO device file (vfio cdev) calls `bindDevice` for VFIO_DEVICE_BIND_IOMMUFD and drives
  *   the returned `BoundDevice` for ATTACH/DETACH_IOMMUFD_PT and close.
  */
-import { ERRNO } from '../../ioasid/errors.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
 import type { UserArray, UserData } from './hw_pagetable.js';
 import type { Viommu, ViommuOps } from './viommu.js';

@@ -4,20 +4,21 @@
  * and the aperture [2^24, 2^31) (MOCK_IOMMUPT_DEFAULT), or PAGE_SIZE | 1 MiB pages and the full
  * 56-bit space (MOCK_IOMMUPT_HUGE); nested domains carry four IOTLB slots that
  * IOMMU_HWPT_INVALIDATE clears; devices may refuse dirty tracking (NO_DIRTY) or offer PASIDs.
- * Each mock device is alone in its group and has its own "unit" that only records translations.
+ * Each mock device is alone in its group, behind the machine's mock IOMMU unit (its capabilities:
+ * machine/mock_iommu.ts); this file is the driver side (mock_ops) the iommufd core calls.
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_DATA_SELFTEST,
-  IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST,
-  IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_PASID_RESERVED, MOCK_APERTURE_LAST, MOCK_APERTURE_START,
+  IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_TYPE_SELFTEST,
+  IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_PASID_RESERVED,
   MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, MOCK_HUGE_PAGE_SIZE, MOCK_IOMMUPT_DEFAULT, MOCK_IOMMUPT_HUGE,
-  MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PAGE_SIZE, MOCK_PASID_WIDTH,
+  MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PASID_WIDTH,
 } from '../../ioasid/uapi.js';
-import type {
-  DmaFault, DmaPort, DmaTarget, IommuCaps, IommuDriverOps, ResvRegion, SimDevice, SimGroup, SimIommuUnit,
-} from './device.js';
+import type { IommuDriverOps, ResvRegion, SimDevice, SimGroup, SimIommuUnit } from './device.js';
 import { NestedDomain, PagingDomain } from './domain.js';
+import { IommuUnit } from './machine/iommu.js';
+import { MOCK_PGSIZE_BITMAP, mockCaps, mockDeviceCaps } from './machine/mock_iommu.js';
 import { KernelErrno, kerr } from './errno.js';
 import type { UserArray, UserData } from './hw_pagetable.js';
 import type { PhysAddr } from './access.js';
@@ -30,12 +31,6 @@ export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
 /** IOMMU_VIOMMU_TYPE_SELFTEST */
 const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
 
-/**
- * The AMDv1-format table the mock uses (generic_pt amdv1 with a 2 KiB granule): every power of
- * two from 2 KiB up to 2^51, but 512 GiB (amdv1pt_possible_sizes).
- */
-const AMDV1_MOCK_PGSIZES = (((1n << 52n) - 1n) & ~((1n << 11n) - 1n)) & ~(1n << 39n);
-
 /** mock_ops: the identity every mock domain's owner points at. */
 const MOCK_OPS = { name: 'iommufd-mock' };
 
@@ -47,64 +42,14 @@ export function isMockNested(d: NestedDomain): boolean {
   return d.owner === MOCK_OPS;
 }
 
-const MOCK_CAPS: IommuCaps = {
-  model: 'mock',
-  pgsizeBitmap: BigInt(MOCK_PAGE_SIZE) | BigInt(MOCK_HUGE_PAGE_SIZE),
-  aperture: { start: MOCK_APERTURE_START, last: MOCK_APERTURE_LAST },
-  reserved: [],
-  enforceCacheCoherency: false,
-  dirtyTracking: true,
-  nesting: true,
-  pasidBits: MOCK_PASID_WIDTH,
-  hwInfoType: IOMMU_HW_INFO_TYPE_SELFTEST,
-  hwInfo: () => hwInfoPayload(),
-};
-
-function hwInfoPayload(): Uint8Array {
-  const b = new Uint8Array(8); // struct iommu_test_hw_info { flags; test_reg; }
-  new DataView(b.buffer).setUint32(4, IOMMU_HW_INFO_SELFTEST_REGVAL, true);
-  return b;
-}
-
-/** The mock's "hardware": translations installed per (RID, PASID), DMA through them. */
-class MockUnit implements SimIommuUnit {
-  readonly caps = MOCK_CAPS;
-  readonly faults: DmaFault[] = [];
-  readonly contexts = new Map<string, DmaTarget>();
-
-  /** The mock caches nothing: every DMA goes to the domain. */
-  flushIotlb(): void {}
-
-  setTranslation(rid: number, pasid: number | null, target: DmaTarget | null): void {
-    const key = `${rid}/${pasid ?? '-'}`;
-    if (target) this.contexts.set(key, target);
-    else this.contexts.delete(key);
-  }
-
-  port(rid: number): DmaPort {
-    const go = (iova: bigint, buf: Uint8Array, write: boolean, pasid?: number): DmaFault | null => {
-      const t = this.contexts.get(`${rid}/${pasid ?? '-'}`);
-      const f = t ? (write ? t.dmaWrite(iova, buf) : t.dmaRead(iova, buf)) : { iova, write, reason: 'blocked' as const };
-      if (!f) return null;
-      const fault = { ...f, rid, pasid: pasid ?? null };
-      this.faults.push(fault);
-      return fault;
-    };
-    return {
-      read: (iova, dst, pasid) => go(iova, dst, false, pasid),
-      write: (iova, src, pasid) => go(iova, src, true, pasid),
-    };
-  }
-}
-
 let nextMockId = 0;
 
-/** A mock device (mock_dev): alone in its group, on its own mock unit. */
+/** A mock device (mock_dev): alone in its group, behind the mock IOMMU unit. */
 export class MockDevice implements SimDevice {
   readonly name: string;
   readonly rid: number;
   readonly group: SimGroup;
-  readonly iommu = new MockUnit();
+  readonly iommu: SimIommuUnit;
   readonly ops: IommuDriverOps;
   /** The vIOMMU and virt_id of the nested domain its RID is attached to (mdev->viommu, vdev_id). */
   viommu: Viommu | null = null;
@@ -114,16 +59,21 @@ export class MockDevice implements SimDevice {
   /** The "fake error on the second PASID 1024 attach" state (pasid_1024_fake_error). */
   private pasid1024 = false;
 
-  /** `group`: the machine's iommu_group for it (the caller adds the device); else a private one. */
+  /**
+   * `group`: the machine's iommu_group for it (the caller adds the device), else a private one;
+   * `unit`: the machine's mock IOMMU unit, else one of its own.
+   */
   constructor(
     readonly flags: number,
     group?: SimGroup,
+    unit: IommuUnit = new IommuUnit(mockCaps(), 'iommufd_selftest_iommu.0'),
   ) {
     MockDevice.checkFlags(flags);
     const id = nextMockId++;
     this.name = `iommufd_mock${id}`;
     this.rid = id;
     this.group = group ?? { id: -1 - id, devices: [this], owner: null, ownerCount: 0 };
+    this.iommu = unit.forDevice(mockDeviceCaps(unit.caps, flags));
     this.ops = mockOps(this);
   }
 
@@ -176,8 +126,8 @@ function mockOps(dev: MockDevice): IommuDriverOps {
       if (pagetableType === MOCK_IOMMUPT_DEFAULT) {
         return new PagingDomain({
           owner: MOCK_OPS,
-          pgsizeBitmap: AMDV1_MOCK_PGSIZES,
-          aperture: MOCK_CAPS.aperture,
+          pgsizeBitmap: MOCK_PGSIZE_BITMAP,
+          aperture: dev.iommu.caps.aperture,
           dirtyOps: dirty,
           enforceCacheCoherency: true,
         });
@@ -226,7 +176,7 @@ function mockOps(dev: MockDevice): IommuDriverOps {
     /** mock_domain_hw_info */
     hwInfo(inType: number): [number, Uint8Array] {
       if (inType !== 0 && inType !== IOMMU_HW_INFO_TYPE_SELFTEST) kerr(ERRNO.EOPNOTSUPP);
-      return [IOMMU_HW_INFO_TYPE_SELFTEST, hwInfoPayload()];
+      return [IOMMU_HW_INFO_TYPE_SELFTEST, dev.iommu.caps.hwInfo()];
     },
     reservedRegions(): readonly ResvRegion[] {
       return [];

@@ -174,7 +174,7 @@ export class Machine {
     const id = this.nextMockId++;
     const group = this.allocGroup();
     void id;
-    const dev = new MockDevice(flags, group);
+    const dev = new MockDevice(flags, group, this.mockIommu);
     group.devices.push(dev);
     this.mocks.add(dev);
     publishGroup(this.vfs, group, []);

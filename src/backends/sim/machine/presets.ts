@@ -15,7 +15,7 @@
  */
 import { Edu } from './edu.js';
 import type { MachineDesc } from './machine.js';
-import { PCI_ACS, REQ_ACS_FLAGS, type PciModel, type PciNodeDesc } from './pci.js';
+import { PCI_ACS, REQ_ACS_FLAGS, type PciModel } from './pci.js';
 import { PciFunction, type PciFunctionSpec } from './pci_function.js';
 
 const QEMU_SUBSYS = { subsystemVendor: 0x1af4, subsystemDevice: 0x1100 } as const;

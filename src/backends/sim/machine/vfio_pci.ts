@@ -363,7 +363,6 @@ export class VfioPciDevice implements VfioConfigHost {
     if (dv.getUint32(0, true) < HOT_RESET_MINSZ || dv.getUint32(4, true)) kerr(ERRNO.EINVAL);
     if ((dv.getUint32(8, true) !== 0) === (this.opener !== null)) kerr(ERRNO.EINVAL);
     const devs = this.hotResetScope();
-    const ictx = this.opener!.iommufd;
     // vfio_pci_dev_set_resettable: every affected function is in the dev_set (bound to vfio-pci).
     if (devs.some((d) => !(d.drvdata instanceof VfioPciDevice))) kerr(ERRNO.EINVAL);
     // Each is owned: opened on this iommufd (a devid) or its group owned by it (-ENOENT).
