@@ -128,7 +128,8 @@ for (const [name, v] of Object.entries(vfioUapi)) {
   }
 }
 for (const [name, v] of Object.entries(deviceUapi)) {
-  if (typeof v === 'number' && /^(VFIO_|IOMMU_HW_|PCI_)/.test(name)) add('vfio device constants', name, name, v);
+  // VFIO_PCI_DEVID_NOT_OWNED is -1 in vfio.h and goes into a __u32 field
+  if (typeof v === 'number' && /^(VFIO_|IOMMU_HW_|PCI_)/.test(name)) add('vfio device constants', name, name === 'VFIO_PCI_DEVID_NOT_OWNED' ? `(__u32)${name}` : name, v);
 }
 
 const GROUPS = [...new Set(checks.map((c) => c.group))];

@@ -12,7 +12,7 @@ import { kerr } from '../src/backends/sim/errno.js';
 import { sim, type SimBinding } from '../src/backends/sim/index.js';
 import type { IommufdCtx } from '../src/backends/sim/main.js';
 import { EDU_REG } from '../src/backends/sim/machine/edu.js';
-import * as U from '../src/backends/sim/machine/vfio_pci_uapi.js';
+import * as U from '../src/device/uapi.js';
 import { EFD_NONBLOCK, MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
 import { ERRNO } from '../src/ioasid/errors.js';
 import { BACKEND, errnoOf, expectErrno } from './helpers.js';
@@ -107,7 +107,7 @@ function rig(): Rig {
     },
     bind(fd) {
       const arg = bindArg(iommufd);
-      b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, arg);
+      b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, arg);
       return new DataView(arg.buffer).getUint32(12, true);
     },
     pr(fd, off, n) {
@@ -144,9 +144,9 @@ describe(`vfio cdev: before and at VFIO_DEVICE_BIND_IOMMUFD${SIM_ONLY}`, () => {
 
   it.skipIf(SKIP)('every ioctl but BIND, and every read or write, is EINVAL until bound', () => {
     const fd = r.open();
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_INFO, u32s(24, 0, 0, 0, 0, 0)), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_REGION_INFO, new Uint8Array(32)), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_ATTACH_IOMMUFD_PT, u32s(16, 0, 1, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_INFO.request, u32s(24, 0, 0, 0, 0, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_REGION_INFO.request, new Uint8Array(32)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.ATTACH_IOMMUFD_PT.request, u32s(16, 0, 1, 0)), 'EINVAL');
     expectErrno(() => r.b.ioctl(fd, 0x3b00 | 130, new Uint8Array(64)), 'EINVAL');
     expectErrno(() => r.b.pread(fd, new Uint8Array(4), CFG), 'EINVAL');
     expectErrno(() => r.b.pwrite(fd, new Uint8Array(4), CFG), 'EINVAL');
@@ -155,14 +155,14 @@ describe(`vfio cdev: before and at VFIO_DEVICE_BIND_IOMMUFD${SIM_ONLY}`, () => {
   it.skipIf(SKIP)('BIND checks argsz, flags, the fd, then binds once; a second open cannot bind', () => {
     const fd = r.open();
     const efd = r.b.eventfd(0, EFD_NONBLOCK);
-    const e = expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, bindArg(r.iommufd, 12)), 'EINVAL');
+    const e = expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, bindArg(r.iommufd, 12)), 'EINVAL');
     expect(e.syscall).toBe('VFIO_DEVICE_BIND_IOMMUFD');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, bindArg(r.iommufd, 24, 2)), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, bindArg(r.iommufd, 24, 1)), 'EFAULT');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, bindArg(-1)), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, bindArg(efd)), 'EBADFD');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, bindArg(999)), 'EBADF');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_BIND_IOMMUFD, bindArg(r.iommufd, 32, 0, [0, 0, 0, 0, 0, 0, 0, 1])), 'E2BIG');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, bindArg(r.iommufd, 24, 2)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, bindArg(r.iommufd, 24, 1)), 'EFAULT');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, bindArg(-1)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, bindArg(efd)), 'EBADFD');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, bindArg(999)), 'EBADF');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.BIND_IOMMUFD.request, bindArg(r.iommufd, 32, 0, [0, 0, 0, 0, 0, 0, 0, 1])), 'E2BIG');
     expect(r.fake.calls).toEqual([]);
     expect(r.bind(fd)).toBe(1);
     expectErrno(() => r.bind(fd), 'EINVAL');
@@ -175,7 +175,7 @@ describe(`vfio cdev: before and at VFIO_DEVICE_BIND_IOMMUFD${SIM_ONLY}`, () => {
     const fd = r.open();
     r.b.kernel.machine.bindDevice = () => kerr(ERRNO.ENODEV);
     expectErrno(() => r.bind(fd), 'ENODEV');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_INFO, u32s(24, 0, 0, 0, 0, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_INFO.request, u32s(24, 0, 0, 0, 0, 0)), 'EINVAL');
     expect(r.b.readText(`${D}/${EDU0}/enable`)).toBe('0\n');
   });
 });
@@ -192,11 +192,11 @@ describe(`vfio cdev: device ioctls on edu${SIM_ONLY}`, () => {
   it.skipIf(SKIP)('GET_INFO: PCI, no RESET (edu has no function reset), 9 regions, 5 IRQ indexes', () => {
     for (const [argsz, want] of [[24, [24, 2, 9, 5, 0, 0]], [16, [16, 2, 9, 5, 0, 0]], [64, [64, 2, 9, 5, 0, 0]]] as const) {
       const arg = u32s(argsz, 0, 0, 0, 7, 7);
-      r.b.ioctl(fd, U.VFIO_DEVICE_GET_INFO, arg);
+      r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_INFO.request, arg);
       expect(words(arg)).toEqual(argsz === 16 ? [...want.slice(0, 4), 7, 7] : want);
     }
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_INFO, u32s(12, 0, 0, 0, 0, 0)), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_INFO, u32s(8, 0, 0, 0, 0, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_INFO.request, u32s(12, 0, 0, 0, 0, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_INFO.request, u32s(8, 0, 0, 0, 0, 0)), 'EINVAL');
   });
 
   it.skipIf(SKIP)('GET_REGION_INFO: BAR0 1 MiB (READ|WRITE: no MMAP on the sim), empty BARs, config 256 bytes, VGA and beyond EINVAL', () => {
@@ -207,7 +207,7 @@ describe(`vfio cdev: device ioctls on edu${SIM_ONLY}`, () => {
       dv.setUint32(4, 0xff, true);
       dv.setUint32(8, i, true);
       dv.setUint32(12, 0xff, true);
-      const e = errnoOf(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_REGION_INFO, a));
+      const e = errnoOf(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_REGION_INFO.request, a));
       if (e) return `errno ${e}`;
       return [dv.getUint32(4, true), dv.getUint32(12, true), Number(dv.getBigUint64(16, true)), Number(dv.getBigUint64(24, true) / 2n ** 40n)];
     };
@@ -216,28 +216,28 @@ describe(`vfio cdev: device ioctls on edu${SIM_ONLY}`, () => {
     for (let i = 1; i <= 6; i++) expect(info(i)).toEqual([0, 0xff, 0, i]);
     expect(info(7)).toEqual([3, 0xff, 256, 7]);
     for (const i of [8, 9, 10]) expect(info(i)).toBe(`errno ${ERRNO.EINVAL}`);
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_REGION_INFO, u32s(16, 0, 0, 0, 0, 0, 0, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_REGION_INFO.request, u32s(16, 0, 0, 0, 0, 0, 0, 0)), 'EINVAL');
   });
 
   it.skipIf(SKIP)('GET_IRQ_INFO: INTx maskable and automasked, one MSI vector, no MSI-X, ERR and REQ', () => {
     const got = [0, 1, 2, 3, 4].map((i) => {
       const a = u32s(16, 0xff, i, 0xff);
-      r.b.ioctl(fd, U.VFIO_DEVICE_GET_IRQ_INFO, a);
+      r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_IRQ_INFO.request, a);
       return words(a);
     });
     expect(got).toEqual([[16, 7, 0, 1], [16, 9, 1, 1], [16, 9, 2, 0], [16, 9, 3, 1], [16, 9, 4, 1]]);
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_IRQ_INFO, u32s(16, 0, 5, 0)), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_IRQ_INFO, u32s(12, 0, 0, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_IRQ_INFO.request, u32s(16, 0, 5, 0)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_IRQ_INFO.request, u32s(12, 0, 0, 0)), 'EINVAL');
   });
 
   it.skipIf(SKIP)('RESET is EINVAL, hot reset info ENODEV on the root bus, unknown ioctls ENOTTY, features ENOTTY', () => {
     expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_RESET, null), 'EINVAL');
     expectErrno(() => r.b.ioctlInt(fd, U.VFIO_DEVICE_RESET, 0), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, u32s(76, 0, 0, ...new Array(16).fill(0))), 'ENODEV');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.GET_PCI_HOT_RESET_INFO.request, u32s(76, 0, 0, ...new Array(16).fill(0))), 'ENODEV');
     expectErrno(() => r.b.ioctl(fd, 0x3b00 | 130, new Uint8Array(64)), 'ENOTTY');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_FEATURE, u32s(8, (1 << 18) | (1 << 16))), 'ENOTTY');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_FEATURE, u32s(8, (1 << 17) | (1 << 16))), 'EINVAL');
-    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_FEATURE, u32s(8, 1 << 20)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.FEATURE.request, u32s(8, (1 << 18) | (1 << 16))), 'ENOTTY');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.FEATURE.request, u32s(8, (1 << 17) | (1 << 16))), 'EINVAL');
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.FEATURE.request, u32s(8, 1 << 20)), 'EINVAL');
   });
 
   it.skipIf(SKIP)('config space: the vconfig equals the device at open; size checks are EFAULT; reads chunk by alignment', () => {
@@ -328,7 +328,7 @@ describe(`vfio cdev: device ioctls on edu${SIM_ONLY}`, () => {
 
   it.skipIf(SKIP)('SET_IRQS: the VM\'s sequence for INTx, MSI, ERR and REQ', () => {
     const b = r.b;
-    const set = (a: Uint8Array): number => errnoOf(() => b.ioctl(fd, U.VFIO_DEVICE_SET_IRQS, a));
+    const set = (a: Uint8Array): number => errnoOf(() => b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.SET_IRQS.request, a));
     const e1 = b.eventfd(0, EFD_NONBLOCK);
     const e2 = b.eventfd(0, EFD_NONBLOCK);
     const take = (efd: number): number => {
@@ -442,18 +442,18 @@ describe(`vfio cdev: attach, DMA, close${SIM_ONLY}`, () => {
     const r = rig();
     const fd = r.open();
     r.bind(fd);
-    const at = (...w: number[]): number => errnoOf(() => r.b.ioctl(fd, U.VFIO_DEVICE_ATTACH_IOMMUFD_PT, u32s(...w)));
+    const at = (...w: number[]): number => errnoOf(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.ATTACH_IOMMUFD_PT.request, u32s(...w)));
     expect(at(8, 0, 2, 0)).toBe(ERRNO.EINVAL);
     expect(at(16, 2, 2, 0)).toBe(ERRNO.EINVAL);
     expect(at(12, 1, 2, 1)).toBe(ERRNO.EINVAL);
     expect(at(16, 0, 9999, 0)).toBe(ERRNO.ENOENT);
     const arg = u32s(16, 0, 2, 0);
-    r.b.ioctl(fd, U.VFIO_DEVICE_ATTACH_IOMMUFD_PT, arg);
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.ATTACH_IOMMUFD_PT.request, arg);
     expect(words(arg)).toEqual([16, 0, 102, 0]);
     const arg12 = u32s(12, 0, 2);
-    r.b.ioctl(fd, U.VFIO_DEVICE_ATTACH_IOMMUFD_PT, arg12);
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.ATTACH_IOMMUFD_PT.request, arg12);
     expect(words(arg12)).toEqual([12, 0, 102]);
-    const dt = (...w: number[]): number => errnoOf(() => r.b.ioctl(fd, U.VFIO_DEVICE_DETACH_IOMMUFD_PT, u32s(...w)));
+    const dt = (...w: number[]): number => errnoOf(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.DETACH_IOMMUFD_PT.request, u32s(...w)));
     expect(dt(4, 0, 0)).toBe(ERRNO.EINVAL);
     expect(dt(12, 2, 0)).toBe(ERRNO.EINVAL);
     expect(dt(12, 1, 1)).toBe(0);
@@ -467,7 +467,7 @@ describe(`vfio cdev: attach, DMA, close${SIM_ONLY}`, () => {
     const b = r.b;
     const fd = r.open();
     r.bind(fd);
-    r.b.ioctl(fd, U.VFIO_DEVICE_ATTACH_IOMMUFD_PT, u32s(16, 0, 2, 0));
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.ATTACH_IOMMUFD_PT.request, u32s(16, 0, 2, 0));
     const dom = r.fake.domains.get(2)!;
     const addr = b.mmap(0n, 8192, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     const mem = b.view(addr, 8192);
@@ -497,7 +497,7 @@ describe(`vfio cdev: attach, DMA, close${SIM_ONLY}`, () => {
     run(0x40000n, 0x30_0000n, 16, 3n);
     expect(unit.faults).toEqual([{ iova: 0x30_0000n, write: true, reason: 'not-present', rid: 0x08, pasid: null }]);
     // Detached: the blocking domain.
-    r.b.ioctl(fd, U.VFIO_DEVICE_DETACH_IOMMUFD_PT, u32s(8, 0));
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.DETACH_IOMMUFD_PT.request, u32s(8, 0));
     run(0x40000n, 0x10_1000n, 16, 3n);
     expect(unit.faults.at(-1)).toMatchObject({ reason: 'blocked' });
   });
@@ -510,7 +510,7 @@ describe(`vfio cdev: attach, DMA, close${SIM_ONLY}`, () => {
     expect(r.b.readText(`${D}/${EDU0}/enable`)).toBe('1\n');
     r.pw(fd, CFG + 4, [0x07, 0x01]);
     const e = r.b.eventfd(0, EFD_NONBLOCK);
-    r.b.ioctl(fd, U.VFIO_DEVICE_SET_IRQS, irqSet(EVFD | TRIG, 1, 0, 1, [e]));
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.SET_IRQS.request, irqSet(EVFD | TRIG, 1, 0, 1, [e]));
     expect(dev.fn.msiEnabled).toBe(true);
     r.b.close(fd);
     expect(dev.fn.command).toBe(0x0103);
@@ -527,7 +527,7 @@ describe(`vfio cdev: attach, DMA, close${SIM_ONLY}`, () => {
     const fd = r.open();
     r.bind(fd);
     const e = r.b.eventfd(0, EFD_NONBLOCK);
-    r.b.ioctl(fd, U.VFIO_DEVICE_SET_IRQS, irqSet(EVFD | TRIG, 4, 0, 1, [e]));
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.SET_IRQS.request, irqSet(EVFD | TRIG, 4, 0, 1, [e]));
     expectErrno(() => r.b.writeText('/sys/bus/pci/drivers/vfio-pci/unbind', EDU0), 'EBUSY');
     const buf = new Uint8Array(8);
     r.b.read(e, buf);
@@ -544,17 +544,17 @@ describe(`vfio cdev: attach, DMA, close${SIM_ONLY}`, () => {
     expect(r.bind(a)).toBe(1);
     expect(r.bind(bfd)).toBe(2);
     const small = u32s(12, 0, 0);
-    expectErrno(() => r.b.ioctl(a, U.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, small), 'ENOSPC');
+    expectErrno(() => r.b.ioctl(a, U.VFIO_DEVICE_IOCTLS.GET_PCI_HOT_RESET_INFO.request, small), 'ENOSPC');
     expect(words(small)).toEqual([12, 0, 2]);
     const info = u32s(76, 0, 0, ...new Array(16).fill(0));
-    r.b.ioctl(a, U.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info);
+    r.b.ioctl(a, U.VFIO_DEVICE_IOCTLS.GET_PCI_HOT_RESET_INFO.request, info);
     expect(hex(info.subarray(0, 28))).toBe('4c000000030000000200000001000000000001080200000000000110');
-    expectErrno(() => r.b.ioctl(a, U.VFIO_DEVICE_PCI_HOT_RESET, u32s(16, 0, 1, 5)), 'EINVAL');
-    expectErrno(() => r.b.ioctl(a, U.VFIO_DEVICE_PCI_HOT_RESET, u32s(12, 1, 0)), 'EINVAL');
-    r.b.ioctl(a, U.VFIO_DEVICE_PCI_HOT_RESET, u32s(12, 0, 0));
+    expectErrno(() => r.b.ioctl(a, U.VFIO_DEVICE_IOCTLS.PCI_HOT_RESET.request, u32s(16, 0, 1, 5)), 'EINVAL');
+    expectErrno(() => r.b.ioctl(a, U.VFIO_DEVICE_IOCTLS.PCI_HOT_RESET.request, u32s(12, 1, 0)), 'EINVAL');
+    r.b.ioctl(a, U.VFIO_DEVICE_IOCTLS.PCI_HOT_RESET.request, u32s(12, 0, 0));
     // The other function closed: its devid is no longer known, but the group stays owned through this iommufd.
     r.b.close(bfd);
-    r.b.ioctl(a, U.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info);
+    r.b.ioctl(a, U.VFIO_DEVICE_IOCTLS.GET_PCI_HOT_RESET_INFO.request, info);
     expect(words(info).slice(1, 6)).toEqual([3, 2, 1, 0x08010000, 0]);
   });
 });

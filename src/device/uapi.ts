@@ -50,6 +50,15 @@ export const vfio_device_attach_iommufd_pt = struct('vfio_device_attach_iommufd_
 export const vfio_device_detach_iommufd_pt = struct('vfio_device_detach_iommufd_pt', [
   ['argsz', 'u32'], ['flags', 'u32'], ['pasid', 'u32'],
 ]);
+/** Followed by `count` struct vfio_pci_dependent_device. */
+export const vfio_pci_hot_reset_info = struct('vfio_pci_hot_reset_info', [['argsz', 'u32'], ['flags', 'u32'], ['count', 'u32']]);
+export const vfio_pci_dependent_device = struct('vfio_pci_dependent_device', [
+  ['devid', 'u32'], ['segment', 'u16'], ['bus', 'u8'], ['devfn', 'u8'],
+]);
+/** Followed by `count` s32 group fds (empty for cdev users). */
+export const vfio_pci_hot_reset = struct('vfio_pci_hot_reset', [['argsz', 'u32'], ['flags', 'u32'], ['count', 'u32']]);
+/** Followed by the feature's data. flags: low 16 bits the feature, then GET/SET/PROBE. */
+export const vfio_device_feature = struct('vfio_device_feature', [['argsz', 'u32'], ['flags', 'u32']]);
 /** IOMMU_GET_HW_INFO's payload for IOMMU_HW_INFO_TYPE_INTEL_VTD (include/uapi/linux/iommufd.h). */
 export const iommu_hw_info_vtd = struct('iommu_hw_info_vtd', [
   ['flags', 'u32'], ['__reserved', 'u32'], ['cap_reg', 'u64'], ['ecap_reg', 'u64'],
@@ -65,10 +74,15 @@ export const VFIO_DEVICE_IOCTLS = {
   BIND_IOMMUFD: vfio('VFIO_DEVICE_BIND_IOMMUFD', 18, vfio_device_bind_iommufd, 'out_devid'),
   ATTACH_IOMMUFD_PT: vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 19, vfio_device_attach_iommufd_pt, 'pt_id'),
   DETACH_IOMMUFD_PT: vfio('VFIO_DEVICE_DETACH_IOMMUFD_PT', 20, vfio_device_detach_iommufd_pt, 'flags'),
+  GET_PCI_HOT_RESET_INFO: vfio('VFIO_DEVICE_GET_PCI_HOT_RESET_INFO', 12, vfio_pci_hot_reset_info, 'count'),
+  PCI_HOT_RESET: vfio('VFIO_DEVICE_PCI_HOT_RESET', 13, vfio_pci_hot_reset, 'count'),
+  FEATURE: vfio('VFIO_DEVICE_FEATURE', 17, vfio_device_feature, 'flags'),
 } as const satisfies Record<string, IoctlDesc>;
 
 /** VFIO_DEVICE_RESET takes no argument. */
 export const VFIO_DEVICE_RESET = _IO(VFIO_TYPE, VFIO_BASE + 11);
+/** VFIO_DEVICE_IOEVENTFD (not modelled by the sim: ENOTTY there). */
+export const VFIO_DEVICE_IOEVENTFD = _IO(VFIO_TYPE, VFIO_BASE + 16);
 
 // ---- flags ---------------------------------------------------------------------------------------
 
@@ -101,10 +115,23 @@ export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
 export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
 export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
 export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
+export const VFIO_IRQ_SET_DATA_TYPE_MASK = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;
+export const VFIO_IRQ_SET_ACTION_TYPE_MASK = VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
 
 export const VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0;
 export const VFIO_DEVICE_ATTACH_PASID = 1 << 0;
 export const VFIO_DEVICE_DETACH_PASID = 1 << 0;
+
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0;
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1;
+export const VFIO_PCI_DEVID_OWNED = 0;
+/** -1 in vfio.h, a u32 in the struct. */
+export const VFIO_PCI_DEVID_NOT_OWNED = 0xffff_ffff;
+
+export const VFIO_DEVICE_FEATURE_MASK = 0xffff;
+export const VFIO_DEVICE_FEATURE_GET = 1 << 16;
+export const VFIO_DEVICE_FEATURE_SET = 1 << 17;
+export const VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
 
 // ---- vfio-pci's fixed indexes --------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 /**
  * An open /dev/vfio/devices/vfioN (drivers/vfio/device_cdev.c, vfio_main.c): until
- * VFIO_DEVICE_BIND_IOMMUFD succeeds every other ioctl, read and write fails with EINVAL; binding
+ * IOC.BIND_IOMMUFD.request succeeds every other ioctl, read and write fails with EINVAL; binding
  * claims the device for an iommufd (iommufd's bindDevice) and opens it (vfio-pci enables the
  * function); ATTACH/DETACH_IOMMUFD_PT drive the bound device; closing the file unbinds it.
  */
@@ -11,26 +11,16 @@ import { IommufdCtx } from '../main.js';
 import type { SimFile, SimProcess } from '../process.js';
 import type { VfioPciDevice } from './vfio_pci.js';
 import {
-  ATTACH_MINSZ, BIND_MINSZ, DETACH_MINSZ, FEATURE_MINSZ, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_ATTACH_PASID,
-  VFIO_DEVICE_BIND_FLAG_TOKEN, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_PASID,
-  VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET,
-  VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_GET_REGION_INFO,
-  VFIO_DEVICE_IOEVENTFD, VFIO_DEVICE_PCI_HOT_RESET, VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS,
-} from './vfio_pci_uapi.js';
+  VFIO_DEVICE_IOCTLS as IOC, VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_BIND_FLAG_TOKEN, VFIO_DEVICE_DETACH_PASID,
+  VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_IOEVENTFD, VFIO_DEVICE_RESET,
+} from '../../../device/uapi.js';
 
+/** Request number -> the ioctl's uAPI name, for error messages. */
 const NAMES: Record<number, string> = {
-  [VFIO_DEVICE_GET_INFO]: 'VFIO_DEVICE_GET_INFO',
-  [VFIO_DEVICE_GET_REGION_INFO]: 'VFIO_DEVICE_GET_REGION_INFO',
-  [VFIO_DEVICE_GET_IRQ_INFO]: 'VFIO_DEVICE_GET_IRQ_INFO',
-  [VFIO_DEVICE_SET_IRQS]: 'VFIO_DEVICE_SET_IRQS',
+  ...Object.fromEntries(Object.values(IOC).map((d) => [d.request, d.name])),
   [VFIO_DEVICE_RESET]: 'VFIO_DEVICE_RESET',
-  [VFIO_DEVICE_GET_PCI_HOT_RESET_INFO]: 'VFIO_DEVICE_GET_PCI_HOT_RESET_INFO',
-  [VFIO_DEVICE_PCI_HOT_RESET]: 'VFIO_DEVICE_PCI_HOT_RESET',
   [VFIO_DEVICE_IOEVENTFD]: 'VFIO_DEVICE_IOEVENTFD',
-  [VFIO_DEVICE_FEATURE]: 'VFIO_DEVICE_FEATURE',
-  [VFIO_DEVICE_BIND_IOMMUFD]: 'VFIO_DEVICE_BIND_IOMMUFD',
-  [VFIO_DEVICE_ATTACH_IOMMUFD_PT]: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT',
-  [VFIO_DEVICE_DETACH_IOMMUFD_PT]: 'VFIO_DEVICE_DETACH_IOMMUFD_PT',
 };
 
 export class VfioDeviceFile implements SimFile {
@@ -67,20 +57,20 @@ export class VfioDeviceFile implements SimFile {
 
   /** vfio_device_fops_unl_ioctl */
   private dispatch(request: number, arg: Uint8Array | null): number {
-    if (request === VFIO_DEVICE_BIND_IOMMUFD) return this.bind(user(arg));
+    if (request === IOC.BIND_IOMMUFD.request) return this.bind(user(arg));
     if (!this.accessGranted) kerr(ERRNO.EINVAL);
     const vdev = this.vdev;
     switch (request) {
-      case VFIO_DEVICE_ATTACH_IOMMUFD_PT: return this.attachPt(user(arg));
-      case VFIO_DEVICE_DETACH_IOMMUFD_PT: return this.detachPt(user(arg));
-      case VFIO_DEVICE_FEATURE: return this.feature(user(arg));
-      case VFIO_DEVICE_GET_REGION_INFO: vdev.getRegionInfo(user(arg)); return 0;
-      case VFIO_DEVICE_GET_INFO: vdev.getInfo(user(arg)); return 0;
-      case VFIO_DEVICE_GET_IRQ_INFO: vdev.getIrqInfo(user(arg)); return 0;
-      case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: vdev.getHotResetInfo(user(arg)); return 0;
-      case VFIO_DEVICE_PCI_HOT_RESET: vdev.hotReset(user(arg)); return 0;
+      case IOC.ATTACH_IOMMUFD_PT.request: return this.attachPt(user(arg));
+      case IOC.DETACH_IOMMUFD_PT.request: return this.detachPt(user(arg));
+      case IOC.FEATURE.request: return this.feature(user(arg));
+      case IOC.GET_REGION_INFO.request: vdev.getRegionInfo(user(arg)); return 0;
+      case IOC.GET_INFO.request: vdev.getInfo(user(arg)); return 0;
+      case IOC.GET_IRQ_INFO.request: vdev.getIrqInfo(user(arg)); return 0;
+      case IOC.GET_PCI_HOT_RESET_INFO.request: vdev.getHotResetInfo(user(arg)); return 0;
+      case IOC.PCI_HOT_RESET.request: vdev.hotReset(user(arg)); return 0;
       case VFIO_DEVICE_RESET: vdev.reset(); return 0;
-      case VFIO_DEVICE_SET_IRQS: vdev.setIrqs(user(arg)); return 0;
+      case IOC.SET_IRQS.request: vdev.setIrqs(user(arg)); return 0;
       default: return kerr(ERRNO.ENOTTY);
     }
   }
@@ -90,7 +80,7 @@ export class VfioDeviceFile implements SimFile {
     const dv = new DataView(arg.buffer, arg.byteOffset, arg.length);
     if (arg.length < 4) kerr(ERRNO.EFAULT);
     const argsz = dv.getUint32(0, true);
-    if (argsz < BIND_MINSZ) kerr(ERRNO.EINVAL);
+    if (argsz < IOC.BIND_IOMMUFD.minSize) kerr(ERRNO.EINVAL);
     // copy_struct_from_user: a longer struct must be zero beyond what the kernel knows.
     if (arg.length < Math.min(argsz, 24)) kerr(ERRNO.EFAULT);
     if (argsz > 24) {
@@ -134,11 +124,11 @@ export class VfioDeviceFile implements SimFile {
 
   /** vfio_df_ioctl_attach_pt */
   private attachPt(arg: Uint8Array): number {
-    if (arg.length < ATTACH_MINSZ) kerr(ERRNO.EFAULT);
+    if (arg.length < IOC.ATTACH_IOMMUFD_PT.minSize) kerr(ERRNO.EFAULT);
     const dv = new DataView(arg.buffer, arg.byteOffset, arg.length);
     const argsz = dv.getUint32(0, true);
     const flags = dv.getUint32(4, true);
-    if (argsz < ATTACH_MINSZ) kerr(ERRNO.EINVAL);
+    if (argsz < IOC.ATTACH_IOMMUFD_PT.minSize) kerr(ERRNO.EINVAL);
     if (flags & ~VFIO_DEVICE_ATTACH_PASID) kerr(ERRNO.EINVAL);
     let pasid: number | undefined;
     if (flags & VFIO_DEVICE_ATTACH_PASID) {
@@ -156,11 +146,11 @@ export class VfioDeviceFile implements SimFile {
 
   /** vfio_df_ioctl_detach_pt: detaching what is not attached does nothing. */
   private detachPt(arg: Uint8Array): number {
-    if (arg.length < DETACH_MINSZ) kerr(ERRNO.EFAULT);
+    if (arg.length < IOC.DETACH_IOMMUFD_PT.minSize) kerr(ERRNO.EFAULT);
     const dv = new DataView(arg.buffer, arg.byteOffset, arg.length);
     const argsz = dv.getUint32(0, true);
     const flags = dv.getUint32(4, true);
-    if (argsz < DETACH_MINSZ) kerr(ERRNO.EINVAL);
+    if (argsz < IOC.DETACH_IOMMUFD_PT.minSize) kerr(ERRNO.EINVAL);
     if (flags & ~VFIO_DEVICE_DETACH_PASID) kerr(ERRNO.EINVAL);
     if (flags & VFIO_DEVICE_DETACH_PASID) {
       if (argsz < 12) kerr(ERRNO.EINVAL);
@@ -178,11 +168,11 @@ export class VfioDeviceFile implements SimFile {
 
   /** vfio_ioctl_device_feature: generic checks; no feature is modelled (vfio-pci's low power and DMA_BUF answer ENOTTY here). */
   private feature(arg: Uint8Array): number {
-    if (arg.length < FEATURE_MINSZ) kerr(ERRNO.EFAULT);
+    if (arg.length < IOC.FEATURE.minSize) kerr(ERRNO.EFAULT);
     const dv = new DataView(arg.buffer, arg.byteOffset, arg.length);
     const argsz = dv.getUint32(0, true);
     const flags = dv.getUint32(4, true);
-    if (argsz < FEATURE_MINSZ) kerr(ERRNO.EINVAL);
+    if (argsz < IOC.FEATURE.minSize) kerr(ERRNO.EINVAL);
     if (flags & ~(VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_PROBE)) kerr(ERRNO.EINVAL);
     if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && flags & VFIO_DEVICE_FEATURE_SET && flags & VFIO_DEVICE_FEATURE_GET) kerr(ERRNO.EINVAL);
     return kerr(ERRNO.ENOTTY);

@@ -19,18 +19,19 @@ import { VfioDeviceFile } from './vfio_device_file.js';
 import { VfioPciConfig, type VfioConfigHost } from './vfio_pci_config.js';
 import { VfioPciIrqs } from './vfio_pci_intrs.js';
 import {
-  DEVICE_INFO_MINSZ, HOT_RESET_INFO_MINSZ, HOT_RESET_MINSZ, IRQ_INFO_MINSZ, IRQ_SET_MINSZ, REGION_INFO_MINSZ,
-  VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE,
-  VFIO_IRQ_INFO_NORESIZE, VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
-  VFIO_IRQ_SET_DATA_NONE, VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_DEVID_NOT_OWNED,
-  VFIO_PCI_DEVID_OWNED, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
-  VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS,
-  VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX,
-  VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
-} from './vfio_pci_uapi.js';
+  VFIO_DEVICE_IOCTLS as IOC, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_IRQ_INFO_AUTOMASKED,
+  VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE, VFIO_IRQ_INFO_NORESIZE, VFIO_IRQ_SET_ACTION_TYPE_MASK,
+  VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_IRQ_SET_DATA_TYPE_MASK,
+  VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_DEVID_OWNED, VFIO_PCI_ERR_IRQ_INDEX,
+  VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED, VFIO_PCI_INTX_IRQ_INDEX,
+  VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS,
+  VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
+} from '../../../device/uapi.js';
+import { VFIO_REGION_OFFSET_SHIFT } from '../../types.js';
 
 const VFIO_DEV_MAJOR = 252;
-const OFFSET_MASK = 2 ** VFIO_PCI_OFFSET_SHIFT;
+const OFFSET_MASK = 2 ** VFIO_REGION_OFFSET_SHIFT;
 
 /** The vfio-pci PCI driver: matches only through driver_override or new_id; takes normal functions. */
 export class VfioPciDriver implements PciDriver {
@@ -194,11 +195,11 @@ export class VfioPciDevice implements VfioConfigHost {
 
   // ---- device ioctls (vfio_pci_core_ioctl and vfio_get_region_info) ----------------------------
 
-  /** VFIO_DEVICE_GET_INFO: PCI, RESET when a function reset works; 9 regions, 5 IRQ indexes; no caps here. */
+  /** IOC.GET_INFO.request: PCI, RESET when a function reset works; 9 regions, 5 IRQ indexes; no caps here. */
   getInfo(arg: Uint8Array): void {
-    const dv = need(arg, DEVICE_INFO_MINSZ);
+    const dv = need(arg, IOC.GET_INFO.minSize);
     const argsz = dv.getUint32(0, true);
-    if (argsz < DEVICE_INFO_MINSZ) kerr(ERRNO.EINVAL);
+    if (argsz < IOC.GET_INFO.minSize) kerr(ERRNO.EINVAL);
     // The kernel's info starts zeroed and goes back as min(argsz, sizeof): cap_offset and pad are 0.
     const out = new DataView(new ArrayBuffer(24));
     out.setUint32(0, argsz, true);
@@ -210,10 +211,10 @@ export class VfioPciDevice implements VfioConfigHost {
     arg.set(new Uint8Array(out.buffer, 0, n), 0);
   }
 
-  /** VFIO_DEVICE_GET_REGION_INFO: the user's struct comes back with flags, size and offset set. */
+  /** IOC.GET_REGION_INFO.request: the user's struct comes back with flags, size and offset set. */
   getRegionInfo(arg: Uint8Array): void {
-    const dv = need(arg, REGION_INFO_MINSZ);
-    if (dv.getUint32(0, true) < REGION_INFO_MINSZ) kerr(ERRNO.EINVAL);
+    const dv = need(arg, IOC.GET_REGION_INFO.minSize);
+    if (dv.getUint32(0, true) < IOC.GET_REGION_INFO.minSize) kerr(ERRNO.EINVAL);
     const index = dv.getUint32(8, true);
     const fn = this.fn;
     let flags = 0;
@@ -237,11 +238,11 @@ export class VfioPciDevice implements VfioConfigHost {
     dv.setBigUint64(24, BigInt(index) * BigInt(OFFSET_MASK), true);
   }
 
-  /** VFIO_DEVICE_GET_IRQ_INFO */
+  /** IOC.GET_IRQ_INFO.request */
   getIrqInfo(arg: Uint8Array): void {
-    const dv = need(arg, IRQ_INFO_MINSZ);
+    const dv = need(arg, IOC.GET_IRQ_INFO.minSize);
     const index = dv.getUint32(8, true);
-    if (dv.getUint32(0, true) < IRQ_INFO_MINSZ || index >= VFIO_PCI_NUM_IRQS) kerr(ERRNO.EINVAL);
+    if (dv.getUint32(0, true) < IOC.GET_IRQ_INFO.minSize || index >= VFIO_PCI_NUM_IRQS) kerr(ERRNO.EINVAL);
     let flags = VFIO_IRQ_INFO_EVENTFD;
     if (index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
     else flags |= VFIO_IRQ_INFO_NORESIZE;
@@ -267,16 +268,16 @@ export class VfioPciDevice implements VfioConfigHost {
     }
   }
 
-  /** VFIO_DEVICE_SET_IRQS: vfio_set_irqs_validate_and_prepare, then the per-index handlers. */
+  /** IOC.SET_IRQS.request: vfio_set_irqs_validate_and_prepare, then the per-index handlers. */
   setIrqs(arg: Uint8Array): void {
-    const dv = need(arg, IRQ_SET_MINSZ);
+    const dv = need(arg, IOC.SET_IRQS.minSize);
     const argsz = dv.getUint32(0, true);
     const flags = dv.getUint32(4, true);
     const index = dv.getUint32(8, true);
     const start = dv.getUint32(12, true);
     const count = dv.getUint32(16, true);
     const max = this.irqCount(index);
-    if (argsz < IRQ_SET_MINSZ || index >= VFIO_PCI_NUM_IRQS || count >= 0xffffffff - start ||
+    if (argsz < IOC.SET_IRQS.minSize || index >= VFIO_PCI_NUM_IRQS || count >= 0xffffffff - start ||
       flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) kerr(ERRNO.EINVAL);
     if (start >= max || start + count > max) kerr(ERRNO.EINVAL);
     let size: number;
@@ -288,9 +289,9 @@ export class VfioPciDevice implements VfioConfigHost {
     }
     let data: Uint8Array | null = null;
     if (size) {
-      if (argsz - IRQ_SET_MINSZ < count * size) kerr(ERRNO.EINVAL);
-      if (arg.length < IRQ_SET_MINSZ + count * size) kerr(ERRNO.EFAULT);
-      data = arg.slice(IRQ_SET_MINSZ, IRQ_SET_MINSZ + count * size);
+      if (argsz - IOC.SET_IRQS.minSize < count * size) kerr(ERRNO.EINVAL);
+      if (arg.length < IOC.SET_IRQS.minSize + count * size) kerr(ERRNO.EFAULT);
+      data = arg.slice(IOC.SET_IRQS.minSize, IOC.SET_IRQS.minSize + count * size);
     }
     this.irqs.setIrqs(flags, index, start, count, data);
   }
@@ -317,11 +318,11 @@ export class VfioPciDevice implements VfioConfigHost {
     return out;
   }
 
-  /** VFIO_DEVICE_GET_PCI_HOT_RESET_INFO (cdev users get devids). */
+  /** IOC.GET_PCI_HOT_RESET_INFO.request (cdev users get devids). */
   getHotResetInfo(arg: Uint8Array): void {
-    const dv = need(arg, HOT_RESET_INFO_MINSZ);
+    const dv = need(arg, IOC.GET_PCI_HOT_RESET_INFO.minSize);
     const argsz = dv.getUint32(0, true);
-    if (argsz < HOT_RESET_INFO_MINSZ) kerr(ERRNO.EINVAL);
+    if (argsz < IOC.GET_PCI_HOT_RESET_INFO.minSize) kerr(ERRNO.EINVAL);
     const devs = this.hotResetScope();
     if (argsz < 12 + 8 * devs.length) {
       dv.setUint32(4, 0, true);
@@ -357,10 +358,10 @@ export class VfioPciDevice implements VfioConfigHost {
     return d.group.owner === ictx ? VFIO_PCI_DEVID_OWNED : VFIO_PCI_DEVID_NOT_OWNED;
   }
 
-  /** VFIO_DEVICE_PCI_HOT_RESET, cdev form: an empty group fd array, ownership through the iommufd. */
+  /** IOC.PCI_HOT_RESET.request, cdev form: an empty group fd array, ownership through the iommufd. */
   hotReset(arg: Uint8Array): void {
-    const dv = need(arg, HOT_RESET_MINSZ);
-    if (dv.getUint32(0, true) < HOT_RESET_MINSZ || dv.getUint32(4, true)) kerr(ERRNO.EINVAL);
+    const dv = need(arg, IOC.PCI_HOT_RESET.minSize);
+    if (dv.getUint32(0, true) < IOC.PCI_HOT_RESET.minSize || dv.getUint32(4, true)) kerr(ERRNO.EINVAL);
     if ((dv.getUint32(8, true) !== 0) === (this.opener !== null)) kerr(ERRNO.EINVAL);
     const devs = this.hotResetScope();
     // vfio_pci_dev_set_resettable: every affected function is in the dev_set (bound to vfio-pci).

@@ -1,5 +1,5 @@
 /**
- * vfio-pci's interrupt plumbing (drivers/vfio/pci/vfio_pci_intrs.c): VFIO_DEVICE_SET_IRQS for
+ * vfio-pci's interrupt plumbing (drivers/vfio/pci/vfio_pci_intrs.c): IOC.SET_IRQS.request for
  * INTx (trigger, mask, unmask; automasked on delivery with the device's INTx disable bit, as
  * pci_check_and_mask_intx does), MSI (one eventfd per vector; enabling programs the function's MSI
  * capability), and the error / request eventfds; DATA_NONE / DATA_BOOL triggers loop back.
@@ -13,10 +13,11 @@ import {
   PCI_MSI_FLAGS_QSIZE, PCI_STATUS, PCI_STATUS_INTERRUPT, type IrqSink, type PciFunction,
 } from './pci_function.js';
 import {
-  VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_ACTION_UNMASK,
-  VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
+  VFIO_DEVICE_IOCTLS as IOC, VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_BOOL,
+  VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_REQ_IRQ_INDEX,
-} from './vfio_pci_uapi.js';
+} from '../../../device/uapi.js';
 
 /** What an eventfd offers the kernel: eventfd_signal. */
 export interface EventfdCtx extends SimFile {
@@ -119,7 +120,7 @@ export class VfioPciIrqs implements IrqSink {
     }
   }
 
-  // ---- VFIO_DEVICE_SET_IRQS ---------------------------------------------------------------------
+  // ---- IOC.SET_IRQS.request ---------------------------------------------------------------------
 
   /** vfio_pci_set_irqs_ioctl: dispatch on index and action; `data` holds count u8 or s32 entries. */
   setIrqs(flags: number, index: number, start: number, count: number, data: Uint8Array | null): void {
