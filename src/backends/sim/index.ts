@@ -99,9 +99,6 @@ export class SimBinding implements Binding {
       if (fd >= 0) {
         const f = this.proc.file(fd);
         if (f.mmap) return BigInt(f.mmap(this.proc.mm, Number(addr), length, prot, flags, offset));
-        // A VFIO device's regions cannot be mmapped on the sim (a typed array cannot trap MMIO):
-        // EINVAL, the kernel's answer for a region without the MMAP flag.
-        if (f.kind === 'vfio-device') kerr(ERRNO.EINVAL);
         if (!(f instanceof SimMemfdFile)) kerr(ERRNO.ENODEV);
         memfd = f.memfd;
       }

@@ -296,7 +296,7 @@ function doReplace(idev: IommufdDevice, pasid: number, hwpt: Hwpt): Hwpt | null 
     }
   }
   try {
-    replaceDevice(hwpt, idev, pasid);
+    attachDevice(hwpt, idev, pasid); // iommu_replace_group_handle: the new domain goes over the old
   } catch (e) {
     if (newIoas) for (const d of attach.devices.values()) paging!.ioas.iopt.removeReserved(d);
     throw e;
@@ -343,10 +343,6 @@ function pasidCompat(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   }
 }
 
-function domainOf(hwpt: Hwpt): PagingDomain | NestedDomain {
-  return hwpt.domain;
-}
-
 /** The driver accepts the domain for one device (owner match, then the driver's own checks). */
 function driverAttach(dev: SimDevice, domain: PagingDomain | NestedDomain, pasid: number): void {
   if (domain.owner !== dev.ops.owner) kerr(ERRNO.EINVAL); // domain_iommu_ops_compatible
@@ -365,7 +361,7 @@ function checkPasidWidth(group: SimGroup, pasid: number): void {
 /** iommufd_hwpt_attach_device: the whole group on the RID, or one device on a PASID. */
 function attachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   pasidCompat(hwpt, idev, pasid);
-  const domain = domainOf(hwpt);
+  const domain = hwpt.domain;
   if (pasid === NO_PASID) {
     for (const d of idev.group.group.devices) driverAttach(d, domain, pasid);
     for (const d of idev.group.group.devices) d.iommu.setTranslation(d.rid, null, domain);
@@ -375,10 +371,6 @@ function attachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
     driverAttach(idev.dev, domain, pasid);
     idev.dev.iommu.setTranslation(idev.dev.rid, pasid, domain);
   }
-}
-
-function replaceDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
-  attachDevice(hwpt, idev, pasid);
 }
 
 function detachDevice(idev: IommufdDevice, pasid: number): void {
@@ -417,7 +409,7 @@ export function hwptPagingAlloc(
     try {
       ioas.iopt.addDomain(domain);
     } catch (e) {
-      if (immediate) hwptDetachNoPut(idev, pasid, hwpt);
+      if (immediate) hwptDetach(idev, pasid); // a plain put: the HWPT is not automatic yet
       throw e;
     }
     ioas.hwpts.push(hwpt);
@@ -426,19 +418,6 @@ export function hwptPagingAlloc(
     throw e;
   }
   return hwpt;
-}
-
-/** The error path of paging alloc: undo an immediate attach without destroying the HWPT twice. */
-function hwptDetachNoPut(idev: IommufdDevice, pasid: number, hwpt: Hwpt): void {
-  const g = idev.group;
-  const attach = g.pasidAttach.get(pasid)!;
-  attach.devices.delete(idev.id);
-  if (!attach.devices.size) {
-    detachDevice(idev, pasid);
-    g.pasidAttach.delete(pasid);
-  }
-  if (hwpt.paging && pasid === NO_PASID) hwpt.paging.ioas.iopt.removeReserved(idev);
-  idev.ctx.ref(hwpt.id, -1);
 }
 
 /** iommufd_hwpt_nested_alloc */

@@ -25,6 +25,14 @@ const NAMES: Record<number, string> = {
 
 export class VfioDeviceFile implements SimFile {
   readonly kind = 'vfio-device';
+
+  /**
+   * A VFIO device's regions cannot be mmapped on the sim (a typed array cannot trap MMIO): EINVAL,
+   * the kernel's answer for a region without VFIO_REGION_INFO_FLAG_MMAP.
+   */
+  mmap(): number {
+    return kerr(ERRNO.EINVAL);
+  }
   /** df->access_granted: set once BIND_IOMMUFD has opened the device. */
   accessGranted = false;
   iommufd: IommufdCtx | null = null;
