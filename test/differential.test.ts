@@ -85,27 +85,37 @@ function program(seed: number, n: number): { name: string; op: Op }[] {
 
 const canCompare = BACKEND === 'linux' && existsSync('/dev/iommu');
 
-describe('sim vs the real kernel, command by command', () => {
-  it.skipIf(!canCompare)(`random IOAS programs give the same result, errno and IOVA ranges${canCompare ? '' : ' (needs /dev/iommu: runs in the real-kernel tier)'}`, () => {
-    let steps = 0;
-    for (const seed of [1, 2, 3, 4]) {
-      const k = side('linux');
-      const s = side('sim');
-      try {
-        for (const { name, op } of program(seed, 250)) {
-          const got = { kernel: outcome(() => op(k)), sim: outcome(() => op(s)) };
-          expect(got.sim, `seed ${seed} step ${steps}: ${name}`).toBe(got.kernel);
-          for (const io of ['a', 'b'] as const) {
-            expect(s[io].iovaRanges(), `seed ${seed} after ${name}: ${io} ranges`).toEqual(k[io].iovaRanges());
-          }
-          steps++;
+/**
+ * Replay each seed's program on the kernel and on a fresh sim, step by step: the outcome (value or
+ * errno) and both IOASes' ranges must agree after every step. Returns the steps taken.
+ */
+function replay<S extends Side>(seeds: number[], make: (b: 'sim' | 'linux') => S, prog: (seed: number) => { name: string; op: (s: S) => unknown }[]): number {
+  let steps = 0;
+  for (const seed of seeds) {
+    const k = make('linux');
+    const s = make('sim');
+    try {
+      for (const { name, op } of prog(seed)) {
+        const got = { kernel: outcome(() => op(k)), sim: outcome(() => op(s)) };
+        expect(got.sim, `seed ${seed} step ${steps}: ${name}`).toBe(got.kernel);
+        for (const io of ['a', 'b'] as const) {
+          expect(s[io].iovaRanges(), `seed ${seed} after ${name}: ${io} ranges`).toEqual(k[io].iovaRanges());
         }
-      } finally {
-        k.ctx.close();
-        s.ctx.close();
+        steps++;
       }
+    } finally {
+      k.ctx.close();
+      s.ctx.close();
     }
-    expect(steps).toBe(1000);
+  }
+  return steps;
+}
+
+const NEEDS = canCompare ? '' : ' (needs /dev/iommu: runs in the real-kernel tier)';
+
+describe('sim vs the real kernel, command by command', () => {
+  it.skipIf(!canCompare)(`random IOAS programs give the same result, errno and IOVA ranges${NEEDS}`, () => {
+    expect(replay([1, 2, 3, 4], side, (seed) => program(seed, 250))).toBe(1000);
   });
 });
 
@@ -230,25 +240,7 @@ function deviceProgram(seed: number, n: number): { name: string; op: (s: DevSide
 }
 
 describe('sim vs the real kernel with mock devices, command by command', () => {
-  it.skipIf(!canCompare)(`random device/HWPT/map programs give the same ids, result, errno and IOVA ranges${canCompare ? '' : ' (needs /dev/iommu: runs in the real-kernel tier)'}`, () => {
-    let steps = 0;
-    for (const seed of [11, 12, 13, 14]) {
-      const k = devSide('linux');
-      const s = devSide('sim');
-      try {
-        for (const { name, op } of deviceProgram(seed, 250)) {
-          const got = { kernel: outcome(() => op(k)), sim: outcome(() => op(s)) };
-          expect(got.sim, `seed ${seed} step ${steps}: ${name}`).toBe(got.kernel);
-          for (const io of ['a', 'b'] as const) {
-            expect(s[io].iovaRanges(), `seed ${seed} after ${name}: ${io} ranges`).toEqual(k[io].iovaRanges());
-          }
-          steps++;
-        }
-      } finally {
-        k.ctx.close();
-        s.ctx.close();
-      }
-    }
-    expect(steps).toBe(1000);
+  it.skipIf(!canCompare)(`random device/HWPT/map programs give the same ids, result, errno and IOVA ranges${NEEDS}`, () => {
+    expect(replay([11, 12, 13, 14], devSide, (seed) => deviceProgram(seed, 250))).toBe(1000);
   });
 });
