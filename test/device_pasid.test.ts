@@ -7,11 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { uapi, type Hwpt } from '../src/index.js';
 import {
-  IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, MOCK_FLAGS_DEVICE_PASID,
+  IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IOMMU_VIOMMU_TYPE_SELFTEST, MOCK_FLAGS_DEVICE_PASID,
 } from '../src/testing.js';
 import { BACKEND, expectErrno, useIommufd } from './helpers.js';
-
-const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
 
 function selftestData(): { type: number; bytes: Uint8Array } {
   const bytes = new Uint8Array(8);

@@ -7,18 +7,18 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import type { Iommufd, UserMemory } from '../src/index.js';
-import { MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
-import { IOCTLS, IOMMU_TEST_CMD, IOMMU_TEST_OP, iommu_test_cmd_members as T } from '../src/ioasid/uapi.js';
-import { IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, type IommufdTest } from '../src/testing.js';
+import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
+import { IOCTLS } from '../src/ioasid/uapi.js';
+import {
+  IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_TEST_DEV_CACHE_DEFAULT, IommufdTest, MOCK_DEV_CACHE_NUM,
+} from '../src/testing.js';
 import { BACKEND } from './helpers.js';
 
-export const MAP_HUGETLB = 0x40000;
+export { MAP_HUGETLB, IOMMU_TEST_DEV_CACHE_DEFAULT };
 export const PROT_RW = PROT_READ | PROT_WRITE;
 export const MAP_SHARED_ANON = MAP_SHARED | MAP_ANONYMOUS;
 
 /** iommufd_test.h */
-export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
-export const MOCK_DEV_CACHE_NUM = 4;
 export const IOMMU_HWPT_DATA_NONE = 0;
 export const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
 /** sizeof(struct iommu_test_hw_info) { flags; test_reg; } */
@@ -132,17 +132,7 @@ export function faultAlloc(ctx: Iommufd): { faultId: number; faultFd: number } {
  * the fault from the queue, answer IOMMUFD_PAGE_RESP_SUCCESS with its cookie.
  */
 export function triggerIopf(ctx: Iommufd, devId: number, pasid: number, faultFd: number): void {
-  const cmd = new Uint8Array(IOMMU_TEST_CMD.struct.size);
-  const dv = new DataView(cmd.buffer);
-  const o = T.trigger_iopf.off;
-  dv.setUint32(0, cmd.length, true);
-  dv.setUint32(4, IOMMU_TEST_OP.TRIGGER_IOPF, true);
-  dv.setUint32(o.dev_id!, devId, true);
-  dv.setUint32(o.pasid!, pasid, true);
-  dv.setUint32(o.grpid!, 0x2, true);
-  dv.setUint32(o.perm!, 0x3 /* IOMMU_PGFAULT_PERM_READ | _WRITE */, true);
-  dv.setBigUint64(o.addr!, 0xdeadbeafn, true);
-  ctx.binding.ioctl(ctx.fd, IOMMU_TEST_CMD.request, cmd);
+  new IommufdTest(ctx).triggerIopf(devId, pasid, { grpid: 0x2, perm: 0x3 /* IOMMU_PGFAULT_PERM_READ | _WRITE */, addr: 0xdeadbeafn });
   const fault = new Uint8Array(40); // struct iommu_hwpt_pgfault
   expect(ctx.binding.read(faultFd, fault)).toBeGreaterThan(0);
   const response = new Uint8Array(8); // struct iommu_hwpt_page_response { cookie; code = SUCCESS }

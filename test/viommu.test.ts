@@ -7,19 +7,16 @@
 import { describe, expect, it } from 'vitest';
 import { Iommufd, uapi } from '../src/index.js';
 import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
-import { IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IommufdTest, MOCK_APERTURE_START, MOCK_PAGE_SIZE } from '../src/testing.js';
+import {
+  IOMMU_HWPT_DATA_SELFTEST, IOMMU_HW_QUEUE_TYPE_SELFTEST, IOMMU_TEST_DEV_CACHE_DEFAULT, IOMMU_TEST_HW_QUEUE_MAX,
+  IOMMU_TEST_IOTLB_DEFAULT, IOMMU_VEVENTQ_TYPE_SELFTEST, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+  IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID, IOMMU_VIOMMU_TYPE_SELFTEST, IommufdTest, MOCK_APERTURE_START,
+  MOCK_DEV_CACHE_ID_MAX, MOCK_PAGE_SIZE,
+} from '../src/testing.js';
 import { BACKEND, P, U64_MAX, expectErrno, useIommufd } from './helpers.js';
 import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, mmapAnon } from './selftest_utils.js';
 
-const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
-const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
-const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
-const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
-const IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
-const MOCK_DEV_CACHE_ID_MAX = 3;
 const IOMMU_HW_QUEUE_TYPE_DEFAULT = 0;
-const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
-const IOMMU_TEST_HW_QUEUE_MAX = 2;
 /** sizeof(struct iommu_viommu_selftest) { in_data; out_data; out_mmap_offset; out_mmap_length; } */
 const VIOMMU_SELFTEST_SIZE = 24;
 const PROT_EXEC = 4;

@@ -242,6 +242,15 @@ export const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0;
 export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
 export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
 export const IOMMU_TEST_PASID_RESERVED = 1024;
+export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
+export const MOCK_DEV_CACHE_ID_MAX = 3;
+export const MOCK_DEV_CACHE_NUM = 4;
+export const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+export const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+export const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+export const IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
+export const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
+export const IOMMU_TEST_HW_QUEUE_MAX = 2;
 
 const TEST_HDR: FieldSpec[] = [['size', 'u32'], ['op', 'u32'], ['id', 'u32'], ['__reserved', 'u32']];
 /** Each union member of struct iommu_test_cmd, laid out at the union's offset (16). */

@@ -5,7 +5,7 @@
  * user VAs live below 2^47, so they are exact doubles.
  */
 import { ERRNO } from '../../ioasid/errors.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE } from '../types.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../types.js';
 import { kerr } from './errno.js';
 
 export const PAGE_SIZE = 4096;
@@ -13,7 +13,6 @@ export const PAGE_SHIFT = 12;
 const TASK_SIZE = 2 ** 47;
 const MMAP_TOP = 0x7f00_0000_0000;
 const HPAGE = 2 * 1024 * 1024;
-const MAP_HUGETLB = 0x40000;
 
 /** Backing memory: an anonymous mapping's own pages or a memfd's page cache. */
 export class PageStore {

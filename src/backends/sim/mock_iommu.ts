@@ -13,7 +13,8 @@ import {
   IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_TYPE_SELFTEST,
   IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_PASID_RESERVED,
   MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, MOCK_HUGE_PAGE_SIZE, MOCK_IOMMUPT_DEFAULT, MOCK_IOMMUPT_HUGE,
-  MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PASID_WIDTH,
+  MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PASID_WIDTH, IOMMU_TEST_DEV_CACHE_DEFAULT, MOCK_DEV_CACHE_NUM, MOCK_DEV_CACHE_ID_MAX,
+  IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, IOMMU_HW_QUEUE_TYPE_SELFTEST, IOMMU_TEST_HW_QUEUE_MAX,
 } from '../../ioasid/uapi.js';
 import type { IommuDriverOps, ResvRegion, SimDevice, SimGroup, SimIommuUnit } from './device.js';
 import { NestedDomain, PagingDomain } from './domain.js';
@@ -27,9 +28,6 @@ import type { Viommu, ViommuOps } from './viommu.js';
 import { PAGE_SIZE, PageStore } from './mm.js';
 
 export { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from '../../ioasid/uapi.js';
-
-/** IOMMU_VIOMMU_TYPE_SELFTEST */
-const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
 
 /** mock_ops: the identity every mock domain's owner points at. */
 const MOCK_OPS = { name: 'iommufd-mock' };
@@ -55,7 +53,7 @@ export class MockDevice implements SimDevice {
   viommu: Viommu | null = null;
   vdevId = 0n;
   /** The device's cache slots (mdev->cache), cleared by vIOMMU invalidations. */
-  readonly cache = new Uint32Array(4).fill(0xbaddad); // MOCK_DEV_CACHE_NUM x IOMMU_TEST_DEV_CACHE_DEFAULT
+  readonly cache = new Uint32Array(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT);
   /** The "fake error on the second PASID 1024 attach" state (pasid_1024_fake_error). */
   private pasid1024 = false;
 
@@ -223,8 +221,6 @@ function invalidateNested(iotlb: Uint32Array) {
 const VIOMMU_SELFTEST_SIZE = 24;
 /** offsetofend(struct iommu_viommu_selftest, out_data) */
 const VIOMMU_SELFTEST_MIN = 8;
-const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
-const IOMMU_TEST_HW_QUEUE_MAX = 2;
 
 /**
  * mock_viommu_init: with driver data, two zeroed pages registered for mmap through the iommufd,
@@ -276,7 +272,6 @@ function mockViommuInit(viommu: Viommu, parent: PagingDomain, data: UserData | n
   };
 }
 
-const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
 
 /**
  * mock_viommu_cache_invalidate over struct iommu_viommu_invalidate_selftest { flags; vdev_id;
@@ -304,7 +299,7 @@ function mockViommuInvalidate(viommu: Viommu, type: number, entries: UserArray):
     const vdevId = dv.getUint32(4, true);
     const cacheId = dv.getUint32(8, true);
     if (flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL) fail(ERRNO.EOPNOTSUPP);
-    if (cacheId > 3) fail(ERRNO.EINVAL);
+    if (cacheId > MOCK_DEV_CACHE_ID_MAX) fail(ERRNO.EINVAL);
     const dev = viommu.findDev(BigInt(vdevId));
     if (!(dev instanceof MockDevice)) fail(ERRNO.EINVAL);
     if (flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) (dev as MockDevice).cache.fill(0);

@@ -9,7 +9,7 @@
 import { ERRNO } from '../../ioasid/errors.js';
 import {
   IOMMU_TEST_OP, MOCK_ACCESS_RW_SLOW_PATH, MOCK_ACCESS_RW_WRITE, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
-  MOCK_FLAGS_ACCESS_SYZ, MOCK_FLAGS_ACCESS_WRITE, iommu_test_cmd_members as T,
+  MOCK_FLAGS_ACCESS_SYZ, MOCK_FLAGS_ACCESS_WRITE, IOMMU_VEVENTQ_TYPE_SELFTEST, MOCK_DEV_CACHE_ID_MAX, iommu_test_cmd_members as T,
 } from '../../ioasid/uapi.js';
 import type { HwptNested, HwptPaging } from './hw_pagetable.js';
 import { kerr } from './errno.js';
@@ -318,7 +318,7 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (!mdev.viommu || !mdev.vdevId) kerr(ERRNO.ENOENT);
       const rec = new Uint8Array(4);
       new DataView(rec.buffer).setUint32(0, Number(mdev.vdevId & 0xffff_ffffn), true);
-      mdev.viommu.reportEvent(0xbeefbeef /* IOMMU_VEVENTQ_TYPE_SELFTEST */, rec);
+      mdev.viommu.reportEvent(IOMMU_VEVENTQ_TYPE_SELFTEST, rec);
       return;
     }
     case IOMMU_TEST_OP.DEV_CHECK_CACHE: {
@@ -326,7 +326,7 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       const idev = ctx.get<IommufdDevice>(id, 'DEVICE');
       if (!(idev.dev instanceof MockDevice)) kerr(ERRNO.EINVAL);
       const cacheId = u.u32(o('check_dev_cache', 'id'));
-      if (cacheId > 3 || idev.dev.cache[cacheId] !== u.u32(o('check_dev_cache', 'cache'))) kerr(ERRNO.EINVAL);
+      if (cacheId > MOCK_DEV_CACHE_ID_MAX || idev.dev.cache[cacheId] !== u.u32(o('check_dev_cache', 'cache'))) kerr(ERRNO.EINVAL);
       return;
     }
     case IOMMU_TEST_OP.DIRTY: {

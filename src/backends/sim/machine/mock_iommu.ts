@@ -17,15 +17,11 @@
  */
 import type { IommuCaps } from '../device.js';
 
-export const MOCK_PAGE_SIZE = 2048;
-export const MOCK_HUGE_PAGE_SIZE = 512 * MOCK_PAGE_SIZE;
-export const MOCK_APERTURE_START = 1n << 24n;
-export const MOCK_APERTURE_LAST = (1n << 31n) - 1n;
-export const MOCK_PASID_WIDTH = 20;
-export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
-export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
-export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
-export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
+import {
+  IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, MOCK_APERTURE_LAST, MOCK_APERTURE_START,
+  MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, MOCK_HUGE_PAGE_SIZE, MOCK_PASID_WIDTH,
+} from '../../../ioasid/uapi.js';
+
 /** GENMASK(36, 11): the MOCK_IOMMUPT_DEFAULT domain's page sizes on 7.3. */
 export const MOCK_PGSIZE_BITMAP = ((1n << 37n) - 1n) & ~((1n << 11n) - 1n);
 /** MOCK_IOMMUPT_HUGE: MOCK_HUGE_PAGE_SIZE | PAGE_SIZE. */
