@@ -220,7 +220,12 @@ export class PagingDomain implements DmaTarget {
 
   /** Set the dirty bit of the IOPTE holding `iova` (the mock's set_dirty); false if not mapped. */
   markDirty(iova: bigint): boolean {
-    const [first, span] = this.pteOf(this.unitOf(iova));
+    return this.markDirtyUnit(this.unitOf(iova));
+  }
+
+  /** markDirty by unit index (the DMA paths already have it: no BigInt round trip per write). */
+  private markDirtyUnit(u: number): boolean {
+    const [first, span] = this.pteOf(u);
     if (!span) return false;
     const r = this.flagsRef(first)!;
     r[0].flags[r[1]]! |= PTE_DIRTY;
@@ -278,7 +283,7 @@ export class PagingDomain implements DmaTarget {
     out.offset = off;
     out.writable = (flags & IOMMU_WRITE) !== 0;
     if (write && out.writable && this.dirtyTracking) {
-      for (let k = 0; k < n; k++) this.markDirty(BigInt(first + k) << BigInt(this.shift));
+      for (let k = 0; k < n; k++) this.markDirtyUnit(first + k);
     }
     return null;
   }
@@ -316,7 +321,7 @@ export class PagingDomain implements DmaTarget {
       const off = leaf.offsets[slot]! + within;
       if (write) {
         store.bytes.set(buf.subarray(done, done + n), off);
-        if (this.dirtyTracking) this.markDirty(BigInt(u) << BigInt(this.shift));
+        if (this.dirtyTracking) this.markDirtyUnit(u);
       } else {
         buf.set(store.bytes.subarray(off, off + n), done);
       }
