@@ -6,10 +6,10 @@
  * tests drive the same model through vfio on both backends.
  */
 import { describe, expect, it } from 'vitest';
-import { Edu, EDU_REG } from '../src/backends/sim/machine/edu.js';
-import { IommuUnit } from '../src/backends/sim/machine/iommu.js';
-import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, type IrqSink } from '../src/backends/sim/machine/pci_function.js';
-import { vtdCaps, vtdRegisters } from '../src/backends/sim/machine/vtd.js';
+import { Edu, EDU_REG } from '../src/backends/sim/hw/edu.js';
+import { IommuUnit } from '../src/backends/sim/hw/iommu.js';
+import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, type IrqSink } from '../src/backends/sim/hw/pci_function.js';
+import { vtdCaps, vtdRegisters } from '../src/backends/sim/hw/vtd.js';
 import { BACKEND } from './helpers.js';
 import { FlatMap } from './sim-machine-toys.js';
 

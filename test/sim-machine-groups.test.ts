@@ -6,8 +6,8 @@
  * kernel's topology is the VM's, these are topologies no VM here has.
  */
 import { describe, expect, it } from 'vitest';
-import { assignGroups } from '../src/backends/sim/machine/groups.js';
-import { PCI_ACS, PciTopology, REQ_ACS_FLAGS, type PciNodeDesc } from '../src/backends/sim/machine/pci.js';
+import { assignGroups } from '../src/backends/sim/iommu/groups.js';
+import { PCI_ACS, PciTopology, REQ_ACS_FLAGS, type PciNodeDesc } from '../src/backends/sim/hw/pci.js';
 import { q35Edu } from '../src/backends/sim/machine/presets.js';
 import { BACKEND } from './helpers.js';
 

@@ -5,12 +5,12 @@
  * are the simulated machine's own parts, which the real kernel has no counterpart API for.
  */
 import { describe, expect, it } from 'vitest';
-import type { DmaTarget } from '../src/backends/sim/device.js';
-import { IommuUnit } from '../src/backends/sim/machine/iommu.js';
-import { mockCaps, mockDeviceCaps } from '../src/backends/sim/machine/mock_iommu.js';
+import type { DmaTarget } from '../src/backends/sim/iommu/iommu.js';
+import { IommuUnit } from '../src/backends/sim/hw/iommu.js';
+import { mockCaps, mockDeviceCaps } from '../src/backends/sim/hw/mock_iommu.js';
 import { MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID } from '../src/testing.js';
-import { smmuv3Caps, smmuv3Registers } from '../src/backends/sim/machine/smmuv3.js';
-import { vtdCaps, vtdRegisters } from '../src/backends/sim/machine/vtd.js';
+import { smmuv3Caps, smmuv3Registers } from '../src/backends/sim/hw/smmuv3.js';
+import { vtdCaps, vtdRegisters } from '../src/backends/sim/hw/vtd.js';
 import { BACKEND } from './helpers.js';
 import { FlatMap } from './sim-machine-toys.js';
 

@@ -7,11 +7,11 @@
  * checked on its own. Sim-only for that reason; the backend-agnostic device tests run on both.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { BoundDevice, SimDevice } from '../src/backends/sim/device.js';
-import { kerr } from '../src/backends/sim/errno.js';
+import type { BoundDevice, SimDevice } from '../src/backends/sim/iommu/iommu.js';
+import { kerr } from '../src/backends/sim/kernel/errno.js';
 import { sim, type SimBinding } from '../src/backends/sim/index.js';
-import type { IommufdCtx } from '../src/backends/sim/main.js';
-import { EDU_REG } from '../src/backends/sim/machine/edu.js';
+import type { IommufdCtx } from '../src/backends/sim/iommufd/main.js';
+import { EDU_REG } from '../src/backends/sim/hw/edu.js';
 import * as U from '../src/device/uapi.js';
 import { EFD_NONBLOCK, MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
 import { ERRNO } from '../src/ioasid/errors.js';

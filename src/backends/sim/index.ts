@@ -4,12 +4,12 @@
  */
 import { ERRNO, IommuError } from '../../ioasid/errors.js';
 import { EFD_NONBLOCK, POLLIN, POLLOUT, type Binding } from '../types.js';
-import { KernelErrno, kerr } from './errno.js';
-import { SimMemfdFile } from './ioas.js';
-import { IommufdCtx } from './main.js';
-import { PAGE_SIZE, SimMemfd } from './mm.js';
-import { ALL_CAPS, SimProcess, SimUser, type SimFile } from './process.js';
-import { SimVfs } from './vfs.js';
+import { KernelErrno, kerr } from './kernel/errno.js';
+import { SimMemfdFile } from './iommufd/ioas.js';
+import { IommufdCtx } from './iommufd/main.js';
+import { PAGE_SIZE, SimMemfd } from './kernel/mm.js';
+import { ALL_CAPS, SimProcess, SimUser, type SimFile } from './kernel/process.js';
+import { SimVfs } from './kernel/vfs.js';
 import { Machine, type MachineDesc } from './machine/machine.js';
 import { q35Edu } from './machine/presets.js';
 

@@ -9,22 +9,22 @@
  * the kernel.
  */
 import { ERRNO } from '../../../ioasid/errors.js';
-import { kerr } from '../errno.js';
-import { bindDevice, type BoundDevice, type DmaTarget, type IommuCaps, type IommuDriverOps, type SimDevice, type SimGroup, type SimIommuUnit } from '../device.js';
-import { MockDevice } from '../mock_iommu.js';
-import { hardwareOps } from './driver_ops.js';
-import type { IommufdCtx } from '../main.js';
-import type { SimVfs } from '../vfs.js';
-import { DriverCore, type PciDriver } from './drivers.js';
-import { pciDeviceGroup, pciForEachDmaAlias } from './groups.js';
-import { IommuUnit, withCaps } from './iommu.js';
-import { mockCaps } from './mock_iommu.js';
-import { PciTopology, type PciNode, type PciNodeDesc } from './pci.js';
-import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_SERR, PCI_INTERRUPT_LINE, PCI_INTERRUPT_PIN, type PciFunction } from './pci_function.js';
-import { publishDevice, publishGroup, publishIommu, unpublishGroup } from './sysfs.js';
-import { smmuv3Caps, smmuv3Registers, type Smmuv3Options } from './smmuv3.js';
-import { VfioPciDriver } from './vfio_pci.js';
-import { vtdCaps, vtdRegisters, type VtdOptions } from './vtd.js';
+import { kerr } from '../kernel/errno.js';
+import { bindDevice, type BoundDevice, type DmaTarget, type IommuCaps, type IommuDriverOps, type SimDevice, type SimGroup, type SimIommuUnit } from '../iommu/iommu.js';
+import { MockDevice } from '../iommufd/mock_iommu.js';
+import { hardwareOps } from '../iommu/driver_ops.js';
+import type { IommufdCtx } from '../iommufd/main.js';
+import type { SimVfs } from '../kernel/vfs.js';
+import { DriverCore, type PciDriver } from '../pci/pci_driver.js';
+import { pciDeviceGroup, pciForEachDmaAlias } from '../iommu/groups.js';
+import { IommuUnit, withCaps } from '../hw/iommu.js';
+import { mockCaps } from '../hw/mock_iommu.js';
+import { PciTopology, type PciNode, type PciNodeDesc } from '../hw/pci.js';
+import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_SERR, PCI_INTERRUPT_LINE, PCI_INTERRUPT_PIN, type PciFunction } from '../hw/pci_function.js';
+import { publishDevice, publishGroup, publishIommu, unpublishGroup } from '../pci/sysfs.js';
+import { smmuv3Caps, smmuv3Registers, type Smmuv3Options } from '../hw/smmuv3.js';
+import { VfioPciDriver } from '../vfio/vfio_pci.js';
+import { vtdCaps, vtdRegisters, type VtdOptions } from '../hw/vtd.js';
 
 export type IommuDesc =
   | { readonly kind: 'vtd'; readonly options?: VtdOptions }

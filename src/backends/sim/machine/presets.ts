@@ -13,10 +13,10 @@
  *   without ACS whose functions share a group.
  * - `mockOnly`: no hardware IOMMU and no PCI devices: only the selftest's mock IOMMU.
  */
-import { Edu } from './edu.js';
+import { Edu } from '../hw/edu.js';
 import type { MachineDesc } from './machine.js';
-import { PCI_ACS, REQ_ACS_FLAGS, type PciModel } from './pci.js';
-import { PciFunction, type PciFunctionSpec } from './pci_function.js';
+import { PCI_ACS, REQ_ACS_FLAGS, type PciModel } from '../hw/pci.js';
+import { PciFunction, type PciFunctionSpec } from '../hw/pci_function.js';
 
 const QEMU_SUBSYS = { subsystemVendor: 0x1af4, subsystemDevice: 0x1100 } as const;
 
