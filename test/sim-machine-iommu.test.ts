@@ -5,7 +5,7 @@
  * are the simulated machine's own parts, which the real kernel has no counterpart API for.
  */
 import { describe, expect, it } from 'vitest';
-import type { DmaTarget } from '../src/backends/sim/iommu/iommu.js';
+import type { DmaTarget } from '../src/backends/sim/include/iommu.js';
 import { IommuUnit } from '../src/backends/sim/hw/iommu.js';
 import { mockCaps, mockDeviceCaps } from '../src/backends/sim/hw/mock_iommu.js';
 import { MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID } from '../src/testing.js';

@@ -2,7 +2,7 @@
  * Toys for the sim machine's unit tests: a flat-map domain (IOVA page -> backing bytes) that
  * implements the DmaTarget seam the iommufd core's domains implement.
  */
-import type { DmaFaultReason, DmaPageWalk, DmaTarget } from '../src/backends/sim/iommu/iommu.js';
+import type { DmaFaultReason, DmaPageWalk, DmaTarget } from '../src/backends/sim/include/iommu.js';
 
 type Fault = { iova: bigint; write: boolean; reason: DmaFaultReason };
 

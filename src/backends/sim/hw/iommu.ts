@@ -9,7 +9,7 @@
  */
 import type {
   DmaFault, DmaPageWalk, DmaPort, DmaTarget, IommuCaps, SimIommuUnit,
-} from '../iommu/iommu.js';
+} from '../include/iommu.js';
 
 const IOTLB_ENTRIES = 1024;
 const FAULT_LOG_MAX = 4096;

@@ -15,7 +15,7 @@
  * - GET_HW_INFO: IOMMU_HW_INFO_TYPE_SELFTEST, struct iommu_test_hw_info { flags = 0,
  *   test_reg = IOMMU_HW_INFO_SELFTEST_REGVAL }.
  */
-import type { IommuCaps } from '../iommu/iommu.js';
+import type { IommuCaps } from '../include/iommu.js';
 
 import {
   IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, MOCK_APERTURE_LAST, MOCK_APERTURE_START,

@@ -4,7 +4,7 @@
  * BARs with sized MMIO handlers, INTx and MSI signalling, and bus-master DMA through the port its
  * IOMMU gives it. Device models (edu.ts) extend it.
  */
-import type { DmaFault, DmaPort } from '../iommu/iommu.js';
+import type { DmaFault, DmaPort } from '../include/iommu.js';
 
 export const PCI_VENDOR_ID = 0x00;
 export const PCI_DEVICE_ID = 0x02;

@@ -4,7 +4,7 @@
  * Paging domains are stage 1 when the SMMU has S1P (the driver's preference), with a 4K granule
  * (a 4K-page kernel): pgsize 4K|2M|1G, aperture [0, 2^ias - 1] with ias = min(VAX ? 52 : 48, VA_BITS 48).
  */
-import type { IommuCaps } from '../iommu/iommu.js';
+import type { IommuCaps } from '../include/iommu.js';
 
 export const IDR0 = {
   S2P: 1 << 0,

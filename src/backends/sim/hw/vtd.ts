@@ -6,7 +6,7 @@
  * The defaults are the registers the project's VM reports (QEMU 7.2, `-device intel-iommu,
  * intremap=on,caching-mode=on`): cap 0xd2008c22260286, ecap 0xf00f4a (test/sim-machine.vm-probe.txt).
  */
-import type { IommuCaps } from '../iommu/iommu.js';
+import type { IommuCaps } from '../include/iommu.js';
 
 /** VT-d CAP_REG fields (VT-d spec 11.4.2; the driver's cap_* macros). */
 export const VTD_CAP = {

@@ -8,11 +8,29 @@
  * table: no per-page objects. Unit indexes are JS numbers (IOVA >> 11 < 2^53).
  */
 import { ERRNO } from '../../../ioasid/errors.js';
-import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from './iommu.js';
-import type { UserArray } from '../iommufd/hw_pagetable.js';
+import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from '../include/iommu.js';
+import { IOMMU_READ, IOMMU_WRITE, type UserArray } from './iommu.js';
 import { kerr } from '../kernel/errno.js';
-import { IOMMU_READ, IOMMU_WRITE, type Area } from '../iommufd/io_pagetable.js';
 import { PAGE_SIZE, type PageStore } from '../kernel/mm.js';
+
+/**
+ * What iopt_area_fill_domain hands a domain to map: an area's IOVA range and protection, and its
+ * pinned pages (iommufd's io_pagetable Area is one).
+ */
+export interface DomainMapSource {
+  readonly start: bigint;
+  readonly last: bigint;
+  /** Byte offset of `start` in the pages. */
+  readonly startByte: number;
+  /** IOMMU_READ | IOMMU_WRITE */
+  readonly prot: number;
+  readonly pages: {
+    /** The store pinned page `i` lives in (null: not pinned). */
+    storeOf(i: number): PageStore | null;
+    /** Page `i`'s index in its store. */
+    pageIndexOf(i: number): number;
+  };
+}
 
 const LEAF = 512;
 const TWO_53 = 2 ** 53;
@@ -93,7 +111,7 @@ export class PagingDomain implements DmaTarget {
    * IOVA and address alignment and the remaining length allow), or in PAGE_SIZE IOPTEs when the
    * IOAS disabled large pages (batch_iommu_map_small).
    */
-  mapArea(area: Area, smallOnly = false): void {
+  mapArea(area: DomainMapSource, smallOnly = false): void {
     const pages = area.pages;
     const size = this.pageSize;
     let u = this.unitOf(area.start);

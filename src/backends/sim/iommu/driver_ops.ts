@@ -8,10 +8,9 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID,
 } from '../../../ioasid/uapi.js';
-import type { IommuCaps, IommuDriverOps, ResvRegion } from './iommu.js';
+import type { IommuCaps, IommuDriverOps, ResvRegion, UserData } from './iommu.js';
 import { NestedDomain, PagingDomain } from './domain.js';
 import { kerr } from '../kernel/errno.js';
-import type { UserData } from '../iommufd/hw_pagetable.js';
 
 /** IOMMU_HWPT_DATA_VTD_S1 / _ARM_SMMUV3: the stage-1 formats a nesting-capable unit accepts. */
 const NESTED_DATA: Record<string, { type: number; size: number; min: number }> = {

@@ -1,112 +1,77 @@
 /**
- * The seam between the simulated machine (hardware: IOMMU units, PCI devices and their isolation
- * groups, bus-master DMA) and the simulated iommufd core (device objects, HWPTs, domains).
+ * The IOMMU core's API (include/linux/iommu.h and the driver-facing part of
+ * include/linux/iommufd.h): what an IOMMU driver offers for a device (`IommuDriverOps`, struct
+ * iommu_ops), the devices and isolation groups the core knows, reserved regions, the user data a
+ * driver decodes, and the vIOMMU as drivers see it. The DMA half (units, targets, ports) that the
+ * hardware shares is in include/iommu.ts.
  *
- * - The machine gives iommufd a `SimDevice` per function: its name, requester ID, isolation group
- *   and the IOMMU unit that translates its DMA.
- * - iommufd gives the machine `DmaTarget`s: a domain's page table, installed per (RID, PASID) in the
- *   unit. A device's DMA goes unit -> target; no target means the blocking domain (every access
- *   faults).
- * - The VFIO device file (vfio cdev) calls `bindDevice` for VFIO_DEVICE_BIND_IOMMUFD and drives
- *   the returned `BoundDevice` for ATTACH/DETACH_IOMMUFD_PT and close.
+ * - The PCI core (pci/) gives iommufd a `SimDevice` per function: its name, requester ID, isolation
+ *   group and the IOMMU unit that translates its DMA.
+ * - iommufd gives the unit `DmaTarget`s: a domain's page table, installed per (RID, PASID). A
+ *   device's DMA goes unit -> target; no target means the blocking domain (every access faults).
+ * - The VFIO device file (vfio/) binds a device with iommufd's `bindForVfio` (iommufd_device_bind)
+ *   and drives the returned `BoundDevice` for ATTACH/DETACH_IOMMUFD_PT and close.
  */
+import type { PageStore } from '../kernel/mm.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
-import type { UserArray, UserData } from '../iommufd/hw_pagetable.js';
-import type { Viommu, ViommuOps } from '../iommufd/viommu.js';
-import { bindForVfio } from '../iommufd/device.js';
-import type { IommufdCtx } from '../iommufd/main.js';
+import type { DmaTarget, IommuCaps, SimIommuUnit } from '../include/iommu.js';
 
-/** Why a DMA did not reach memory (recorded as a fault by the unit, never silently dropped). */
-export type DmaFaultReason =
-  /** No page-table entry for the IOVA (DMAR "PTE Read/Write access is not set" on VT-d). */
-  | 'not-present'
-  /** The entry exists but lacks the needed permission (a write to a read-only IOVA). */
-  | 'permission'
-  /** Nothing attached: the blocking domain. */
-  | 'blocked'
-  /** The IOVA is outside the domain's aperture / input address width. */
-  | 'aperture';
+export type { DmaTarget, IommuCaps, SimIommuUnit };
 
-export interface DmaFault {
-  readonly iova: bigint;
-  readonly write: boolean;
-  readonly reason: DmaFaultReason;
-  readonly rid: number;
-  readonly pasid: number | null;
-}
+/** IOMMU_READ / IOMMU_WRITE: the protection bits of a mapping (include/linux/iommu.h). */
+export const IOMMU_READ = 1;
+export const IOMMU_WRITE = 2;
 
 /**
- * What a device's DMA is translated by: a domain. All or nothing per call: on a fault no byte of
- * memory is read into `dst` or written from `src`, and the fault says where it stopped.
+ * Driver-specific user data (struct iommu_user_data): read with copy_struct_from_user rules by
+ * the driver that understands its type.
  */
-export interface DmaTarget {
-  dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
-  dmaWrite(iova: bigint, src: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null;
+export interface UserData {
+  readonly type: number;
+  readonly len: number;
   /**
-   * Optional page walk that lets the unit cache translations in its IOTLB: translate the IOVA page
-   * `pfn` (pages of 1 << `pageShift` bytes, the unit's smallest page) into `out`, or say why it
-   * cannot be reached. The page is backed by one contiguous range (iommufd keeps areas PAGE_SIZE
-   * aligned once a domain is attached). Without it the unit calls dmaRead/dmaWrite every time.
+   * iommu_copy_struct_from_user (7.3): EINVAL for another type, fewer than `minLen` bytes or more
+   * than `size` bytes, EFAULT for unreadable memory; the struct zero-extended to `size`.
    */
-  walk?(pfn: number, pageShift: number, out: DmaPageWalk, write?: boolean): DmaFaultReason | null;
+  read(type: number, size: number, minLen: number): Uint8Array;
   /**
-   * Optional with `walk`: raised whenever a translation is removed or narrowed (unmap). IOTLB
-   * entries filled under an older generation are not used: the domain's IOTLB invalidation.
-   * Undefined while the domain must see every access (dirty tracking on: a write walk sets the
-   * IOPTE's dirty bit), so the unit walks each time and passes `write`.
+   * iommu_copy_struct_to_user: the same type and length checks against `src.length` (sizeof),
+   * then `len` bytes of `src` to the user (EFAULT if not writable).
    */
-  readonly generation?: number;
+  write(type: number, src: Uint8Array, minLen: number): void;
 }
 
-/** What a page walk yields: the bytes backing one IOVA page and whether DMA may write them. */
-export interface DmaPageWalk {
-  bytes: Uint8Array;
-  /** Offset of the page's first byte in `bytes`. */
+/** struct iommu_user_data_array: `length` entries of `entryLen` bytes, copied from user memory on `get` (EFAULT there). */
+export interface UserArray {
+  readonly length: number;
+  readonly entryLen: number;
+  get(i: number): Uint8Array;
+}
+
+/** A physical address as drivers get it (phys_addr_t): a page store and a byte offset in it. */
+export interface PhysAddr {
+  store: PageStore;
   offset: number;
-  writable: boolean;
 }
 
-/** A device's view of its bus: every DMA it issues goes through here. */
-export interface DmaPort {
-  read(iova: bigint, dst: Uint8Array, pasid?: number): DmaFault | null;
-  write(iova: bigint, src: Uint8Array, pasid?: number): DmaFault | null;
+/** struct iommufd_viommu as a driver sees it (include/linux/iommufd.h). */
+export interface IommufdViommu {
+  readonly id: number;
 }
 
-/** IOMMU_HW_INFO_TYPE_* payload and capability bits a unit reports through IOMMU_GET_HW_INFO. */
-export interface IommuCaps {
-  /** A human name: 'vtd', 'smmuv3', 'mock'. */
-  readonly model: string;
-  /** Supported page sizes, a bitmap of powers of two (VT-d: 4K|2M|1G; mock: 2K|1M). */
-  readonly pgsizeBitmap: bigint;
-  /** Inclusive IOVA aperture a paging domain of this unit can translate. */
-  readonly aperture: { readonly start: bigint; readonly last: bigint };
-  /** Reserved IOVA regions every device behind the unit imposes (x86 MSI window, SW MSI...). */
-  readonly reserved: readonly { readonly start: bigint; readonly last: bigint; readonly kind: string }[];
-  /** IOMMU_CAP_ENFORCE_CACHE_COHERENCY. */
-  readonly enforceCacheCoherency: boolean;
-  /** Dirty tracking in the page table (IOMMU_HW_CAP_DIRTY_TRACKING). */
-  readonly dirtyTracking: boolean;
-  /** Nested (two-stage) translation: NEST_PARENT HWPTs and nested HWPTs. */
-  readonly nesting: boolean;
-  /** PASID width in bits (0 = no PASID support): GET_HW_INFO's out_max_pasid_log2. */
-  readonly pasidBits: number;
-  /** IOMMU_HW_INFO_TYPE_* this unit's driver reports (INTEL_VTD=1, ARM_SMMUV3=2, SELFTEST=0xfeedbeef). */
-  readonly hwInfoType: number;
-  /** The driver-specific GET_HW_INFO payload (struct iommu_hw_info_vtd, _arm_smmuv3, _selftest). */
-  hwInfo(): Uint8Array;
+/** struct iommufd_hw_queue as a driver sees it. */
+export interface IommufdHwQueue {
+  readonly id: number;
 }
 
-/** One IOMMU hardware unit: translation contexts per requester (and PASID). */
-export interface SimIommuUnit {
-  readonly caps: IommuCaps;
-  /** Install (or with null, remove = block) the translation for a requester and optional PASID. */
-  setTranslation(rid: number, pasid: number | null, target: DmaTarget | null): void;
-  /** The DMA port for a requester: translation through the installed target, faults recorded. */
-  port(rid: number): DmaPort;
-  /** Faults recorded so far, oldest first (the hardware's fault log). */
-  readonly faults: readonly DmaFault[];
-  /** Invalidate cached translations (all, or those filled from `target`): an IOTLB flush. */
-  flushIotlb(target?: DmaTarget): void;
+/** struct iommufd_viommu_ops, the part a driver's viommu_init hands back beyond invalidation. */
+export interface ViommuOps {
+  /** Release the driver's part of the vIOMMU (its mmap region, its pages). */
+  destroy?(): void;
+  /** get_hw_queue_size: 0 for a queue type the driver does not offer. */
+  hwQueueSize?(type: number): number;
+  /** hw_queue_init_phys: the queue's physically contiguous pages start at `basePa`. */
+  hwQueueInitPhys?(q: IommufdHwQueue, index: number, basePa: PhysAddr): void;
 }
 
 /** An isolation group (iommu_group): DMA ownership is claimed and released for all members at once. */
@@ -143,12 +108,12 @@ export interface IommuDriverOps {
   /** vIOMMU types the driver can make (get_viommu_size != 0). */
   readonly viommuTypes?: readonly number[];
   /** viommu_init: the driver's part of a new vIOMMU on `parent`, with its driver data if any. */
-  viommuInit?(viommu: Viommu, parent: PagingDomain, data: UserData | null): ViommuOps;
+  viommuInit?(viommu: IommufdViommu, parent: PagingDomain, data: UserData | null): ViommuOps;
   /**
    * The vIOMMU's cache_invalidate (IOMMU_HWPT_INVALIDATE on a vIOMMU id): returns the entries
    * handled; on failure throws a KernelErrno carrying `done`.
    */
-  viommuInvalidate?(viommu: Viommu, type: number, entries: UserArray): number;
+  viommuInvalidate?(viommu: IommufdViommu, type: number, entries: UserArray): number;
   /** attach_dev / set_dev_pasid: the driver may refuse (EINVAL = incompatible). */
   attachDev(domain: PagingDomain | NestedDomain, pasid: number | null): void;
   /** The blocking domain's set_dev_pasid (a PASID detached): drivers may track it. */
@@ -187,10 +152,10 @@ export interface BoundDevice {
   unbind(): void;
 }
 
-/**
- * iommufd_device_bind: claim DMA ownership of the device's group for `ctx` and create the device
- * object (the iommufd core's half of this file). The machine's VFIO file only calls it.
- */
-export function bindDevice(ctx: IommufdCtx, dev: SimDevice): BoundDevice {
-  return bindForVfio(ctx, dev);
+/** An iommu_group. */
+export class IommuGroup implements SimGroup {
+  readonly devices: SimDevice[] = [];
+  owner: unknown = null;
+  ownerCount = 0;
+  constructor(readonly id: number) {}
 }

@@ -10,16 +10,13 @@ import { kerr } from '../kernel/errno.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
+import type { PhysAddr } from '../iommu/iommu.js';
 import { PAGE_SIZE, type PageStore } from '../kernel/mm.js';
 
 const MAX = 0xffff_ffff_ffff_ffffn;
 const PAGE = BigInt(PAGE_SIZE);
 
-/** A pinned page as the hardware sees it: its store and the byte offset in it (page_to_phys). */
-export interface PhysAddr {
-  store: PageStore;
-  offset: number;
-}
+export type { PhysAddr };
 
 /** iopt_for_each_contig_area: the [area, from, to] pieces covering [iova, last]; ENOENT on a gap. */
 export function contig(ioas: IoasObject, iova: bigint, last: bigint, strict = true): [Area, bigint, bigint][] {

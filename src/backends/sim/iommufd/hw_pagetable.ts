@@ -7,6 +7,9 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { IOCTLS, IOMMU_HWPT_FAULT_ID_VALID } from '../../../ioasid/uapi.js';
 import type { NestedDomain, PagingDomain } from '../iommu/domain.js';
+import type { UserArray, UserData } from '../iommu/iommu.js';
+
+export type { UserArray, UserData };
 import type { FaultQueue } from './eventq.js';
 import { viommuNestedAlloc, type Viommu } from './viommu.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
@@ -15,32 +18,6 @@ import { hwptNestedAlloc, hwptPagingAlloc, NO_PASID, type IommufdDevice } from '
 import type { IommufdCtx, SimObject } from './main.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 import type { Ucmd } from './ucmd.js';
-
-/**
- * Driver-specific user data (struct iommu_user_data): read with copy_struct_from_user rules by
- * the driver that understands its type.
- */
-export interface UserData {
-  readonly type: number;
-  readonly len: number;
-  /**
-   * iommu_copy_struct_from_user (7.3): EINVAL for another type, fewer than `minLen` bytes or more
-   * than `size` bytes, EFAULT for unreadable memory; the struct zero-extended to `size`.
-   */
-  read(type: number, size: number, minLen: number): Uint8Array;
-  /**
-   * iommu_copy_struct_to_user: the same type and length checks against `src.length` (sizeof),
-   * then `len` bytes of `src` to the user (EFAULT if not writable).
-   */
-  write(type: number, src: Uint8Array, minLen: number): void;
-}
-
-/** struct iommu_user_data_array: `length` entries of `entryLen` bytes, copied from user memory on `get` (EFAULT there). */
-export interface UserArray {
-  readonly length: number;
-  readonly entryLen: number;
-  get(i: number): Uint8Array;
-}
 
 export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: number): UserData {
   return {

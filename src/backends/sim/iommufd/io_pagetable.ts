@@ -12,8 +12,9 @@ import { PAGE_SIZE } from '../kernel/mm.js';
 import type { PagingDomain } from '../iommu/domain.js';
 import type { IoptPages } from './pages.js';
 
-export const IOMMU_READ = 1;
-export const IOMMU_WRITE = 2;
+import { IOMMU_READ, IOMMU_WRITE } from '../iommu/iommu.js';
+
+export { IOMMU_READ, IOMMU_WRITE };
 
 const MAX = 0xffff_ffff_ffff_ffffn; // ULONG_MAX
 const HALF_MAX = MAX / 2n;

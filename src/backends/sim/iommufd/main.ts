@@ -27,7 +27,7 @@ import { IommufdMmaps } from './mmap.js';
 import type { SimMm } from '../kernel/mm.js';
 import { viommuHandlers } from './viommu.js';
 import type { IommufdGroup } from './device.js';
-import type { Machine } from '../machine/machine.js';
+import type { MockDeviceHost } from './mock_iommu.js';
 import { Ucmd } from './ucmd.js';
 import { vfioIoctl, vfioIoctlInt } from './vfio_compat.js';
 
@@ -68,7 +68,7 @@ export class IommufdCtx implements SimFile {
     readonly proc: SimProcess,
     readonly selftest: boolean,
     /** The machine whose devices this iommufd can bind (mock devices join its group numbering). */
-    readonly machine: Machine | null = null,
+    readonly machine: MockDeviceHost | null = null,
   ) {
     this.ops = buildOps(selftest);
   }

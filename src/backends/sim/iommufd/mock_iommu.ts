@@ -43,6 +43,15 @@ export function isMockNested(d: NestedDomain): boolean {
 let nextMockId = 0;
 
 /** A mock device (mock_dev): alone in its group, behind the mock IOMMU unit. */
+/**
+ * Where mock devices come from when the selftest runs on a machine (mock_dev_create's device on
+ * the iommufd_mock bus): the machine puts them in its group numbering, behind its mock unit.
+ */
+export interface MockDeviceHost {
+  addMockDevice(flags: number): MockDevice;
+  removeMockDevice(dev: MockDevice): void;
+}
+
 export class MockDevice implements SimDevice {
   readonly name: string;
   readonly rid: number;

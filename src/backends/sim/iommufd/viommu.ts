@@ -7,25 +7,16 @@
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { IOCTLS, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID } from '../../../ioasid/uapi.js';
-import type { PhysAddr } from './access.js';
 import { kerr } from '../kernel/errno.js';
 import { HwptNested, userData, type HwptPaging, type UserData } from './hw_pagetable.js';
 import type { HwQueue } from './hw_queue.js';
-import type { IommuDriverOps, SimDevice } from '../iommu/iommu.js';
+import type { IommuDriverOps, SimDevice, ViommuOps } from '../iommu/iommu.js';
+
+export type { ViommuOps };
 import type { VeventQueue } from './eventq.js';
 import type { IommufdDevice } from './device.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { Ucmd } from './ucmd.js';
-
-/** struct iommufd_viommu_ops, the part a driver's viommu_init hands back beyond invalidation. */
-export interface ViommuOps {
-  /** Release the driver's part of the vIOMMU (its mmap region, its pages). */
-  destroy?(): void;
-  /** get_hw_queue_size: 0 for a queue type the driver does not offer. */
-  hwQueueSize?(type: number): number;
-  /** hw_queue_init_phys: the queue's physically contiguous pages start at `basePa`. */
-  hwQueueInitPhys?(q: HwQueue, index: number, basePa: PhysAddr): void;
-}
 
 export class Viommu implements SimObject {
   id = 0;

@@ -10,8 +10,12 @@
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from '../kernel/errno.js';
-import { bindDevice, type BoundDevice, type DmaTarget, type IommuCaps, type IommuDriverOps, type SimDevice, type SimGroup, type SimIommuUnit } from '../iommu/iommu.js';
-import { MockDevice } from '../iommufd/mock_iommu.js';
+import { IommuGroup, type BoundDevice, type DmaTarget, type IommuCaps, type SimDevice, type SimIommuUnit } from '../iommu/iommu.js';
+import { PciDevice, type PciHost } from '../pci/pci_device.js';
+
+export { IommuGroup, PciDevice };
+import { bindForVfio } from '../iommufd/device.js';
+import { MockDevice, type MockDeviceHost } from '../iommufd/mock_iommu.js';
 import { hardwareOps } from '../iommu/driver_ops.js';
 import type { IommufdCtx } from '../iommufd/main.js';
 import type { SimVfs } from '../kernel/vfs.js';
@@ -43,69 +47,7 @@ export interface MachineDesc {
   readonly vfioPci?: readonly string[];
 }
 
-/** An iommu_group. */
-export class MachineGroup implements SimGroup {
-  readonly devices: SimDevice[] = [];
-  owner: unknown = null;
-  ownerCount = 0;
-  constructor(readonly id: number) {}
-}
-
-/** A PCI function as the kernel knows it: name, group, IOMMU, driver binding, sysfs place. */
-export class PciDevice implements SimDevice {
-  /** The driver bound to it. */
-  boundDriver: PciDriver | null = null;
-  driverOverride: string | null = null;
-  /** pci_enable_device count (sysfs `enable`). */
-  enableCount = 0;
-  /** The bound driver's per-device state (vfio-pci's VfioPciDevice). */
-  drvdata: unknown = null;
-  /** Reset methods probed when the function was added (sysfs reset_method). */
-  readonly resetMethods: readonly string[];
-  /** The IOMMU driver's ops for this function (dev_iommu_ops). */
-  readonly ops: IommuDriverOps;
-
-  constructor(
-    readonly node: PciNode,
-    readonly group: MachineGroup,
-    readonly iommu: SimIommuUnit,
-    readonly sysfsPath: string,
-    resetMethods: readonly string[],
-    owner: object,
-  ) {
-    this.resetMethods = resetMethods;
-    this.ops = hardwareOps(owner, iommu.caps);
-  }
-
-  get name(): string {
-    return this.node.name;
-  }
-
-  get rid(): number {
-    return this.node.rid;
-  }
-
-  get fn(): PciFunction {
-    return this.node.fn;
-  }
-
-  /** Directories below /sys/devices/pci0000:00 (1 for a function on the root bus). */
-  get depth(): number {
-    let d = 1;
-    for (let b = this.node.bus; !b.isRoot; b = b.parent!) d++;
-    return d;
-  }
-
-  get irq(): number {
-    return this.node.desc.irq ?? (this.fn.config[PCI_INTERRUPT_PIN] ? 10 : 0);
-  }
-
-  driver(): string | null {
-    return this.boundDriver?.name ?? null;
-  }
-}
-
-export class Machine {
+export class Machine implements PciHost, MockDeviceHost {
   /** The hardware IOMMU unit (null when the description has none). */
   readonly iommu: IommuUnit | null;
   /** The selftest's mock IOMMU (present when the kernel offers IOMMU_TEST_CMD). */
@@ -115,9 +57,9 @@ export class Machine {
   readonly devices: PciDevice[] = [];
   readonly drivers: DriverCore;
   readonly vfioPci: VfioPciDriver;
-  /** iommufd's half of VFIO_DEVICE_BIND_IOMMUFD (device.ts bindDevice); unit tests may stand in for it. */
-  bindDevice: (ctx: IommufdCtx, dev: SimDevice) => BoundDevice = bindDevice;
-  private readonly groups = new Map<number, MachineGroup>();
+  /** iommufd's half of VFIO_DEVICE_BIND_IOMMUFD (iommufd/device.ts bindForVfio); unit tests may stand in for it. */
+  bindDevice: (ctx: IommufdCtx, dev: SimDevice) => BoundDevice = bindForVfio;
+  private readonly groups = new Map<number, IommuGroup>();
   private readonly mocks = new Set<MockDevice>();
   private nextMockId = 0;
   /** Per requester ID seen by the unit: which device wants which domain there (DMA aliases are shared). */
@@ -131,7 +73,7 @@ export class Machine {
     this.iommu = makeUnit(desc.iommu);
     this.mockIommu = opts.selftest === false ? null : new IommuUnit(mockCaps(), 'iommufd_selftest_iommu.0');
     this.topology = new PciTopology(desc.pci, this.iommu !== null);
-    if (this.iommu) publishIommu(vfs, this.iommu, desc.iommu!);
+    if (this.iommu) publishIommu(vfs, this.iommu, desc.iommu!.kind);
     this.drivers = new DriverCore(vfs, () => this.devices);
     this.vfioPci = new VfioPciDriver(this);
     this.drivers.register(new PcieportDriver());
@@ -151,15 +93,15 @@ export class Machine {
     return this.devices.find((d) => d.name === name);
   }
 
-  group(id: number): MachineGroup | undefined {
+  group(id: number): IommuGroup | undefined {
     return this.groups.get(id);
   }
 
   /** iommu_group_alloc: the lowest free group number. */
-  allocGroup(): MachineGroup {
+  allocGroup(): IommuGroup {
     let id = 0;
     while (this.groups.has(id)) id++;
-    const g = new MachineGroup(id);
+    const g = new IommuGroup(id);
     this.groups.set(id, g);
     return g;
   }
@@ -194,11 +136,11 @@ export class Machine {
     this.firmware();
     const byNode = new Map<PciNode, PciDevice>();
     for (const node of this.topology.probeOrder) {
-      let group: MachineGroup;
+      let group: IommuGroup;
       if (this.iommu) {
         group = pciDeviceGroup(this.topology, node, { get: (n) => byNode.get(n)?.group, alloc: () => this.allocGroup() });
       } else {
-        group = new MachineGroup(-1);
+        group = new IommuGroup(-1);
       }
       let dev: PciDevice | null = null;
       const view = this.deviceView(node, () => dev!);

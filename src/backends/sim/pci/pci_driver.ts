@@ -16,7 +16,7 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { KernelErrno, kerr } from '../kernel/errno.js';
 import type { SimVfs } from '../kernel/vfs.js';
-import type { PciDevice } from '../machine/machine.js';
+import type { PciDevice } from './pci_device.js';
 
 export interface PciDriver {
   readonly name: string;

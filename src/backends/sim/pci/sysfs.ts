@@ -9,7 +9,8 @@
  */
 import type { SimVfs } from '../kernel/vfs.js';
 import type { IommuUnit } from '../hw/iommu.js';
-import type { IommuDesc, Machine, MachineGroup, PciDevice } from '../machine/machine.js';
+import type { IommuGroup } from '../iommu/iommu.js';
+import type { PciDevice, PciHost } from './pci_device.js';
 
 const hex = (v: number, w: number): string => `0x${v.toString(16).padStart(w, '0')}`;
 const hex16 = (v: number): string => `0x${BigInt(v).toString(16).padStart(16, '0')}`;
@@ -23,10 +24,10 @@ const RESV_TYPE: Record<string, string> = {
   'sw-msi': 'msi',
 };
 
-export function publishIommu(vfs: SimVfs, unit: IommuUnit, desc: IommuDesc): void {
+export function publishIommu(vfs: SimVfs, unit: IommuUnit, kind: string): void {
   const dir = `/sys/devices/virtual/iommu/${unit.name}`;
   vfs.addLink(`/sys/class/iommu/${unit.name}`, `../../devices/virtual/iommu/${unit.name}`);
-  if (desc.kind === 'vtd') {
+  if (kind === 'vtd') {
     const info = new DataView(unit.caps.hwInfo().buffer);
     const reg = (off: number): string => `${info.getBigUint64(off, true).toString(16)}\n`;
     vfs.addAttr(`${dir}/intel-iommu/cap`, { read: () => reg(8) });
@@ -37,7 +38,7 @@ export function publishIommu(vfs: SimVfs, unit: IommuUnit, desc: IommuDesc): voi
   }
 }
 
-export function publishDevice(vfs: SimVfs, machine: Machine, dev: PciDevice): void {
+export function publishDevice(vfs: SimVfs, machine: PciHost, dev: PciDevice): void {
   const p = dev.sysfsPath;
   const up = '../'.repeat(dev.depth + 2);
   const fn = dev.fn;
@@ -76,7 +77,7 @@ export function publishDevice(vfs: SimVfs, machine: Machine, dev: PciDevice): vo
   vfs.addLink(`/sys/bus/pci/devices/${dev.name}`, `../../..${p.slice('/sys'.length)}`);
 }
 
-export function publishGroup(vfs: SimVfs, group: MachineGroup, reserved: IommuUnit['caps']['reserved']): void {
+export function publishGroup(vfs: SimVfs, group: IommuGroup, reserved: IommuUnit['caps']['reserved']): void {
   if (group.id < 0) return;
   const dir = `/sys/kernel/iommu_groups/${group.id}`;
   vfs.addAttr(`${dir}/type`, { read: () => 'DMA\n' });

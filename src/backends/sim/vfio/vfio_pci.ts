@@ -13,7 +13,7 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from '../kernel/errno.js';
 import type { PciDriver } from '../pci/pci_driver.js';
-import type { Machine, PciDevice } from '../machine/machine.js';
+import type { PciDevice, PciHost } from '../pci/pci_device.js';
 import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_HEADER_TYPE } from '../hw/pci_function.js';
 import { VfioDeviceFile } from './vfio_device_file.js';
 import { VfioPciConfig, type VfioConfigHost } from './vfio_pci_config.js';
@@ -39,7 +39,7 @@ export class VfioPciDriver implements PciDriver {
   readonly managedDma = true;
   private readonly indexes = new Set<number>();
 
-  constructor(readonly machine: Machine) {}
+  constructor(readonly machine: PciHost) {}
 
   matchId(): boolean {
     return false;
@@ -82,7 +82,7 @@ export class VfioPciDevice implements VfioConfigHost {
   private savedState: Uint8Array | null = null;
 
   constructor(
-    readonly machine: Machine,
+    readonly machine: PciHost,
     readonly dev: PciDevice,
     /** N in vfioN (the device minor). */
     readonly index: number,
@@ -423,7 +423,7 @@ export class VfioPciDevice implements VfioConfigHost {
   }
 }
 
-function isEmptyDir(vfs: Machine['vfs'], dir: string): boolean {
+function isEmptyDir(vfs: PciHost['vfs'], dir: string): boolean {
   try {
     return vfs.readdir(dir).length === 0;
   } catch {
