@@ -2,8 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { Iommufd, uapi } from '../src/index.js';
 import { BACKEND, errnoOf, expectErrno, rawIoctl, useIommufd } from './helpers.js';
+import { ioasAlloc } from './selftest_utils.js';
 
-const { IOCTLS } = uapi;
+const { IOCTLS, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE } = uapi;
 
 describe(`iommufd fixture [${BACKEND}]`, () => {
   const f = useIommufd();
@@ -63,13 +64,30 @@ describe(`iommufd fixture [${BACKEND}]`, () => {
   });
 
   it('global_options: RLIMIT_MODE get/set, HUGE_PAGES with object 0 -> ENOENT', () => {
-    expect(f.ctx.getRlimitMode()).toBe('user');
-    f.ctx.setRlimitMode('mm');
-    expectErrno(() => f.ctx.setRlimitMode(2n), 'EINVAL');
-    expect(f.ctx.getRlimitMode()).toBe('mm');
-    f.ctx.setRlimitMode('user');
-    expectErrno(() => f.ctx.ioas(0).getHugePages(), 'ENOENT');
-    expectErrno(() => f.ctx.ioas(0).setHugePages(false), 'ENOENT');
+    // One struct iommu_option reused as in the C test, so every GET is checked on the raw val64.
+    const cmd = f.ctx.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_RLIMIT_MODE).u16('op', IOMMU_OPTION_OP_GET).u64('val64', 1n);
+    const ioctl = () => f.ctx.ioctl(cmd);
+
+    ioctl();
+    expect(cmd.get64('val64')).toBe(0n);
+
+    // This requires root
+    cmd.u16('op', IOMMU_OPTION_OP_SET).u64('val64', 1n);
+    ioctl();
+    cmd.u64('val64', 2n);
+    expectErrno(ioctl, 'EINVAL');
+
+    cmd.u16('op', IOMMU_OPTION_OP_GET);
+    ioctl();
+    expect(cmd.get64('val64')).toBe(1n);
+
+    cmd.u16('op', IOMMU_OPTION_OP_SET).u64('val64', 0n);
+    ioctl();
+
+    cmd.u16('op', IOMMU_OPTION_OP_GET).u32('option_id', IOMMU_OPTION_HUGE_PAGES);
+    expectErrno(ioctl, 'ENOENT');
+    cmd.u16('op', IOMMU_OPTION_OP_SET);
+    expectErrno(ioctl, 'ENOENT');
   });
 
   it('global_options: RLIMIT_MODE cannot change once the context holds objects (EBUSY)', () => {
@@ -78,10 +96,30 @@ describe(`iommufd fixture [${BACKEND}]`, () => {
     expect(f.ctx.getRlimitMode()).toBe('user');
   });
 
+  it('global_options: getRlimitMode() names only the values the uAPI has (0 user, 1 mm), anything else throws', () => {
+    // A binding that answers RLIMIT_MODE GET with `answer`, as a broken kernel would.
+    const answering = (answer: bigint) => {
+      const b = f.ctx.binding;
+      const lying = Object.create(b) as typeof b;
+      lying.ioctl = (fd, request, arg) => {
+        const rc = b.ioctl(fd, request, arg);
+        if (request === IOCTLS.OPTION.request && arg) new DataView(arg.buffer, arg.byteOffset).setBigUint64(IOCTLS.OPTION.struct.off.val64!, answer, true);
+        return rc;
+      };
+      return new Iommufd(lying);
+    };
+    for (const [answer, mode] of [[0n, 'user'], [1n, 'mm']] as const) {
+      using ctx = answering(answer);
+      expect(ctx.getRlimitMode()).toBe(mode);
+    }
+    using ctx = answering(7n);
+    expect(() => ctx.getRlimitMode()).toThrow(RangeError);
+  });
+
   it('vfio_ioas: GET with none -> ENODEV, SET 0 -> ENOENT, SET/GET/CLEAR', () => {
     expect(f.ctx.getVfioIoas()).toBeNull();
     expectErrno(() => f.ctx.setVfioIoas(0), 'ENOENT');
-    const ioas = f.ctx.allocIoas();
+    const ioas = ioasAlloc(f.ctx);
     f.ctx.setVfioIoas(ioas);
     expect(f.ctx.getVfioIoas()).toBe(ioas.id);
     f.ctx.clearVfioIoas();
@@ -97,3 +135,4 @@ describe(`iommufd fixture [${BACKEND}]`, () => {
     expectErrno(() => f.ctx.ioctl(c), 'EOPNOTSUPP');
   });
 });
+
