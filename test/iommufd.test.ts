@@ -21,9 +21,10 @@ describe(`iommufd fixture [${BACKEND}]`, () => {
   it('cmd_fail: DESTROY id 0 -> ENOENT, NULL arg -> EFAULT, unknown nr -> ENOTTY', () => {
     expectErrno(() => f.ctx.destroy(0), 'ENOENT');
     expectErrno(() => rawIoctl(f.ctx, IOCTLS.DESTROY.request, null), 'EFAULT');
-    const buf = new Uint8Array(64);
-    new DataView(buf.buffer).setUint32(0, 64, true);
-    expectErrno(() => rawIoctl(f.ctx, uapi._IO(0x3b, 0x7f), buf), 'ENOTTY');
+    // struct iommu_destroy cmd = { .size = sizeof(cmd), .id = 0 }
+    const cmd = new Uint8Array(IOCTLS.DESTROY.struct.size);
+    new DataView(cmd.buffer).setUint32(0, cmd.length, true);
+    expectErrno(() => rawIoctl(f.ctx, uapi._IO(0x3b, 0x7f), cmd), 'ENOTTY');
   });
 
   it('cmd_length: min-1 -> EINVAL, non-zero tail -> E2BIG, zero tail == exact size', () => {
