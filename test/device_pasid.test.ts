@@ -10,6 +10,7 @@ import {
   IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IOMMU_VIOMMU_TYPE_SELFTEST, MOCK_FLAGS_DEVICE_PASID,
 } from '../src/testing.js';
 import { BACKEND, expectErrno, useIommufd } from './helpers.js';
+import { ioasAlloc } from './selftest_utils.js';
 
 function selftestData(): { type: number; bytes: Uint8Array } {
   const bytes = new Uint8Array(8);
@@ -22,7 +23,8 @@ describe.each([['no_pasid', false], ['has_pasid', true]] as const)(`iommufd_devi
 
   it('pasid_attach', () => {
     const { ctx, test: t } = f;
-    const ioas = ctx.allocIoas();
+    // FIXTURE_SETUP(iommufd_device_pasid)
+    const ioas = ioasAlloc(ctx);
     const dev = t.mockDomainFlags(ioas.id, MOCK_FLAGS_DEVICE_PASID);
     const noPasid = pasidCapable ? null : t.mockDomainFlags(ioas.id, 0);
     const check = (pasid: number, hwpt: Hwpt | number) => t.pasidCheckHwpt(dev.stdevId, pasid, typeof hwpt === 'number' ? hwpt : hwpt.id);
@@ -35,7 +37,10 @@ describe.each([['no_pasid', false], ['has_pasid', true]] as const)(`iommufd_devi
     const nested0 = ctx.allocHwpt({ devId: dev.idevId, ptId: parent.id, pasid: true, data: selftestData() });
     const nested1 = ctx.allocHwpt({ devId: dev.idevId, ptId: parent.id, pasid: true, data: selftestData() });
 
+    // Fault related preparation (test_ioctl_fault_alloc: both ids non-zero)
     const fault = ctx.allocFaultQueue();
+    expect(fault.id).not.toBe(0);
+    expect(fault.fd).not.toBe(0);
     const iopf = ctx.allocHwpt({ devId: dev.idevId, ptId: parent.id, pasid: true, faultId: fault.id, data: selftestData() });
 
     // a regular nested HWPT on a vIOMMU

@@ -11,7 +11,11 @@ import {
   IOMMU_HWPT_DATA_SELFTEST, IommufdTest, MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID,
   MOCK_HUGE_PAGE_SIZE, MOCK_IOMMUPT_DEFAULT, MOCK_IOMMUPT_HUGE, MOCK_PAGE_SIZE,
 } from '../src/testing.js';
+import { IOMMU_HW_CAP_DIRTY_TRACKING as HW_CAP_DIRTY } from '../src/device/uapi.js';
 import { BACKEND, HUGEPAGE_SIZE, P, expectErrno, hugepageAligned } from './helpers.js';
+import { IOMMU_HW_INFO_TYPE_DEFAULT, getHwInfo, ioasAlloc } from './selftest_utils.js';
+
+const IOMMU_HW_CAP_DIRTY_TRACKING = BigInt(HW_CAP_DIRTY);
 
 const K = 1024;
 const variants: [string, number, boolean][] = [
@@ -56,7 +60,7 @@ describe.each(variants)(`iommufd_dirty_tracking %s [${BACKEND}]`, (_name, buffer
       : hugepageAligned(ctx, mmapSize);
     // an extra page for the unaligned-pointer cases
     bitmapMem = ctx.mmap(Math.ceil(bitmapSize / 8) + P);
-    const ioas = ctx.allocIoas();
+    const ioas = ioasAlloc(ctx);
     ioasId = ioas.id;
     if (!hugepages) ioas.setHugePages(false);
     ({ idevId } = t.mockDomain(ioasId));
@@ -82,7 +86,7 @@ describe.each(variants)(`iommufd_dirty_tracking %s [${BACKEND}]`, (_name, buffer
     ctx.destroy(dev.stdevId);
     hwpt.destroy();
 
-    const ioas2 = ctx.allocIoas();
+    const ioas2 = ioasAlloc(ctx);
     const nd = t.mockDomainFlags(ioas2.id, MOCK_FLAGS_DEVICE_NO_DIRTY);
     expectErrno(() => ctx.allocHwpt({ devId: nd.idevId, ptId: ioas2.id, dirtyTracking: true }), 'EOPNOTSUPP');
     ctx.destroy(nd.stdevId);
@@ -107,7 +111,7 @@ describe.each(variants)(`iommufd_dirty_tracking %s [${BACKEND}]`, (_name, buffer
     t.pasidDetach(dev.stdevId, pasid);
     ctx.destroy(dev.stdevId);
 
-    const ioas2 = ctx.allocIoas();
+    const ioas2 = ioasAlloc(ctx);
     const nd = t.mockDomainFlags(ioas2.id, MOCK_FLAGS_DEVICE_PASID | MOCK_FLAGS_DEVICE_NO_DIRTY);
     expectErrno(() => t.pasidAttach(nd.stdevId, pasid, hwpt.id), 'EINVAL');
     ctx.destroy(nd.stdevId);
@@ -117,7 +121,9 @@ describe.each(variants)(`iommufd_dirty_tracking %s [${BACKEND}]`, (_name, buffer
   it('device_dirty_capability: GET_HW_INFO reports IOMMU_HW_CAP_DIRTY_TRACKING', () => {
     const hwpt = ctx.allocHwpt({ devId: idevId, ptId: ioasId });
     const dev = t.mockDomain(hwpt.id);
-    expect(ctx.hwInfo(idevId).capabilities & 1n).toBe(1n);
+    // test_cmd_get_hw_capabilities: _test_cmd_get_hw_info with its type and data_len checks
+    const caps = getHwInfo(ctx, idevId, IOMMU_HW_INFO_TYPE_DEFAULT, null, 0).capabilities;
+    expect(caps & IOMMU_HW_CAP_DIRTY_TRACKING).toBe(IOMMU_HW_CAP_DIRTY_TRACKING);
     ctx.destroy(dev.stdevId);
     hwpt.destroy();
   });

@@ -19,14 +19,12 @@ import { BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, P, PAGE_SIZE, U64_MAX, expectErrno
 import {
   HWPT_SELFTEST_SIZE, INV_SELFTEST_SIZE, IOMMU_HWPT_DATA_NONE, IOMMU_HW_INFO_TYPE_DEFAULT, IOMMU_TEST_DEV_CACHE_DEFAULT,
   MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, devCheckCacheAll, faultAlloc, getHwInfo, hwptAlloc, hwptInvalidate,
-  hwptSelftestData, invReqs, mmapAnon, triggerIopf,
+  hwptSelftestData, invReqs, ioasAlloc, mmapAnon, setDefaultMemoryLimit, triggerIopf,
 } from './selftest_utils.js';
 
 const PG = PAGE_SIZE;
 const M = BigInt(MOCK_PAGE_SIZE);
 const BUF = BigInt(BUFFER_SIZE);
-/** test_ioctl_set_default_memory_limit() */
-const DEFAULT_MEMORY_LIMIT = 65536;
 
 interface Variant {
   name: string;
@@ -53,10 +51,10 @@ describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
   // FIXTURE_SETUP(iommufd_ioas)
   beforeEach(() => {
     Object.assign(self, { ioasId: 0, stdevId: 0, hwptId: 0, deviceId: 0, baseIova: 0n, devicePasidId: 0 });
-    ioas = f.ctx.allocIoas();
-    expect(ioas.id).not.toBe(0);
+    ioas = ioasAlloc(f.ctx);
     self.ioasId = ioas.id;
-    f.test.setTempMemoryLimit(variant.memoryLimit || DEFAULT_MEMORY_LIMIT);
+    if (!variant.memoryLimit) setDefaultMemoryLimit(f.test);
+    else f.test.setTempMemoryLimit(variant.memoryLimit);
     for (let i = 0; i !== variant.mockDomains; i++) {
       const d = f.test.mockDomain(self.ioasId);
       self.stdevId = d.stdevId;
@@ -69,7 +67,7 @@ describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
   });
 
   // FIXTURE_TEARDOWN: runs before useIommufd's teardown (after-hooks run in reverse order).
-  afterEach(() => f.test.setTempMemoryLimit(DEFAULT_MEMORY_LIMIT));
+  afterEach(() => setDefaultMemoryLimit(f.test));
 
   const mapFixed = (va: bigint, length: bigint, iova: bigint) => ioas.mapUser(va, length, { iova });
   const destroy = (id: number) => f.ctx.destroy(id);
@@ -431,8 +429,7 @@ describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
     // Copy inside a single IOAS
     ioas.copyFrom(ioas, self.baseIova, PG, { iova: self.baseIova + PG, readable: false });
     // Copy between IOAS's
-    const dst = f.ctx.allocIoas();
-    expect(dst.id).not.toBe(0);
+    const dst = ioasAlloc(f.ctx);
     dst.copyFrom(ioas, self.baseIova, PG, { iova: 0n, readable: false });
   });
 
@@ -637,8 +634,7 @@ describe.each(VARIANTS)(`iommufd_ioas $name [${BACKEND}]`, (variant) => {
   });
 
   it('copy_sweep', () => {
-    const dst = f.ctx.allocIoas();
-    expect(dst.id).not.toBe(0);
+    const dst = ioasAlloc(f.ctx);
     const length = M;
     const lastIova = variant.mockDomains ? MOCK_APERTURE_START + BUF - 1n : MOCK_APERTURE_START + BUF - 2n;
     mapFixed(f.buffer.addr, lastIova - MOCK_APERTURE_START + 1n, MOCK_APERTURE_START);

@@ -17,7 +17,7 @@ import {
 import { BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, P, PAGE_SIZE, expectErrno, useIommufd } from './helpers.js';
 import {
   HWPT_SELFTEST_SIZE, INV_SELFTEST_SIZE, IOMMU_HWPT_DATA_NONE, IOMMU_TEST_DEV_CACHE_DEFAULT, MAP_HUGETLB,
-  MAP_SHARED_ANON, NO_HUGETLB, devCheckCacheAll, hwptAlloc, hwptInvalidate, mmapAnon,
+  MAP_SHARED_ANON, NO_HUGETLB, devCheckCacheAll, hwptAlloc, hwptInvalidate, ioasAlloc, mmapAnon,
 } from './selftest_utils.js';
 
 const PG = PAGE_SIZE;
@@ -57,8 +57,7 @@ describe.each(VARIANTS)(`iommufd_mock_domain $name [${BACKEND}]`, (variant) => {
   // FIXTURE_SETUP(iommufd_mock_domain)
   beforeEach(() => {
     Object.assign(self, { ioasId: 0, hwptId: 0, hwptIds: [0, 0], stdevIds: [0, 0], idevIds: [0, 0] });
-    ioas = f.ctx.allocIoas();
-    expect(ioas.id).not.toBe(0);
+    ioas = ioasAlloc(f.ctx);
     self.ioasId = ioas.id;
     for (let i = 0; i !== variant.mockDomains; i++) {
       const d = f.test.mockDomain(self.ioasId);
@@ -207,8 +206,7 @@ describe.each(VARIANTS)(`iommufd_mock_domain $name [${BACKEND}]`, (variant) => {
     const copy = (src: Ioas, srcIova: bigint) => ioas.copyFrom(src, srcIova, BUF, { iova: MOCK_APERTURE_START, readable: false });
 
     // Pin the pages in an IOAS with no domains then copy to an IOAS with domains
-    const ioas2 = f.ctx.allocIoas();
-    expect(ioas2.id).not.toBe(0);
+    const ioas2 = ioasAlloc(f.ctx);
     let srcIova = mapIn(ioas2);
     const accessFd = f.test.createAccess(ioas2.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
     f.test.accessPages(accessFd, srcIova, BUF, 0, buf);
@@ -216,8 +214,7 @@ describe.each(VARIANTS)(`iommufd_mock_domain $name [${BACKEND}]`, (variant) => {
     checkMockIova(buf, MOCK_APERTURE_START, BUF);
 
     // Now replace the ioas with a new one
-    const newIoas = f.ctx.allocIoas();
-    expect(newIoas.id).not.toBe(0);
+    const newIoas = ioasAlloc(f.ctx);
     srcIova = mapIn(newIoas);
     f.test.accessReplaceIoas(accessFd, newIoas.id);
 
@@ -236,8 +233,7 @@ describe.each(VARIANTS)(`iommufd_mock_domain $name [${BACKEND}]`, (variant) => {
   });
 
   it('replace', () => {
-    const ioas2 = f.ctx.allocIoas();
-    expect(ioas2.id).not.toBe(0);
+    const ioas2 = ioasAlloc(f.ctx);
     f.test.mockDomainReplace(self.stdevIds[0]!, ioas2.id);
     // Replacing the IOAS causes the prior HWPT to be deallocated, thus we should get ENOENT
     // when we try to use it.

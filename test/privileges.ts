@@ -32,14 +32,17 @@ function c(): Libc {
   });
 }
 
-/** Drop (or restore) CAP_IPC_LOCK from the effective set and set the soft RLIMIT_MEMLOCK. Returns an undo. */
-export function restrictPinning(binding: Binding, opts: { ipcLock: boolean; memlockBytes: number }): () => void {
+/**
+ * Drop (or restore) CAP_IPC_LOCK from the effective set and set the soft RLIMIT_MEMLOCK (left as
+ * it is when `memlockBytes` is not given). Returns an undo.
+ */
+export function restrictPinning(binding: Binding, opts: { ipcLock: boolean; memlockBytes?: number }): () => void {
   if (binding instanceof SimBinding) {
     const p = binding.proc;
     const had = p.caps.has(CAP_IPC_LOCK);
     const oldLimit = p.rlimitMemlock;
     if (!opts.ipcLock) p.caps.delete(CAP_IPC_LOCK);
-    p.rlimitMemlock = opts.memlockBytes;
+    p.rlimitMemlock = opts.memlockBytes ?? oldLimit;
     return () => {
       if (had) p.caps.add(CAP_IPC_LOCK);
       p.rlimitMemlock = oldLimit;
@@ -55,7 +58,7 @@ export function restrictPinning(binding: Binding, opts: { ipcLock: boolean; meml
   const lim = new BigUint64Array(2);
   l.getrlimit(RLIMIT_MEMLOCK, lim);
   const savedLim = lim.slice();
-  lim[0] = BigInt(opts.memlockBytes);
+  lim[0] = BigInt(opts.memlockBytes ?? lim[0]!);
   if (lim[0] > lim[1]!) lim[1] = lim[0];
   if (l.setrlimit(RLIMIT_MEMLOCK, lim) !== 0) throw new Error('setrlimit failed');
   return () => {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
-import type { Iommufd, UserMemory } from '../src/index.js';
+import type { Ioas, Iommufd, UserMemory } from '../src/index.js';
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
 import { IOCTLS } from '../src/ioasid/uapi.js';
 import {
@@ -27,6 +27,21 @@ export const TEST_HW_INFO_SIZE = 8;
 export const HWPT_SELFTEST_SIZE = 8;
 /** sizeof(struct iommu_hwpt_invalidate_selftest) { flags; iotlb_id; } */
 export const INV_SELFTEST_SIZE = 8;
+
+/** test_ioctl_ioas_alloc: IOMMU_IOAS_ALLOC, asserting the new id is not 0. */
+export function ioasAlloc(ctx: Iommufd): Ioas {
+  const ioas = ctx.allocIoas();
+  expect(ioas.id).not.toBe(0);
+  return ioas;
+}
+
+/** The selftest module's default temporary memory limit (test_ioctl_set_default_memory_limit). */
+export const DEFAULT_MEMORY_LIMIT = 65536;
+
+/** test_ioctl_set_default_memory_limit: the limit is the module's, shared by every iommufd. */
+export function setDefaultMemoryLimit(t: IommufdTest): void {
+  t.setTempMemoryLimit(DEFAULT_MEMORY_LIMIT);
+}
 
 /** test_cmd_dev_check_cache_all */
 export function devCheckCacheAll(t: IommufdTest, idevId: number, expected: number): void {

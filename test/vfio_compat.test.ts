@@ -9,7 +9,7 @@ import { IOCTLS, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_VFIO_IOAS_S
 import * as V from '../src/ioasid/vfio_uapi.js';
 import { IommufdTest, MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES } from '../src/testing.js';
 import { BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, PAGE_SIZE, U64_MAX, expectErrno, useIommufd } from './helpers.js';
-import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, mmapAnon } from './selftest_utils.js';
+import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, ioasAlloc, mmapAnon } from './selftest_utils.js';
 
 const PG = PAGE_SIZE;
 
@@ -190,9 +190,7 @@ describe.each(COMPAT_VARIANTS)(`vfio_compat_mock_domain $name [${BACKEND}]`, (va
   // FIXTURE_SETUP(vfio_compat_mock_domain)
   beforeEach(() => {
     // Create what VFIO would consider a group
-    const ioas = f.ctx.allocIoas();
-    expect(ioas.id).not.toBe(0);
-    ioasId = ioas.id;
+    ioasId = ioasAlloc(f.ctx).id;
     f.test.mockDomain(ioasId);
     // Attach it to the vfio compat
     f.ctx.ioctl(f.ctx.cmd(IOCTLS.VFIO_IOAS).u32('ioas_id', ioasId).u16('op', IOMMU_VFIO_IOAS_SET));

@@ -131,10 +131,14 @@ export class Iommufd implements Disposable {
 
   // ---- options --------------------------------------------------------------------------------
 
+  /** The kernel answers 0 (user) or 1 (mm); any other value is not the uAPI and throws a RangeError. */
   getRlimitMode(): RlimitMode {
     const c = this.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_RLIMIT_MODE).u16('op', IOMMU_OPTION_OP_GET);
     this.ioctl(c);
-    return c.get64('val64') === 1n ? 'mm' : 'user';
+    const v = c.get64('val64');
+    if (v === 0n) return 'user';
+    if (v === 1n) return 'mm';
+    throw new RangeError(`IOMMU_OPTION_RLIMIT_MODE: the kernel answered ${v}, not 0 or 1`);
   }
 
   /** Needs CAP_SYS_RESOURCE (EPERM) and a context with no objects yet (EBUSY). */

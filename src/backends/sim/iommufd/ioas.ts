@@ -200,13 +200,19 @@ function ioasUnmap(ctx: IommufdCtx, u: Ucmd): void {
   u.respond();
 }
 
+/**
+ * iommufd_ioas_change_process: every area of every IOAS must map a file (EINVAL otherwise); then
+ * the kernel charges the caller for the pins of each pages whose source mm or user is not the
+ * caller's (need_charge_update), uncharges the source and makes the caller the source. A sim
+ * iommufd is only used by the process that opened it, and there is no fork, so every pages' source
+ * is the caller: as in a change to the same process on the kernel, no charge moves.
+ */
 const P = IOCTLS.IOAS_CHANGE_PROCESS.struct.off;
 function changeProcess(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(P.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
   const all: IoasObject[] = [];
   for (const e of ctx.objects.values()) if (e?.type === 'IOAS') all.push(e.obj as IoasObject);
   for (const ioas of all) for (const a of ioas.iopt.areas.range(0n, MAX)) if (!a.pages.isFile) kerr(ERRNO.EINVAL);
-  // The simulated iommufd is only ever used by the process that opened it, so the charge stays.
 }
 
 /** A memfd as an open file (so MAP_FILE can resolve the fd). */
