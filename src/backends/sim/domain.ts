@@ -11,6 +11,7 @@ import { ERRNO } from '../../ioasid/errors.js';
 import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from './device.js';
 import type { UserArray } from './hw_pagetable.js';
 import { kerr } from './errno.js';
+import { shouldFail } from './fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
 import { PAGE_SIZE, type PageStore } from './mm.js';
 
@@ -68,7 +69,9 @@ export class PagingDomain implements DmaTarget {
     return this.dirtyTracking ? undefined : this.gen;
   }
 
+  /** The driver's domain_alloc_paging: ENOMEM when fault injection fails its allocation. */
   constructor(cfg: DomainConfig) {
+    if (shouldFail()) kerr(ERRNO.ENOMEM);
     this.owner = cfg.owner;
     this.pgsizeBitmap = cfg.pgsizeBitmap;
     const low = cfg.pgsizeBitmap & -cfg.pgsizeBitmap;
@@ -145,7 +148,10 @@ export class PagingDomain implements DmaTarget {
   private setUnit(u: number, store: PageStore, off: number, prot: number, lg2: number): void {
     const key = Math.floor(u / LEAF);
     let leaf = this.leaves.get(key);
-    if (!leaf) this.leaves.set(key, (leaf = this.spare.pop() ?? new Leaf()));
+    if (!leaf) {
+      if (shouldFail()) kerr(ERRNO.ENOMEM); // a table page (fault injection)
+      this.leaves.set(key, (leaf = this.spare.pop() ?? new Leaf()));
+    }
     const slot = u - key * LEAF;
     if (!leaf.flags[slot]) {
       leaf.used++;
@@ -348,7 +354,9 @@ export class NestedDomain implements DmaTarget {
     /** cache_invalidate_user: entries are the user's entry_len-byte records (read on demand); returns how many were handled, throws KernelErrno with `done` set on the first bad one. */
     readonly invalidate: ((type: number, entries: UserArray) => number) | null,
     readonly data: Uint32Array = new Uint32Array(0),
-  ) {}
+  ) {
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // the driver's domain_alloc_nested
+  }
 
   dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null {
     return this.parent.dmaRead(iova, dst);

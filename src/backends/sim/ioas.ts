@@ -80,7 +80,7 @@ function ioasAlloc(ctx: IommufdCtx, u: Ucmd): void {
   const ioas = new IoasObject();
   const id = (ioas.id = ctx.add('IOAS', ioas));
   u.setU32(A.out_ioas_id!, id);
-  u.respond();
+  ctx.abortOnError(id, () => u.respond());
 }
 
 const R = IOCTLS.IOAS_IOVA_RANGES.struct.off;
@@ -96,7 +96,7 @@ function iovaRanges(ctx: IommufdCtx, u: Ucmd): number {
     if (i >= max) return;
     dv.setBigUint64(0, r.start, true);
     dv.setBigUint64(8, r.last, true);
-    ctx.proc.mm.write(uptr + i * 16, elm);
+    ctx.proc.mm.copyToUser(uptr + i * 16, elm);
   });
   u.setU32(R.num_iovas!, ranges.length);
   u.setU64(R.out_iova_alignment!, ioas.iopt.iovaAlignment);
@@ -115,7 +115,7 @@ function allowIovas(ctx: IommufdCtx, u: Ucmd): void {
   const dv = new DataView(elm.buffer);
   const ranges: Span[] = [];
   for (let i = 0; i < num; i++) {
-    ctx.proc.mm.read(uptr + i * 16, elm);
+    ctx.proc.mm.copyFromUser(uptr + i * 16, elm);
     const start = dv.getBigUint64(0, true);
     const last = dv.getBigUint64(8, true);
     if (start >= last) kerr(ERRNO.EINVAL);
