@@ -208,6 +208,29 @@ export class PagingDomain implements DmaTarget {
     this.gen++;
   }
 
+  /**
+   * The present entries as IOVA runs [first, last] of equal permission, ascending (what a walk of
+   * the whole table finds; for tests that compare a domain before and after a refused command).
+   */
+  mappedRuns(): { first: bigint; last: bigint; prot: number }[] {
+    const runs: { first: bigint; last: bigint; prot: number }[] = [];
+    const size = BigInt(this.pageSize);
+    let prev = -2;
+    for (const key of [...this.leaves.keys()].sort((a, b) => a - b)) {
+      const leaf = this.leaves.get(key)!;
+      for (let s = 0; s < LEAF; s++) {
+        const prot = leaf.flags[s]! & (IOMMU_READ | IOMMU_WRITE);
+        if (!prot) continue;
+        const u = key * LEAF + s;
+        const last = runs[runs.length - 1];
+        if (last && u === prev + 1 && last.prot === prot) last.last = BigInt(u + 1) * size - 1n;
+        else runs.push({ first: BigInt(u) * size, last: BigInt(u + 1) * size - 1n, prot });
+        prev = u;
+      }
+    }
+    return runs;
+  }
+
   /** iova_to_phys: the store and byte offset an IOVA translates to, or null if not mapped. */
   iovaToPhys(iova: bigint): { store: PageStore; offset: number } | null {
     const u = this.unitOf(iova);
