@@ -18,7 +18,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Iommufd, IommuError, isErrno, openBinding, SimBinding, UserMemory, type Binding } from '../src/index.js';
+import { Iommufd, IommuError, isErrno, openBinding, SimBinding, UserMemory, type Binding, type Ioas } from '../src/index.js';
 import { MAP_ANONYMOUS, MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
 import {
   IOCTLS, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID,
@@ -291,10 +291,10 @@ describe(`iommufd_fail_nth basic_fail_nth [${BACKEND}]`, () => {
     const [fd] = openIommufd(self, nth);
     const ioas = fd.allocIoas();
     fd.ioctl(fd.cmd(IOCTLS.IOAS_IOVA_RANGES).u32('num_iovas', 10).u32('ioas_id', ioas.id).u64('allowed_iovas', RANGES));
-    const ranges = new DataView(base.view(RANGES, 16).slice().buffer);
-    ranges.setBigUint64(0, 16n * 1024n, true);
-    ranges.setBigUint64(8, BigInt(BUFFER_SIZE + 16 * 1024 * 600 - 1), true);
-    base.view(RANGES, 16).set(new Uint8Array(ranges.buffer));
+    userBytes(RANGES, (ranges) => {
+      ranges.setBigUint64(0, 16n * 1024n, true);
+      ranges.setBigUint64(8, BigInt(BUFFER_SIZE + 16 * 1024 * 600 - 1), true);
+    }, 16);
     fd.ioctl(fd.cmd(IOCTLS.IOAS_ALLOW_IOVAS).u32('ioas_id', ioas.id).u32('num_iovas', 1).u64('allowed_iovas', RANGES));
     const iova = ioas.mapUser(buffer, BigInt(BUFFER_SIZE));
     ioas.copyFrom(ioas, iova, 10n * 16n); // length = sizeof(ranges)
@@ -302,29 +302,19 @@ describe(`iommufd_fail_nth basic_fail_nth [${BACKEND}]`, () => {
     bodyResult(() => ioas.unmap(iova, BigInt(BUFFER_SIZE))); // failure path of no IOVA to unmap
   });
 
-  /* iopt_area_fill_domains() and iopt_area_fill_domain() */
-  testFailNth('map_domain', (self, nth) => {
+  /* iopt_area_fill_domains() and iopt_area_fill_domain(): map_domain and map_file_domain, the same steps around a MAP or a MAP_FILE */
+  const mapDomain = (map: (ioas: Ioas) => void) => (self: Self, nth: FailNth) => {
     const [fd, test] = openIommufd(self, nth);
     const ioas = fd.allocIoas();
     test.setTempMemoryLimit(32);
     nth.enable();
     const { stdevId } = test.mockDomain(ioas.id);
-    ioas.mapUser(buffer, 262144n);
+    map(ioas);
     fd.destroy(stdevId);
     test.mockDomain(ioas.id);
-  });
-
-  /* iopt_area_fill_domains() and iopt_area_fill_domain() */
-  testFailNth('map_file_domain', (self, nth) => {
-    const [fd, test] = openIommufd(self, nth);
-    const ioas = fd.allocIoas();
-    test.setTempMemoryLimit(32);
-    nth.enable();
-    const { stdevId } = test.mockDomain(ioas.id);
-    ioas.mapFile(mfd, 0n, 262144n);
-    fd.destroy(stdevId);
-    test.mockDomain(ioas.id);
-  });
+  };
+  testFailNth('map_domain', mapDomain((ioas) => ioas.mapUser(buffer, 262144n)));
+  testFailNth('map_file_domain', mapDomain((ioas) => ioas.mapFile(mfd, 0n, 262144n)));
 
   testFailNth('map_two_domains', (self, nth) => {
     const [fd, test] = openIommufd(self, nth);
@@ -356,11 +346,12 @@ describe(`iommufd_fail_nth basic_fail_nth [${BACKEND}]`, () => {
     self.accessId = 0;
   });
 
-  /* pages.c access functions */
-  testFailNth('access_pin', (self, nth) => {
+  /* pages.c access functions (access_pin), iopt_pages_fill_xarray() (access_pin_domain: a mock domain first) */
+  const accessPin = (withDomain: boolean) => (self: Self, nth: FailNth) => {
     const [fd, test] = openIommufd(self, nth);
     const ioas = fd.allocIoas();
     test.setTempMemoryLimit(32);
+    const stdevId = withDomain ? test.mockDomain(ioas.id).stdevId : 0;
     const iova = ioas.mapUser(buffer, BigInt(BUFFER_SIZE));
     self.accessId = test.createAccess(ioas.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
     nth.enable();
@@ -368,23 +359,10 @@ describe(`iommufd_fail_nth basic_fail_nth [${BACKEND}]`, () => {
     test.destroyAccessPages(self.accessId, accessPagesId);
     test.closeAccess(self.accessId);
     self.accessId = 0;
-  });
-
-  /* iopt_pages_fill_xarray() */
-  testFailNth('access_pin_domain', (self, nth) => {
-    const [fd, test] = openIommufd(self, nth);
-    const ioas = fd.allocIoas();
-    test.setTempMemoryLimit(32);
-    const { stdevId } = test.mockDomain(ioas.id);
-    const iova = ioas.mapUser(buffer, BigInt(BUFFER_SIZE));
-    self.accessId = test.createAccess(ioas.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
-    nth.enable();
-    const accessPagesId = test.accessPages(self.accessId, iova, BigInt(BUFFER_SIZE), 0, buffer);
-    test.destroyAccessPages(self.accessId, accessPagesId);
-    test.closeAccess(self.accessId);
-    self.accessId = 0;
-    fd.destroy(stdevId);
-  });
+    if (withDomain) fd.destroy(stdevId);
+  };
+  testFailNth('access_pin', accessPin(false));
+  testFailNth('access_pin_domain', accessPin(true));
 
   /* device.c */
   testFailNth('device', (self, nth) => {
