@@ -212,6 +212,64 @@ function setupFaultInjection(b: Binding): boolean {
 }
 const haveFaultInjection = setupFaultInjection(base);
 
+describe(`/proc/thread-self/fail-nth [${BACKEND}]`, () => {
+  /** What one pwrite answers (bytes written or the errno), then what a pread at 0 reads back. */
+  function writeRead(fd: number, text: string): [number | string, string] {
+    let w: number | string;
+    try {
+      w = base.pwrite(fd, new TextEncoder().encode(text), 0);
+    } catch (e) {
+      w = (e as IommuError).code;
+    }
+    const buf = new Uint8Array(32);
+    const got = new TextDecoder().decode(buf.subarray(0, base.pread(fd, buf, 0)));
+    base.pwrite(fd, new TextEncoder().encode('0'), 0);
+    return [w, got];
+  }
+
+  it('proc_fail_nth_write / proc_fail_nth_read: kstrtouint rules in, "%u\\n" out, 0 disarms', () => {
+    const fd = base.open('/proc/thread-self/fail-nth', O_RDWR);
+    try {
+      const buf = new Uint8Array(32);
+      expect(new TextDecoder().decode(buf.subarray(0, base.pread(fd, buf, 0)))).toBe('0\n');
+      expect(writeRead(fd, '5')).toEqual([1, '5\n']);
+      expect(writeRead(fd, '7\n')).toEqual([2, '7\n']);
+      expect(writeRead(fd, '0x10')).toEqual([4, '16\n']);
+      expect(writeRead(fd, '010')).toEqual([3, '8\n']);
+      expect(writeRead(fd, '+3')).toEqual([2, '3\n']);
+      expect(writeRead(fd, '4294967295')).toEqual([10, '4294967295\n']);
+      expect(writeRead(fd, '4294967296')).toEqual(['ERANGE', '0\n']);
+      expect(writeRead(fd, '-1')).toEqual(['EINVAL', '0\n']);
+      expect(writeRead(fd, ' 1')).toEqual(['EINVAL', '0\n']);
+      expect(writeRead(fd, '1 ')).toEqual(['EINVAL', '0\n']);
+      expect(writeRead(fd, '')).toEqual(['EINVAL', '0\n']);
+      base.pwrite(fd, new TextEncoder().encode('12'), 0);
+      expect(base.pread(fd, buf, 1)).toBe(2); // "2\n" from offset 1
+      expect(base.pread(fd, buf, 3)).toBe(0);
+      base.pwrite(fd, new TextEncoder().encode('0'), 0);
+    } finally {
+      base.close(fd);
+    }
+  });
+
+  it('the Nth point fails once: the file reads 0 after, and nothing fails after it', () => {
+    const fd = base.open('/proc/thread-self/fail-nth', O_RDWR);
+    const ctx = new Iommufd(base);
+    try {
+      base.pwrite(fd, new TextEncoder().encode('1'), 0);
+      const result = bodyResult(() => ctx.allocIoas()); // IOAS_ALLOC's first point: the copy in (sim), the kzalloc (kernel)
+      const buf = new Uint8Array(32);
+      const left = new TextDecoder().decode(buf.subarray(0, base.pread(fd, buf, 0)));
+      expect([result, left]).toEqual([-1, '0\n']);
+      expect(bodyResult(() => ctx.allocIoas())).toBe(0);
+      expect(ctx.allocIoas().id).toBe(2); // the failed one took no id
+    } finally {
+      ctx.close();
+      base.close(fd);
+    }
+  });
+});
+
 // ---- FIXTURE(basic_fail_nth) ---------------------------------------------------------------------------
 
 interface Self {
