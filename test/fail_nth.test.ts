@@ -48,7 +48,7 @@ const SYSCALLS = new Set<string | symbol>([
  * struct fail_nth_state and the harness's functions: the task's fail-nth file, the iteration,
  * and what is left of N between the body's syscalls.
  */
-export class FailNth {
+class FailNth {
   readonly procFd: number;
   iteration = 0;
   /** What the task's fail-nth would hold now if the body ran with nothing in between (0: reached, or not armed). */
@@ -135,7 +135,7 @@ export class FailNth {
 }
 
 /** A body's result as the C's: 0, or -1 when a call failed (an IommuError; anything else is a bug). */
-export function bodyResult(body: () => void): number {
+function bodyResult(body: () => void): number {
   try {
     body();
     return 0;
@@ -150,7 +150,7 @@ export function bodyResult(body: () => void): number {
  * process's descriptors, and on linux the taint flags (a WARN sets bit 9), on sim the machine's
  * mock devices and group owners and the user's locked_vm.
  */
-export function leakState(b: Binding): unknown {
+function leakState(b: Binding): unknown {
   const common = { vm: vmCounters(b) };
   if (b instanceof SimBinding) {
     const m = b.kernel.machine as unknown as { groups: Map<number, { owner: unknown; ownerCount: number }>; mocks: Set<unknown> };
