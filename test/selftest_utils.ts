@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
-import type { Ioas, Iommufd, UserMemory } from '../src/index.js';
+import { UserMemory, type Ioas, type Iommufd } from '../src/index.js';
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
 import { IOCTLS } from '../src/ioasid/uapi.js';
 import {
@@ -56,22 +56,54 @@ function userCopy(ctx: Iommufd, bytes: Uint8Array): UserMemory {
 }
 
 /**
- * _test_cmd_hwpt_alloc: `data` null passes a NULL data_uptr (with whatever `dataLen` says).
+ * _test_cmd_hwpt_alloc: `data` null passes a NULL data_uptr (with whatever `dataLen` says); bytes
+ * are copied into a user page for the call; user memory is passed as it is (no syscall but the ioctl).
  * Returns out_hwpt_id.
  */
 export function hwptAlloc(
   ctx: Iommufd, devId: number, ptId: number, ftId: number, flags: number, dataType: number,
-  data: Uint8Array | null, dataLen: number,
+  data: Uint8Array | UserMemory | null, dataLen: number,
 ): number {
-  const mem = data ? userCopy(ctx, data) : null;
+  const mem = data instanceof Uint8Array ? userCopy(ctx, data) : null;
+  const uptr = mem ? mem.addr : data instanceof UserMemory ? data.addr : 0n;
   try {
     const c = ctx.cmd(IOCTLS.HWPT_ALLOC).u32('flags', flags).u32('dev_id', devId).u32('pt_id', ptId)
-      .u32('data_type', dataType).u32('data_len', dataLen).u64('data_uptr', mem?.addr ?? 0n).u32('fault_id', ftId);
+      .u32('data_type', dataType).u32('data_len', dataLen).u64('data_uptr', uptr).u32('fault_id', ftId);
     ctx.ioctl(c);
     return c.get32('out_hwpt_id');
   } finally {
     mem?.close();
   }
+}
+
+/** _test_cmd_viommu_alloc (flags 0): `data` null passes a NULL data_uptr. Returns out_viommu_id. */
+export function viommuAlloc(ctx: Iommufd, devId: number, hwptId: number, type: number, data: { uptr: bigint; len: number } | null = null): number {
+  const c = ctx.cmd(IOCTLS.VIOMMU_ALLOC).u32('dev_id', devId).u32('hwpt_id', hwptId).u32('type', type);
+  if (data) c.u64('data_uptr', data.uptr).u32('data_len', data.len);
+  ctx.ioctl(c);
+  return c.get32('out_viommu_id');
+}
+
+/** _test_cmd_vdevice_alloc. Returns out_vdevice_id. */
+export function vdeviceAlloc(ctx: Iommufd, viommuId: number, devId: number, virtId: bigint): number {
+  const c = ctx.cmd(IOCTLS.VDEVICE_ALLOC).u32('viommu_id', viommuId).u32('dev_id', devId).u64('virt_id', virtId);
+  ctx.ioctl(c);
+  return c.get32('out_vdevice_id');
+}
+
+/** _test_cmd_hw_queue_alloc. Returns out_hw_queue_id. */
+export function hwQueueAlloc(ctx: Iommufd, viommuId: number, type: number, idx: number, baseAddr: bigint, length: bigint): number {
+  const c = ctx.cmd(IOCTLS.HW_QUEUE_ALLOC).u32('viommu_id', viommuId).u32('type', type).u32('index', idx)
+    .u64('nesting_parent_iova', baseAddr).u64('length', length);
+  ctx.ioctl(c);
+  return c.get32('out_hw_queue_id');
+}
+
+/** _test_cmd_veventq_alloc. Returns [out_veventq_id, out_veventq_fd]. */
+export function veventqAlloc(ctx: Iommufd, viommuId: number, type: number, depth: number): [number, number] {
+  const c = ctx.cmd(IOCTLS.VEVENTQ_ALLOC).u32('viommu_id', viommuId).u32('type', type).u32('veventq_depth', depth);
+  ctx.ioctl(c);
+  return [c.get32('out_veventq_id'), c.get32('out_veventq_fd')];
 }
 
 /** _test_cmd_hwpt_invalidate: entry_num goes in through `nreqs.n` and comes back there, error or not. */

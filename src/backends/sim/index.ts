@@ -8,8 +8,9 @@ import { KernelErrno, kerr } from './kernel/errno.js';
 import { SimMemfdFile } from './iommufd/ioas.js';
 import { IommufdCtx } from './iommufd/main.js';
 import { PAGE_SIZE, SimMemfd } from './kernel/mm.js';
-import { ALL_CAPS, SimProcess, SimUser, type SimFile } from './kernel/process.js';
 import { SimVfs } from './kernel/vfs.js';
+import { enterSyscall, leaveSyscall } from './kernel/fault_inject.js';
+import { ALL_CAPS, ProcFailNthFile, SimProcess, SimUser, type SimFile } from './kernel/process.js';
 import { Machine, type MachineDesc } from './machine/machine.js';
 import { q35Edu } from './machine/presets.js';
 
@@ -37,6 +38,10 @@ export class SimKernel {
     machine: MachineDesc = q35Edu(),
   ) {
     this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest, this.machine));
+    // Each process has one thread: its thread-self and its own entry are the same task's file.
+    const failNth = (proc: SimProcess) => new ProcFailNthFile(proc);
+    this.vfs.addCharDev('/proc/thread-self/fail-nth', failNth);
+    this.vfs.addCharDev('/proc/self/fail-nth', failNth);
     this.machine = new Machine(machine, this.vfs, { selftest });
   }
 
@@ -53,15 +58,6 @@ export class SimKernel {
   }
 }
 
-function sys<T>(name: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof KernelErrno) throw new IommuError(e.errno, name);
-    throw e;
-  }
-}
-
 export class SimBinding implements Binding {
   readonly name = 'sim' as const;
   readonly pageSize = PAGE_SIZE;
@@ -71,30 +67,53 @@ export class SimBinding implements Binding {
     readonly proc: SimProcess,
   ) {}
 
+  /** One syscall: this process is the current task (fault injection counts against it); a KernelErrno becomes an IommuError. */
+  private sys<T>(name: string, fn: () => T): T {
+    const prev = enterSyscall(this.proc);
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof KernelErrno) throw new IommuError(e.errno, name);
+      throw e;
+    } finally {
+      leaveSyscall(prev);
+    }
+  }
+
   open(path: string, flags = 0): number {
-    return sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)));
+    return this.sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)));
   }
 
   close(fd: number): void {
-    sys('close', () => this.proc.close(fd));
+    this.sys('close', () => this.proc.close(fd));
   }
 
   ioctl(fd: number, request: number, arg: Uint8Array | null): number {
     const file = this.proc.fileOrNull(fd);
     if (!file) throw new IommuError(ERRNO.EBADF, 'ioctl');
     if (!file.ioctl) throw new IommuError(ERRNO.ENOTTY, `ioctl(0x${request.toString(16)})`);
-    return file.ioctl(request, arg);
+    const prev = enterSyscall(this.proc); // no closure: the hot path allocates nothing
+    try {
+      return file.ioctl(request, arg);
+    } finally {
+      leaveSyscall(prev);
+    }
   }
 
   ioctlInt(fd: number, request: number, value: number): number {
     const file = this.proc.fileOrNull(fd);
     if (!file) throw new IommuError(ERRNO.EBADF, 'ioctl');
     if (!file.ioctlInt) throw new IommuError(ERRNO.ENOTTY, `ioctl(0x${request.toString(16)})`);
-    return file.ioctlInt(request, value);
+    const prev = enterSyscall(this.proc);
+    try {
+      return file.ioctlInt(request, value);
+    } finally {
+      leaveSyscall(prev);
+    }
   }
 
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint {
-    return sys('mmap', () => {
+    return this.sys('mmap', () => {
       let memfd: SimMemfd | null = null;
       if (fd >= 0) {
         const f = this.proc.file(fd);
@@ -107,15 +126,15 @@ export class SimBinding implements Binding {
   }
 
   munmap(addr: bigint, length: number): void {
-    sys('munmap', () => this.proc.mm.munmap(Number(addr), length));
+    this.sys('munmap', () => this.proc.mm.munmap(Number(addr), length));
   }
 
   memfdCreate(name: string): number {
-    return sys('memfd_create', () => this.proc.installFd(new SimMemfdFile(new SimMemfd(name))));
+    return this.sys('memfd_create', () => this.proc.installFd(new SimMemfdFile(new SimMemfd(name))));
   }
 
   ftruncate(fd: number, length: number): void {
-    sys('ftruncate', () => {
+    this.sys('ftruncate', () => {
       const f = this.proc.file(fd);
       if (!(f instanceof SimMemfdFile)) kerr(ERRNO.EINVAL);
       f.memfd.truncate(length);
@@ -123,7 +142,7 @@ export class SimBinding implements Binding {
   }
 
   view(addr: bigint, length: number): Uint8Array {
-    return sys('view', () => this.proc.mm.view(Number(addr), length));
+    return this.sys('view', () => this.proc.mm.view(Number(addr), length));
   }
 
   hasCapability(cap: number): boolean {
@@ -131,46 +150,46 @@ export class SimBinding implements Binding {
   }
 
   read(fd: number, buf: Uint8Array): number {
-    return sys('read', () => fileOp(this.proc.file(fd), 'read', ERRNO.EINVAL)(buf));
+    return this.sys('read', () => fileOp(this.proc.file(fd), 'read', ERRNO.EINVAL)(buf));
   }
 
   write(fd: number, buf: Uint8Array): number {
-    return sys('write', () => fileOp(this.proc.file(fd), 'write', ERRNO.EINVAL)(buf));
+    return this.sys('write', () => fileOp(this.proc.file(fd), 'write', ERRNO.EINVAL)(buf));
   }
 
   pread(fd: number, buf: Uint8Array, offset: number): number {
-    return sys('pread', () => fileOp(this.proc.file(fd), 'pread', ERRNO.ESPIPE)(buf, offset));
+    return this.sys('pread', () => fileOp(this.proc.file(fd), 'pread', ERRNO.ESPIPE)(buf, offset));
   }
 
   pwrite(fd: number, buf: Uint8Array, offset: number): number {
-    return sys('pwrite', () => fileOp(this.proc.file(fd), 'pwrite', ERRNO.ESPIPE)(buf, offset));
+    return this.sys('pwrite', () => fileOp(this.proc.file(fd), 'pwrite', ERRNO.ESPIPE)(buf, offset));
   }
 
   eventfd(initval: number, flags: number): number {
-    return sys('eventfd', () => this.proc.installFd(new SimEventfd(initval, !!(flags & EFD_NONBLOCK))));
+    return this.sys('eventfd', () => this.proc.installFd(new SimEventfd(initval, !!(flags & EFD_NONBLOCK))));
   }
 
   poll(fd: number, events: number): number {
-    return sys('poll', () => {
+    return this.sys('poll', () => {
       const f = this.proc.file(fd);
       return f.poll ? f.poll.call(f, events) : events & (POLLIN | POLLOUT);
     });
   }
 
   readText(path: string): string {
-    return sys('read', () => this.kernel.vfs.readText(path));
+    return this.sys('read', () => this.kernel.vfs.readText(path));
   }
 
   writeText(path: string, text: string): void {
-    sys('write', () => this.kernel.vfs.writeText(path, text));
+    this.sys('write', () => this.kernel.vfs.writeText(path, text));
   }
 
   readlink(path: string): string {
-    return sys('readlink', () => this.kernel.vfs.readlink(path));
+    return this.sys('readlink', () => this.kernel.vfs.readlink(path));
   }
 
   readdir(path: string): string[] {
-    return sys('readdir', () => this.kernel.vfs.readdir(path));
+    return this.sys('readdir', () => this.kernel.vfs.readdir(path));
   }
 }
 

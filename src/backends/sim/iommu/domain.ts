@@ -11,6 +11,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from '../include/iommu.js';
 import { IOMMU_READ, IOMMU_WRITE, type UserArray } from './iommu.js';
 import { kerr } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import { PAGE_SIZE, type PageStore } from '../kernel/mm.js';
 
 /**
@@ -86,7 +87,9 @@ export class PagingDomain implements DmaTarget {
     return this.dirtyTracking ? undefined : this.gen;
   }
 
+  /** The driver's domain_alloc_paging: ENOMEM when fault injection fails its allocation. */
   constructor(cfg: DomainConfig) {
+    if (shouldFail()) kerr(ERRNO.ENOMEM);
     this.owner = cfg.owner;
     this.pgsizeBitmap = cfg.pgsizeBitmap;
     const low = cfg.pgsizeBitmap & -cfg.pgsizeBitmap;
@@ -163,7 +166,10 @@ export class PagingDomain implements DmaTarget {
   private setUnit(u: number, store: PageStore, off: number, prot: number, lg2: number): void {
     const key = Math.floor(u / LEAF);
     let leaf = this.leaves.get(key);
-    if (!leaf) this.leaves.set(key, (leaf = this.spare.pop() ?? new Leaf()));
+    if (!leaf) {
+      if (shouldFail()) kerr(ERRNO.ENOMEM); // a table page (fault injection)
+      this.leaves.set(key, (leaf = this.spare.pop() ?? new Leaf()));
+    }
     const slot = u - key * LEAF;
     if (!leaf.flags[slot]) {
       leaf.used++;
@@ -218,6 +224,29 @@ export class PagingDomain implements DmaTarget {
     }
     this.flushes++;
     this.gen++;
+  }
+
+  /**
+   * The present entries as IOVA runs [first, last] of equal permission, ascending (what a walk of
+   * the whole table finds; for tests that compare a domain before and after a refused command).
+   */
+  mappedRuns(): { first: bigint; last: bigint; prot: number }[] {
+    const runs: { first: bigint; last: bigint; prot: number }[] = [];
+    const size = BigInt(this.pageSize);
+    let prev = -2;
+    for (const key of [...this.leaves.keys()].sort((a, b) => a - b)) {
+      const leaf = this.leaves.get(key)!;
+      for (let s = 0; s < LEAF; s++) {
+        const prot = leaf.flags[s]! & (IOMMU_READ | IOMMU_WRITE);
+        if (!prot) continue;
+        const u = key * LEAF + s;
+        const last = runs[runs.length - 1];
+        if (last && u === prev + 1 && last.prot === prot) last.last = BigInt(u + 1) * size - 1n;
+        else runs.push({ first: BigInt(u) * size, last: BigInt(u + 1) * size - 1n, prot });
+        prev = u;
+      }
+    }
+    return runs;
   }
 
   /** iova_to_phys: the store and byte offset an IOVA translates to, or null if not mapped. */
@@ -366,7 +395,9 @@ export class NestedDomain implements DmaTarget {
     /** cache_invalidate_user: entries are the user's entry_len-byte records (read on demand); returns how many were handled, throws KernelErrno with `done` set on the first bad one. */
     readonly invalidate: ((type: number, entries: UserArray) => number) | null,
     readonly data: Uint32Array = new Uint32Array(0),
-  ) {}
+  ) {
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // the driver's domain_alloc_nested
+  }
 
   dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null {
     return this.parent.dmaRead(iova, dst);

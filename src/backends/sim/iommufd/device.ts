@@ -13,6 +13,7 @@ import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HW
 import type { BoundDevice, SimDevice, SimGroup } from '../iommu/iommu.js';
 import type { NestedDomain, PagingDomain } from '../iommu/domain.js';
 import { KernelErrno, kerr } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import { HwptNested, HwptPaging, type Hwpt, type UserData } from './hw_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
@@ -75,7 +76,10 @@ export class IommufdDevice implements SimObject {
 
 function getGroup(ctx: IommufdCtx, group: SimGroup): IommufdGroup {
   let g = ctx.igroups.get(group.id);
-  if (!g) ctx.igroups.set(group.id, (g = new IommufdGroup(group)));
+  if (!g) {
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // iommufd_alloc_group (fault injection)
+    ctx.igroups.set(group.id, (g = new IommufdGroup(group)));
+  }
   g.refs++;
   return g;
 }
@@ -233,6 +237,7 @@ function doAttach(idev: IommufdDevice, pasid: number, hwpt: Hwpt): null {
 export function hwptAttach(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   const g = idev.group;
   const existing = g.pasidAttach.get(pasid);
+  if (!existing && shouldFail()) kerr(ERRNO.ENOMEM); // the iommufd_attach (fault injection)
   const attach: Attach = existing ?? { hwpt: null, handle: {}, devices: new Map() };
   if (attach.devices.has(idev.id)) kerr(ERRNO.EBUSY);
   if (attach.hwpt && attach.hwpt !== hwpt) kerr(ERRNO.EINVAL);
@@ -361,6 +366,7 @@ function checkPasidWidth(group: SimGroup, pasid: number): void {
 /** iommufd_hwpt_attach_device: the whole group on the RID, or one device on a PASID. */
 function attachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   pasidCompat(hwpt, idev, pasid);
+  if (shouldFail()) kerr(ERRNO.ENOMEM); // the attach handle (fault injection)
   const domain = hwpt.domain;
   if (pasid === NO_PASID) {
     for (const d of idev.group.group.devices) driverAttach(d, domain, pasid);

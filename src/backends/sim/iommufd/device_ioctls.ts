@@ -27,7 +27,7 @@ function getHwInfo(ctx: IommufdCtx, u: Ucmd): void {
   if (len) {
     const out = new Uint8Array(len);
     out.set(data.subarray(0, copy));
-    ctx.proc.mm.write(uptr, out); // the tail past the driver's data is zeroed
+    ctx.proc.mm.copyToUser(uptr, out); // the tail past the driver's data is zeroed
   }
   u.setU32(I.out_data_type!, type);
   u.setU32(I.data_len!, data.length);

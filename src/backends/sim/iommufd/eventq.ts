@@ -8,6 +8,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { IOCTLS } from '../../../ioasid/uapi.js';
 import { POLLIN, POLLOUT } from '../../types.js';
 import { kerr } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { SimFile } from '../kernel/process.js';
 import type { Ucmd } from './ucmd.js';
@@ -150,12 +151,28 @@ function faultQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(Q.flags!)) kerr(ERRNO.EOPNOTSUPP);
   const fault = new FaultQueue(ctx);
   fault.id = ctx.add('FAULT', fault);
-  ctx.ref(fault.id, 1);
+  ctx.abortOnError(fault.id, () => eventqFile(ctx, u, fault, Q.out_fault_id!, Q.out_fault_fd!));
+}
+
+/**
+ * iommufd_eventq_init, the response and fd_install: the queue's file (anon_inode_getfile, ENOMEM
+ * by fault injection) holds the object and the context; the descriptor is chosen first but
+ * installed only once the response reached the user. If the response fails the file is put
+ * (its release drops both holds) and the caller aborts the object.
+ */
+function eventqFile(ctx: IommufdCtx, u: Ucmd, q: FaultQueue | VeventQueue, idOff: number, fdOff: number): void {
+  if (shouldFail()) kerr(ERRNO.ENOMEM);
+  ctx.ref(q.id, 1);
   ctx.hold();
-  const fd = ctx.proc.installFd(fault);
-  u.setU32(Q.out_fault_id!, fault.id);
-  u.setU32(Q.out_fault_fd!, fd);
-  u.respond();
+  u.setU32(idOff, q.id);
+  u.setU32(fdOff, ctx.proc.unusedFd());
+  try {
+    u.respond();
+  } catch (e) {
+    q.release();
+    throw e;
+  }
+  ctx.proc.installFd(q);
 }
 
 // ---- vEVENTQ: a vIOMMU's event queue (IOMMUFD_OBJ_VEVENTQ) ---------------------------------------
@@ -260,11 +277,7 @@ function veventqAlloc(ctx: IommufdCtx, u: Ucmd): void {
   q.id = ctx.add('VEVENTQ', q);
   ctx.ref(viommu.id, 1);
   viommu.veventqs.push(q);
-  ctx.ref(q.id, 1);
-  ctx.hold();
-  u.setU32(E.out_veventq_id!, q.id);
-  u.setU32(E.out_veventq_fd!, ctx.proc.installFd(q));
-  u.respond();
+  ctx.abortOnError(q.id, () => eventqFile(ctx, u, q, E.out_veventq_id!, E.out_veventq_fd!));
 }
 
 export const eventqHandlers = {

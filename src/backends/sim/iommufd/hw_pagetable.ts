@@ -13,6 +13,7 @@ export type { UserArray, UserData };
 import type { FaultQueue } from './eventq.js';
 import { viommuNestedAlloc, type Viommu } from './viommu.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import type { IoasObject } from './ioas.js';
 import { hwptNestedAlloc, hwptPagingAlloc, NO_PASID, type IommufdDevice } from './device.js';
 import type { IommufdCtx, SimObject } from './main.js';
@@ -31,7 +32,7 @@ export function userData(ctx: IommufdCtx, type: number, uptr: bigint, len: numbe
     write(want: number, src: Uint8Array, minLen: number): void {
       if (type !== want) kerr(ERRNO.EINVAL);
       if (len < minLen || src.length < len) kerr(ERRNO.EINVAL);
-      ctx.proc.mm.write(Number(uptr), src.subarray(0, len));
+      ctx.proc.mm.copyToUser(Number(uptr), src.subarray(0, len));
     },
   };
 }
@@ -45,7 +46,7 @@ export function copyStructFromUser(ctx: IommufdCtx, uptr: bigint, usize: number,
     if (tail.some((b) => b !== 0)) kerr(ERRNO.E2BIG);
   }
   const n = Math.min(size, usize);
-  if (n) ctx.proc.mm.read(Number(uptr), out.subarray(0, n));
+  if (n) ctx.proc.mm.copyFromUser(Number(uptr), out.subarray(0, n));
   return out;
 }
 
@@ -127,19 +128,15 @@ function hwptAlloc(ctx: IommufdCtx, u: Ucmd): void {
   } else {
     return kerr(ERRNO.EINVAL);
   }
-  if (flags & IOMMU_HWPT_FAULT_ID_VALID) {
-    let fault: FaultQueue;
-    try {
-      fault = ctx.get<FaultQueue>(u.u32(H.fault_id!), 'FAULT');
-    } catch (e) {
-      ctx.remove(hwpt.id);
-      throw e;
+  ctx.abortOnError(hwpt.id, () => {
+    if (flags & IOMMU_HWPT_FAULT_ID_VALID) {
+      const fault = ctx.get<FaultQueue>(u.u32(H.fault_id!), 'FAULT');
+      hwpt.fault = fault;
+      ctx.ref(fault.id, 1);
     }
-    hwpt.fault = fault;
-    ctx.ref(fault.id, 1);
-  }
-  u.setU32(H.out_hwpt_id!, hwpt.id);
-  u.respond();
+    u.setU32(H.out_hwpt_id!, hwpt.id);
+    u.respond();
+  });
 }
 
 const S = IOCTLS.HWPT_SET_DIRTY_TRACKING.struct.off;
@@ -183,6 +180,7 @@ function getDirtyBitmap(ctx: IommufdCtx, u: Ucmd): void {
   if (!pageSize) kerr(ERRNO.EINVAL);
   if (iova % pageSize || (last + 1n) % pageSize) kerr(ERRNO.EINVAL);
   if (!domain.dirtyOps) kerr(ERRNO.EOPNOTSUPP);
+  if (shouldFail()) kerr(ERRNO.ENOMEM); // iova_bitmap_alloc (fault injection)
   // iommu_read_and_clear_dirty: walk the areas contiguous from iova; at a gap the walk stops with
   // EINVAL, which 7.3 drops (iova_bitmap_for_each's return is ignored): the ioctl succeeds.
   let cur = iova;
@@ -241,7 +239,7 @@ function hwptInvalidate(ctx: IommufdCtx, u: Ucmd): void {
       entryLen: len,
       get(i: number): Uint8Array {
         const b = new Uint8Array(len);
-        ctx.proc.mm.read(Number(uptr) + i * len, b);
+        ctx.proc.mm.copyFromUser(Number(uptr) + i * len, b);
         return b;
       },
     };

@@ -9,6 +9,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { IOCTLS } from '../../../ioasid/uapi.js';
 import { InternalAccess, type PhysAddr } from './access.js';
 import { kerr } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 import type { Ucmd } from './ucmd.js';
@@ -75,6 +76,7 @@ function allocPhys(q: HwQueue, viommu: Viommu): [InternalAccess, PhysAddr] {
   const [aligned, length] = pinnedRange(q.baseAddr, q.length);
   const npages = Number(length / PAGE);
   if (npages * 8 > INT_MAX) kerr(ERRNO.ENOMEM); // kvzalloc of the page array refuses > INT_MAX bytes
+  if (shouldFail()) kerr(ERRNO.ENOMEM); // ... or fails (fault injection)
   const access = InternalAccess.create(q.ctx);
   const pages: PhysAddr[] = [];
   try {
@@ -106,21 +108,19 @@ function hwQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
   if (iova + length - 1n > MAX) kerr(ERRNO.EOVERFLOW);
   const viommu = ctx.get<Viommu>(u.u32(W.viommu_id!), 'VIOMMU');
   const ops = viommu.viommuOps;
-  if (!ops?.hwQueueSize || !ops.hwQueueInitPhys || !ops.hwQueueSize(type)) kerr(ERRNO.EOPNOTSUPP);
+  const initPhys = ops?.hwQueueInitPhys;
+  if (!ops?.hwQueueSize || !initPhys || !ops.hwQueueSize(type)) kerr(ERRNO.EOPNOTSUPP);
   const q = new HwQueue(ctx, type, iova, length);
   q.id = ctx.add('HW_QUEUE', q);
-  try {
+  ctx.abortOnError(q.id, () => {
     const [access, basePa] = allocPhys(q, viommu);
     q.access = access;
     q.viommu = viommu;
     ctx.ref(viommu.id, 1);
-    ops.hwQueueInitPhys(q, u.u32(W.index!), basePa);
-  } catch (e) {
-    ctx.remove(q.id); // iommufd_object_abort_and_destroy
-    throw e;
-  }
-  u.setU32(W.out_hw_queue_id!, q.id);
-  u.respond();
+    initPhys.call(ops, q, u.u32(W.index!), basePa);
+    u.setU32(W.out_hw_queue_id!, q.id);
+    u.respond();
+  });
 }
 
 export const hwQueueHandlers: Record<string, Handler> = {

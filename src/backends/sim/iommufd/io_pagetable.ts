@@ -10,6 +10,7 @@ import { SpanList, type Span } from './area_list.js';
 import { kerr } from '../kernel/errno.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 import type { PagingDomain } from '../iommu/domain.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import type { IoptPages } from './pages.js';
 
 import { IOMMU_READ, IOMMU_WRITE } from '../iommu/iommu.js';
@@ -172,6 +173,7 @@ export class IoPagetable {
 
   /** MAP / MAP_FILE: one new IoptPages at one area (mapPages without the arrays). */
   mapOne(pages: IoptPages, startByte: number, length: bigint, iova: bigint | null, prot: number): bigint {
+    allocAreas(1);
     const at = this.place(length, iova, pages, startByte);
     const area = this.newArea(at, pages, startByte, length, prot);
     this.areas.insert(area);
@@ -185,6 +187,7 @@ export class IoPagetable {
    */
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: number): bigint {
     const first = slices[0]!;
+    allocAreas(slices.length);
     const at = this.place(length, iova, first.pages, first.startByte);
     const areas: Area[] = [];
     let cur = at;
@@ -307,6 +310,7 @@ export class IoPagetable {
     let area = this.areas.first(cur, cur);
     while (area && area.start <= cur) {
       const end = last < area.last ? last : area.last;
+      if (shouldFail()) kerr(ERRNO.ENOMEM); // the iopt_pages_list element
       out.push({ pages: area.pages, startByte: area.startByte + Number(cur - area.start), length: end - cur + 1n });
       if (last <= area.last) {
         for (const s of out) s.pages.refs++;
@@ -365,6 +369,7 @@ export class IoPagetable {
     const mask = this.iovaAlignment - 1n;
     const rhsStartByte = area.startByte + Number(newStart - area.start);
     if (newStart & mask || BigInt(rhsStartByte) & mask) kerr(ERRNO.EINVAL);
+    allocAreas(2);
     if (area.numAccesses) kerr(ERRNO.EINVAL);
     this.areas.remove(area);
     const common = { pages: area.pages, prot: area.prot, numAccesses: 0, numLocks: 0, domainPinned: area.domainPinned };
@@ -386,8 +391,10 @@ export class IoPagetable {
     this.allowed = ranges;
   }
 
+  /** iopt_reserve_iova: EADDRINUSE over an area or an allowed range; ENOMEM (fault injection) for its node. */
   reserve(start: bigint, last: bigint, owner: unknown): void {
     if (this.areas.first(start, last) || this.intersectsAllowed(start, last)) kerr(ERRNO.EADDRINUSE);
+    if (shouldFail()) kerr(ERRNO.ENOMEM);
     let i = 0;
     while (i < this.reserved.length && this.reserved[i]!.start <= start) i++;
     this.reserved.splice(i, 0, { start, last, owner });
@@ -426,6 +433,11 @@ export class IoPagetable {
       throw e;
     }
   }
+}
+
+/** iopt_alloc_area_pages' first loop: one iopt_area_alloc per slice, before any check (ENOMEM: fault injection). */
+function allocAreas(n: number): void {
+  for (let i = 0; i < n; i++) if (shouldFail()) kerr(ERRNO.ENOMEM);
 }
 
 interface AllocRequest {

@@ -8,6 +8,7 @@ import {
 } from '../../../ioasid/uapi.js';
 import type { Span } from './area_list.js';
 import { kerr } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE, IoPagetable, type Area, type PagesSlice } from './io_pagetable.js';
 import type { HwptPaging } from './hw_pagetable.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
@@ -45,9 +46,10 @@ function prot(flags: number): number {
   return (flags & IOMMU_IOAS_MAP_WRITEABLE ? IOMMU_WRITE : 0) | (flags & IOMMU_IOAS_MAP_READABLE ? IOMMU_READ : 0);
 }
 
-/** iopt_alloc_pages: EINVAL for a zero or absurd length. */
+/** iopt_alloc_pages: EINVAL for a zero or absurd length, ENOMEM when fault injection fails its kzalloc. */
 function allocPages(ctx: IommufdCtx, source: IoptPages['source'], startByte: number, length: bigint, writable: boolean): IoptPages {
   if (length > SIZE_MAX_LESS_PAGE || length === 0n) kerr(ERRNO.EINVAL);
+  if (shouldFail()) kerr(ERRNO.ENOMEM);
   const npages = length < SAFE
     ? Math.ceil((Number(length) + startByte) / PAGE_SIZE)
     : Number((length + BigInt(startByte) + PAGE - 1n) / PAGE);
@@ -80,7 +82,7 @@ function ioasAlloc(ctx: IommufdCtx, u: Ucmd): void {
   const ioas = new IoasObject();
   const id = (ioas.id = ctx.add('IOAS', ioas));
   u.setU32(A.out_ioas_id!, id);
-  u.respond();
+  ctx.abortOnError(id, () => u.respond());
 }
 
 const R = IOCTLS.IOAS_IOVA_RANGES.struct.off;
@@ -96,7 +98,7 @@ function iovaRanges(ctx: IommufdCtx, u: Ucmd): number {
     if (i >= max) return;
     dv.setBigUint64(0, r.start, true);
     dv.setBigUint64(8, r.last, true);
-    ctx.proc.mm.write(uptr + i * 16, elm);
+    ctx.proc.mm.copyToUser(uptr + i * 16, elm);
   });
   u.setU32(R.num_iovas!, ranges.length);
   u.setU64(R.out_iova_alignment!, ioas.iopt.iovaAlignment);
@@ -115,11 +117,12 @@ function allowIovas(ctx: IommufdCtx, u: Ucmd): void {
   const dv = new DataView(elm.buffer);
   const ranges: Span[] = [];
   for (let i = 0; i < num; i++) {
-    ctx.proc.mm.read(uptr + i * 16, elm);
+    ctx.proc.mm.copyFromUser(uptr + i * 16, elm);
     const start = dv.getBigUint64(0, true);
     const last = dv.getBigUint64(8, true);
     if (start >= last) kerr(ERRNO.EINVAL);
     if (ranges.some((r) => r.start <= last && r.last >= start)) kerr(ERRNO.EINVAL);
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // the iopt_allowed node (fault injection)
     ranges.push({ start, last });
   }
   ranges.sort((a, b) => (a.start < b.start ? -1 : 1));

@@ -15,6 +15,7 @@ import {
 import * as vfioUapi from '../../../ioasid/vfio_uapi.js';
 import { CAP_SYS_RESOURCE } from '../../types.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import { IoasObject, ioasHandlers } from './ioas.js';
 import { AccountMode } from './pages.js';
 import type { SimFile, SimProcess } from '../kernel/process.js';
@@ -70,6 +71,7 @@ export class IommufdCtx implements SimFile {
     /** The machine whose devices this iommufd can bind (mock devices join its group numbering). */
     readonly machine: MockDeviceHost | null = null,
   ) {
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // iommufd_fops_open's kzalloc of the context
     this.ops = buildOps(selftest);
   }
 
@@ -117,8 +119,9 @@ export class IommufdCtx implements SimFile {
 
   // ---- the object table ----------------------------------------------------------------------
 
-  /** Reserve the lowest free id and publish the object (the ioctl succeeded). */
+  /** Reserve the lowest free id and publish the object (ENOMEM: _iommufd_object_alloc's kzalloc, fault injection). */
   add(type: ObjType, obj: SimObject): number {
+    if (shouldFail()) kerr(ERRNO.ENOMEM);
     let id = 1;
     while (this.objects.has(id)) id++;
     if (id > ID_MAX) kerr(ERRNO.ENOSPC);
@@ -126,6 +129,19 @@ export class IommufdCtx implements SimFile {
       d.set(id, { type, users: 1, obj });
     });
     return id;
+  }
+
+  /**
+   * The rest of a command that made object `id` (its driver init, the response): if that fails,
+   * iommufd_object_abort_and_destroy takes the object back out and undoes it.
+   */
+  abortOnError(id: number, rest: () => void): void {
+    try {
+      rest();
+    } catch (e) {
+      this.remove(id);
+      throw e;
+    }
   }
 
   /** iommufd_get_object: ENOENT for a missing id, a tombstone or another type. */

@@ -8,6 +8,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from '../kernel/errno.js';
 import { PAGE_SIZE, type PageStore, type SimMemfd } from '../kernel/mm.js';
 import type { SimProcess } from '../kernel/process.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 
 export const enum AccountMode {
   NONE = 0,
@@ -113,6 +114,7 @@ export class IoptPages {
   }
 
   private pinRun(first: number, last: number, write: boolean): void {
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // the pin step (fault injection)
     const src = this.source;
     const n = last - first + 1;
     if (src.kind === 'user') {
@@ -142,8 +144,8 @@ export class IoptPages {
     const src = this.source;
     if (write && !this.writable) kerr(ERRNO.EPERM);
     if (src.kind === 'user') {
-      if (write) src.proc.mm.write(Number(src.uptr) + off, buf);
-      else src.proc.mm.read(Number(src.uptr) + off, buf);
+      if (write) src.proc.mm.copyToUser(Number(src.uptr) + off, buf);
+      else src.proc.mm.copyFromUser(Number(src.uptr) + off, buf);
       return;
     }
     const at = src.start - (src.start % PAGE_SIZE) + off;

@@ -13,6 +13,7 @@ import {
 } from '../../../ioasid/uapi.js';
 import type { HwptNested, HwptPaging } from './hw_pagetable.js';
 import { kerr } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from './eventq.js';
 import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, faultTarget, NO_PASID, type IommufdDevice } from './device.js';
 import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
@@ -57,6 +58,7 @@ class SelftestAccess implements SimObject, SimFile {
     if (ioasId === this.ioasId) return;
     const next = ioasId ? this.ctx.get<IoasObject>(ioasId, 'IOAS') : null;
     if (next) {
+      if (shouldFail()) kerr(ERRNO.ENOMEM); // iopt_add_access's xa_alloc (fault injection)
       next.iopt.accessAlignments.set(this, this.alignment);
       try {
         next.iopt.recalculateAlignment();
@@ -175,17 +177,15 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
     case IOMMU_TEST_OP.CREATE_ACCESS: {
       const flags = u.u32(o('create_access', 'flags'));
       if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) kerr(ERRNO.EOPNOTSUPP);
+      if (shouldFail()) kerr(ERRNO.ENOMEM); // iommufd_test_alloc_access: the selftest_access and its file
       const access = new SelftestAccess(ctx, !!(flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES));
-      const accessId = ctx.add('ACCESS', access);
-      try {
+      ctx.abortOnError(ctx.add('ACCESS', access), () => {
         access.attach(id);
-      } catch (e) {
-        ctx.remove(accessId);
-        throw e;
-      }
+        u.setU32(o('create_access', 'out_access_fd'), ctx.proc.unusedFd());
+        u.respond();
+      });
       ctx.hold();
-      u.setU32(o('create_access', 'out_access_fd'), ctx.proc.installFd(access));
-      u.respond();
+      ctx.proc.installFd(access); // fd_install, once the response reached the user
       return;
     }
     case IOMMU_TEST_OP.ACCESS_REPLACE_IOAS:
@@ -199,11 +199,17 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) kerr(ERRNO.EOPNOTSUPP);
       const access = accessFromFd(ctx, id);
       if (!access.needsPin) kerr(ERRNO.EOPNOTSUPP);
+      if (shouldFail()) kerr(ERRNO.ENOMEM); // the page array (fault injection)
       access.pinPages(iova, length, !!(flags & MOCK_FLAGS_ACCESS_WRITE));
-      const item = { iova, length, id: access.nextId++ };
-      access.items.push(item);
-      u.setU32(o('access_pages', 'out_access_pages_id'), item.id);
-      u.respond();
+      try {
+        if (shouldFail()) kerr(ERRNO.ENOMEM); // the item
+        u.setU32(o('access_pages', 'out_access_pages_id'), access.nextId);
+        u.respond();
+      } catch (e) {
+        access.unpinPages(iova, length);
+        throw e;
+      }
+      access.items.push({ iova, length, id: access.nextId++ });
       return;
     }
     case IOMMU_TEST_OP.DESTROY_ACCESS_PAGES: {
@@ -223,21 +229,17 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (length > 16n * 1024n * 1024n) kerr(ERRNO.ENOMEM);
       if (flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ)) kerr(ERRNO.EOPNOTSUPP);
       const access = accessFromFd(ctx, id);
+      if (shouldFail()) kerr(ERRNO.ENOMEM); // kvzalloc of the bounce buffer (fault injection)
       const tmp = new Uint8Array(Number(length));
       const write = !!(flags & MOCK_ACCESS_RW_WRITE);
-      if (write) ctx.proc.mm.read(uptr, tmp);
+      if (write) ctx.proc.mm.copyFromUser(uptr, tmp);
       access.rw(iova, tmp, write);
-      if (!write) ctx.proc.mm.write(uptr, tmp);
+      if (!write) ctx.proc.mm.copyToUser(uptr, tmp);
       return;
     }
     case IOMMU_TEST_OP.MOCK_DOMAIN:
     case IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS: {
-      const flags = u.u32(4) === IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS ? u.u32(o('mock_domain_flags', 'dev_flags')) : 0;
-      const [stdevId, hwptId, idevId] = mockDomain(ctx, id, flags);
-      u.setU32(o('mock_domain', 'out_stdev_id'), stdevId);
-      u.setU32(o('mock_domain', 'out_hwpt_id'), hwptId);
-      u.setU32(o('mock_domain', 'out_idev_id'), idevId);
-      u.respond();
+      mockDomain(ctx, u, id, u.u32(4) === IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS ? u.u32(o('mock_domain_flags', 'dev_flags')) : 0);
       return;
     }
     case IOMMU_TEST_OP.MOCK_DOMAIN_REPLACE: {
@@ -257,10 +259,15 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       return;
     }
     case IOMMU_TEST_OP.PASID_ATTACH: {
-      const sobj = ctx.get<SelftestDevice>(id, 'SELFTEST');
-      const ptId = deviceAttach(sobj.idev!, u.u32(o('pasid_attach', 'pasid')), u.u32(o('pasid_attach', 'pt_id')));
-      u.setU32(o('pasid_attach', 'pt_id'), ptId);
-      u.respond();
+      const idev = ctx.get<SelftestDevice>(id, 'SELFTEST').idev!;
+      const pasid = u.u32(o('pasid_attach', 'pasid'));
+      u.setU32(o('pasid_attach', 'pt_id'), deviceAttach(idev, pasid, u.u32(o('pasid_attach', 'pt_id'))));
+      try {
+        u.respond();
+      } catch (e) {
+        deviceDetach(idev, pasid);
+        throw e;
+      }
       return;
     }
     case IOMMU_TEST_OP.PASID_REPLACE: {
@@ -364,24 +371,23 @@ class SelftestDevice implements SimObject {
   }
 }
 
-/** iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT). */
-function mockDomain(ctx: IommufdCtx, ptId: number, devFlags: number): [number, number, number] {
+/**
+ * iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT). On
+ * any failure, the response included, the object's destroy detaches, unbinds and unplugs what
+ * was made (out_detach, out_unbind, out_mdev, then the abort).
+ */
+function mockDomain(ctx: IommufdCtx, u: Ucmd, ptId: number, devFlags: number): void {
   const sobj = new SelftestDevice(ctx);
   const stdevId = ctx.add('SELFTEST', sobj);
-  try {
+  ctx.abortOnError(stdevId, () => {
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // mock_dev_create (fault injection)
     const mock = (sobj.mock = ctx.machine ? ctx.machine.addMockDevice(devFlags) : new MockDevice(devFlags));
     const idev = (sobj.idev = deviceBind(ctx, mock, false));
-    try {
-      return [stdevId, deviceAttach(idev, NO_PASID, ptId), idev.id];
-    } catch (e) {
-      sobj.idev = null;
-      deviceUnbind(idev);
-      throw e;
-    }
-  } catch (e) {
-    ctx.remove(stdevId);
-    throw e;
-  }
+    u.setU32(o('mock_domain', 'out_hwpt_id'), deviceAttach(idev, NO_PASID, ptId));
+    u.setU32(o('mock_domain', 'out_stdev_id'), stdevId);
+    u.setU32(o('mock_domain', 'out_idev_id'), idev.id);
+    u.respond();
+  });
 }
 
 /** get_md_pagetable: a paging HWPT whose domain the mock driver made (EINVAL otherwise). */
@@ -420,8 +426,9 @@ function testDirty(ctx: IommufdCtx, id: number, u: Ucmd): number {
   if (max > 16 * 1024 * 1024 * 8) kerr(ERRNO.EOVERFLOW);
   const hwpt = mockPaging(ctx, id);
   if (!hwpt.domain.dirtyTracking) kerr(ERRNO.EINVAL);
+  if (shouldFail()) kerr(ERRNO.ENOMEM); // kvzalloc of the bitmap copy (fault injection)
   const bits = new Uint8Array(Math.ceil(max / 8));
-  ctx.proc.mm.read(Number(uptr), bits);
+  ctx.proc.mm.copyFromUser(Number(uptr), bits);
   let count = 0;
   for (let i = 0; i < max; i++) {
     if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;

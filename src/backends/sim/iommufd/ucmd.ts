@@ -6,6 +6,7 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import type { IoctlDesc } from '../../../ioasid/uapi.js';
 import { kerr } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 
 const SCRATCH = 256;
 
@@ -28,6 +29,7 @@ export class Ucmd {
       if (user.length < usize) kerr(ERRNO.EFAULT);
       for (let i = size; i < usize; i++) if (user[i] !== 0) kerr(ERRNO.E2BIG);
     }
+    if (shouldFail()) kerr(ERRNO.EFAULT); // the copy_from_user (fault injection)
     const n = Math.min(usize, size);
     const buf = this.buf;
     for (let i = 0; i < n; i++) buf[i] = user[i]!; // structs are <= 72 bytes: no view objects
@@ -56,8 +58,9 @@ export class Ucmd {
     this.k.setBigUint64(off, v, true);
   }
 
-  /** iommufd_ucmd_respond: copy the command back, truncated to the user's size. */
+  /** iommufd_ucmd_respond: copy the command back, truncated to the user's size (EFAULT: fault injection). */
   respond(): void {
+    if (shouldFail()) kerr(ERRNO.EFAULT);
     const n = Math.min(this.userSize, this.desc.struct.size);
     const user = this.user;
     const buf = this.buf;
@@ -66,6 +69,7 @@ export class Ucmd {
 
   /** Copy back one field only (IOMMU_OPTION writes val64 alone). */
   respondField(off: number, len: number): void {
+    if (shouldFail()) kerr(ERRNO.EFAULT);
     this.user.set(this.buf.subarray(off, off + len), off);
   }
 }

@@ -13,7 +13,8 @@ import {
   VFIO_NOIOMMU_IOMMU, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL,
   vfio_iommu_type1_info,
 } from '../../../ioasid/vfio_uapi.js';
-import { kerr } from '../kernel/errno.js';
+import { kerr, KernelErrno } from '../kernel/errno.js';
+import { shouldFail } from '../kernel/fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE } from './io_pagetable.js';
 import { mapUserRange, putAreaPages, type IoasObject } from './ioas.js';
 import type { IommufdCtx } from './main.js';
@@ -89,8 +90,9 @@ function setIommu(ctx: IommufdCtx, type: number): number {
   return 0;
 }
 
+/** copy_from_user of the first `minsz` bytes (EFAULT: too short, or fault injection). */
 function view(arg: Uint8Array | null, minsz: number): DataView {
-  if (!arg || arg.length < minsz) kerr(ERRNO.EFAULT);
+  if (!arg || arg.length < minsz || shouldFail()) kerr(ERRNO.EFAULT);
   return new DataView(arg.buffer, arg.byteOffset, arg.length);
 }
 
@@ -132,7 +134,9 @@ function unmapDma(ctx: IommufdCtx, arg: Uint8Array | null): number {
       failed = e;
     }
   }
-  // The kernel writes back the bytes unmapped even when the unmap itself failed part way.
+  // The kernel writes back the bytes unmapped even when the unmap itself failed part way; a
+  // failed copy back (fault injection) answers EFAULT, the unmap stays done.
+  if (shouldFail()) throw new KernelErrno(ERRNO.EFAULT);
   d.setBigUint64(16, progress.unmapped, true);
   if (failed) throw failed;
   return 0;
@@ -180,6 +184,7 @@ function getInfo(ctx: IommufdCtx, arg: Uint8Array | null): number {
   info.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
   info.setBigUint64(8, pageSizes(ioas), true);
   info.setUint32(16, argsz >= total ? INFO_SIZE : 0, true);
+  if (shouldFail()) kerr(ERRNO.EFAULT); // copy_to_user (fault injection)
   arg!.set(new Uint8Array(info.buffer, 0, minsz));
   return 0;
 }

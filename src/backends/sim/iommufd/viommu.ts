@@ -94,7 +94,7 @@ function vdeviceAlloc(ctx: IommufdCtx, u: Ucmd): void {
   idev.vdev = vdev;
   viommu.vdevs.set(virtId, vdev);
   u.setU32(D.out_vdevice_id!, vdev.id);
-  u.respond();
+  ctx.abortOnError(vdev.id, () => u.respond());
 }
 
 const A = IOCTLS.VIOMMU_ALLOC.struct.off;
@@ -113,14 +113,11 @@ function viommuAlloc(ctx: IommufdCtx, u: Ucmd): void {
   const viommu = new Viommu(ctx, type, hwpt, ops.owner, ops);
   viommu.id = ctx.add('VIOMMU', viommu);
   ctx.ref(hwpt.id, 1);
-  try {
+  ctx.abortOnError(viommu.id, () => {
     viommu.viommuOps = init(viommu, hwpt.domain, data);
-  } catch (e) {
-    ctx.remove(viommu.id);
-    throw e;
-  }
-  u.setU32(A.out_viommu_id!, viommu.id);
-  u.respond();
+    u.setU32(A.out_viommu_id!, viommu.id);
+    u.respond();
+  });
 }
 
 /** iommufd_viommu_alloc_hwpt_nested: HWPT_ALLOC with a vIOMMU as pt_id. */

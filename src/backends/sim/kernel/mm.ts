@@ -7,6 +7,7 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../types.js';
 import { kerr } from './errno.js';
+import { shouldFail } from './fault_inject.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
@@ -206,14 +207,26 @@ export class SimMm {
     }
   }
 
-  /** copy_from_user */
+  /** Read process memory (EFAULT where unmapped or unreadable). The kernel's own user copies are copyFromUser. */
   read(addr: number, dst: Uint8Array): void {
     this.walk(addr, dst.length, PROT_READ, (v, off, n, done) => dst.set(v.store.bytes.subarray(off, off + n), done));
   }
 
-  /** copy_to_user */
+  /** Write process memory (EFAULT where unmapped or read-only). */
   write(addr: number, src: Uint8Array): void {
     this.walk(addr, src.length, PROT_WRITE, (v, off, n, done) => v.store.bytes.set(src.subarray(done, done + n), off));
+  }
+
+  /** copy_from_user: a fault-injection point (fail_usercopy, EFAULT), then the read. */
+  copyFromUser(addr: number, dst: Uint8Array): void {
+    if (shouldFail()) kerr(ERRNO.EFAULT);
+    this.read(addr, dst);
+  }
+
+  /** copy_to_user: a fault-injection point (fail_usercopy, EFAULT), then the write. */
+  copyToUser(addr: number, src: Uint8Array): void {
+    if (shouldFail()) kerr(ERRNO.EFAULT);
+    this.write(addr, src);
   }
 
   /** A live view for the process itself (no permission check beyond being mapped). */

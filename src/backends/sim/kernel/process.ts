@@ -1,9 +1,11 @@
 /**
- * A simulated process: address space, file descriptor table, credentials and RLIMIT_MEMLOCK.
- * Defaults model what the test suites run as: root with every capability.
+ * A simulated process: address space, file descriptor table, credentials, RLIMIT_MEMLOCK, and the
+ * task's fault-injection counter (task->fail_nth) with its /proc file. Defaults model what the
+ * test suites run as: root with every capability.
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from './errno.js';
+import { shouldFail } from './fault_inject.js';
 import { SimMm } from './mm.js';
 
 /** An open file: an iommufd, a memfd, a selftest access object, ... */
@@ -39,6 +41,11 @@ export class SimProcess {
   caps: Set<number>;
   /** RLIMIT_MEMLOCK in bytes (8 MiB, the kernel's default). */
   rlimitMemlock = 8 * 1024 * 1024;
+  /**
+   * task->fail_nth, written through /proc/thread-self/fail-nth: while non-zero, every injection
+   * point the task's syscalls pass counts it down and the one that brings it to 0 fails.
+   */
+  failNth = 0;
 
   constructor(
     readonly user: SimUser,
@@ -56,12 +63,23 @@ export class SimProcess {
     return this.caps.has(cap);
   }
 
-  /** Install a file at the lowest free descriptor (0-2 are the standard streams). */
-  installFd(file: SimFile): number {
+  /** get_unused_fd_flags: the lowest free descriptor (0-2 are the standard streams), not taken yet. */
+  unusedFd(): number {
     let fd = 3;
     while (this.fds.has(fd)) fd++;
+    return fd;
+  }
+
+  /** Install a file at the lowest free descriptor. */
+  installFd(file: SimFile): number {
+    const fd = this.unusedFd();
     this.fds.set(fd, file);
     return fd;
+  }
+
+  /** The open descriptors, ascending (what /proc/self/fd lists). */
+  openFds(): number[] {
+    return [...this.fds.keys()].sort((a, b) => a - b);
   }
 
   fileOrNull(fd: number): SimFile | undefined {
@@ -80,4 +98,51 @@ export class SimProcess {
     for (const other of this.fds.values()) if (other === f) return;
     f.release();
   }
+}
+
+// ---- fs/proc/base.c: the task's fail-nth file (the counting is in fault_inject.ts) ---------------
+
+/**
+ * /proc/<pid>/task/<tid>/fail-nth (proc_fail_nth_write / proc_fail_nth_read): writing N arms the
+ * task (0 disarms; kstrtouint rules: EINVAL for anything but one unsigned number, ERANGE above
+ * 2^32-1); reading gives the count left, "0" once the failure was injected. Both copy through
+ * user memory, so on an armed task they count it down like any user copy (EFAULT when that brings
+ * it to 0), as a kernel with CONFIG_FAULT_INJECTION_USERCOPY does; the selftest's harness copes.
+ */
+export class ProcFailNthFile implements SimFile {
+  readonly kind = 'proc';
+  constructor(readonly task: SimProcess) {}
+
+  pwrite(buf: Uint8Array): number {
+    if (shouldFail()) kerr(ERRNO.EFAULT); // kstrtouint_from_user's copy_from_user
+    this.task.failNth = parseUint(new TextDecoder().decode(buf.subarray(0, 64)));
+    return buf.length;
+  }
+
+  pread(buf: Uint8Array, offset: number): number {
+    const text = new TextEncoder().encode(`${this.task.failNth}\n`);
+    if (offset >= text.length) return 0;
+    const n = Math.min(buf.length, text.length - offset);
+    if (n && shouldFail()) kerr(ERRNO.EFAULT); // simple_read_from_buffer's copy_to_user
+    buf.set(text.subarray(offset, offset + n));
+    return n;
+  }
+
+  /** proc_fail_nth_write ignores the file position: write(2) is pwrite(2). */
+  write(buf: Uint8Array): number {
+    return this.pwrite(buf);
+  }
+
+  release(): void {}
+}
+
+/** kstrtouint(s, 0): decimal, 0x hex or 0 octal, one trailing newline allowed. */
+function parseUint(text: string): number {
+  const s = text.endsWith('\n') ? text.slice(0, -1) : text;
+  const m = /^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
+  if (!m) return kerr(ERRNO.EINVAL);
+  const body = m[1]!;
+  const v = /^0[xX]/.test(body) ? parseInt(body.slice(2), 16) : body.length > 1 && body[0] === '0' ? parseInt(body, 8) : Number(body);
+  if (v > 0xffff_ffff) kerr(ERRNO.ERANGE);
+  return v;
 }

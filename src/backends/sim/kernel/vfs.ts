@@ -6,6 +6,7 @@
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from './errno.js';
+import { shouldFail } from './fault_inject.js';
 import type { SimFile, SimProcess } from './process.js';
 
 export interface SimAttr {
@@ -109,6 +110,7 @@ export class SimVfs {
     const node = this.nodes.get(this.resolve(path));
     if (!node) return kerr(ERRNO.ENOENT);
     if (node.kind !== 'chr') return kerr(ERRNO.ENXIO);
+    if (shouldFail()) kerr(ERRNO.ENOMEM); // alloc_empty_file (fault injection)
     return node.open(proc, flags);
   }
 }
