@@ -264,6 +264,16 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
       expect(bar.read32(0x04)).toBe(~0x12345678 >>> 0);
     });
 
+    it('region offsets: a fraction, NaN or negative one EINVAL (the sim looped forever on a fraction); past the regions EINVAL', () => {
+      const buf = new Uint8Array(4);
+      for (const off of [0.5, 4.25, NaN, -4]) {
+        expectErrno(() => ctx.binding.pread(dev.fd, buf, off), 'EINVAL');
+        expectErrno(() => ctx.binding.pwrite(dev.fd, buf, off), 'EINVAL');
+      }
+      expectErrno(() => ctx.binding.pread(dev.fd, buf, 2 ** 52), 'EINVAL'); // region index 4096
+      expect(dev.region(0).read32(0x00)).toBe(0x010000ed);
+    });
+
     it('VFIO_DEVICE_RESET: EINVAL (edu has no function reset)', () => {
       expect(expectErrno(() => dev.reset(), 'EINVAL').syscall).toBe('VFIO_DEVICE_RESET');
     });

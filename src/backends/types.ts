@@ -8,6 +8,11 @@
  * (struct size, reserved fields, user pointers) is exercised identically on both backends.
  *
  * Every failing call throws IommuError carrying the errno, with `syscall` naming the call or ioctl.
+ *
+ * Numbers are checked before anything runs, identically on both backends (syscall_args.ts): each
+ * must be a safe integer, non-negative where Linux takes an unsigned type; a descriptor that is
+ * not an int is EBADF, any other bad number EINVAL. Nothing is truncated (NaN is not 0, 4096.5
+ * is not 4096); what passes gets Linux's answer (mmap of 0 bytes EINVAL, of 2^48 ENOMEM).
  */
 
 export type BackendName = 'sim' | 'linux';

@@ -3,6 +3,9 @@
  * one syscall; a failing one throws IommuError with the errno read straight after the call and the
  * uAPI name of the ioctl (IOMMU_IOAS_MAP, IOMMU_TEST_CMD) or the syscall's name.
  *
+ * Every number is checked first (syscall_args.ts), the same way the sim checks it, so koffi never
+ * truncates a NaN or a fraction into a C argument.
+ *
  * ioctl() is the hot path: it passes the caller's preallocated struct bytes through unchanged and
  * allocates nothing unless the call fails.
  */
@@ -12,6 +15,10 @@ import { IOCTL_BY_REQUEST, IOMMU_TEST_CMD } from '../../ioasid/uapi.js';
 import {
   MFD_CLOEXEC, O_CLOEXEC, O_RDWR, type BackendName, type Binding,
 } from '../types.js';
+import {
+  checkEventfd, checkFtruncate, checkIoctl, checkIoctlInt, checkMmap, checkMunmap, checkPoll, checkPositioned,
+  checkView, fdArg, intArg, uintArg,
+} from '../syscall_args.js';
 import * as libc from './libc.js';
 
 /** The name an ioctl request goes by in errors: its uAPI macro name, else `ioctl(0x3b7f)`. */
@@ -30,72 +37,85 @@ export class LinuxBinding implements Binding {
   readonly pageSize: number = libc.page_size();
 
   open(path: string, flags: number = O_RDWR | O_CLOEXEC): number {
+    intArg('open', 'flags', flags);
     const fd = libc.open(path, flags, 0);
     if (fd < 0) fail(libc.errno(), 'open');
     return fd;
   }
 
   close(fd: number): void {
+    fdArg('close', fd);
     if (libc.close(fd) < 0) fail(libc.errno(), 'close');
   }
 
   ioctl(fd: number, request: number, arg: Uint8Array | null): number {
+    checkIoctl(fd, request);
     const ret = libc.ioctl(fd, request, arg);
     if (ret < 0) fail(libc.errno(), ioctl_name(request));
     return ret;
   }
 
   ioctlInt(fd: number, request: number, value: number): number {
+    checkIoctlInt(fd, request, value);
     const ret = libc.ioctl_int(fd, request, value);
     if (ret < 0) fail(libc.errno(), ioctl_name(request));
     return ret;
   }
 
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint {
+    checkMmap(addr, length, prot, flags, fd, offset);
     const ptr = libc.mmap(addr === 0n ? null : addr, length, prot, flags, fd, offset);
     if (ptr === null || ptr === libc.MAP_FAILED) fail(libc.errno(), 'mmap');
     return ptr;
   }
 
   munmap(addr: bigint, length: number): void {
+    checkMunmap(addr, length);
     if (libc.munmap(addr, length) < 0) fail(libc.errno(), 'munmap');
   }
 
   memfdCreate(name: string, flags: number = MFD_CLOEXEC): number {
+    uintArg('memfd_create', 'flags', flags);
     const fd = libc.memfd_create(name, flags);
     if (fd < 0) fail(libc.errno(), 'memfd_create');
     return fd;
   }
 
   ftruncate(fd: number, length: number): void {
+    checkFtruncate(fd, length);
     if (libc.ftruncate(fd, length) < 0) fail(libc.errno(), 'ftruncate');
   }
 
   pread(fd: number, buf: Uint8Array, offset: number): number {
+    checkPositioned('pread', fd, offset);
     const n = libc.pread(fd, buf, buf.byteLength, offset);
     if (n < 0) fail(libc.errno(), 'pread');
     return n;
   }
 
   pwrite(fd: number, buf: Uint8Array, offset: number): number {
+    checkPositioned('pwrite', fd, offset);
     const n = libc.pwrite(fd, buf, buf.byteLength, offset);
     if (n < 0) fail(libc.errno(), 'pwrite');
     return n;
   }
 
   read(fd: number, buf: Uint8Array): number {
+    fdArg('read', fd);
     const n = libc.read(fd, buf, buf.byteLength);
     if (n < 0) fail(libc.errno(), 'read');
     return n;
   }
 
   write(fd: number, buf: Uint8Array): number {
+    fdArg('write', fd);
     const n = libc.write(fd, buf, buf.byteLength);
     if (n < 0) fail(libc.errno(), 'write');
     return n;
   }
 
   eventfd(initval: number, flags: number): number {
+    checkEventfd(initval, flags);
     const fd = libc.eventfd(initval, flags);
     if (fd < 0) fail(libc.errno(), 'eventfd');
     return fd;
@@ -103,6 +123,7 @@ export class LinuxBinding implements Binding {
 
   private readonly pollfd = new Uint8Array(8);
   poll(fd: number, events: number, timeoutMs: number): number {
+    checkPoll(fd, events, timeoutMs);
     const dv = new DataView(this.pollfd.buffer);
     dv.setInt32(0, fd, true);
     dv.setInt16(4, events, true);
@@ -129,6 +150,7 @@ export class LinuxBinding implements Binding {
   }
 
   view(addr: bigint, length: number): Uint8Array {
+    checkView(addr, length);
     if (length === 0) return new Uint8Array(0);
     return new Uint8Array(libc.view(addr, length));
   }

@@ -3,7 +3,12 @@
  * users and machine-wide settings; each SimBinding is one process's view of it.
  */
 import { ERRNO, IommuError } from '../../ioasid/errors.js';
-import { EFD_NONBLOCK, POLLIN, POLLOUT, type Binding } from '../types.js';
+import { U64_MAX } from '../../ioasid/uapi.js';
+import { EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MFD_CLOEXEC, POLLIN, POLLOUT, type Binding } from '../types.js';
+import {
+  checkEventfd, checkFtruncate, checkIoctl, checkIoctlInt, checkMmap, checkMunmap, checkPoll, checkPositioned,
+  checkView, fdArg, intArg, uintArg,
+} from '../syscall_args.js';
 import { KernelErrno, kerr } from './kernel/errno.js';
 import { SimMemfdFile } from './iommufd/ioas.js';
 import { IommufdCtx } from './iommufd/main.js';
@@ -81,14 +86,17 @@ export class SimBinding implements Binding {
   }
 
   open(path: string, flags = 0): number {
+    intArg('open', 'flags', flags);
     return this.sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)));
   }
 
   close(fd: number): void {
+    fdArg('close', fd);
     this.sys('close', () => this.proc.close(fd));
   }
 
   ioctl(fd: number, request: number, arg: Uint8Array | null): number {
+    checkIoctl(fd, request);
     const file = this.proc.fileOrNull(fd);
     if (!file) throw new IommuError(ERRNO.EBADF, 'ioctl');
     if (!file.ioctl) throw new IommuError(ERRNO.ENOTTY, `ioctl(0x${request.toString(16)})`);
@@ -101,6 +109,7 @@ export class SimBinding implements Binding {
   }
 
   ioctlInt(fd: number, request: number, value: number): number {
+    checkIoctlInt(fd, request, value);
     const file = this.proc.fileOrNull(fd);
     if (!file) throw new IommuError(ERRNO.EBADF, 'ioctl');
     if (!file.ioctlInt) throw new IommuError(ERRNO.ENOTTY, `ioctl(0x${request.toString(16)})`);
@@ -112,29 +121,42 @@ export class SimBinding implements Binding {
     }
   }
 
+  /** sys_mmap: an unaligned offset EINVAL, then (unless MAP_ANONYMOUS) the descriptor, then do_mmap. */
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint {
+    checkMmap(addr, length, prot, flags, fd, offset);
     return this.sys('mmap', () => {
-      let memfd: SimMemfd | null = null;
-      if (fd >= 0) {
-        const f = this.proc.file(fd);
-        if (f.mmap) return BigInt(f.mmap(this.proc.mm, Number(addr), length, prot, flags, offset));
-        if (!(f instanceof SimMemfdFile)) kerr(ERRNO.ENODEV);
-        memfd = f.memfd;
-      }
-      return BigInt(this.proc.mm.mmap(Number(addr), length, prot, flags, memfd, offset));
+      if (offset % PAGE_SIZE) kerr(ERRNO.EINVAL);
+      const mm = this.proc.mm;
+      const at = Number(addr);
+      if (flags & MAP_ANONYMOUS) return BigInt(mm.mmap(at, length, prot, flags, null, offset));
+      const f = this.proc.file(fd);
+      if (f instanceof SimMemfdFile) return BigInt(mm.mmap(at, length, prot, flags, f.memfd, offset));
+      if (f.mmap) return BigInt(f.mmap(mm, at, length, prot, flags, offset));
+      return BigInt(mm.mmapDevice(at, length, prot, flags, offset, () => kerr(ERRNO.ENODEV)));
     });
   }
 
   munmap(addr: bigint, length: number): void {
+    checkMunmap(addr, length);
     this.sys('munmap', () => this.proc.mm.munmap(Number(addr), length));
   }
 
-  memfdCreate(name: string): number {
-    return this.sys('memfd_create', () => this.proc.installFd(new SimMemfdFile(new SimMemfd(name))));
+  /** memfd_create: unknown flags, or EXEC with NOEXEC_SEAL, EINVAL; a name over 249 bytes EINVAL. */
+  memfdCreate(name: string, flags = MFD_CLOEXEC): number {
+    uintArg('memfd_create', 'flags', flags);
+    return this.sys('memfd_create', () => {
+      const known = MFD_ALL_FLAGS | (flags & MFD_HUGETLB ? MFD_HUGE_MASK : 0);
+      if (flags & ~known || (flags & MFD_EXEC && flags & MFD_NOEXEC_SEAL)) kerr(ERRNO.EINVAL);
+      if (Buffer.byteLength(name) > MFD_NAME_MAX_LEN) kerr(ERRNO.EINVAL);
+      return this.proc.installFd(new SimMemfdFile(new SimMemfd(name)));
+    });
   }
 
+  /** ksys_ftruncate: a negative length EINVAL before the descriptor is looked up; only memfds truncate. */
   ftruncate(fd: number, length: number): void {
+    checkFtruncate(fd, length);
     this.sys('ftruncate', () => {
+      if (length < 0) kerr(ERRNO.EINVAL);
       const f = this.proc.file(fd);
       if (!(f instanceof SimMemfdFile)) kerr(ERRNO.EINVAL);
       f.memfd.truncate(length);
@@ -142,6 +164,7 @@ export class SimBinding implements Binding {
   }
 
   view(addr: bigint, length: number): Uint8Array {
+    checkView(addr, length);
     return this.sys('view', () => this.proc.mm.view(Number(addr), length));
   }
 
@@ -150,30 +173,57 @@ export class SimBinding implements Binding {
   }
 
   read(fd: number, buf: Uint8Array): number {
+    fdArg('read', fd);
     return this.sys('read', () => fileOp(this.proc.file(fd), 'read', ERRNO.EINVAL)(buf));
   }
 
   write(fd: number, buf: Uint8Array): number {
+    fdArg('write', fd);
     return this.sys('write', () => fileOp(this.proc.file(fd), 'write', ERRNO.EINVAL)(buf));
   }
 
+  /**
+   * ksys_pread64: a negative offset EINVAL before the descriptor; a file opened without
+   * FMODE_PREAD (anon-inode files: eventfds, queues, accesses) ESPIPE; one that has it but no
+   * read op (the iommufd) EINVAL, as vfs_read answers.
+   */
   pread(fd: number, buf: Uint8Array, offset: number): number {
-    return this.sys('pread', () => fileOp(this.proc.file(fd), 'pread', ERRNO.ESPIPE)(buf, offset));
+    checkPositioned('pread', fd, offset);
+    return this.sys('pread', () => this.positioned(fd, 'pread', offset)(buf, offset));
   }
 
   pwrite(fd: number, buf: Uint8Array, offset: number): number {
-    return this.sys('pwrite', () => fileOp(this.proc.file(fd), 'pwrite', ERRNO.ESPIPE)(buf, offset));
+    checkPositioned('pwrite', fd, offset);
+    return this.sys('pwrite', () => this.positioned(fd, 'pwrite', offset)(buf, offset));
   }
 
+  private positioned<K extends 'pread' | 'pwrite'>(fd: number, op: K, offset: number): NonNullable<SimFile[K]> {
+    if (offset < 0) kerr(ERRNO.EINVAL);
+    const f = this.proc.file(fd);
+    return fileOp(f, op, f.fmodePread ? ERRNO.EINVAL : ERRNO.ESPIPE);
+  }
+
+  /** eventfd2: flags other than EFD_SEMAPHORE, EFD_CLOEXEC and EFD_NONBLOCK are EINVAL. */
   eventfd(initval: number, flags: number): number {
-    return this.sys('eventfd', () => this.proc.installFd(new SimEventfd(initval, !!(flags & EFD_NONBLOCK))));
+    checkEventfd(initval, flags);
+    return this.sys('eventfd', () => {
+      if (flags & ~(EFD_SEMAPHORE | EFD_CLOEXEC | EFD_NONBLOCK)) kerr(ERRNO.EINVAL);
+      return this.proc.installFd(new SimEventfd(BigInt(initval), !!(flags & EFD_NONBLOCK), !!(flags & EFD_SEMAPHORE)));
+    });
   }
 
-  poll(fd: number, events: number): number {
-    return this.sys('poll', () => {
-      const f = this.proc.file(fd);
-      return f.poll ? f.poll.call(f, events) : events & (POLLIN | POLLOUT);
-    });
+  /**
+   * poll(2) of one descriptor: a negative fd is skipped (0), a closed one reports POLLNVAL; the
+   * file's mask (DEFAULT_POLLMASK without a poll op) is filtered to the events asked plus
+   * POLLERR and POLLHUP. The sim never waits: the timeout is not used.
+   */
+  poll(fd: number, events: number, timeoutMs: number): number {
+    checkPoll(fd, events, timeoutMs);
+    if (fd < 0) return 0;
+    const f = this.proc.fileOrNull(fd);
+    if (!f) return POLLNVAL;
+    const mask = f.poll ? f.poll(events) : DEFAULT_POLLMASK;
+    return mask & ((events & 0xffff) | POLLERR | POLLHUP);
   }
 
   readText(path: string): string {
@@ -193,6 +243,21 @@ export class SimBinding implements Binding {
   }
 }
 
+const POLLERR = 0x8;
+const POLLHUP = 0x10;
+const POLLNVAL = 0x20;
+/** DEFAULT_POLLMASK: EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM. */
+const DEFAULT_POLLMASK = POLLIN | POLLOUT | 0x40 | 0x100;
+const EFD_SEMAPHORE = 1;
+/** memfd_create's flags: CLOEXEC ALLOW_SEALING HUGETLB NOEXEC_SEAL EXEC, and with HUGETLB the size bits. */
+const MFD_ALL_FLAGS = 0x1f;
+const MFD_HUGETLB = 0x4;
+const MFD_NOEXEC_SEAL = 0x8;
+const MFD_EXEC = 0x10;
+const MFD_HUGE_MASK = 0x3f << 26;
+/** NAME_MAX less the "memfd:" prefix. */
+const MFD_NAME_MAX_LEN = 249;
+
 /** A file's read/write/pread/pwrite bound to it, or the errno a file without that op answers. */
 function fileOp<K extends 'read' | 'write' | 'pread' | 'pwrite'>(f: SimFile, name: K, errno: number): NonNullable<SimFile[K]> {
   const fn = f[name];
@@ -201,42 +266,48 @@ function fileOp<K extends 'read' | 'write' | 'pread' | 'pwrite'>(f: SimFile, nam
 }
 
 /**
- * eventfd(2): a 64-bit counter. A read takes the whole count (EAGAIN at 0: the sim never blocks,
- * so a blocking eventfd behaves as a non-blocking one); a write adds to it.
+ * eventfd(2): a 64-bit counter. A read takes the whole count, or 1 with EFD_SEMAPHORE (EAGAIN at
+ * 0: the sim never blocks, so a blocking eventfd behaves as a non-blocking one); a write of
+ * exactly 8 bytes adds to it, EAGAIN where the sum would reach 2^64 - 1.
  */
 export class SimEventfd implements SimFile {
   readonly kind = 'eventfd';
-  /** Called with the new count whenever a write (or a device interrupt) raises it. */
+  /** Called whenever a write (or a device interrupt) raises the count. */
   onSignal: (() => void) | null = null;
   constructor(
-    public count: number,
+    public count: bigint,
     readonly nonblock: boolean,
+    readonly semaphore = false,
   ) {}
 
   read(buf: Uint8Array): number {
     if (buf.length < 8) kerr(ERRNO.EINVAL);
-    if (this.count === 0) kerr(ERRNO.EAGAIN);
-    new DataView(buf.buffer, buf.byteOffset, 8).setBigUint64(0, BigInt(this.count), true);
-    this.count = 0;
+    if (this.count === 0n) kerr(ERRNO.EAGAIN);
+    const n = this.semaphore ? 1n : this.count;
+    new DataView(buf.buffer, buf.byteOffset, 8).setBigUint64(0, n, true);
+    this.count -= n;
     return 8;
   }
 
   write(buf: Uint8Array): number {
-    if (buf.length < 8) kerr(ERRNO.EINVAL);
+    if (buf.length !== 8) kerr(ERRNO.EINVAL);
     const v = new DataView(buf.buffer, buf.byteOffset, 8).getBigUint64(0, true);
-    if (v === 0xffff_ffff_ffff_ffffn) kerr(ERRNO.EINVAL);
-    this.signal(Number(v));
+    if (v === U64_MAX) kerr(ERRNO.EINVAL);
+    if (U64_MAX - this.count <= v) kerr(ERRNO.EAGAIN);
+    this.count += v;
+    this.onSignal?.();
     return 8;
   }
 
   /** eventfd_signal: what an interrupt does. */
-  signal(n = 1): void {
-    this.count += n;
+  signal(): void {
+    if (this.count === U64_MAX) return;
+    this.count++;
     this.onSignal?.();
   }
 
-  poll(events: number): number {
-    return (this.count > 0 ? POLLIN : 0) | POLLOUT;
+  poll(): number {
+    return (this.count > 0n ? POLLIN : 0) | (this.count === U64_MAX ? POLLERR : 0) | (U64_MAX - 1n > this.count ? POLLOUT : 0);
   }
 
   release(): void {}

@@ -12,6 +12,7 @@ import { shouldFail } from '../kernel/fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE, IoPagetable, type Area, type PagesSlice } from './io_pagetable.js';
 import type { HwptPaging } from './hw_pagetable.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
+import type { SimFile } from '../kernel/process.js';
 import { PAGE_SIZE, SimMemfd } from '../kernel/mm.js';
 import { AccountMode, IoptPages } from './pages.js';
 import type { Ucmd } from './ucmd.js';
@@ -219,9 +220,33 @@ function changeProcess(ctx: IommufdCtx, u: Ucmd): void {
 }
 
 /** A memfd as an open file (so MAP_FILE can resolve the fd). */
-export class SimMemfdFile {
+/** A memfd's open file: shmem's read/write at f_pos and pread/pwrite. */
+export class SimMemfdFile implements SimFile {
   readonly kind = 'memfd';
+  /** f_pos for read(2)/write(2). */
+  private pos = 0;
   constructor(readonly memfd: SimMemfd) {}
+
+  pread(buf: Uint8Array, offset: number): number {
+    return this.memfd.read(buf, offset);
+  }
+
+  pwrite(buf: Uint8Array, offset: number): number {
+    return this.memfd.write(buf, offset);
+  }
+
+  read(buf: Uint8Array): number {
+    const n = this.memfd.read(buf, this.pos);
+    this.pos += n;
+    return n;
+  }
+
+  write(buf: Uint8Array): number {
+    const n = this.memfd.write(buf, this.pos);
+    this.pos += n;
+    return n;
+  }
+
   release(): void {}
 }
 

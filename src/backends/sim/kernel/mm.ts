@@ -5,15 +5,41 @@
  * user VAs live below 2^47, so they are exact doubles.
  */
 import { ERRNO } from '../../../ioasid/errors.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../types.js';
+import { MAP_FIXED, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../types.js';
 import { kerr } from './errno.js';
 import { shouldFail } from './fault_inject.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
-const TASK_SIZE = 2 ** 47;
+/** x86-64's TASK_SIZE with 4-level page tables: the top page below 2^47 is never mapped. */
+const TASK_SIZE = 2 ** 47 - PAGE_SIZE;
 const MMAP_TOP = 0x7f00_0000_0000;
+/** mmap_min_addr: nothing is placed below it. */
+const MMAP_MIN_ADDR = 0x10000;
 const HPAGE = 2 * 1024 * 1024;
+/** MAP_HUGE_SHIFT: the log2 of the huge page size asked for sits in flags bits 26-31 (0 = default, 21 = 2 MiB). */
+const MAP_HUGE_SHIFT = 26;
+const MAP_TYPE = 0x0f;
+const MAP_SHARED_VALIDATE = 0x03;
+const MAP_DROPPABLE = 0x08;
+const MAP_FIXED_NOREPLACE = 0x100000;
+/**
+ * LEGACY_MAP_MASK: what MAP_SHARED_VALIDATE accepts. SHARED PRIVATE FIXED ANONYMOUS 32BIT ABOVE4G
+ * GROWSDOWN DENYWRITE EXECUTABLE LOCKED NORESERVE POPULATE NONBLOCK STACK HUGETLB UNINITIALIZED,
+ * and the 2 MiB / 1 GiB huge page sizes.
+ */
+const LEGACY_MAP_MASK = 0x7f9f3 | 0x4000000 | (21 << MAP_HUGE_SHIFT) | (30 << MAP_HUGE_SHIFT);
+/** MAX_LFS_FILESIZE, a regular file's s_maxbytes (mmap's file_mmap_ok). */
+const MAX_LFS_FILESIZE = (1n << 63n) - 1n;
+
+/**
+ * The most one mapping or memfd holds. The sim backs every page with real bytes, so it behaves
+ * like a machine with 2 GiB of RAM and no swap (the test VM's): a bigger mapping is ENOMEM (what
+ * Linux's overcommit heuristic answers for an accountable mapping beyond RAM + swap) and a bigger
+ * memfd EFBIG. Linux itself allows sparse memfds up to 2^63 - 1 bytes and unaccounted mappings
+ * (MAP_NORESERVE, read-only private) up to the address space.
+ */
+export const SIM_MAX_BACKING = 2 ** 31;
 
 /** Backing memory: an anonymous mapping's own pages or a memfd's page cache. */
 export class PageStore {
@@ -22,7 +48,7 @@ export class PageStore {
   pins: Uint32Array;
 
   constructor(npages: number) {
-    this.bytes = new Uint8Array(npages * PAGE_SIZE);
+    this.bytes = allocBytes(npages * PAGE_SIZE);
     this.pins = new Uint32Array(npages);
   }
 
@@ -32,7 +58,7 @@ export class PageStore {
 
   resize(npages: number): void {
     if (npages === this.pins.length) return;
-    const bytes = new Uint8Array(npages * PAGE_SIZE);
+    const bytes = allocBytes(npages * PAGE_SIZE);
     bytes.set(this.bytes.subarray(0, Math.min(this.bytes.length, bytes.length)));
     const pins = new Uint32Array(npages);
     pins.set(this.pins.subarray(0, Math.min(npages, this.pins.length)));
@@ -47,12 +73,33 @@ export class SimMemfd {
   size = 0;
   constructor(readonly name: string) {}
 
+  /** do_truncate: EINVAL for a negative size, EFBIG beyond what the sim's tmpfs holds. */
   truncate(size: number): void {
     if (size < 0 || !Number.isSafeInteger(size)) kerr(ERRNO.EINVAL);
+    if (size > SIM_MAX_BACKING) kerr(ERRNO.EFBIG);
     this.store.resize(Math.ceil(size / PAGE_SIZE));
     // Bytes past the new end of the last page are zero, like shmem.
     this.store.bytes.fill(0, size);
     this.size = size;
+  }
+
+  /** shmem read at `pos`: what lies before the end of the file. */
+  read(buf: Uint8Array, pos: number): number {
+    const n = Math.max(0, Math.min(buf.length, this.size - pos));
+    buf.set(this.store.bytes.subarray(pos, pos + n));
+    return n;
+  }
+
+  /** shmem write at `pos`: EFBIG at or past s_maxbytes, cut short up to it; the file grows. */
+  write(buf: Uint8Array, pos: number): number {
+    if (!buf.length) return 0;
+    if (pos >= SIM_MAX_BACKING) kerr(ERRNO.EFBIG);
+    const n = Math.min(buf.length, SIM_MAX_BACKING - pos);
+    const need = Math.ceil((pos + n) / PAGE_SIZE);
+    if (this.store.npages < need) this.store.resize(need);
+    this.store.bytes.set(buf.subarray(0, n), pos);
+    this.size = Math.max(this.size, pos + n);
+    return n;
   }
 }
 
@@ -90,53 +137,79 @@ export class SimMm {
   lockedVm = 0;
   pinnedVm = 0;
 
+  /**
+   * mmap of anonymous memory (`file` null) or of a memfd: do_mmap's checks, then the pages. The
+   * caller (sys_mmap) has refused an unaligned offset and looked the descriptor up already.
+   */
   mmap(addrHint: number, length: number, prot: number, flags: number, file: SimMemfd | null, offset: number): number {
-    if (length <= 0 || offset % PAGE_SIZE) kerr(ERRNO.EINVAL);
     const huge = (flags & MAP_HUGETLB) !== 0;
-    if (huge && (file || (flags & MAP_FIXED && addrHint % HPAGE))) kerr(ERRNO.EINVAL);
+    // ksys_mmap_pgoff: only hugetlbfs files take MAP_HUGETLB; anonymous ones need a known size
+    if (huge && (file || ![0, 21].includes((flags >>> MAP_HUGE_SHIFT) & 0x3f))) kerr(ERRNO.EINVAL);
     // hugetlb mappings are whole 2 MiB pages, naturally aligned (a page store is "physically" so)
-    const len = Math.ceil(length / (huge ? HPAGE : PAGE_SIZE)) * (huge ? HPAGE : PAGE_SIZE);
+    const { start, len } = this.checkMmap(addrHint, length, flags, huge ? HPAGE : PAGE_SIZE, file || huge ? 'file' : 'anon', offset);
     const shared = (flags & MAP_SHARED) !== 0;
-    if (!file && !(flags & MAP_ANONYMOUS)) kerr(ERRNO.EBADF);
-    const start = this.place(addrHint, len, flags);
-    if (flags & MAP_FIXED) this.munmap(start, len);
     let store: PageStore;
     let pgoff = 0;
     if (file && (shared || prot === PROT_READ)) {
       store = file.store;
       pgoff = offset / PAGE_SIZE;
-      if (store.npages < pgoff + len / PAGE_SIZE) store.resize(pgoff + len / PAGE_SIZE);
+      const need = pgoff + len / PAGE_SIZE;
+      if (need * PAGE_SIZE > SIM_MAX_BACKING) kerr(ERRNO.ENOMEM);
+      if (store.npages < need) store.resize(need);
     } else {
       store = new PageStore(len / PAGE_SIZE);
       if (file) store.bytes.set(file.store.bytes.subarray(offset, offset + len));
     }
+    if (flags & MAP_FIXED) this.munmap(start, len);
     this.insert({ start, end: start + len, prot, shared, store, pgoff, file });
     return start;
   }
 
   /**
-   * mmap of a device file: the generic checks, then the driver's f_op->mmap (`driverMmap`) sees
+   * mmap of a device file: do_mmap's checks, then the driver's f_op->mmap (`driverMmap`) sees
    * the page-rounded length and may refuse; its pages are mapped shared, at offset 0 of them.
+   * A file without f_op->mmap passes a driverMmap that answers ENODEV.
    */
   mmapDevice(addrHint: number, length: number, prot: number, flags: number, offset: number, driverMmap: (len: number) => DeviceMapping): number {
-    if (length <= 0 || offset % PAGE_SIZE) kerr(ERRNO.EINVAL);
-    const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
-    const start = this.place(addrHint, len, flags);
+    const { start, len } = this.checkMmap(addrHint, length, flags, PAGE_SIZE, 'device', offset);
     const { store, ops } = driverMmap(len);
     if (flags & MAP_FIXED) this.munmap(start, len);
     this.insert({ start, end: start + len, prot, shared: true, store, pgoff: 0, file: null, ops });
     return start;
   }
 
+  /**
+   * do_mmap up to the driver, in its order: a zero length EINVAL; a length beyond the address
+   * space ENOMEM; the address (get_unmapped_area: a fixed one past TASK_SIZE ENOMEM, unaligned
+   * EINVAL; MAP_FIXED_NOREPLACE over a mapping EEXIST; no room ENOMEM); file_mmap_ok (EOVERFLOW:
+   * an offset that wraps, which only a negative one does); the map type (EINVAL, unknown flags
+   * with MAP_SHARED_VALIDATE EOPNOTSUPP); then what one mapping the sim can back (ENOMEM).
+   */
+  private checkMmap(addrHint: number, length: number, flags: number, unit: number, kind: 'anon' | 'file' | 'device', offset: number): { start: number; len: number } {
+    if (length <= 0) kerr(ERRNO.EINVAL);
+    const len = Math.ceil(length / unit) * unit;
+    if (len > TASK_SIZE) kerr(ERRNO.ENOMEM);
+    const start = this.place(addrHint, len, flags, unit);
+    if (offset < 0 && kind !== 'anon' && (kind === 'file' || offset + len >= 0)) kerr(ERRNO.EOVERFLOW);
+    const type = flags & MAP_TYPE;
+    if (kind === 'anon' ? type !== MAP_SHARED && type !== 0x02 && type !== MAP_DROPPABLE : type !== MAP_SHARED && type !== 0x02 && type !== MAP_SHARED_VALIDATE) kerr(ERRNO.EINVAL);
+    if (type === MAP_SHARED_VALIDATE && flags & ~LEGACY_MAP_MASK) kerr(ERRNO.EOPNOTSUPP);
+    if (kind !== 'device' && len > SIM_MAX_BACKING) kerr(ERRNO.ENOMEM);
+    return { start, len };
+  }
+
   /** Where a new mapping of `len` bytes goes: the fixed address (checked) or a free range. */
-  private place(addrHint: number, len: number, flags: number): number {
-    if (!(flags & MAP_FIXED)) return this.findFree(len);
-    if (addrHint % PAGE_SIZE || addrHint + len > TASK_SIZE) kerr(ERRNO.EINVAL);
+  private place(addrHint: number, len: number, flags: number, unit: number): number {
+    if (!(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))) return this.findFree(len);
+    if (addrHint > TASK_SIZE - len) kerr(ERRNO.ENOMEM);
+    if (addrHint % unit) kerr(ERRNO.EINVAL);
+    if (flags & MAP_FIXED_NOREPLACE && this.overlaps(addrHint, addrHint + len)) kerr(ERRNO.EEXIST);
     return addrHint;
   }
 
+  /** do_vmi_munmap: an unaligned start, a range past TASK_SIZE or a zero length is EINVAL. */
   munmap(addr: number, length: number): void {
-    if (addr % PAGE_SIZE || length <= 0) kerr(ERRNO.EINVAL);
+    if (addr % PAGE_SIZE || addr > TASK_SIZE || length > TASK_SIZE - addr || length <= 0) kerr(ERRNO.EINVAL);
     const end = addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     const out: Vma[] = [];
     const closed: VmaOps[] = [];
@@ -157,10 +230,12 @@ export class SimMm {
     for (const ops of closed) ops.close();
   }
 
+  /** Top-down below the last placement; ENOMEM when it would go under mmap_min_addr. */
   private findFree(len: number): number {
     const align = len >= HPAGE ? HPAGE : PAGE_SIZE;
     let start = Math.floor((this.top - len) / align) * align;
-    while (this.overlaps(start, start + len)) start = Math.floor((start - len) / align) * align;
+    while (start >= MMAP_MIN_ADDR && this.overlaps(start, start + len)) start = Math.floor((start - len) / align) * align;
+    if (start < MMAP_MIN_ADDR) kerr(ERRNO.ENOMEM);
     this.top = start;
     return start;
   }
@@ -275,5 +350,15 @@ export class SimMm {
     const v = this.find(addr);
     if (!v) kerr(ERRNO.EFAULT);
     return v.store.pins[v.pgoff + Math.floor((addr - v.start) / PAGE_SIZE)] ?? 0;
+  }
+}
+
+/** Zeroed bytes for a page store; ENOMEM when the host cannot give them. */
+function allocBytes(n: number): Uint8Array {
+  try {
+    return new Uint8Array(n);
+  } catch (e) {
+    if (e instanceof RangeError) kerr(ERRNO.ENOMEM);
+    throw e;
   }
 }

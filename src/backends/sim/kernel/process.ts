@@ -23,6 +23,12 @@ export interface SimFile {
   poll?(events: number): number;
   /** mmap(2) of the file into `mm` (f_op->mmap): the address. Absent: memfds map, others ENODEV. */
   mmap?(mm: SimMm, addr: number, length: number, prot: number, flags: number, offset: number): number;
+  /**
+   * FMODE_PREAD | FMODE_PWRITE: set by open(2) of a path (do_dentry_open). Files made without a
+   * path (anon inodes: eventfds, queues, accesses) lack it and pread answers ESPIPE; with it and
+   * no pread op, EINVAL.
+   */
+  fmodePread?: boolean;
   /** Called when the last descriptor is closed. */
   release(): void;
 }

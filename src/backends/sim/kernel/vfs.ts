@@ -111,7 +111,9 @@ export class SimVfs {
     if (!node) return kerr(ERRNO.ENOENT);
     if (node.kind !== 'chr') return kerr(ERRNO.ENXIO);
     if (shouldFail()) kerr(ERRNO.ENOMEM); // alloc_empty_file (fault injection)
-    return node.open(proc, flags);
+    const f = node.open(proc, flags);
+    f.fmodePread = true;
+    return f;
   }
 }
 

@@ -8,6 +8,7 @@ import { ERRNO, IommuError } from '../../../ioasid/errors.js';
 import type { BoundDevice } from '../iommu/iommu.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
 import { IommufdCtx } from '../iommufd/main.js';
+import type { SimMm } from '../kernel/mm.js';
 import type { SimFile, SimProcess } from '../kernel/process.js';
 import type { VfioPciDevice } from './vfio_pci.js';
 import {
@@ -27,11 +28,11 @@ export class VfioDeviceFile implements SimFile {
   readonly kind = 'vfio-device';
 
   /**
-   * A VFIO device's regions cannot be mmapped on the sim (a typed array cannot trap MMIO): EINVAL,
-   * the kernel's answer for a region without VFIO_REGION_INFO_FLAG_MMAP.
+   * A VFIO device's regions cannot be mmapped on the sim (a typed array cannot trap MMIO): after
+   * do_mmap's checks, EINVAL, the kernel's answer for a region without VFIO_REGION_INFO_FLAG_MMAP.
    */
-  mmap(): number {
-    return kerr(ERRNO.EINVAL);
+  mmap(mm: SimMm, addr: number, length: number, prot: number, flags: number, offset: number): number {
+    return mm.mmapDevice(addr, length, prot, flags, offset, () => kerr(ERRNO.EINVAL));
   }
   /** df->access_granted: set once BIND_IOMMUFD has opened the device. */
   accessGranted = false;

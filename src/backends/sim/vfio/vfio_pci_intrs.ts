@@ -22,7 +22,7 @@ import {
 /** What an eventfd offers the kernel: eventfd_signal. */
 export interface EventfdCtx extends SimFile {
   readonly kind: 'eventfd';
-  signal(n?: number): void;
+  signal(): void;
 }
 
 /** eventfd_ctx_fdget: EBADF for a closed descriptor, EINVAL for a file that is not an eventfd. */
