@@ -16,7 +16,7 @@ import { VfioDevice } from '../src/device/vfio_device.js';
 import { VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_NONE } from '../src/device/uapi.js';
 import { BACKEND, P, expectErrno } from './helpers.js';
 import { claimDevices, deviceMachine } from './drivers/devices.js';
-import { EDU_IRQ_DMA, EDU_MAX_CHUNK, EduDriver } from './drivers/edu.js';
+import { EDU_IRQ_DMA, EDU_MAX_CHUNK, EDU_REG, EduDriver } from './drivers/edu.js';
 
 const machine = deviceMachine();
 const PAGES = 4;
@@ -224,6 +224,31 @@ describe.skipIf(!machine.soloEdu)(`edu DMA through an IOAS [${BACKEND}]${machine
     edu.toRam(DST, EDU_MAX_CHUNK);
     dev.config.busMaster = true;
     expect(dst.changed()).toEqual([]);
+  });
+
+  describe("the factorial unit (QEMU computes it beside the vCPU: STATUS bit 0 until done)", () => {
+    it('n! in 32-bit arithmetic: 5, 13, 33 (2^31), 34 (0: 32 factors of two)', () => {
+      expect(edu.factorial(5).value).toBe(120);
+      expect(edu.factorial(13).value).toBe(1932053504);
+      expect(edu.factorial(33).value).toBe(0x8000_0000);
+      expect(edu.factorial(34).value).toBe(0);
+    });
+
+    it('(2^32 - 1)!: no register access takes a second (the sim used to compute it inside the FACT write), the result is 0, and STATUS bit 7 raises FACT_IRQ', () => {
+      using efd = dev.eventfd();
+      edu.enableIrq('msi', efd);
+      edu.bar.write32(EDU_REG.STATUS, 0x80);
+      // QEMU's thread takes seconds for 2^32 - 1 multiplications: wait up to two minutes.
+      const r = new EduDriver(dev, { timeoutMs: 120_000 }).factorial(0xffff_ffff);
+      expect(r.value).toBe(0);
+      expect(r.slowestMs).toBeLessThan(1000);
+      expect(efd.wait(2000)).toBe(true);
+      expect(efd.read()).toBe(1n);
+      expect(edu.irqStatus).toBe(1); // FACT_IRQ
+      edu.ackIrq();
+      edu.bar.write32(EDU_REG.STATUS, 0);
+      edu.disableIrq();
+    }, 180_000);
   });
 
   describe('interrupts through eventfds', () => {

@@ -6,7 +6,7 @@
  * tests drive the same model through vfio on both backends.
  */
 import { describe, expect, it } from 'vitest';
-import { Edu, EDU_REG } from '../src/backends/sim/hw/edu.js';
+import { Edu, EDU_REG, FACT_STEPS_PER_ACCESS } from '../src/backends/sim/hw/edu.js';
 import { IommuUnit } from '../src/backends/sim/hw/iommu.js';
 import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, type IrqSink } from '../src/backends/sim/hw/pci_function.js';
 import { vtdCaps, vtdRegisters } from '../src/backends/sim/hw/vtd.js';
@@ -94,6 +94,41 @@ describe(`edu register file${SIM_ONLY}`, () => {
     w32(edu, EDU_REG.FACT, 3);
     expect(r32(edu, EDU_REG.IRQ_STATUS)).toBe(1);
     expect(r32(edu, EDU_REG.STATUS)).toBe(0x80);
+  });
+});
+
+describe(`edu factorial unit: completion through the status bit${SIM_ONLY}`, () => {
+  it.skipIf(SKIP)('a huge factorial: the write returns at once; STATUS shows computing and FACT the value until done; each access is bounded', () => {
+    const { edu } = rig();
+    const t0 = performance.now();
+    w32(edu, EDU_REG.FACT, 0xffffffff);
+    expect(edu.status & 1).toBe(1);
+    let busy = 0;
+    while (r32(edu, EDU_REG.STATUS) & 1) {
+      expect(r32(edu, EDU_REG.FACT)).toBe(0xffffffff); // QEMU keeps the value until the thread stores the result
+      busy++;
+    }
+    expect(busy).toBeGreaterThan(0);
+    expect(busy).toBeLessThanOrEqual(Math.ceil(34 / FACT_STEPS_PER_ACCESS)); // 34 factors make 2^32 divide the product
+    expect(r32(edu, EDU_REG.FACT)).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(100);
+    // A write while computing is ignored, as QEMU's is.
+    w32(edu, EDU_REG.FACT, 40);
+    w32(edu, EDU_REG.FACT, 5);
+    while (r32(edu, EDU_REG.STATUS) & 1);
+    expect(r32(edu, EDU_REG.FACT)).toBe(0);
+  });
+
+  it.skipIf(SKIP)('with no register access the computation finishes on the next event-loop turn and raises FACT_IRQ', async () => {
+    const { edu, irqs } = rig();
+    w32(edu, EDU_REG.STATUS, 0x80);
+    w32(edu, EDU_REG.FACT, 100);
+    expect(edu.status).toBe(0x81);
+    expect(irqs).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(edu.status).toBe(0x80);
+    expect(edu.fact).toBe(0);
+    expect(irqs).toEqual(['intx+']);
   });
 });
 

@@ -43,6 +43,8 @@ export const EDU_ID = 0x010000ed;
 export const EDU_DMA_START = 0x1;
 export const EDU_DMA_TO_RAM = 0x2;
 export const EDU_DMA_IRQ = 0x4;
+/** STATUS bit 0: the factorial unit is computing (FACTORIAL reads the value written until it clears). */
+export const EDU_STATUS_COMPUTING = 0x1;
 /** IRQ_STATUS bit a finished DMA with EDU_DMA_IRQ sets. */
 export const EDU_IRQ_DMA = 0x100;
 /** The device's DMA buffer, in its own (BAR-side) address space. */
@@ -167,6 +169,31 @@ export class EduDriver {
       this.toDevice(src + BigInt(done), n);
       this.toRam(dst + BigInt(done), n);
     }
+  }
+
+  // ---- the factorial unit --------------------------------------------------------------------
+
+  /**
+   * n! in edu's 32-bit arithmetic: write FACTORIAL, poll STATUS until the computing bit clears
+   * (QEMU computes in a thread beside the vCPU), read FACTORIAL. Also returns how many STATUS
+   * reads saw the unit busy and the slowest single register access (ms).
+   */
+  factorial(n: number): { value: number; busyPolls: number; slowestMs: number } {
+    let slowestMs = 0;
+    const timed = <T>(fn: () => T): T => {
+      const t0 = performance.now();
+      const v = fn();
+      slowestMs = Math.max(slowestMs, performance.now() - t0);
+      return v;
+    };
+    timed(() => this.bar.write32(EDU_REG.FACTORIAL, n));
+    const t0 = performance.now();
+    let busyPolls = 0;
+    for (; timed(() => this.bar.read32(EDU_REG.STATUS)) & EDU_STATUS_COMPUTING; busyPolls++) {
+      if (performance.now() - t0 > this.timeoutMs) throw new Error(`edu: factorial of ${n} not done after ${this.timeoutMs} ms`);
+      if (busyPolls > 16) sleepMs(1);
+    }
+    return { value: timed(() => this.bar.read32(EDU_REG.FACTORIAL)), busyPolls, slowestMs };
   }
 
   // ---- interrupts ----------------------------------------------------------------------------

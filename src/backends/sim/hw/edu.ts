@@ -8,10 +8,18 @@
  * A DMA read that fails (IOMMU fault, or bus mastering off) leaves zeros in the device buffer, as
  * QEMU's unassigned-memory reads do (the VM's edu showed it); a failed write changes no memory.
  *
- * Differences from QEMU, by design: the factorial and the DMA complete synchronously when the
- * command is written (QEMU computes in a thread and runs DMA 100 ms later on a timer: status and
- * the command's start bit clear then); a DMA whose device-side range leaves the buffer moves no
- * byte (QEMU 7.2 aborts the whole VM with hw_error; newer QEMU logs and copies out of bounds).
+ * The factorial runs beside the register file, as QEMU's edu_fact_thread does: writing FACT sets
+ * the computing status bit and returns; the unit advances FACT_STEPS_PER_ACCESS multiplications
+ * before each later register access (device time passing between accesses) and finishes on the
+ * next event-loop turn, so every access costs a bounded amount whatever the value. Until it is
+ * done STATUS shows bit 0 and FACT reads the value written; then FACT holds the 32-bit wrapped
+ * factorial and FACT_IRQ is raised if STATUS bit 7 asks. The product is 0 once it holds 32
+ * factors of two (by the 34th multiplication at most), and stays 0, so the unit stops there.
+ *
+ * Differences from QEMU, by design: the DMA completes synchronously when the command is written
+ * (QEMU runs it 100 ms later on a timer: the command's start bit clears then); a DMA whose
+ * device-side range leaves the buffer moves no byte (QEMU 7.2 aborts the whole VM with hw_error;
+ * newer QEMU logs and copies out of bounds).
  */
 import { CONVENTIONAL, PciFunction, type DmaResult, type PciFunctionInit, type PciFunctionSpec } from './pci_function.js';
 
@@ -35,6 +43,8 @@ export const EDU_REG = {
 } as const;
 
 const M32 = 0xffff_ffffn;
+/** Multiplications the factorial unit does between two register accesses. */
+export const FACT_STEPS_PER_ACCESS = 16;
 const M64 = 0xffff_ffff_ffff_ffffn;
 
 export const EDU_SPEC: PciFunctionSpec = {
@@ -66,6 +76,9 @@ export class Edu extends PciFunction {
   /** QEMU's LOG_GUEST_ERROR lines (clamped addresses, ranges outside the buffer). */
   readonly guestErrors: string[] = [];
   dmaCount = 0;
+  /** edu_fact_thread's loop: the next factor and the product so far. */
+  private factNext = 0;
+  private factProduct = 1;
 
   constructor(init: PciFunctionInit = CONVENTIONAL) {
     super(EDU_SPEC, init);
@@ -73,6 +86,7 @@ export class Edu extends PciFunction {
 
   override mmioRead(index: number, addr: number, size: number): bigint {
     if (index !== 0) return super.mmioRead(index, addr, size);
+    this.factStep(FACT_STEPS_PER_ACCESS);
     // The memory core refuses accesses below min_access_size (4): the read returns 0.
     if (size < 4) return 0n;
     const ones = size === 8 ? M64 : M32;
@@ -95,6 +109,7 @@ export class Edu extends PciFunction {
 
   override mmioWrite(index: number, addr: number, size: number, value: bigint): void {
     if (index !== 0) return super.mmioWrite(index, addr, size, value);
+    this.factStep(FACT_STEPS_PER_ACCESS);
     if (size < 4 || (addr < 0x80 && size !== 4)) return;
     const val = value & (size === 8 ? M64 : M32);
     const running = (this.dmaCmd & EDU_DMA_RUN) !== 0n;
@@ -104,8 +119,7 @@ export class Edu extends PciFunction {
         break;
       case EDU_REG.FACT:
         if (this.status & EDU_STATUS_COMPUTING) break;
-        this.fact = Number(val & M32);
-        this.computeFactorial();
+        this.startFactorial(Number(val & M32));
         break;
       case EDU_REG.STATUS:
         if (val & BigInt(EDU_STATUS_IRQFACT)) this.status |= EDU_STATUS_IRQFACT;
@@ -134,10 +148,28 @@ export class Edu extends PciFunction {
     }
   }
 
-  /** edu_fact_thread, done at once: factorial in 32-bit arithmetic, then the optional interrupt. */
-  private computeFactorial(): void {
-    let ret = 1;
-    for (let v = this.fact; v > 0; v--) ret = Math.imul(ret, v) >>> 0;
+  /** The FACT write: the value is latched, the computing bit set, and the unit woken. */
+  private startFactorial(val: number): void {
+    this.fact = val;
+    this.factNext = val;
+    this.factProduct = 1;
+    this.status |= EDU_STATUS_COMPUTING;
+    setImmediate(() => this.factStep(Infinity)).unref();
+  }
+
+  /**
+   * edu_fact_thread's `ret *= val--` in 32-bit arithmetic, `steps` factors at most; when done
+   * (no factor left, or a product of 0, which no factor changes) FACT takes the result, the
+   * computing bit clears and FACT_IRQ is raised if asked.
+   */
+  private factStep(steps: number): void {
+    if (!(this.status & EDU_STATUS_COMPUTING)) return;
+    let v = this.factNext;
+    let ret = this.factProduct;
+    for (; v > 0 && ret !== 0 && steps > 0; steps--) ret = Math.imul(ret, v--) >>> 0;
+    this.factNext = v;
+    this.factProduct = ret;
+    if (v > 0 && ret !== 0) return;
     this.fact = ret;
     this.status &= ~EDU_STATUS_COMPUTING;
     if (this.status & EDU_STATUS_IRQFACT) this.raiseIrq(EDU_FACT_IRQ);
