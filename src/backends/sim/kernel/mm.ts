@@ -33,13 +33,18 @@ const LEGACY_MAP_MASK = 0x7f9f3 | 0x4000000 | (21 << MAP_HUGE_SHIFT) | (30 << MA
 const MAX_LFS_FILESIZE = (1n << 63n) - 1n;
 
 /**
- * The most one mapping or memfd holds. The sim backs every page with real bytes, so it behaves
- * like a machine with 2 GiB of RAM and no swap (the test VM's): a bigger mapping is ENOMEM (what
- * Linux's overcommit heuristic answers for an accountable mapping beyond RAM + swap) and a bigger
- * memfd EFBIG. Linux itself allows sparse memfds up to 2^63 - 1 bytes and unaccounted mappings
- * (MAP_NORESERVE, read-only private) up to the address space.
+ * The most one mapping holds. The sim backs every page with real bytes, so it behaves like a
+ * machine with 2 GiB of RAM and no swap (the test VM's): a bigger mapping is ENOMEM, what Linux's
+ * overcommit heuristic answers for an accountable mapping beyond RAM + swap (Linux maps
+ * MAP_NORESERVE and read-only private ones up to the address space).
  */
 export const SIM_MAX_BACKING = 2 ** 31;
+/**
+ * The most one memfd holds, the sim's tmpfs s_maxbytes (Linux's is 2^63 - 1, sparse): beyond it
+ * ftruncate and pwrite answer EFBIG, and a shared mapping reaching past it ENOMEM. Growing a
+ * memfd copies its bytes, and 128 MiB keeps every such call well under a second.
+ */
+export const SIM_MAX_FILE = 2 ** 27;
 
 /** Backing memory: an anonymous mapping's own pages or a memfd's page cache. */
 export class PageStore {
@@ -76,7 +81,7 @@ export class SimMemfd {
   /** do_truncate: EINVAL for a negative size, EFBIG beyond what the sim's tmpfs holds. */
   truncate(size: number): void {
     if (size < 0 || !Number.isSafeInteger(size)) kerr(ERRNO.EINVAL);
-    if (size > SIM_MAX_BACKING) kerr(ERRNO.EFBIG);
+    if (size > SIM_MAX_FILE) kerr(ERRNO.EFBIG);
     this.store.resize(Math.ceil(size / PAGE_SIZE));
     // Bytes past the new end of the last page are zero, like shmem.
     this.store.bytes.fill(0, size);
@@ -93,8 +98,8 @@ export class SimMemfd {
   /** shmem write at `pos`: EFBIG at or past s_maxbytes, cut short up to it; the file grows. */
   write(buf: Uint8Array, pos: number): number {
     if (!buf.length) return 0;
-    if (pos >= SIM_MAX_BACKING) kerr(ERRNO.EFBIG);
-    const n = Math.min(buf.length, SIM_MAX_BACKING - pos);
+    if (pos >= SIM_MAX_FILE) kerr(ERRNO.EFBIG);
+    const n = Math.min(buf.length, SIM_MAX_FILE - pos);
     const need = Math.ceil((pos + n) / PAGE_SIZE);
     if (this.store.npages < need) this.store.resize(need);
     this.store.bytes.set(buf.subarray(0, n), pos);
@@ -154,14 +159,13 @@ export class SimMm {
       store = file.store;
       pgoff = offset / PAGE_SIZE;
       const need = pgoff + len / PAGE_SIZE;
-      if (need * PAGE_SIZE > SIM_MAX_BACKING) kerr(ERRNO.ENOMEM);
+      if (need * PAGE_SIZE > SIM_MAX_FILE) kerr(ERRNO.ENOMEM);
       if (store.npages < need) store.resize(need);
     } else {
       store = new PageStore(len / PAGE_SIZE);
       if (file) store.bytes.set(file.store.bytes.subarray(offset, offset + len));
     }
-    if (flags & MAP_FIXED) this.munmap(start, len);
-    this.insert({ start, end: start + len, prot, shared, store, pgoff, file });
+    this.insert({ start, end: start + len, prot, shared, store, pgoff, file }, flags);
     return start;
   }
 
@@ -173,8 +177,7 @@ export class SimMm {
   mmapDevice(addrHint: number, length: number, prot: number, flags: number, offset: number, driverMmap: (len: number) => DeviceMapping): number {
     const { start, len } = this.checkMmap(addrHint, length, flags, PAGE_SIZE, 'device', offset);
     const { store, ops } = driverMmap(len);
-    if (flags & MAP_FIXED) this.munmap(start, len);
-    this.insert({ start, end: start + len, prot, shared: true, store, pgoff: 0, file: null, ops });
+    this.insert({ start, end: start + len, prot, shared: true, store, pgoff: 0, file: null, ops }, flags);
     return start;
   }
 
@@ -236,7 +239,6 @@ export class SimMm {
     let start = Math.floor((this.top - len) / align) * align;
     while (start >= MMAP_MIN_ADDR && this.overlaps(start, start + len)) start = Math.floor((start - len) / align) * align;
     if (start < MMAP_MIN_ADDR) kerr(ERRNO.ENOMEM);
-    this.top = start;
     return start;
   }
 
@@ -244,7 +246,10 @@ export class SimMm {
     return this.vmas.some((v) => v.start < end && v.end > start);
   }
 
-  private insert(v: Vma): void {
+  /** Place a new mapping (MAP_FIXED replaces what was there); the next free search starts below it. */
+  private insert(v: Vma, flags: number): void {
+    if (flags & MAP_FIXED) this.munmap(v.start, v.end - v.start);
+    else if (!(flags & MAP_FIXED_NOREPLACE)) this.top = v.start;
     let i = 0;
     while (i < this.vmas.length && this.vmas[i]!.start < v.start) i++;
     this.vmas.splice(i, 0, v);

@@ -61,7 +61,6 @@ export class Machine implements PciHost, MockDeviceHost {
   bindDevice: (ctx: IommufdCtx, dev: SimDevice) => BoundDevice = bindForVfio;
   private readonly groups = new Map<number, IommuGroup>();
   private readonly mocks = new Set<MockDevice>();
-  private nextMockId = 0;
   /** Per requester ID seen by the unit: which device wants which domain there (DMA aliases are shared). */
   private readonly aliasUsers = new Map<number, Map<SimDevice, DmaTarget>>();
 
@@ -113,9 +112,7 @@ export class Machine implements PciHost, MockDeviceHost {
   addMockDevice(flags = 0): MockDevice {
     if (!this.mockIommu) throw new Error('this kernel has no mock IOMMU (selftest off)');
     MockDevice.checkFlags(flags);
-    const id = this.nextMockId++;
     const group = this.allocGroup();
-    void id;
     const dev = new MockDevice(flags, group, this.mockIommu);
     group.devices.push(dev);
     this.mocks.add(dev);
