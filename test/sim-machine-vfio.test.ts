@@ -522,6 +522,22 @@ describe(`vfio cdev: attach, DMA, close${SIM_ONLY}`, () => {
     expect(r.bind(r.b.open('/dev/vfio/devices/vfio0'))).toBe(2);
   });
 
+  it.skipIf(SKIP)('a refused MSI trigger (a descriptor that is no eventfd) leaves the function\'s config space as it was; so does enable then disable', () => {
+    const r = rig();
+    const fd = r.open();
+    r.bind(fd);
+    const dev = r.b.kernel.machine.device(EDU0)!;
+    const before = dev.fn.config.slice();
+    expectErrno(() => r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.SET_IRQS.request, irqSet(EVFD | TRIG, 1, 0, 1, [r.iommufd])), 'EINVAL');
+    expect(dev.fn.config).toEqual(before); // the sim used to leave the MSI address programmed
+    const e = r.b.eventfd(0, EFD_NONBLOCK);
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.SET_IRQS.request, irqSet(EVFD | TRIG, 1, 0, 1, [e]));
+    expect(dev.fn.msiEnabled).toBe(true);
+    expect(dev.fn.cfgRead(dev.fn.msiCap + 4, 4)).not.toBe(0);
+    r.b.ioctl(fd, U.VFIO_DEVICE_IOCTLS.SET_IRQS.request, irqSet(NONE | TRIG, 1, 0, 0));
+    expect(dev.fn.config).toEqual(before);
+  });
+
   it.skipIf(SKIP)('unbinding vfio-pci while the device is open: the request eventfd fires; the sim refuses (EBUSY) where the kernel waits', () => {
     const r = rig();
     const fd = r.open();

@@ -228,8 +228,7 @@ export class VfioPciIrqs implements IrqSink {
     const cap = this.fn.msiCap;
     const log2 = Math.ceil(Math.log2(nvec));
     const flags = this.fn.cfgRead(cap + PCI_MSI_FLAGS, 2);
-    this.fn.cfgWrite(cap + PCI_MSI_ADDRESS_LO, 4, 0xfee0_0000 | 0x2d8);
-    this.fn.cfgWrite(cap + (flags & PCI_MSI_FLAGS_64BIT ? 12 : 8), 2, 0);
+    this.writeMsiMsg(0xfee0_0000 | 0x2d8, 0);
     this.fn.cfgWrite(cap + PCI_MSI_FLAGS, 2, (flags & ~PCI_MSI_FLAGS_QSIZE) | (log2 << 4) | PCI_MSI_FLAGS_ENABLE);
     this.irqType = VFIO_PCI_MSI_IRQ_INDEX;
     this.msiQmax = Math.ceil(Math.log2(nvec * 2)) - 1;
@@ -252,12 +251,27 @@ export class VfioPciIrqs implements IrqSink {
     this.msiCtx.set(vector, eventfdCtxFdget(this.lookup, fd));
   }
 
-  /** vfio_msi_disable: vectors released, the capability disabled. */
+  /**
+   * vfio_msi_disable: vectors released, the capability disabled (pci_msi_shutdown), and the freed
+   * vector's message zeroed (msi_domain_deactivate writes an all-zero message).
+   */
   private msiDisable(): void {
     this.msiCtx.clear();
     const cap = this.fn.msiCap;
-    if (cap) this.fn.cfgWrite(cap + PCI_MSI_FLAGS, 2, this.fn.cfgRead(cap + PCI_MSI_FLAGS, 2) & ~PCI_MSI_FLAGS_ENABLE);
+    if (cap) {
+      this.fn.cfgWrite(cap + PCI_MSI_FLAGS, 2, this.fn.cfgRead(cap + PCI_MSI_FLAGS, 2) & ~PCI_MSI_FLAGS_ENABLE);
+      this.writeMsiMsg(0, 0);
+    }
     this.irqType = VFIO_PCI_NUM_IRQS;
+  }
+
+  /** irq_chip_write_msi_msg: the address (high half 0) and data the capability sends. */
+  private writeMsiMsg(address: number, data: number): void {
+    const cap = this.fn.msiCap;
+    const is64 = this.fn.cfgRead(cap + PCI_MSI_FLAGS, 2) & PCI_MSI_FLAGS_64BIT;
+    this.fn.cfgWrite(cap + PCI_MSI_ADDRESS_LO, 4, address);
+    if (is64) this.fn.cfgWrite(cap + PCI_MSI_ADDRESS_LO + 4, 4, 0);
+    this.fn.cfgWrite(cap + (is64 ? 12 : 8), 2, data);
   }
 
   /** vfio_pci_set_ctx_trigger_single for the error and request eventfds. */
