@@ -233,6 +233,8 @@ class World {
   }
   /** A page of memory the fuzzer fills with structured arrays (IOVA ranges, invalidations, bitmaps). */
   readonly scratch: bigint;
+  /** Paths of the sim's sysfs and /dev, for readText/writeText/readlink/readdir. */
+  readonly paths: string[] = [];
 
   /**
    * The machine as a program using it would leave it: two iommufds, each with two IOASes (one
@@ -271,6 +273,18 @@ class World {
     const solo = VfioDevice.open(b, '0000:00:01.0');
     this.addId('dev', solo.bind(ctxs[0]!));
     this.addId('hwpt', solo.attach(2));
+    const todo = ['/sys/bus/pci', '/sys/kernel/iommu_groups', '/sys/class', '/dev'];
+    while (todo.length && this.paths.length < 600) {
+      const dir = todo.shift()!;
+      this.paths.push(dir);
+      let names: string[];
+      try {
+        names = b.readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const n of names) todo.push(`${dir}/${n}`);
+    }
   }
 
   /**
@@ -731,7 +745,7 @@ function pickSyscall(g: Gen): Call {
   const b = w.b;
   const buf = (): Uint8Array => new Uint8Array(r.pick([0, 1, 4, 7, 8, 9, 16, 32, 48, 64, 256, P]));
   const region = (): number => (r.chance(0.8) ? r.int(10) * 2 ** 40 + r.pick([0, 4, 8, 0x20, 0x24, 0x60, 0x64, 0x80, 0x98, r.int(0x100000)]) : r.int(2 ** 52));
-  const which = r.int(15);
+  const which = r.int(16);
   const fd = num(g, () => g.fd());
   switch (which) {
     case 0: {
@@ -815,6 +829,15 @@ function pickSyscall(g: Gen): Call {
       const addr = g.addr();
       const len = num(g, () => r.pick([0, 1, P, 2 * P, HUGE]));
       return { desc: `view(${hex(addr)}, ${len})`, ioctl: null, syscall: 'view', run: () => b.view(addr, len) };
+    }
+    case 14: {
+      const path = r.chance(0.95) ? r.pick(w.paths) : r.pick(['/nope', '/sys/bus/pci/devices/0000:00:01.0/../../..', '']);
+      const op = r.int(4);
+      if (op === 0) return { desc: `readText(${path})`, ioctl: null, syscall: 'readText', run: () => b.readText(path) };
+      if (op === 1) return { desc: `readlink(${path})`, ioctl: null, syscall: 'readlink', run: () => b.readlink(path) };
+      if (op === 2) return { desc: `readdir(${path})`, ioctl: null, syscall: 'readdir', run: () => b.readdir(path) };
+      const text = r.pick(['vfio-pci', 'vfio-pci\n', '\n', '0000:00:01.0', '0000:01:01.0', '1234 11e8', '1', '0', 'x'.repeat(5000), 'pcieport']);
+      return { desc: `writeText(${path}, ${JSON.stringify(text.slice(0, 20))})`, ioctl: null, syscall: 'writeText', run: () => b.writeText(path, text) };
     }
     default: {
       // a device interrupt source: ask an edu to raise its interrupt or compute, through BAR0
