@@ -28,9 +28,9 @@ import {
 } from '../src/ioasid/uapi.js';
 import * as vfio from '../src/ioasid/vfio_uapi.js';
 import { VFIO_DEVICE_IOCTLS, VFIO_DEVICE_IOEVENTFD, VFIO_DEVICE_RESET } from '../src/device/uapi.js';
-import { PageStore } from '../src/backends/sim/mm.js';
-import { SpanList } from '../src/backends/sim/area_list.js';
-import { IoptPages } from '../src/backends/sim/pages.js';
+import { PageStore } from '../src/backends/sim/kernel/mm.js';
+import { SpanList } from '../src/backends/sim/iommufd/area_list.js';
+import { IoptPages } from '../src/backends/sim/iommufd/pages.js';
 import { Iommufd } from '../src/ioasid/iommufd.js';
 import { IommufdTest } from '../src/testing.js';
 import { VfioDevice } from '../src/device/vfio_device.js';
