@@ -268,6 +268,7 @@ class World {
       this.addId('hwpt', md.hwptId);
       this.addId('dev', md.idevId);
       this.deepObjects(ctx, md.idevId, a.id);
+      ctx.setVfioIoas(a); // the VFIO compat container commands reach an IOAS
     }
     for (const name of b.readdir('/dev/vfio/devices')) b.open(`/dev/vfio/devices/${name}`, 2);
     const solo = VfioDevice.open(b, '0000:00:01.0');
@@ -520,6 +521,7 @@ class Gen {
     else if (k === 1) size = cmd.minSize;
     else if (k === 2) size = s.size + 8 * (1 + r.int(4));
     else if (k === 3) size = r.int(8);
+    else if (k === 4) size = cmd.minSize + r.int(Math.max(1, s.size - cmd.minSize));
     // VFIO_DEVICE_SET_IRQS carries its data after the header
     if (cmd.name === 'VFIO_DEVICE_SET_IRQS' && r.chance(0.7)) size = s.size + 4 * (recipe ? Number(recipe.count) : r.int(4));
     const buf = new Uint8Array(size);
@@ -544,7 +546,8 @@ class Gen {
       const fixed = recipe && f.name !== mutated ? recipe[f.name] : undefined;
       for (let i = 0; i < f.count; i++) put(f.off + i * (f.type === 'u8' ? 1 : 4), f.type, fixed ?? this.field(f.name, f.type, cmd));
     }
-    const sizeVal = r.chance(0.92) ? size : r.pick([0, 4, cmd.minSize - 1, cmd.minSize, s.size + 8, 1 << 20, this.anyU32()]);
+    // the declared size: the buffer's (mostly), or one it does not match (a short buffer claiming more)
+    const sizeVal = r.chance(0.85) ? size : r.pick([0, 4, cmd.minSize - 1, cmd.minSize, s.size, s.size + 8, size + 1 + r.int(16), 1 << 20, this.anyU32()]);
     put(0, 'u32', sizeVal);
     if (cmd.op !== undefined) put(4, 'u32', r.chance(0.95) ? cmd.op : this.anyU32());
     // a non-zero tail past the kernel's struct now and then (E2BIG)
