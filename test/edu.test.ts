@@ -272,6 +272,22 @@ describe.skipIf(!machine.soloEdu)(`edu DMA through an IOAS [${BACKEND}]${machine
       edu.disableIrq();
     });
 
+    it('MSI: a trigger whose descriptor is no eventfd (EINVAL) has already released the vector\'s old one (vfio_msi_set_block)', () => {
+      using efd = dev.eventfd();
+      edu.enableIrq('msi', efd);
+      expectErrno(() => dev.enableIrq(1, [ctx.fd]), 'EINVAL');
+      edu.sendIrq(1);
+      expect(efd.wait(500)).toBe(false); // the refused call took the old trigger away
+      expect(efd.read()).toBe(0n);
+      edu.ackIrq();
+      dev.enableIrq(1, [efd]);
+      edu.sendIrq(1);
+      expect(efd.wait(2000)).toBe(true);
+      expect(efd.read()).toBe(1n);
+      edu.ackIrq();
+      edu.disableIrq();
+    });
+
     it('INTx: automasked after each interrupt until acked and unmasked', () => {
       using efd = dev.eventfd();
       edu.enableIrq('intx', efd);

@@ -49,6 +49,6 @@ describe(`fuzzing the sim's syscalls${WHY}`, () => {
     }
     expect(rep.refused).toBeGreaterThan(rep.calls / 2);
     for (const code of rep.errnos.keys()) expect(code).not.toMatch(/^E\d+$/);
-    expect([...PARTIAL_OK].every((n) => rep.ioctls.has(n))).toBe(true);
+    expect([...PARTIAL_OK.keys()].every((n) => rep.ioctls.has(n))).toBe(true);
   }, 180_000);
 });
