@@ -53,11 +53,12 @@ export class SimKernel {
   }
 }
 
-function sys<T>(name: string, fn: () => T): T {
+/** Run a syscall; a KernelErrno becomes IommuError(errno, name), naming the path of a path call. */
+function sys<T>(name: string, fn: () => T, path?: string): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof KernelErrno) throw new IommuError(e.errno, name);
+    if (e instanceof KernelErrno) throw new IommuError(e.errno, name, { path });
     throw e;
   }
 }
@@ -72,7 +73,7 @@ export class SimBinding implements Binding {
   ) {}
 
   open(path: string, flags = 0): number {
-    return sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)));
+    return sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)), path);
   }
 
   close(fd: number): void {
@@ -158,19 +159,19 @@ export class SimBinding implements Binding {
   }
 
   readText(path: string): string {
-    return sys('read', () => this.kernel.vfs.readText(path));
+    return sys('read', () => this.kernel.vfs.readText(path), path);
   }
 
   writeText(path: string, text: string): void {
-    sys('write', () => this.kernel.vfs.writeText(path, text));
+    sys('write', () => this.kernel.vfs.writeText(path, text), path);
   }
 
   readlink(path: string): string {
-    return sys('readlink', () => this.kernel.vfs.readlink(path));
+    return sys('readlink', () => this.kernel.vfs.readlink(path), path);
   }
 
   readdir(path: string): string[] {
-    return sys('readdir', () => this.kernel.vfs.readdir(path));
+    return sys('readdir', () => this.kernel.vfs.readdir(path), path);
   }
 }
 
