@@ -5,10 +5,12 @@
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import { Iommufd, IommuError, type ErrnoCode, type UserMemory } from '../src/index.js';
+import { defaultBackendName } from '../src/backends/index.js';
 import type { BackendName } from '../src/backends/types.js';
 import { IommufdTest } from '../src/testing.js';
 
-export const BACKEND: BackendName = process.env.IOASID_BACKEND === 'linux' ? 'linux' : 'sim';
+/** The tier's backend: IOASID_BACKEND, else the sim; a misspelt name fails every suite instead of running the sim. */
+export const BACKEND: BackendName = defaultBackendName();
 export const PAGE_SIZE = 4096n;
 export const P = 4096;
 export const BUFFER_SIZE = 16 * P;

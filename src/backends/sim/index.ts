@@ -36,7 +36,8 @@ export class SimKernel {
     readonly selftest = true,
     machine: MachineDesc = q35Edu(),
   ) {
-    this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest, this.machine));
+    // iommufd's miscdevice: .mode = 0660 (drivers/iommu/iommufd/main.c)
+    this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest, this.machine), 0o660);
     this.machine = new Machine(machine, this.vfs, { selftest });
   }
 
