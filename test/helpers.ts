@@ -88,3 +88,12 @@ export function hugepageAligned(ctx: Iommufd, size: number): UserMemory {
 export function rawIoctl(ctx: Iommufd, request: number, bytes: Uint8Array | null): number {
   return ctx.binding.ioctl(ctx.fd, request, bytes);
 }
+
+/** Run the `ioasid` command in this process (src/cli/main.ts): exit status, stdout and stderr. */
+export async function ioasid(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const { main } = await import('../src/cli/main.js');
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
