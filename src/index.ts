@@ -19,3 +19,4 @@ export * as uapi from './ioasid/uapi.js';
 export * from './device/index.js';
 export { BACKENDS, backendName, openBinding, defaultBackendName, sim, SimBinding, SimKernel, type SimOptions } from './backends/index.js';
 export type { Binding, BackendName } from './backends/types.js';
+export { diagnose, type Diagnosis, type DoctorOptions, type Finding, type Level, type Verdict } from './doctor/checks.js';

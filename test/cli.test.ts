@@ -99,7 +99,9 @@ describe(`ioasid ls --machine [${BACKEND}]`, () => {
       ['0000:01:01.0', 2, 'vfio-pci', '/dev/vfio/devices/vfio1', 'vfio-pci', '00ff00'],
       ['0000:01:02.0', 2, 'vfio-pci', '/dev/vfio/devices/vfio2', 'vfio-pci', '00ff00'],
     ]);
-    expect(l.functions.find((f) => f.bdf === '0000:00:03.0')).toMatchObject({ driver: 'virtio-pci', vfioCdev: null, iommuGroup: 3 });
+    expect(l.functions.find((f) => f.bdf === '0000:00:03.0')).toMatchObject({ driver: 'virtio-pci', vfioCdev: null, iommuGroup: 3, vfioDriver: 'vfio-pci' });
+    // vfio-pci takes header type 0 only: not the PCIe-to-PCI bridge
+    expect(l.functions.find((f) => f.bdf === '0000:00:02.0')).toMatchObject({ class: '060400', className: 'bridge', vfioDriver: null });
     const g = new Map(l.groups.map((x) => [x.id, x]));
     expect([...g.keys()]).toEqual([0, 1, 2, 3, 4, 5]);
     expect(g.get(2)).toMatchObject({ viable: true, blockers: [] });

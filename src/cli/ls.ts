@@ -19,8 +19,12 @@ export interface LsFunction {
   driver: string | null;
   /** The VFIO cdev ('/dev/vfio/devices/vfio0') when a VFIO driver is bound. */
   vfioCdev: string | null;
-  /** The VFIO driver the function would take: a `vfio_pci:` alias match in modules.alias, else vfio-pci. */
-  vfioDriver: string;
+  /**
+   * The VFIO driver the function would take: a `vfio_pci:` alias match in modules.alias, else
+   * vfio-pci; null for a bridge (vfio_pci_core_register_device refuses all but header type 0,
+   * and the PCI core gives header types 1 and 2 only to PCI-to-PCI and CardBus bridges).
+   */
+  vfioDriver: string | null;
 }
 
 export interface LsGroup {
@@ -57,6 +61,9 @@ export function managesOwnDma(driver: string): boolean {
   return /vfio/.test(driver) || driver === 'pci-stub' || driver === 'pcieport';
 }
 
+/** PCI_CLASS_BRIDGE_PCI and PCI_CLASS_BRIDGE_CARDBUS: the classes pci_setup_device allows header types 1 and 2 for. */
+const BRIDGE_CLASSES = new Set([0x0604, 0x0607]);
+
 const hex = (v: number, width: number): string => v.toString(16).padStart(width, '0');
 
 export function listing(binding: Binding, host: string): Listing {
@@ -66,7 +73,7 @@ export function listing(binding: Binding, host: string): Listing {
     return {
       bdf: d.bdf, vendor: hex(d.vendor, 4), device: hex(d.device, 4), class: hex(cls, 6),
       className: BASE_CLASS[cls >>> 16] ?? 'unknown', iommuGroup: d.iommuGroup, driver: d.driver, vfioCdev: d.vfioCdev,
-      vfioDriver: chooser(d.modalias),
+      vfioDriver: BRIDGE_CLASSES.has(cls >>> 8) ? null : chooser(d.modalias),
     };
   });
   const byBdf = new Map(functions.map((f) => [f.bdf, f]));
@@ -99,7 +106,7 @@ export function formatListing(l: Listing): string[] {
     out.push(...table(
       ['BDF', 'ID', 'CLASS', 'GROUP', 'DRIVER', 'VFIO CDEV', 'VFIO DRIVER'],
       l.functions.map((f) => [f.bdf, `${f.vendor}:${f.device}`, `${f.class} ${f.className}`, f.iommuGroup === null ? '-' : String(f.iommuGroup),
-        f.driver ?? '-', f.vfioCdev ?? '-', f.vfioDriver]),
+        f.driver ?? '-', f.vfioCdev ?? '-', f.vfioDriver ?? '- (bridge)']),
     ).map((x) => `  ${x}`));
   }
   out.push('', 'IOMMU groups');
