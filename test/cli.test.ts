@@ -14,7 +14,11 @@ import * as presets from '../src/backends/sim/machine/presets.js';
 import { testVmKernel } from '../src/backends/sim/machine/kernels.js';
 import { parseSize } from '../src/cli/main.js';
 import type { Listing } from '../src/cli/ls.js';
-import type { Diagnosis } from '../src/doctor/checks.js';
+import { diagnose, type Diagnosis } from '../src/doctor/checks.js';
+import { sim, type SimBinding } from '../src/backends/sim/index.js';
+import type { KernelDesc } from '../src/backends/sim/kernel/boot.js';
+import type { MachineDesc } from '../src/backends/sim/machine/machine.js';
+import { Iommufd } from '../src/index.js';
 import { BACKEND, ioasid } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -184,8 +188,6 @@ describe(`ioasid doctor --machine [${BACKEND}]`, () => {
   });
 
   it('judges RLIMIT_MEMLOCK against --memlock when the process lacks CAP_IPC_LOCK', async () => {
-    const { sim } = await import('../src/backends/sim/index.js');
-    const { diagnose } = await import('../src/doctor/checks.js');
     const b = sim({ caps: [], rlimitMemlock: 8 << 20 });
     const warn = byId(diagnose(b, { memlockNeed: 1 << 30 }), 'memlock')!;
     expect(warn.level).toBe('warn');
@@ -197,7 +199,6 @@ describe(`ioasid doctor --machine [${BACKEND}]`, () => {
   it('a process that may not open /dev/iommu is told why and what to do', async () => {
     const { SimBinding, SimKernel } = await import('../src/backends/sim/index.js');
     const { SimProcess } = await import('../src/backends/sim/kernel/process.js');
-    const { diagnose } = await import('../src/doctor/checks.js');
     // uid 1000 without CAP_DAC_OVERRIDE meets the node's 0660 root:root
     const kernel = new SimKernel();
     const b = new SimBinding(kernel, new SimProcess(kernel.user(1000), []));
@@ -205,6 +206,58 @@ describe(`ioasid doctor --machine [${BACKEND}]`, () => {
     expect(f.level).toBe('fail');
     expect(f.text).toBe('/dev/iommu is crw-rw---- owned by uid 0 gid 0: this process (uid 1000) cannot open it read-write');
     expect(f.fix).toMatch(/udev rule/);
+  });
+});
+
+describe(`doctor: the cause it names, on machines built to lack something [${BACKEND}]`, () => {
+  const kernel = (config: string[], cmdline = 'ro'): KernelDesc => ({ release: '7.3.4', cmdline, config: config.join('\n') });
+  const boot = (desc: Partial<MachineDesc>): SimBinding => sim({ machine: { ...presets.q35Edu(), ...desc } });
+
+  it('iommufd built as a module and not loaded: "modprobe iommufd", and Iommufd.open says the same', () => {
+    const b = boot({ kernel: kernel(['CONFIG_IKCONFIG_PROC=y', 'CONFIG_MODULES=y', 'CONFIG_IOMMUFD=m', 'CONFIG_VFIO=m', 'CONFIG_VFIO_PCI=m']) });
+    b.kernel.vfs.remove('/dev/iommu'); // what a kernel whose module is not loaded has
+    const d = diagnose(b);
+    expect(byId(d, 'config.IOMMUFD')?.text).toBe('CONFIG_IOMMUFD=m: iommufd (/dev/iommu) (a module)');
+    expect(byId(d, 'dev.iommu')).toMatchObject({ level: 'fail', text: 'no /dev/iommu: the iommufd module is not loaded', fix: 'modprobe iommufd' });
+    expect(d.iommufd).toEqual({ usable: false, reason: 'no /dev/iommu: the iommufd module is not loaded' });
+    expect(() => new Iommufd(b)).toThrow('open /dev/iommu: ENOENT (No such file or directory): the iommufd module is not loaded; modprobe iommufd (`ioasid doctor` checks the rest)');
+    // vfio-pci registered by no one, a module per the config
+    b.kernel.vfs.remove('/sys/bus/pci/drivers/vfio-pci');
+    expect(byId(diagnose(b), 'vfio-pci')).toMatchObject({ level: 'warn', fix: 'modprobe vfio-pci' });
+  });
+
+  it('no /proc/config.gz: the config from /boot, else the module tree decides, else it says it cannot tell', () => {
+    const b = boot({ kernel: kernel(['CONFIG_IOMMUFD=y']) }); // no IKCONFIG_PROC: no /proc/config.gz
+    b.kernel.vfs.remove('/dev/iommu');
+    let d = diagnose(b);
+    expect(byId(d, 'config')).toMatchObject({ level: 'warn', text: expect.stringContaining('/boot/config-7.3.4') });
+    expect(byId(d, 'dev.iommu')?.text).toBe('no /dev/iommu: this kernel shows no sign of iommufd (no config to read, no iommufd module)');
+    b.kernel.vfs.addAttr('/lib/modules/7.3.4/modules.dep', { read: () => 'kernel/drivers/iommu/iommufd/iommufd.ko.xz: kernel/drivers/iommu/iommufd/foo.ko\n' });
+    expect(byId(diagnose(b), 'dev.iommu')?.text).toBe('no /dev/iommu: the iommufd module is not loaded');
+    b.kernel.vfs.addAttr('/boot/config-7.3.4', { read: () => '# CONFIG_IOMMUFD is not set\n' });
+    d = diagnose(b);
+    expect(d.configSource).toBe('/boot/config-7.3.4');
+    expect(byId(d, 'dev.iommu')).toMatchObject({ text: 'no /dev/iommu: the kernel lacks CONFIG_IOMMUFD', fix: expect.stringMatching(/CONFIG_IOMMUFD=y or =m/) });
+  });
+
+  it('built in but no node: /dev is not devtmpfs, or udev removed it', () => {
+    const b = boot({});
+    b.kernel.vfs.remove('/dev/iommu');
+    expect(byId(diagnose(b), 'dev.iommu')).toMatchObject({ text: 'no /dev/iommu: iommufd is in the kernel, but /dev has no node for it', fix: expect.stringMatching(/devtmpfs/) });
+  });
+
+  it('firmware with a DMAR the kernel did not enable: the command line says why', () => {
+    const off = boot({ iommu: null, acpiTables: ['APIC', 'DMAR'], kernel: kernel(['CONFIG_IKCONFIG_PROC=y', 'CONFIG_INTEL_IOMMU=y'], 'ro intel_iommu=off') });
+    expect(byId(diagnose(off), 'iommu.enabled')).toMatchObject({
+      level: 'fail', text: 'the firmware describes an IOMMU (ACPI DMAR: Intel VT-d) but the kernel did not enable it: /sys/class/iommu is empty',
+      fix: 'remove intel_iommu=off from the kernel command line',
+    });
+    const notOn = boot({ iommu: null, acpiTables: ['DMAR'], kernel: kernel(['CONFIG_IKCONFIG_PROC=y', 'CONFIG_INTEL_IOMMU=y']) });
+    expect(byId(diagnose(notOn), 'iommu.enabled')?.fix).toBe('boot with intel_iommu=on on the kernel command line (CONFIG_INTEL_IOMMU_DEFAULT_ON is off)');
+    const noDriver = boot({ iommu: null, acpiTables: ['DMAR'], kernel: kernel(['CONFIG_IKCONFIG_PROC=y']) });
+    expect(byId(diagnose(noDriver), 'iommu.enabled')?.fix).toBe('boot a kernel built with CONFIG_INTEL_IOMMU=y');
+    const pt = boot({ kernel: kernel(['CONFIG_IKCONFIG_PROC=y', 'CONFIG_IOMMUFD=y'], 'ro iommu=pt') });
+    expect(byId(diagnose(pt), 'iommu.passthrough')?.level).toBe('info');
   });
 });
 

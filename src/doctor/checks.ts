@@ -200,11 +200,14 @@ const modeString = (st: HostStat): string => {
 
 // ---- the kernel's config ----------------------------------------------------------------------------
 
-/** What each option means when it is on, and what is lost without it (null: nothing blocks). */
+/** What to do without iommufd. */
+const FIX_IOMMUFD = 'boot a kernel built with CONFIG_IOMMUFD=y or =m (Linux 6.2 or later)';
+
+/** What each option gives when on; what is lost without it, how much that matters, and what to do. */
 const OPTIONS: { name: string; on: string; off: string; offLevel: Level; fix?: string; needs?: string }[] = [
   {
     name: 'IOMMUFD', on: 'iommufd (/dev/iommu)', offLevel: 'fail', off: 'this kernel has no iommufd (/dev/iommu)',
-    fix: 'boot a kernel built with CONFIG_IOMMUFD=y or =m (Linux 6.2 or later)',
+    fix: FIX_IOMMUFD,
   },
   {
     name: 'VFIO', on: 'VFIO, which hands devices to userspace', offLevel: 'fail', off: 'no device can be handed to userspace',
@@ -300,13 +303,13 @@ function iommufdMissing(f: Facts): { cause: string; fix: string } {
   const inKernel = { cause: 'iommufd is in the kernel, but /dev has no node for it', fix: 'mount devtmpfs on /dev (mount -t devtmpfs devtmpfs /dev), or check the udev rules that remove it' };
   const notLoaded = { cause: 'the iommufd module is not loaded', fix: 'modprobe iommufd' };
   const opt = f.opt('IOMMUFD');
-  if (opt === 'n') return { cause: 'the kernel lacks CONFIG_IOMMUFD', fix: 'boot a kernel built with CONFIG_IOMMUFD=y or =m (Linux 6.2 or later)' };
+  if (opt === 'n') return { cause: 'the kernel lacks CONFIG_IOMMUFD', fix: FIX_IOMMUFD };
   if (f.moduleLoaded('iommufd') || opt === 'y') return inKernel;
   if (opt === 'm') return notLoaded;
   const tree = f.moduleAvailable('iommufd');
   if (tree === 'builtin') return inKernel;
   if (tree === 'module') return notLoaded;
-  return { cause: 'this kernel shows no sign of iommufd (no config to read, no iommufd module)', fix: 'boot a kernel built with CONFIG_IOMMUFD=y or =m (Linux 6.2 or later)' };
+  return { cause: 'this kernel shows no sign of iommufd (no config to read, no iommufd module)', fix: FIX_IOMMUFD };
 }
 
 function devIommu(f: Facts): Finding {
