@@ -234,6 +234,10 @@ describe(`doctor: the cause it names, on machines built to lack something [${BAC
     expect(byId(d, 'dev.iommu')?.text).toBe('no /dev/iommu: this kernel shows no sign of iommufd (no config to read, no iommufd module)');
     b.kernel.vfs.addAttr('/lib/modules/7.3.4/modules.dep', { read: () => 'kernel/drivers/iommu/iommufd/iommufd.ko.xz: kernel/drivers/iommu/iommufd/foo.ko\n' });
     expect(byId(diagnose(b), 'dev.iommu')?.text).toBe('no /dev/iommu: the iommufd module is not loaded');
+    b.kernel.vfs.remove('/sys/bus/pci/drivers/vfio-pci');
+    expect(byId(diagnose(b), 'vfio-pci')?.level).toBe('fail');
+    b.kernel.vfs.addAttr('/lib/modules/7.3.4/modules.alias', { read: () => 'alias vfio_pci:v000010DEd*sv*sd*bc03sc*i* vfio_pci\n' });
+    expect(byId(diagnose(b), 'vfio-pci')).toMatchObject({ level: 'warn', text: 'vfio-pci is a module and is not loaded', fix: 'modprobe vfio-pci' });
     b.kernel.vfs.addAttr('/boot/config-7.3.4', { read: () => '# CONFIG_IOMMUFD is not set\n' });
     d = diagnose(b);
     expect(d.configSource).toBe('/boot/config-7.3.4');

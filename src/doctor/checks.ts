@@ -167,13 +167,17 @@ class Facts {
     return (this.dir('/sys/module') ?? []).includes(module);
   }
 
-  /** Whether the kernel's module tree has `module` (as a loadable .ko or built in), null when there is no tree. */
+  /**
+   * Whether the kernel's module tree has `module`: built in (modules.builtin) or loadable (a .ko in
+   * modules.dep, or an alias in modules.alias naming it); null when the tree has neither.
+   */
   moduleAvailable(module: string): 'builtin' | 'module' | null {
     const base = this.release ? `/lib/modules/${this.release}` : null;
     if (!base) return null;
     const file = `${module.replace(/_/g, '[-_]')}\\.ko`;
     if (new RegExp(`/${file}$`, 'm').test(this.text(`${base}/modules.builtin`) ?? '')) return 'builtin';
     if (new RegExp(`/${file}(\\.\\w+)?:`, 'm').test(this.text(`${base}/modules.dep`) ?? '')) return 'module';
+    if (new RegExp(`^alias \\S+ ${module}$`, 'm').test(this.text(`${base}/modules.alias`) ?? '')) return 'module';
     return null;
   }
 }
