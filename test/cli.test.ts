@@ -177,7 +177,7 @@ describe(`ioasid doctor --machine [${BACKEND}]`, () => {
   it('mockOnly: no IOMMU blocks VFIO (exit 1) and the line says what to do; iommufd itself is usable', async () => {
     const r = await ioasid('doctor', '--machine', 'mockOnly');
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(/^ {2}FAIL {2}no IOMMU: the ACPI tables have no DMAR, IVRS or IORT .* -> enable the IOMMU/m);
+    expect(r.out).toMatch(/^ {2}FAIL {2}no IOMMU: the ACPI tables have no DMAR, IVRS or IORT and \/sys\/class\/iommu has only the selftest's mock IOMMU, .* -> enable the IOMMU/m);
     expect(r.out).toMatch(/^iommufd: usable$/m);
     expect(r.out).toMatch(/^VFIO: +NOT usable: no IOMMU/m);
   });
@@ -253,7 +253,7 @@ describe(`doctor: the cause it names, on machines built to lack something [${BAC
   it('firmware with a DMAR the kernel did not enable: the command line says why', () => {
     const off = boot({ iommu: null, acpiTables: ['APIC', 'DMAR'], kernel: kernel(['CONFIG_IKCONFIG_PROC=y', 'CONFIG_INTEL_IOMMU=y'], 'ro intel_iommu=off') });
     expect(byId(diagnose(off), 'iommu.enabled')).toMatchObject({
-      level: 'fail', text: 'the firmware describes an IOMMU (ACPI DMAR: Intel VT-d) but the kernel did not enable it: /sys/class/iommu is empty',
+      level: 'fail', text: "the firmware describes an IOMMU (ACPI DMAR: Intel VT-d) but the kernel did not enable it: /sys/class/iommu has only the selftest's mock IOMMU",
       fix: 'remove intel_iommu=off from the kernel command line',
     });
     const notOn = boot({ iommu: null, acpiTables: ['DMAR'], kernel: kernel(['CONFIG_IKCONFIG_PROC=y', 'CONFIG_INTEL_IOMMU=y']) });
@@ -272,6 +272,17 @@ describe(`sim presets describe the test VM's kernel [${BACKEND}]`, () => {
     for (const line of preset) expect(fragment, line).toContain(line);
     for (const line of fragment.filter((l) => /IOMMU|VFIO/.test(l))) expect(preset, line).toContain(line);
     expect(readFileSync(join(root, 'scripts/vm/run-in-guest.sh'), 'utf8')).toContain(testVmKernel().cmdline.replace(/ init=.*/, ''));
+  });
+
+  it('q35Edu publishes the VM\'s ACPI tables, command line, release and IOMMU units (scripts/vm, test VM 7.3.4)', () => {
+    const b = sim();
+    expect(b.readdir('/sys/firmware/acpi/tables')).toEqual(['APIC', 'DMAR', 'DSDT', 'FACP', 'FACS', 'HPET', 'MCFG', 'WAET']);
+    expect(b.readText('/proc/sys/kernel/osrelease')).toBe('7.3.4\n');
+    expect(b.readText('/proc/cmdline')).toMatch(/^console=ttyS0 quiet panic=-1 intel_iommu=on root=hostroot /);
+    expect(b.readdir('/sys/class/iommu')).toEqual(['dmar0', 'iommufd_selftest_iommu.0']);
+    expect(b.readlink('/sys/class/iommu/dmar0')).toBe('../../devices/virtual/iommu/dmar0');
+    expect(b.readlink('/sys/class/iommu/iommufd_selftest_iommu.0')).toBe('../../devices/platform/iommufd_selftest_iommu.0/iommu/iommufd_selftest_iommu.0');
+    expect(sim({ selftest: false }).readdir('/sys/class/iommu')).toEqual(['dmar0']);
   });
 
   it('MACHINES names every machine preset (every exported function that takes no argument)', () => {

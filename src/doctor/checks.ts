@@ -266,7 +266,10 @@ const IOMMU_TABLES = [
 function iommuHardware(f: Facts): Finding[] {
   const tables = f.dir(ACPI_TABLES);
   const described = IOMMU_TABLES.filter((t) => tables?.includes(t.table));
-  const units = f.dir(SYS_CLASS_IOMMU) ?? [];
+  // CONFIG_IOMMUFD_TEST registers its mock IOMMU there too; it translates no real device
+  const all = f.dir(SYS_CLASS_IOMMU) ?? [];
+  const units = all.filter((u) => !u.startsWith('iommufd_selftest'));
+  const noUnit = `${SYS_CLASS_IOMMU} ${all.length ? "has only the selftest's mock IOMMU" : 'is empty'}`;
   const out: Finding[] = [];
   if (units.length) {
     const how = described.length ? ` (${described.map((t) => `ACPI ${t.table}: ${t.what}`).join(', ')})` : '';
@@ -279,10 +282,10 @@ function iommuHardware(f: Facts): Finding[] {
     else if (f.opt(t.config) === 'n') fix = `boot a kernel built with CONFIG_${t.config}=y`;
     else if (t.param) fix = `boot with ${t.param}=on on the kernel command line${t.defaultOn ? ` (CONFIG_${t.defaultOn} is off)` : ''}`;
     else fix = 'check dmesg for the IOMMU driver\'s errors';
-    out.push(finding('iommu.enabled', 'iommu', 'fail', `the firmware describes an IOMMU (ACPI ${t.table}: ${t.what}) but the kernel did not enable it: /sys/class/iommu is empty`, fix));
+    out.push(finding('iommu.enabled', 'iommu', 'fail', `the firmware describes an IOMMU (ACPI ${t.table}: ${t.what}) but the kernel did not enable it: ${noUnit}`, fix));
   } else {
     out.push(finding('iommu.enabled', 'iommu', 'fail',
-      `no IOMMU: ${tables ? 'the ACPI tables have no DMAR, IVRS or IORT and ' : ''}/sys/class/iommu is empty, so VFIO cannot isolate a device's DMA`,
+      `no IOMMU: ${tables ? 'the ACPI tables have no DMAR, IVRS or IORT and ' : ''}${noUnit}, so VFIO cannot isolate a device's DMA`,
       'enable the IOMMU (VT-d, AMD-Vi) in the firmware setup; in a QEMU guest add -device intel-iommu,intremap=on to a q35 machine'));
     return out;
   }

@@ -37,7 +37,7 @@ export function arm64Kernel(): KernelDesc {
   };
 }
 
-/** QEMU q35's ACPI tables, with the DMAR that `-device intel-iommu` adds. */
-export const Q35_ACPI_TABLES = ['APIC', 'DSDT', 'FACP', 'HPET', 'MCFG', 'WAET'] as const;
+/** QEMU q35's ACPI tables (the VM's, less the DMAR that `-device intel-iommu` adds). */
+export const Q35_ACPI_TABLES = ['APIC', 'DSDT', 'FACP', 'FACS', 'HPET', 'MCFG', 'WAET'] as const;
 /** An arm64 ACPI server's tables; IORT describes the SMMUs. */
 export const ARM64_ACPI_TABLES = ['APIC', 'DSDT', 'FACP', 'GTDT', 'MCFG', 'SPCR'] as const;

@@ -88,6 +88,7 @@ export class Machine implements PciHost, MockDeviceHost {
     const tables = [...(desc.acpiTables ?? Q35_ACPI_TABLES), ...(desc.iommu ? [IOMMU_ACPI_TABLE[desc.iommu.kind]] : [])];
     publishBoot(vfs, desc.kernel ?? testVmKernel(), tables.sort(), opts.selftest !== false);
     if (this.iommu) publishIommu(vfs, this.iommu, desc.iommu!.kind);
+    if (this.mockIommu) publishIommu(vfs, this.mockIommu, 'mock');
     this.drivers = new DriverCore(vfs, () => this.devices);
     this.vfioPci = new VfioPciDriver(this);
     this.drivers.register(new PcieportDriver());
