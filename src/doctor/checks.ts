@@ -162,7 +162,7 @@ class Facts {
     return value;
   }
 
-  /** Whether a module is in the running kernel: loaded, or built in per modules.builtin. */
+  /** Whether /sys/module lists `module`: every loaded module (and built-in ones that have parameters). */
   moduleLoaded(module: string): boolean {
     return (this.dir('/sys/module') ?? []).includes(module);
   }
