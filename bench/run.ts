@@ -3,6 +3,7 @@
  * measures a C loop, the linux backend and the sim on the same kernel, printing the ratios.
  */
 import { Iommufd } from '../src/index.js';
+import { coldStart } from './cli.js';
 import { dmaTranslations, mapUnmapPair, scale } from './sim.js';
 
 const N = Number(process.env.IOASID_BENCH_N ?? 100000);
@@ -43,4 +44,5 @@ const mode = process.argv[2] ?? 'host';
 if (mode === 'host') {
   hostSim();
   await hostDma();
+  coldStart();
 }

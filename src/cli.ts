@@ -1,14 +1,5 @@
 #!/usr/bin/env node
-/** The `ioasid` command: `ioasid demo [--backend sim|linux]` (see demo.ts). */
-import type { BackendName } from './backends/types.js';
-import { demo } from './demo.js';
+/** The `ioasid` command (`ioasid --help`): its code is cli/main.ts. */
+import { main } from './cli/main.js';
 
-const args = process.argv.slice(2);
-const cmd = args[0] ?? 'demo';
-const bi = args.indexOf('--backend');
-const backend = (bi >= 0 ? args[bi + 1] : process.env.IOASID_BACKEND ?? 'sim') as BackendName;
-if (cmd === 'demo') demo(backend);
-else {
-  console.error('usage: ioasid demo [--backend sim|linux]');
-  process.exit(2);
-}
+process.exitCode = await main(process.argv.slice(2));

@@ -1,5 +1,5 @@
 /**
- * The newcomer's tour (`ioasid demo [--backend sim|linux]`, `npm run demo`). First an IOAS: allocate it, map memory
+ * The newcomer's tour (`ioasid demo [--backend sim|linux] [--machine PRESET]`, `npm run demo`). First an IOAS: allocate it, map memory
  * at a fixed and at kernel-chosen IOVAs, print the IOVA layout, unmap, and show a refused request
  * with its errno. Then a device: QEMU's edu (on the sim, the simulated machine's) bound through its
  * VFIO cdev, attached to an IOAS, copying bytes by DMA through the IOMMU, and failing to write
@@ -10,12 +10,14 @@ import { VfioDevice, type VfioRegion } from './device/index.js';
 import { Iommufd } from './ioasid/iommufd.js';
 import { IommuError } from './ioasid/errors.js';
 import type { BackendName } from './backends/types.js';
+import type { SimOptions } from './backends/sim/index.js';
 
 const hex = (v: bigint): string => '0x' + v.toString(16).padStart(12, '0');
 
-export function demo(backend: BackendName, log: (line: string) => void = console.log): void {
-  log(`ioasid demo on the ${backend} backend\n`);
-  using ctx = Iommufd.open({ backend });
+/** The tour on `backend`; `sim` chooses the sim's machine (default: the test VM's, q35Edu). */
+export function demo(backend: BackendName, log: (line: string) => void = console.log, sim?: SimOptions): void {
+  log(`ioasid demo on the ${backend} backend${sim?.machine ? ` (machine ${sim.machine.name})` : ''}\n`);
+  using ctx = Iommufd.open({ backend, sim });
   const ioas = ctx.allocIoas();
   log(`IOMMU_IOAS_ALLOC        -> IOAS id ${ioas.id}`);
   const { ranges, alignment } = ioas.iovaRanges();
@@ -58,7 +60,7 @@ export function demo(backend: BackendName, log: (line: string) => void = console
   log(`IOMMU_IOAS_UNMAP all    -> ${ioas.unmapAll()} bytes`);
   ioas.destroy();
   log(`IOMMU_DESTROY ${ioas.id}         -> ok`);
-  deviceDemo(backend, log);
+  deviceDemo(backend, log, sim);
 }
 
 /** edu's DMA engine (BAR0): source, destination, count, command; start bit 0, to-RAM bit 1. */
@@ -71,8 +73,8 @@ function eduDma(bar: VfioRegion, src: bigint, dst: bigint, count: number, toRam:
   while (bar.read64(0x98) & 1n) if (Date.now() - t0 > 5000) throw new Error('edu: DMA did not finish');
 }
 
-function deviceDemo(backend: BackendName, log: (line: string) => void): void {
-  using ctx = Iommufd.open({ backend });
+function deviceDemo(backend: BackendName, log: (line: string) => void, sim: SimOptions | undefined): void {
+  using ctx = Iommufd.open({ backend, sim });
   const edu = findPciDevices(ctx.binding, { vendor: 0x1234, device: 0x11e8 }).find((d) => d.vfioCdev !== null);
   log("\nA device: QEMU's edu through its VFIO cdev");
   if (!edu) {

@@ -5,10 +5,12 @@
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import { Iommufd, IommuError, type ErrnoCode, type UserMemory } from '../src/index.js';
+import { defaultBackendName } from '../src/backends/index.js';
 import type { BackendName } from '../src/backends/types.js';
 import { IommufdTest } from '../src/testing.js';
 
-export const BACKEND: BackendName = process.env.IOASID_BACKEND === 'linux' ? 'linux' : 'sim';
+/** The tier's backend: IOASID_BACKEND, else the sim; a misspelt name fails every suite instead of running the sim. */
+export const BACKEND: BackendName = defaultBackendName();
 export const PAGE_SIZE = 4096n;
 export const P = 4096;
 export const BUFFER_SIZE = 16 * P;
@@ -85,4 +87,13 @@ export function hugepageAligned(ctx: Iommufd, size: number): UserMemory {
 /** A raw ioctl on the fixture's iommufd with arbitrary bytes (for size/layout rules). */
 export function rawIoctl(ctx: Iommufd, request: number, bytes: Uint8Array | null): number {
   return ctx.binding.ioctl(ctx.fd, request, bytes);
+}
+
+/** Run the `ioasid` command in this process (src/cli/main.ts): exit status, stdout and stderr. */
+export async function ioasid(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const { main } = await import('../src/cli/main.js');
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
 }

@@ -50,7 +50,8 @@ describe('LinuxBinding: host syscalls', () => {
     try {
       const e = caught(() => sys.ioctl(fd, DESTROY, destroyCmd(0)));
       expect(e).toMatchObject({ code: 'ENOTTY', errno: 25, syscall: 'IOMMU_DESTROY' });
-      expect(e.message).toBe('IOMMU_DESTROY failed: ENOTTY');
+      expect(e.message).toBe('IOMMU_DESTROY: ENOTTY (Inappropriate ioctl for device)');
+      expect(e.path).toBeUndefined();
       expect(caught(() => sys.ioctl(fd, IOMMU_TEST_CMD.request, null)).syscall).toBe('IOMMU_TEST_CMD');
       expect(caught(() => sys.ioctl(fd, 0x3b7f, null)).syscall).toBe('ioctl(0x3b7f)');
       expect(caught(() => sys.ioctlInt(fd, IOCTLS.IOAS_MAP.request, 0))).toMatchObject({
@@ -75,7 +76,10 @@ describe('LinuxBinding: host syscalls', () => {
   });
 
   it('surfaces ENOENT from open and the errno of the latest failure, not an older one', () => {
-    expect(caught(() => sys.open('/nonexistent/ioasid', O_RDONLY))).toMatchObject({ code: 'ENOENT', syscall: 'open' });
+    const e = caught(() => sys.open('/nonexistent/ioasid', O_RDONLY));
+    expect(e).toMatchObject({ code: 'ENOENT', syscall: 'open', path: '/nonexistent/ioasid' });
+    expect(e.message).toBe('open /nonexistent/ioasid: ENOENT (No such file or directory)');
+    expect(caught(() => sys.readText('/nonexistent/ioasid')).message).toBe('read /nonexistent/ioasid: ENOENT (No such file or directory)');
     const fd = sys.open('/dev/null', O_RDONLY);
     sys.close(fd);
     expect(caught(() => sys.close(fd))).toMatchObject({ code: 'EBADF', syscall: 'close' });

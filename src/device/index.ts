@@ -7,7 +7,7 @@ export { VfioRegion, type RegionInfo } from './region.js';
 export { PciConfig } from './pci_config.js';
 export { EventFd } from './eventfd.js';
 export {
-  PciDevice, findPciDevices, listPciDevices, matchVfioAlias, parseVfioAliases, vfioDriverName,
+  PciDevice, findPciDevices, listPciDevices, matchVfioAlias, parseVfioAliases, vfioDriverChooser, vfioDriverName,
   type PciMatch, type VfioAlias,
 } from './pci.js';
 export { decodeVtd, type VtdCap, type VtdEcap, type VtdInfo } from './vtd.js';

@@ -19,7 +19,7 @@ const BDF = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 const basename = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
 /** `f()`, or `fallback` when the file or link does not exist (ENOENT). */
-function orMissing<T>(f: () => T, fallback: T): T {
+export function orMissing<T>(f: () => T, fallback: T): T {
   try {
     return f();
   } catch (e) {
@@ -194,11 +194,19 @@ export function matchVfioAlias(aliases: readonly VfioAlias[], modalias: string):
  * generic driver; kernels built without modules have no modules.alias).
  */
 export function vfioDriverName(binding: Binding, modalias: string): string {
+  return vfioDriverChooser(binding)(modalias);
+}
+
+/** vfioDriverName for many devices: reads modules.alias once. */
+export function vfioDriverChooser(binding: Binding): (modalias: string) => string {
   const release = orMissing(() => binding.readText('/proc/sys/kernel/osrelease').trim(), '');
   const text = release ? orMissing(() => binding.readText(`/lib/modules/${release}/modules.alias`), '') : '';
-  const module = matchVfioAlias(parseVfioAliases(text), modalias);
-  if (!module) return 'vfio-pci';
-  const drivers = orMissing(() => binding.readdir(`/sys/module/${module}/drivers`), []);
-  const pci = drivers.find((d) => d.startsWith('pci:'));
-  return pci ? pci.slice(4) : module;
+  const aliases = parseVfioAliases(text);
+  return (modalias) => {
+    const module = matchVfioAlias(aliases, modalias);
+    if (!module) return 'vfio-pci';
+    const drivers = orMissing(() => binding.readdir(`/sys/module/${module}/drivers`), []);
+    const pci = drivers.find((d) => d.startsWith('pci:'));
+    return pci ? pci.slice(4) : module;
+  };
 }

@@ -2,6 +2,7 @@
  * One error class for every failed uAPI command, like Node's SystemError: it carries the kernel's
  * errno number and its name, so the sim and linux backends can be compared error for error.
  */
+import { getSystemErrorMap } from 'node:util';
 
 /**
  * Every Linux errno by name: include/uapi/asm-generic/errno-base.h and errno.h (identical on
@@ -51,6 +52,43 @@ export function errnoName(errno: number): string {
   return NAMES.get(errno) ?? `E${errno}`;
 }
 
+/** What an IommuError says beyond errno and syscall: the file a path call named, and why. */
+export interface IommuErrorInfo {
+  /** The file a path call (open, read of a sysfs file...) was given, e.g. '/dev/iommu'. */
+  path?: string;
+  /** The cause or hint, appended to the message ('the kernel lacks CONFIG_IOMMUFD'). */
+  detail?: string;
+}
+
+/**
+ * Texts Node's table lacks or words for another system: libuv names 95 ENOTSUP "operation not
+ * supported on socket", knows no EBADFD (what vfio answers for a non-iommufd fd) nor EDEADLK,
+ * and spells EIO "i/o error". These are glibc's strerror texts.
+ */
+const STRERROR_LINUX: Record<number, string> = {
+  5: 'Input/output error', 35: 'Resource deadlock avoided', 77: 'File descriptor in bad state',
+  95: 'Operation not supported',
+};
+
+let systemErrors: Map<string, string> | undefined;
+
+/**
+ * strerror(errno): Node's text for the errno (libuv's table, looked up by name so the host's own
+ * numbering never matters), capitalised like libc's.
+ */
+export function strerror(errno: number): string {
+  const own = STRERROR_LINUX[errno];
+  if (own) return own;
+  systemErrors ??= new Map([...getSystemErrorMap().values()]);
+  const text = systemErrors.get(errnoName(errno));
+  return text ? text[0]!.toUpperCase() + text.slice(1) : `Unknown error ${errno}`;
+}
+
+/**
+ * A failed uAPI command or syscall, like Node's SystemError: `errno`, `code`, `syscall`, `path`
+ * for path calls, and a message such as "open /dev/iommu: ENOENT (No such file or directory)" or
+ * "IOMMU_IOAS_MAP: EEXIST (File already exists)", followed by the cause when one is known.
+ */
 export class IommuError extends Error {
   /** Positive errno number, as the kernel reports it (e.g. 22). */
   readonly errno: number;
@@ -58,20 +96,25 @@ export class IommuError extends Error {
   readonly code: string;
   /** The uAPI command or syscall that failed, e.g. 'IOMMU_IOAS_MAP'. */
   readonly syscall: string;
+  /** The file a path call named (open, sysfs reads), else undefined. */
+  readonly path?: string;
 
-  constructor(errno: number, syscall: string, detail?: string) {
+  /** `info` is the cause as a string, or the path and cause. */
+  constructor(errno: number, syscall: string, info: string | IommuErrorInfo = {}) {
+    const { path, detail } = typeof info === 'string' ? { path: undefined, detail: info } : info;
     const code = errnoName(errno);
-    super(`${syscall} failed: ${code}${detail ? ` (${detail})` : ''}`);
+    super(`${syscall}${path ? ` ${path}` : ''}: ${code} (${strerror(errno)})${detail ? `: ${detail}` : ''}`);
     this.name = 'IommuError';
     this.errno = errno;
     this.code = code;
     this.syscall = syscall;
+    if (path !== undefined) this.path = path;
   }
 }
 
 /** Throw helper for backends: `fail(ERRNO.EINVAL, 'IOMMU_IOAS_MAP')`. */
-export function fail(errno: number, syscall: string, detail?: string): never {
-  throw new IommuError(errno, syscall, detail);
+export function fail(errno: number, syscall: string, info?: string | IommuErrorInfo): never {
+  throw new IommuError(errno, syscall, info);
 }
 
 /** True when `e` is an IommuError with the given errno name. */

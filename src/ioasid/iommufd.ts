@@ -15,6 +15,7 @@ import {
   IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, type IoctlDesc,
 } from './uapi.js';
 import { isErrno } from './errors.js';
+import { explainIommufdOpen } from '../doctor/checks.js';
 
 export interface OpenOptions {
   /** 'sim' (default unless IOASID_BACKEND=linux), 'linux', or a Binding instance. */
@@ -51,7 +52,11 @@ export class Iommufd implements Disposable {
     readonly binding: Binding,
     path = '/dev/iommu',
   ) {
-    this.fd = binding.open(path, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */);
+    try {
+      this.fd = binding.open(path, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */);
+    } catch (e) {
+      throw explainIommufdOpen(binding, e);
+    }
   }
 
   static open(opts: OpenOptions = {}): Iommufd {

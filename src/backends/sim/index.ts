@@ -42,7 +42,8 @@ export class SimKernel {
     readonly selftest = true,
     machine: MachineDesc = q35Edu(),
   ) {
-    this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest, this.machine));
+    // iommufd's miscdevice: .mode = 0660 (drivers/iommu/iommufd/main.c)
+    this.vfs.addCharDev('/dev/iommu', (proc) => new IommufdCtx(proc, this.selftest, this.machine), 0o660);
     // Each process has one thread: its thread-self and its own entry are the same task's file.
     const failNth = (proc: SimProcess) => new ProcFailNthFile(proc);
     this.vfs.addCharDev('/proc/thread-self/fail-nth', failNth);
@@ -72,13 +73,16 @@ export class SimBinding implements Binding {
     readonly proc: SimProcess,
   ) {}
 
-  /** One syscall: this process is the current task (fault injection counts against it); a KernelErrno becomes an IommuError. */
-  private sys<T>(name: string, fn: () => T): T {
+  /**
+   * One syscall: this process is the current task (fault injection counts against it); a
+   * KernelErrno becomes an IommuError, naming the path of a path call.
+   */
+  private sys<T>(name: string, fn: () => T, path?: string): T {
     const prev = enterSyscall(this.proc);
     try {
       return fn();
     } catch (e) {
-      if (e instanceof KernelErrno) throw new IommuError(e.errno, name);
+      if (e instanceof KernelErrno) throw new IommuError(e.errno, name, { path });
       throw e;
     } finally {
       leaveSyscall(prev);
@@ -87,7 +91,7 @@ export class SimBinding implements Binding {
 
   open(path: string, flags = 0): number {
     intArg('open', 'flags', flags);
-    return this.sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)));
+    return this.sys('open', () => this.proc.installFd(this.kernel.vfs.open(path, this.proc, flags)), path);
   }
 
   close(fd: number): void {
@@ -227,19 +231,19 @@ export class SimBinding implements Binding {
   }
 
   readText(path: string): string {
-    return this.sys('read', () => this.kernel.vfs.readText(path));
+    return this.sys('read', () => this.kernel.vfs.readText(path), path);
   }
 
   writeText(path: string, text: string): void {
-    this.sys('write', () => this.kernel.vfs.writeText(path, text));
+    this.sys('write', () => this.kernel.vfs.writeText(path, text), path);
   }
 
   readlink(path: string): string {
-    return this.sys('readlink', () => this.kernel.vfs.readlink(path));
+    return this.sys('readlink', () => this.kernel.vfs.readlink(path), path);
   }
 
   readdir(path: string): string[] {
-    return this.sys('readdir', () => this.kernel.vfs.readdir(path));
+    return this.sys('readdir', () => this.kernel.vfs.readdir(path), path);
   }
 }
 

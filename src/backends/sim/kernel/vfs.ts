@@ -12,6 +12,8 @@ import type { SimFile, SimProcess } from './process.js';
 export interface SimAttr {
   /** The file's text at read time (sysfs attributes are computed). */
   read?(): string;
+  /** The file's bytes, for a binary file (/proc/config.gz); absent: the UTF-8 of read(). */
+  bytes?(): Uint8Array;
   /** A write; throws a KernelErrno to refuse (EINVAL, EBUSY...). Absent = read-only (EACCES). */
   write?(text: string): void;
 }
@@ -19,7 +21,16 @@ export interface SimAttr {
 /** A character device: open() makes a new file for the opening process. */
 export type SimCharDev = (proc: SimProcess, flags: number) => SimFile;
 
-type Node = { kind: 'attr'; attr: SimAttr } | { kind: 'link'; target: string } | { kind: 'chr'; open: SimCharDev };
+type Node = { kind: 'attr'; attr: SimAttr } | { kind: 'link'; target: string } | { kind: 'chr'; open: SimCharDev; mode: number };
+
+/** What stat(2) tells of a node (after following links): its type, permission bits and owner. */
+export interface SimStat {
+  type: 'file' | 'dir' | 'chr';
+  /** Permission bits (0o660). */
+  mode: number;
+  uid: number;
+  gid: number;
+}
 
 export class SimVfs {
   private readonly nodes = new Map<string, Node>();
@@ -34,8 +45,9 @@ export class SimVfs {
     this.add(path, { kind: 'link', target });
   }
 
-  addCharDev(path: string, open: SimCharDev): void {
-    this.add(path, { kind: 'chr', open });
+  /** A device node; `mode` as devtmpfs creates it (misc devices name theirs, the rest are 0600), owned by root. */
+  addCharDev(path: string, open: SimCharDev, mode = 0o600): void {
+    this.add(path, { kind: 'chr', open, mode });
   }
 
   /** Remove a node, or a whole directory tree. */
@@ -79,8 +91,27 @@ export class SimVfs {
   readText(path: string): string {
     const node = this.nodes.get(this.resolve(path));
     if (!node) return this.dirs.has(this.resolve(path)) ? kerr(ERRNO.EISDIR) : kerr(ERRNO.ENOENT);
+    if (node.kind === 'attr' && !node.attr.read && node.attr.bytes) return new TextDecoder().decode(node.attr.bytes());
     if (node.kind !== 'attr' || !node.attr.read) return kerr(node.kind === 'attr' ? ERRNO.EACCES : ERRNO.EINVAL);
     return node.attr.read();
+  }
+
+  /** The file's bytes (a binary file's own, else the UTF-8 of its text). */
+  readBytes(path: string): Uint8Array {
+    const node = this.nodes.get(this.resolve(path));
+    if (node?.kind === 'attr' && node.attr.bytes) return node.attr.bytes();
+    return new TextEncoder().encode(this.readText(path));
+  }
+
+  /** stat(2): attributes are 0444/0200/0644 by their read and write hooks, directories 0755. */
+  stat(path: string): SimStat {
+    const real = this.resolve(path);
+    const node = this.nodes.get(real);
+    if (!node) return this.dirs.has(real) ? { type: 'dir', mode: 0o755, uid: 0, gid: 0 } : kerr(ERRNO.ENOENT);
+    if (node.kind === 'chr') return { type: 'chr', mode: node.mode, uid: 0, gid: 0 };
+    if (node.kind !== 'attr') return kerr(ERRNO.ENOENT); // a link resolve() could not follow
+    const { read, bytes, write } = node.attr;
+    return { type: 'file', mode: (read || bytes ? 0o444 : 0) | (write ? 0o200 : 0), uid: 0, gid: 0 };
   }
 
   writeText(path: string, text: string): void {

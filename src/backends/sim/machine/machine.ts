@@ -19,6 +19,8 @@ import { MockDevice, type MockDeviceHost } from '../iommufd/mock_iommu.js';
 import { hardwareOps } from '../iommu/driver_ops.js';
 import type { IommufdCtx } from '../iommufd/main.js';
 import type { SimVfs } from '../kernel/vfs.js';
+import { publishBoot, type KernelDesc } from '../kernel/boot.js';
+import { Q35_ACPI_TABLES, testVmKernel } from './kernels.js';
 import { DriverCore, type PciDriver } from '../pci/pci_driver.js';
 import { pciDeviceGroup, pciForEachDmaAlias } from '../iommu/groups.js';
 import { IommuUnit, withCaps } from '../hw/iommu.js';
@@ -45,7 +47,17 @@ export interface MachineDesc {
    * test VM's guest-init): `driver_override` = vfio-pci, then the BDF to `drivers_probe`.
    */
   readonly vfioPci?: readonly string[];
+  /** The kernel it boots: release, command line, config (default: the test VM's, testVmKernel()). */
+  readonly kernel?: KernelDesc;
+  /**
+   * The firmware's ACPI tables other than the IOMMU's (default: QEMU q35's). The IOMMU's own
+   * table follows from `iommu`: DMAR for VT-d, IORT for an SMMUv3.
+   */
+  readonly acpiTables?: readonly string[];
 }
+
+/** The ACPI table that describes an IOMMU of this kind to the kernel. */
+const IOMMU_ACPI_TABLE = { vtd: 'DMAR', smmuv3: 'IORT' } as const;
 
 export class Machine implements PciHost, MockDeviceHost {
   /** The hardware IOMMU unit (null when the description has none). */
@@ -72,7 +84,10 @@ export class Machine implements PciHost, MockDeviceHost {
     this.iommu = makeUnit(desc.iommu);
     this.mockIommu = opts.selftest === false ? null : new IommuUnit(mockCaps(), 'iommufd_selftest_iommu.0');
     this.topology = new PciTopology(desc.pci, this.iommu !== null);
+    const tables = [...(desc.acpiTables ?? Q35_ACPI_TABLES), ...(desc.iommu ? [IOMMU_ACPI_TABLE[desc.iommu.kind]] : [])];
+    publishBoot(vfs, desc.kernel ?? testVmKernel(), tables.sort(), opts.selftest !== false);
     if (this.iommu) publishIommu(vfs, this.iommu, desc.iommu!.kind);
+    if (this.mockIommu) publishIommu(vfs, this.mockIommu, 'mock');
     this.drivers = new DriverCore(vfs, () => this.devices);
     this.vfioPci = new VfioPciDriver(this);
     this.drivers.register(new PcieportDriver());

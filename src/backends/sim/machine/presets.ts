@@ -12,11 +12,15 @@
  *   with ACS downstream ports, PCIe edus in their own groups, and a multifunction endpoint
  *   without ACS whose functions share a group.
  * - `mockOnly`: no hardware IOMMU and no PCI devices: only the selftest's mock IOMMU.
+ *
+ * Each also describes the kernel it boots and the firmware's ACPI tables (kernels.ts), which
+ * `ioasid doctor --machine NAME` reads.
  */
 import { Edu } from '../hw/edu.js';
 import type { MachineDesc } from './machine.js';
 import { PCI_ACS, REQ_ACS_FLAGS, type PciModel } from '../hw/pci.js';
 import { PciFunction, type PciFunctionSpec } from '../hw/pci_function.js';
+import { ARM64_ACPI_TABLES, arm64Kernel } from './kernels.js';
 
 const QEMU_SUBSYS = { subsystemVendor: 0x1af4, subsystemDevice: 0x1100 } as const;
 
@@ -90,6 +94,8 @@ export function smmuv3Platform(): MachineDesc {
   return {
     name: 'smmuv3Platform',
     iommu: { kind: 'smmuv3' },
+    kernel: arm64Kernel(),
+    acpiTables: ARM64_ACPI_TABLES,
     pci: [
       { slot: 0, kind: 'pci', model: fixed({ vendor: 0x1b36, device: 0x0008, classCode: 0x060000 }) },
       // Root port with ACS: the PCIe edu behind it is alone in its group.
@@ -114,7 +120,13 @@ export function smmuv3Platform(): MachineDesc {
   };
 }
 
-/** Only the selftest's mock IOMMU (what IOMMU_TEST_OP_MOCK_DOMAIN devices sit behind). */
+/**
+ * Only the selftest's mock IOMMU (what IOMMU_TEST_OP_MOCK_DOMAIN devices sit behind): the test
+ * VM's kernel on a q35 without `-device intel-iommu` (no DMAR) and without PCI devices.
+ */
 export function mockOnly(): MachineDesc {
   return { name: 'mockOnly', iommu: null, pci: [] };
 }
+
+/** Every machine above by name, as `--machine NAME` of the `ioasid` command takes them. */
+export const MACHINES: Readonly<Record<string, () => MachineDesc>> = { q35Edu, q35EduBare, smmuv3Platform, mockOnly };

@@ -24,9 +24,16 @@ const RESV_TYPE: Record<string, string> = {
   'sw-msi': 'msi',
 };
 
+/**
+ * An IOMMU unit in /sys/class/iommu. Hardware units are virtual devices; the selftest's mock
+ * IOMMU (kind 'mock') hangs below its platform device, as iommufd_test_init registers it
+ * (the VM: iommufd_selftest_iommu.0 -> ../../devices/platform/iommufd_selftest_iommu.0/iommu/...).
+ */
 export function publishIommu(vfs: SimVfs, unit: IommuUnit, kind: string): void {
-  const dir = `/sys/devices/virtual/iommu/${unit.name}`;
-  vfs.addLink(`/sys/class/iommu/${unit.name}`, `../../devices/virtual/iommu/${unit.name}`);
+  const parent = kind === 'mock' ? `platform/${unit.name}/iommu` : 'virtual/iommu';
+  const dir = `/sys/devices/${parent}/${unit.name}`;
+  vfs.addLink(`/sys/class/iommu/${unit.name}`, `../../devices/${parent}/${unit.name}`);
+  vfs.addAttr(`${dir}/uevent`, { read: () => '' });
   if (kind === 'vtd') {
     const info = new DataView(unit.caps.hwInfo().buffer);
     const reg = (off: number): string => `${info.getBigUint64(off, true).toString(16)}\n`;

@@ -1,0 +1,194 @@
+/**
+ * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor` and `ls`,
+ * each with --help; --version; --json where a command prints data; --machine PRESET to run against
+ * a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use or a failure,
+ * 2 a usage error. Commands load their code when they run, so --help and --version start fast.
+ */
+import { createRequire } from 'node:module';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { BackendName, Binding } from '../backends/types.js';
+
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const consoleIo: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
+
+/** A usage error: printed with a pointer to --help, exit status 2. */
+class UsageError extends Error {}
+
+const MACHINE_HELP = '  --machine PRESET  run against a sim machine preset instead of this host';
+
+const HELP: Record<string, string[]> = {
+  '': [
+    'usage: ioasid [command] [options]',
+    '',
+    'The Linux iommufd model for Node.js. Commands:',
+    '  demo     tour an IOAS, then a device doing DMA through the IOMMU (the default command)',
+    '  doctor   can this host use iommufd and VFIO, and what to do if not',
+    '  ls       PCI functions, their IOMMU groups, drivers and VFIO device nodes',
+    '',
+    'Options:',
+    '  -h, --help     this text (`ioasid COMMAND --help` for a command\'s)',
+    '  -V, --version  the package version',
+    '',
+    'Exit status: 0 ok, 1 findings that block use or a failure, 2 a usage error.',
+  ],
+  demo: [
+    'usage: ioasid demo [--backend sim|linux] [--machine PRESET]',
+    '',
+    'Allocate an IOAS, map memory at fixed and kernel-chosen IOVAs, show a refused request; then',
+    "bind QEMU's edu through its VFIO cdev and copy bytes by DMA through the IOMMU.",
+    '',
+    '  --backend NAME    sim or linux (default: IOASID_BACKEND, else sim)',
+    '  --machine PRESET  the sim machine to run on (implies --backend sim; default q35Edu)',
+  ],
+  doctor: [
+    'usage: ioasid doctor [--json] [--machine PRESET] [--memlock SIZE]',
+    '',
+    'Check whether this host can use iommufd and VFIO: the kernel config, the IOMMU (ACPI tables,',
+    '/sys/class/iommu, groups, command line), /dev/iommu and /dev/vfio nodes and their permissions,',
+    'vfio-pci, and RLIMIT_MEMLOCK. Each finding says what is the matter and what to do.',
+    'Exit status 1 when a finding blocks use.',
+    '',
+    '  --json            the findings and verdicts as JSON',
+    MACHINE_HELP,
+    '  --memlock SIZE    what your mappings pin, to judge RLIMIT_MEMLOCK by (default 1G)',
+  ],
+  ls: [
+    'usage: ioasid ls [--json] [--machine PRESET]',
+    '',
+    'List the PCI functions (BDF, vendor:device, class, IOMMU group, bound driver, VFIO cdev, and',
+    'the VFIO driver each would take) and the IOMMU groups with their viability (whether a user',
+    'can own the group: no device bound to a driver that uses the kernel\'s DMA API).',
+    '',
+    '  --json            the same data as JSON',
+    MACHINE_HELP,
+  ],
+};
+
+const COMMON = { help: { type: 'boolean', short: 'h' } } as const;
+const MACHINE = { machine: { type: 'string' } } as const;
+const JSON_OPT = { json: { type: 'boolean' } } as const;
+const OPTIONS = {
+  demo: { ...COMMON, ...MACHINE, backend: { type: 'string' } },
+  doctor: { ...COMMON, ...MACHINE, ...JSON_OPT, memlock: { type: 'string' } },
+  ls: { ...COMMON, ...MACHINE, ...JSON_OPT },
+} as const satisfies Record<string, ParseArgsConfig['options']>;
+
+type Command = keyof typeof OPTIONS;
+
+/** The package's version, from its package.json (resolved by the package's own name). */
+export function version(): string {
+  return (createRequire(import.meta.url)('ioasid/package.json') as { version: string }).version;
+}
+
+/** Run the command line `argv` (without node and the script); resolves to the exit status. */
+export async function main(argv: readonly string[], io: Io = consoleIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const first = argv[0];
+  if (first === '-V' || first === '--version') {
+    io.out(version());
+    return 0;
+  }
+  if (first === '-h' || first === '--help' || first === 'help') {
+    const topic = first === 'help' ? argv[1] ?? '' : '';
+    if (!(topic in HELP)) return usage(io, '', new UsageError(`no command ${JSON.stringify(topic)}`));
+    for (const l of HELP[topic]!) io.out(l);
+    return 0;
+  }
+  const named = first !== undefined && !first.startsWith('-');
+  const cmd = named ? first : 'demo';
+  if (!(cmd in OPTIONS)) return usage(io, '', new UsageError(`unknown command ${JSON.stringify(cmd)}: the commands are ${Object.keys(OPTIONS).join(', ')}`));
+  const command = cmd as Command;
+  try {
+    const { values } = parseArgs({ args: argv.slice(named ? 1 : 0), options: OPTIONS[command], strict: true, allowPositionals: false });
+    if (values.help) {
+      for (const l of HELP[command]!) io.out(l);
+      return 0;
+    }
+    return await run(command, values as Values, io, env);
+  } catch (e) {
+    if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
+    io.err(`ioasid ${command}: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+function usage(io: Io, command: string, e: Error): number {
+  io.err(`ioasid${command ? ` ${command}` : ''}: ${e.message}`);
+  io.err(`see \`ioasid ${command ? `${command} ` : ''}--help\``);
+  return 2;
+}
+
+interface Values {
+  machine?: string;
+  backend?: string;
+  json?: boolean;
+  memlock?: string;
+}
+
+async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
+  const print = (data: unknown, lines: () => string[]): void => {
+    if (v.json) io.out(JSON.stringify(data, null, 2));
+    else for (const l of lines()) io.out(l);
+  };
+  if (command === 'demo') {
+    const { demo } = await import('../demo.js');
+    const { backendName } = await import('../backends/index.js');
+    const machine = v.machine === undefined ? undefined : await machineDesc(v.machine);
+    const backend: BackendName = v.backend !== undefined ? usageCheck(() => backendName(v.backend!, '--backend'))
+      : machine ? 'sim' : usageCheck(() => backendName(env.IOASID_BACKEND || 'sim', 'IOASID_BACKEND'));
+    if (machine && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
+    demo(backend, io.out, machine ? { machine } : undefined);
+    return 0;
+  }
+  const binding = await bindingFor(v.machine);
+  if (command === 'doctor') {
+    const { diagnose } = await import('../doctor/checks.js');
+    const { formatDiagnosis } = await import('./doctor.js');
+    const need = v.memlock === undefined ? undefined : usageCheck(() => parseSize(v.memlock!));
+    const d = diagnose(binding, need === undefined ? {} : { memlockNeed: need });
+    print(d, () => formatDiagnosis(d));
+    return d.findings.some((f) => f.level === 'fail') ? 1 : 0;
+  }
+  const { listing, formatListing } = await import('./ls.js');
+  const l = listing(binding, v.machine === undefined ? 'this host' : `sim machine ${v.machine}`);
+  print(l, () => formatListing(l));
+  return 0;
+}
+
+/** `f()`, with its error as a usage error (a bad option value). */
+function usageCheck<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** A preset's description by name; a usage error listing the names otherwise. */
+async function machineDesc(name: string): Promise<import('../backends/sim/machine/machine.js').MachineDesc> {
+  const { MACHINES } = await import('../backends/sim/machine/presets.js');
+  const preset = Object.hasOwn(MACHINES, name) ? MACHINES[name] : undefined;
+  if (!preset) throw new UsageError(`--machine ${JSON.stringify(name)} is not a machine preset: valid names are ${Object.keys(MACHINES).join(', ')}`);
+  return preset();
+}
+
+/** The sim machine named, else this host (read through the linux backend's file calls, no koffi). */
+async function bindingFor(machine: string | undefined): Promise<Binding> {
+  if (machine !== undefined) {
+    const desc = await machineDesc(machine);
+    const { sim } = await import('../backends/sim/index.js');
+    return sim({ machine: desc });
+  }
+  const { LinuxBinding } = await import('../backends/linux/binding.js');
+  return new LinuxBinding();
+}
+
+/** "1G", "512M", "64k", "1GiB" or bytes. */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!m) throw new RangeError(`--memlock ${JSON.stringify(text)} is not a size (e.g. 1G, 512M, 65536)`);
+  return Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+}
