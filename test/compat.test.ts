@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBinding } from '../src/backends/index.js';
 import type { Binding } from '../src/backends/types.js';
+import { PciDevice } from '../src/device/pci.js';
 import {
   Iommufd, VfioContainer, VfioGroup, containerUapi as V, type CompatMode, type IommuType,
 } from '../src/index.js';
@@ -126,6 +127,50 @@ describe(`what each mode answers about itself [${BACKEND}]`, () => {
       expect(c.unmapDma(0x50_0000n, 2n * BigInt(P))).toBe(2n * BigInt(P));
       expect(ioas.unmap(0x40_0000n, 2n * BigInt(P))).toBe(2n * BigInt(P));
       expect(c.iommufd!.getVfioIoas()).toBe(mode === 'kernel-compat' ? ioas.id : null);
+    });
+  }
+});
+
+const pair = machine.groupedEdus;
+const pairGroup = pair ? new PciDevice(openBinding(BACKEND), pair[0]).iommuGroup : null;
+
+describe.skipIf(!pair)(`one group, two devices, one container [${BACKEND}]${why(machine.noGroupReason)}`, () => {
+  let release: () => void = () => {};
+  beforeAll(() => {
+    if (pair) release = claimDevices(pair);
+  });
+  afterAll(() => release());
+
+  for (const mode of ['type1', 'kernel-compat', 'iommufd'] as const) {
+    const m = modeCase(mode, 'type1v2', pairGroup);
+    it.skipIf(m.skip !== '')(`${mode}: both devices from the one group, each DMAs through the container's mappings${why(m.skip)}`, () => {
+      const b = openBinding(BACKEND);
+      using c = VfioContainer.open(b, { mode });
+      using g = VfioGroup.open(b, pairGroup!, { mode });
+      expect(g.devices()).toEqual(expect.arrayContaining([...pair!]));
+      expect(g.status()).toMatchObject({ viable: true, containerSet: false });
+      g.setContainer(c);
+      c.setIommu();
+      const mm = new Iommufd(b);
+      using mem = mm.mmap(4 * P);
+      mm.close();
+      mem.bytes.fill(0);
+      c.mapDma(mem, 0x10_0000n);
+      pair!.forEach((name, i) => {
+        using dev = g.getDevice(name);
+        const edu = new EduDriver(dev);
+        edu.init();
+        mem.bytes.fill(0x40 + i, 0, 64);
+        edu.toDevice(0x10_0000n, 64);
+        edu.toRam(0x10_1000n + BigInt(i) * 64n, 64);
+        edu.remove();
+      });
+      expect([mem.bytes[P], mem.bytes[P + 64]]).toEqual([0x40, 0x41]);
+      // A member that is no VFIO device (the PCIe-to-PCI bridge) cannot be got.
+      const bridge = g.devices().find((d) => !pair!.includes(d));
+      expect(bridge).toBeDefined();
+      expectErrno(() => g.getDevice(bridge!), 'ENODEV');
+      expect(c.unmapAllDma()).toBe(4n * BigInt(P));
     });
   }
 });

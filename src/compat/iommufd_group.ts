@@ -147,7 +147,7 @@ export class IommufdGroup implements VfioFile {
     return new VfioDevice(this.binding, owner.path, pci, {
       fd: owner.fd,
       origin: 'cdev',
-      bound: { iommufd: c.ctx, devId: owner.devId! },
+      bound: { iommufd: owner.iommufd!, devId: owner.devId! }, // the container it was first opened in
       release: () => {
         if (--o.refs) return;
         this.opened.delete(pci.bdf);
