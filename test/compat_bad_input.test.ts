@@ -72,7 +72,7 @@ const CONTAINER: Bad[] = [
   { what: 'GET_INFO NULL', call: (w) => w.c.ioctl(V.VFIO_IOMMU_GET_INFO, null), type1: 'EFAULT', compat: 'EFAULT' },
   { what: 'SET_IOMMU SPAPR_TCE', call: (w) => w.c.setIommu(V.VFIO_SPAPR_TCE_IOMMU), type1: 'EINVAL', compat: 'EINVAL' },
   // type1 has its driver already; iommufd's compat may be asked again (and succeeds).
-  { what: 'SET_IOMMU TYPE1v2 again', call: (w) => w.c.setIommu('type1v2'), type1: 'EBUSY', compat: null },
+  { what: 'SET_IOMMU TYPE1v2 again', call: (w) => w.c.setIommu('type1v2'), type1: 'EINVAL', compat: null },
   // iommufd's compat does not offer dirty tracking through the container at all.
   { what: 'DIRTY_PAGES with no flag', call: (w) => w.c.ioctl(V.VFIO_IOMMU_DIRTY_PAGES, structBuf(8)), type1: 'EINVAL', compat: 'ENOTTY' },
   { what: 'an unknown container ioctl', call: (w) => w.c.ioctl(V.VFIO_IOMMU_DIRTY_PAGES + 10, structBuf(8)), type1: 'ENOTTY', compat: 'ENOTTY' },
@@ -90,7 +90,7 @@ const GROUP: Bad[] = [
   { what: 'GROUP_GET_DEVICE_FD NULL', call: (w) => w.g.ioctl(V.VFIO_GROUP_GET_DEVICE_FD, null), type1: 'EFAULT', compat: 'EFAULT' },
   // type1 keeps its users counted: a group with an open device cannot leave (iommufd's path can).
   { what: 'GROUP_UNSET_CONTAINER with a device open', call: (w) => w.g.unsetContainer(), type1: 'EBUSY', compat: null },
-  { what: 'an unknown group ioctl', call: (w) => w.g.ioctl(V.VFIO_GROUP_GET_DEVICE_FD + 30, structBuf(8)), type1: 'ENOTTY', compat: 'ENOTTY' },
+  { what: 'an unknown group ioctl', call: (w) => w.g.ioctl(V.VFIO_GET_API_VERSION + 26, structBuf(8)), type1: 'ENOTTY', compat: 'ENOTTY' },
 ];
 
 /** Before SET_CONTAINER: a group alone. */

@@ -9,9 +9,10 @@
  * IOAS's area record (Ioas.trackAreas) for partial and empty unmaps and TYPE1's cuts, IOMMU_OPTION
  * HUGE_PAGES for TYPE1, IOMMU_IOAS_IOVA_RANGES for the usable ranges and the alignment, and the
  * page sizes and cache coherency of the devices' domains (domain_caps.ts). What cannot be
- * expressed (docs/compat.md): a MAP_DMA with neither READ nor WRITE (EINVAL here, a no-access
- * mapping in the kernel), a one-byte map at IOVA 2^64-1, and TYPE1's in-place area split (done
- * here with IOMMU_IOAS_COPY through a scratch IOAS: the pieces are briefly unmapped).
+ * expressed (docs/compat.md): before a device is attached, a MAP_DMA with neither READ nor WRITE
+ * (EINVAL here, a no-access mapping in the kernel) and a one-byte map at IOVA 2^64-1; and TYPE1's
+ * in-place area split (done here with IOMMU_IOAS_COPY through a scratch IOAS: the pieces are
+ * briefly unmapped).
  */
 import type { Binding } from '../backends/types.js';
 import type { IoasArea, UnmapWalk } from '../ioasid/areas.js';
