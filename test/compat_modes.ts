@@ -34,12 +34,15 @@ export function missingFor(mode: CompatMode, group: number | null): string {
   if (group === null) return 'no edu bound to vfio-pci';
   if (mode === 'iommufd') return '';
   const b = openBinding(BACKEND);
-  const tier = BACKEND === 'sim' ? 'sim' : 'kernel';
+  // The sim does not publish them yet; a kernel without them was built without the option.
+  const [tier, yet, noContainer, noGroups] = BACKEND === 'sim'
+    ? ['sim', ' yet', '', '']
+    : ['kernel', '', ' (CONFIG_VFIO_CONTAINER=n)', ' (CONFIG_VFIO_GROUP=n)'];
   const container = mode === 'type1' && !exists(b, '/dev/vfio', 'vfio');
   const nodes = !exists(b, '/dev/vfio', String(group));
-  if (container && nodes) return `${tier}: no /dev/vfio/vfio container or /dev/vfio/N group nodes yet`;
-  if (container) return `${tier}: no /dev/vfio/vfio container`;
-  return nodes ? `${tier}: no /dev/vfio/N group nodes yet` : '';
+  if (container && nodes) return `${tier}: no /dev/vfio/vfio container or /dev/vfio/N group nodes${yet}${noGroups}`;
+  if (container) return `${tier}: no /dev/vfio/vfio container${yet}${noContainer}`;
+  return nodes ? `${tier}: no /dev/vfio/N group nodes${yet}${noGroups}` : '';
 }
 
 const soloGroup = machine.soloEdu ? new PciDevice(openBinding(BACKEND), machine.soloEdu).iommuGroup : null;
