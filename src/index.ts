@@ -12,8 +12,9 @@ export { Hwpt, type HwptAllocOptions, type HwptData, type DirtyBitmapOptions } f
 export type { HwInfo } from './ioasid/iommufd.js';
 export { FaultQueue, type PageFault } from './ioasid/fault.js';
 export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid/ioas.js';
+export { IoasAreas, type IoasArea } from './ioasid/areas.js';
 export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';
-export * from './device/index.js';
+export * from './compat/index.js';
 export { ERRNO, IommuError, errnoName, isErrno, strerror, type ErrnoCode, type IommuErrorInfo } from './ioasid/errors.js';
 export * as uapi from './ioasid/uapi.js';
 export * from './device/index.js';

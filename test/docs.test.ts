@@ -64,8 +64,9 @@ describe(`docs examples [${BACKEND}]`, () => {
         .replaceAll(`'ioasid'`, `'${join(root, 'src/index.ts')}'`);
       const path = join(out, `${ex.file.replace(/\W/g, '_')}-${ex.name}.ts`);
       writeFileSync(path, `${code}\nexport {};\n`);
-      // examples that open the VM's edu take the same cross-process claim as the device tests
-      const release = code.includes('VfioDevice') ? claimDevices(['0000:00:01.0']) : () => {};
+      // examples that open the VM's edu (directly or through its group) take the same
+      // cross-process claim as the device tests
+      const release = /VfioDevice|VfioGroup/.test(code) ? claimDevices(['0000:00:01.0']) : () => {};
       try {
         await import(/* @vite-ignore */ path);
       } finally {

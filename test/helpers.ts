@@ -4,7 +4,7 @@
  * Expected values are what the Linux kernel does (ported from its selftests), never our output.
  */
 import { afterEach, beforeEach, expect } from 'vitest';
-import { Iommufd, IommuError, type ErrnoCode, type UserMemory } from '../src/index.js';
+import { Iommufd, IommuError, containerUapi as V, type ErrnoCode, type UserMemory } from '../src/index.js';
 import { defaultBackendName } from '../src/backends/index.js';
 import type { BackendName } from '../src/backends/types.js';
 import { IommufdTest } from '../src/testing.js';
@@ -96,4 +96,27 @@ export async function ioasid(...args: string[]): Promise<{ code: number; out: st
   const err: string[] = [];
   const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
   return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+/** struct vfio_iommu_type1_dma_map's bytes, any field as given. */
+export function mapDmaBytes(argsz: number, flags: number, vaddr: bigint, iova: bigint, size: bigint): Uint8Array {
+  const b = new Uint8Array(V.vfio_iommu_type1_dma_map.size);
+  const d = new DataView(b.buffer);
+  d.setUint32(0, argsz, true);
+  d.setUint32(4, flags, true);
+  d.setBigUint64(8, vaddr, true);
+  d.setBigUint64(16, iova, true);
+  d.setBigUint64(24, size, true);
+  return b;
+}
+
+/** struct vfio_iommu_type1_dma_unmap's bytes; the kernel writes the bytes unmapped back at 16. */
+export function unmapDmaBytes(argsz: number, flags: number, iova: bigint, size: bigint): Uint8Array {
+  const b = new Uint8Array(V.vfio_iommu_type1_dma_unmap.size);
+  const d = new DataView(b.buffer);
+  d.setUint32(0, argsz, true);
+  d.setUint32(4, flags, true);
+  d.setBigUint64(8, iova, true);
+  d.setBigUint64(16, size, true);
+  return b;
 }

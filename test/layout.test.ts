@@ -121,6 +121,7 @@ for (const [op, v] of Object.entries(uapi.IOMMU_TEST_OP)) add('constants', `IOMM
 for (const s of [
   vfioUapi.vfio_iommu_type1_dma_map, vfioUapi.vfio_iommu_type1_dma_unmap, vfioUapi.vfio_iommu_type1_info,
   vfioUapi.vfio_info_cap_header, vfioUapi.vfio_iommu_type1_info_cap_iova_range, vfioUapi.vfio_iommu_type1_info_dma_avail,
+  vfioUapi.vfio_iommu_type1_info_cap_migration, vfioUapi.vfio_group_status,
   deviceUapi.vfio_region_sparse_mmap_area, deviceUapi.vfio_region_info_cap_sparse_mmap, deviceUapi.vfio_region_info_cap_type,
   deviceUapi.iommu_hw_info_vtd,
 ]) checkStruct(s);

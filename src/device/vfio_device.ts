@@ -3,6 +3,10 @@
  * to an IOAS or HWPT, and driven from userspace (regions, interrupts, reset). Until BIND the
  * kernel refuses every other ioctl (EINVAL); closing the fd unbinds it and releases the group's
  * DMA ownership. Every refusal is an IommuError carrying the kernel's errno and the ioctl's name.
+ *
+ * The same class serves devices got from a VFIO group (VFIO_GROUP_GET_DEVICE_FD, src/compat):
+ * their fd is already usable, and the cdev-only ioctls (BIND, ATTACH, DETACH) are refused by the
+ * kernel; the compat layer's iommufd mode hands out a cdev it has already bound and attached.
  */
 import type { Binding } from '../backends/types.js';
 import { Command } from '../ioasid/codec.js';
@@ -65,8 +69,24 @@ export interface DeviceHwInfo extends HwInfo {
   readonly vtd: VtdInfo | null;
 }
 
+/** How a device fd was got. */
+export type VfioDeviceOrigin = 'cdev' | 'group';
+
+/** A device fd opened elsewhere (VFIO_GROUP_GET_DEVICE_FD, or a cdev the compat layer bound). */
+export interface OpenedDeviceFd {
+  readonly fd: number;
+  readonly origin: VfioDeviceOrigin;
+  /** The iommufd the fd is already bound to, and its device id. */
+  readonly bound?: { readonly iommufd: Iommufd; readonly devId: number };
+  /** What close() does instead of closing the fd (when several handles share it). */
+  readonly release?: () => void;
+}
+
 export class VfioDevice implements Disposable {
   readonly fd: number;
+  /** 'cdev' (/dev/vfio/devices/vfioN) or 'group' (VFIO_GROUP_GET_DEVICE_FD). */
+  readonly origin: VfioDeviceOrigin;
+  private readonly release: (() => void) | null;
   private closed = false;
   private readonly cmds = new Map<IoctlDesc, Command>();
   private _devId: number | null = null;
@@ -75,12 +95,20 @@ export class VfioDevice implements Disposable {
 
   constructor(
     readonly binding: Binding,
-    /** The cdev path, e.g. /dev/vfio/devices/vfio0. */
+    /** The node the fd came from: the cdev (/dev/vfio/devices/vfio0) or the group (/dev/vfio/1). */
     readonly path: string,
     /** The PCI function behind it, when known. */
     readonly pci: PciDevice | null = null,
+    /** An fd opened elsewhere; without it the cdev at `path` is opened. */
+    opened?: OpenedDeviceFd,
   ) {
-    this.fd = binding.open(path, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */);
+    this.fd = opened ? opened.fd : binding.open(path, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */);
+    this.origin = opened?.origin ?? 'cdev';
+    this.release = opened?.release ?? null;
+    if (opened?.bound) {
+      this._iommufd = opened.bound.iommufd;
+      this._devId = opened.bound.devId;
+    }
   }
 
   /**
@@ -315,13 +343,17 @@ export class VfioDevice implements Disposable {
     this.ioctl('VFIO_DEVICE_RESET', VFIO_DEVICE_RESET, null);
   }
 
-  /** Close the cdev: the kernel detaches and unbinds the device and releases the group. */
+  /**
+   * Close the device fd: for a cdev the kernel detaches and unbinds the device and releases the
+   * group; a group's device closes when its last fd does.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this._devId = null;
     this._iommufd = null;
-    this.binding.close(this.fd);
+    if (this.release) this.release();
+    else this.binding.close(this.fd);
   }
 
   [Symbol.dispose](): void {

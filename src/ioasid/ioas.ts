@@ -3,6 +3,7 @@
  * IOVAs and lengths are bigint; each call is one iommufd command and throws IommuError with the
  * kernel's errno, leaving the IOAS as the kernel leaves it.
  */
+import { IoasAreas } from './areas.js';
 import { u64 } from './codec.js';
 import type { Iommufd } from './iommufd.js';
 import type { MemFd, UserMemory } from './memory.js';
@@ -51,6 +52,8 @@ const UNMAP = IOCTLS.IOAS_UNMAP;
 const UNMAP_OFF = UNMAP.struct.off as Record<'ioas_id' | 'iova' | 'length', number>;
 
 export class Ioas {
+  /** The areas made through this handle, when it keeps a record (see trackAreas). */
+  private record: IoasAreas | null = null;
   /** The hot path's own command buffers: MAP and UNMAP are written whole on every call. */
   private readonly mapBuf = new Uint8Array(MAP.struct.size);
   private readonly mapDv = new DataView(this.mapBuf.buffer);
@@ -82,7 +85,14 @@ export class Ioas {
     dv.setBigUint64(MAP_OFF.length, u64(length, 'length'), true);
     dv.setBigUint64(MAP_OFF.iova, opts.iova === undefined ? 0n : u64(opts.iova, 'iova'), true);
     this.ctx.binding.ioctl(this.ctx.fd, MAP.request, this.mapBuf);
-    return dv.getBigUint64(MAP_OFF.iova, true);
+    const iova = dv.getBigUint64(MAP_OFF.iova, true);
+    if (this.record) this.note(iova, length, opts);
+    return iova;
+  }
+
+  /** Add an area the kernel just made to the record. */
+  private note(iova: bigint, length: bigint, opts: MapOptions): void {
+    this.record!.add({ iova, last: iova + length - 1n, readable: opts.readable !== false, writeable: opts.writeable !== false });
   }
 
   /** IOMMU_IOAS_MAP_FILE of [start, start+length) of a memfd. Returns the IOVA. */
@@ -92,6 +102,7 @@ export class Ioas {
     c.u32('flags', mapFlags(opts)).u32('ioas_id', this.id).s32('fd', fd).u64('start', u64(start, 'start')).u64('length', u64(length, 'length'));
     if (opts.iova !== undefined) c.u64('iova', u64(opts.iova, 'iova'));
     this.ctx.ioctl(c);
+    if (this.record) this.note(c.get64('iova'), length, opts);
     return c.get64('iova');
   }
 
@@ -105,6 +116,7 @@ export class Ioas {
     c.u64('length', u64(length, 'length')).u64('src_iova', u64(srcIova, 'srcIova'));
     if (opts.iova !== undefined) c.u64('dst_iova', u64(opts.iova, 'iova'));
     this.ctx.ioctl(c);
+    if (this.record) this.note(c.get64('dst_iova'), length, opts);
     return c.get64('dst_iova');
   }
 
@@ -116,13 +128,40 @@ export class Ioas {
     const dv = this.unmapDv;
     dv.setBigUint64(UNMAP_OFF.iova, u64(iova, 'iova'), true);
     dv.setBigUint64(UNMAP_OFF.length, u64(length, 'length'), true);
-    this.ctx.binding.ioctl(this.ctx.fd, UNMAP.request, this.unmapBuf);
+    if (!this.record) {
+      this.ctx.binding.ioctl(this.ctx.fd, UNMAP.request, this.unmapBuf);
+      return dv.getBigUint64(UNMAP_OFF.length, true);
+    }
+    try {
+      this.ctx.binding.ioctl(this.ctx.fd, UNMAP.request, this.unmapBuf);
+    } catch (e) {
+      // ENOENT comes from the walk, which removed the whole areas before the one sticking out.
+      if (isErrno(e, 'ENOENT')) this.record.remove(this.record.walk(iova, iova + length - 1n));
+      throw e;
+    }
+    const all = iova === 0n && length === U64_MAX;
+    this.record.remove(this.record.walk(iova, all ? U64_MAX : iova + length - 1n));
     return dv.getBigUint64(UNMAP_OFF.length, true);
   }
 
   /** Unmap everything (iova 0, length U64_MAX); succeeds on an empty IOAS. Returns bytes unmapped. */
   unmapAll(): bigint {
     return this.unmap(0n, U64_MAX);
+  }
+
+  /**
+   * Keep a record of this IOAS's areas from now on (map, mapFile, copyFrom and unmap through this
+   * handle update it). iommufd cannot list areas, so the record is exact only for an IOAS that
+   * had none when tracking began and that nothing else changes: the compat layer's container
+   * IOAS, shared through the container's handle.
+   */
+  trackAreas(): IoasAreas {
+    return (this.record ??= new IoasAreas());
+  }
+
+  /** The record kept since trackAreas(), or null. */
+  get areas(): IoasAreas | null {
+    return this.record;
   }
 
   /** IOMMU_IOAS_IOVA_RANGES: where IOVAs may be placed (ranges narrow as devices attach). */
@@ -175,5 +214,6 @@ export class Ioas {
   /** IOMMU_DESTROY of this IOAS (its mappings go with it; EBUSY while a HWPT uses it). */
   destroy(): void {
     this.ctx.destroy(this.id);
+    this.record?.clear();
   }
 }

@@ -1,7 +1,8 @@
 /**
- * The VFIO container uAPI (include/uapi/linux/vfio.h) as data, for the ioctls an iommufd answers
- * through the kernel's type1 compatibility layer (drivers/iommu/iommufd/vfio_compat.c). VFIO
- * structs begin with `argsz`; the kernel reads `minsz` = offsetofend(last mandatory field).
+ * The VFIO container and group uAPI (include/uapi/linux/vfio.h) as data: the container ioctls
+ * (/dev/vfio/vfio, or an iommufd through the kernel's type1 compatibility layer,
+ * drivers/iommu/iommufd/vfio_compat.c) and the group ioctls (/dev/vfio/N). VFIO structs begin
+ * with `argsz`; the kernel reads `minsz` = offsetofend(last mandatory field).
  */
 import { _IO, offsetofend, struct } from './uapi.js';
 
@@ -24,6 +25,13 @@ export const VFIO_UPDATE_VADDR = 10;
 export const VFIO_GET_API_VERSION = vfio(0);
 export const VFIO_CHECK_EXTENSION = vfio(1);
 export const VFIO_SET_IOMMU = vfio(2);
+export const VFIO_GROUP_GET_STATUS = vfio(3);
+/** Argument: a pointer to the container's (or iommufd's) fd, an __s32. */
+export const VFIO_GROUP_SET_CONTAINER = vfio(4);
+/** No argument. */
+export const VFIO_GROUP_UNSET_CONTAINER = vfio(5);
+/** Argument: a pointer to the device's name (NUL-terminated), e.g. "0000:00:01.0". Returns an fd. */
+export const VFIO_GROUP_GET_DEVICE_FD = vfio(6);
 export const VFIO_IOMMU_GET_INFO = vfio(12);
 export const VFIO_IOMMU_MAP_DMA = vfio(13);
 export const VFIO_IOMMU_UNMAP_DMA = vfio(14);
@@ -38,7 +46,10 @@ export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
 export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
 export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
 export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
+export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
 
 export const vfio_iommu_type1_dma_map = struct('vfio_iommu_type1_dma_map', [
   ['argsz', 'u32'], ['flags', 'u32'], ['vaddr', 'u64'], ['iova', 'u64'], ['size', 'u64'],
@@ -54,6 +65,11 @@ export const vfio_info_cap_header = struct('vfio_info_cap_header', [['id', 'u16'
 export const vfio_iommu_type1_info_cap_iova_range = struct('vfio_iommu_type1_info_cap_iova_range', [
   ['header', 'u32', 2], ['nr_iovas', 'u32'], ['reserved', 'u32'],
 ]);
+/** Only type1 (not iommufd's compat) reports it. */
+export const vfio_iommu_type1_info_cap_migration = struct('vfio_iommu_type1_info_cap_migration', [
+  ['header', 'u32', 2], ['flags', 'u32'], ['pgsize_bitmap', 'u64'], ['max_dirty_bitmap_size', 'u64'],
+]);
+export const vfio_group_status = struct('vfio_group_status', [['argsz', 'u32'], ['flags', 'u32']]);
 export const vfio_iommu_type1_info_dma_avail = struct('vfio_iommu_type1_info_dma_avail', [
   ['header', 'u32', 2], ['avail', 'u32'],
 ]);
@@ -61,3 +77,14 @@ export const vfio_iommu_type1_info_dma_avail = struct('vfio_iommu_type1_info_dma
 export const MAP_DMA_MINSZ = offsetofend(vfio_iommu_type1_dma_map, 'size');
 export const UNMAP_DMA_MINSZ = offsetofend(vfio_iommu_type1_dma_unmap, 'size');
 export const GET_INFO_MINSZ = offsetofend(vfio_iommu_type1_info, 'iova_pgsizes');
+export const GROUP_STATUS_MINSZ = offsetofend(vfio_group_status, 'flags');
+
+/** The container and group ioctls by request number, for naming errors (device ioctls reuse 12..17). */
+export const VFIO_CONTAINER_GROUP_IOCTL_NAMES: ReadonlyMap<number, string> = new Map([
+  [VFIO_GET_API_VERSION, 'VFIO_GET_API_VERSION'], [VFIO_CHECK_EXTENSION, 'VFIO_CHECK_EXTENSION'],
+  [VFIO_SET_IOMMU, 'VFIO_SET_IOMMU'], [VFIO_GROUP_GET_STATUS, 'VFIO_GROUP_GET_STATUS'],
+  [VFIO_GROUP_SET_CONTAINER, 'VFIO_GROUP_SET_CONTAINER'], [VFIO_GROUP_UNSET_CONTAINER, 'VFIO_GROUP_UNSET_CONTAINER'],
+  [VFIO_GROUP_GET_DEVICE_FD, 'VFIO_GROUP_GET_DEVICE_FD'], [VFIO_IOMMU_GET_INFO, 'VFIO_IOMMU_GET_INFO'],
+  [VFIO_IOMMU_MAP_DMA, 'VFIO_IOMMU_MAP_DMA'], [VFIO_IOMMU_UNMAP_DMA, 'VFIO_IOMMU_UNMAP_DMA'],
+  [VFIO_IOMMU_DIRTY_PAGES, 'VFIO_IOMMU_DIRTY_PAGES'],
+]);
