@@ -364,24 +364,30 @@ class SelftestDevice implements SimObject {
   }
 }
 
-/** iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT). */
+/**
+ * iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT); the
+ * selftest object is finalized last, so until then its own id names nothing (ENOENT).
+ */
 function mockDomain(ctx: IommufdCtx, ptId: number, devFlags: number): [number, number, number] {
   const sobj = new SelftestDevice(ctx);
-  const stdevId = ctx.add('SELFTEST', sobj);
+  const stdevId = ctx.alloc('SELFTEST', sobj);
+  let out: [number, number, number];
   try {
     const mock = (sobj.mock = ctx.machine ? ctx.machine.addMockDevice(devFlags) : new MockDevice(devFlags));
     const idev = (sobj.idev = deviceBind(ctx, mock, false));
     try {
-      return [stdevId, deviceAttach(idev, NO_PASID, ptId), idev.id];
+      out = [stdevId, deviceAttach(idev, NO_PASID, ptId), idev.id];
     } catch (e) {
       sobj.idev = null;
       deviceUnbind(idev);
       throw e;
     }
   } catch (e) {
-    ctx.remove(stdevId);
+    ctx.abort(stdevId);
     throw e;
   }
+  ctx.finalize(stdevId);
+  return out;
 }
 
 /** get_md_pagetable: a paging HWPT whose domain the mock driver made (EINVAL otherwise). */
