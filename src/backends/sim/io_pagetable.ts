@@ -3,7 +3,7 @@
  * slices of IoptPages; reserved spans (device regions, test reservations) and the allowed list
  * constrain where areas may go; the automatic allocator follows the kernel's rules exactly
  * (alignment guessed from the source address, first fit from the lowest hole, never IOVA 0,
- * the page offset of the source kept). It never sees object IDs or ioctl structs.
+ * the page offset of the source kept, allowed ranges that touch taken as one span). It never sees object IDs or ioctl structs.
  */
 import { ERRNO } from '../../ioasid/errors.js';
 import { SpanList, type Span } from './area_list.js';
@@ -107,13 +107,18 @@ export class IoPagetable {
     if (align < this.iovaAlignment) kerr(ERRNO.EINVAL);
     const mask = align - 1n;
     const req: AllocRequest = { lengthM1: length - 1n, mask, notMask: ~mask, pageOffset };
-    if (!this.allowed.length) {
+    const allowed = this.allowed;
+    if (!allowed.length) {
       const iova = this.allocIn(PAGE, MAX_LESS_PAGE, req);
       if (iova !== null) return iova;
     }
-    for (const span of this.allowed) {
-      const s = span.start < PAGE ? PAGE : span.start;
-      const l = span.last > MAX_LESS_PAGE ? MAX_LESS_PAGE : span.last;
+    // interval_tree_for_each_span: allowed ranges that touch (last + 1 == start) are one span
+    for (let i = 0; i < allowed.length; ) {
+      const start = allowed[i]!.start;
+      let last = allowed[i]!.last;
+      while (++i < allowed.length && allowed[i]!.start <= last + 1n) if (allowed[i]!.last > last) last = allowed[i]!.last;
+      const s = start < PAGE ? PAGE : start;
+      const l = last > MAX_LESS_PAGE ? MAX_LESS_PAGE : last;
       if (s > l) continue;
       const iova = this.allocIn(s, l, req);
       if (iova !== null) return iova;
