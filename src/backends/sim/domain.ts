@@ -98,10 +98,11 @@ export class PagingDomain implements DmaTarget {
     const size = this.pageSize;
     let u = this.unitOf(area.start);
     const last = this.unitOf(area.last);
-    let byte = area.startByte;
+    const page0 = area.pageIndex;
+    let byte = area.pageOffset; // from the start of page0: a pinned area's offsets are exact numbers
     while (u <= last) {
       // one physically contiguous run: same store, consecutive offsets
-      const pi = Math.floor(byte / PAGE_SIZE);
+      const pi = page0 + Math.floor(byte / PAGE_SIZE);
       const store = pages.storeOf(pi);
       if (!store) kerr(ERRNO.EFAULT); // not pinned: a core bug, never silently mapped
       const off0 = pages.pageIndexOf(pi) * PAGE_SIZE + (byte % PAGE_SIZE);
@@ -109,7 +110,7 @@ export class PagingDomain implements DmaTarget {
       for (;;) {
         if (u + n > last) break;
         const b = byte + n * size;
-        const pj = Math.floor(b / PAGE_SIZE);
+        const pj = page0 + Math.floor(b / PAGE_SIZE);
         if (pages.storeOf(pj) !== store || pages.pageIndexOf(pj) * PAGE_SIZE + (b % PAGE_SIZE) !== off0 + n * size) break;
         n++;
       }

@@ -17,7 +17,7 @@ import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from '
 import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, faultTarget, NO_PASID, type IommufdDevice } from './iommufd_device.js';
 import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
 import { accessPinPages, accessUnpinPages, contig } from './access.js';
-import { IOMMU_READ, IOMMU_WRITE } from './io_pagetable.js';
+import { IOMMU_READ, IOMMU_WRITE, areaPage, areaPageOffset } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import { PAGE_SIZE } from './mm.js';
@@ -109,7 +109,7 @@ class SelftestAccess implements SimObject, SimFile {
     for (const [area, cur, end] of contig(ioas, iova, last)) {
       if (!(area.prot & (write ? IOMMU_WRITE : IOMMU_READ))) kerr(ERRNO.EPERM);
       const n = Number(end - cur) + 1;
-      area.pages.rw(area.startByte + Number(cur - area.start), buf.subarray(done, done + n), write);
+      area.pages.rw(areaPage(area, cur), areaPageOffset(area, cur), buf.subarray(done, done + n), write);
       done += n;
     }
   }
