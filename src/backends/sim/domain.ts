@@ -91,9 +91,11 @@ export class PagingDomain implements DmaTarget {
    * Map every unit of an area (iopt_area_fill_domain); its pages must be pinned. Physically
    * contiguous runs go in the largest IOPTEs iommu_map would pick (page sizes of the bitmap that
    * IOVA and address alignment and the remaining length allow), or in PAGE_SIZE IOPTEs when the
-   * IOAS disabled large pages (batch_iommu_map_small).
+   * IOAS disabled large pages (batch_iommu_map_small). A map with neither READ nor WRITE is
+   * EINVAL (generic_pt's map_range, like io-pgtable-arm): VFIO_IOMMU_MAP_DMA with flags 0 makes one.
    */
   mapArea(area: Area, smallOnly = false): void {
+    if (!(area.prot & (IOMMU_READ | IOMMU_WRITE))) kerr(ERRNO.EINVAL);
     const pages = area.pages;
     const size = this.pageSize;
     let u = this.unitOf(area.start);
