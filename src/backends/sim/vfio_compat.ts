@@ -180,6 +180,7 @@ function getInfo(ctx: IommufdCtx, arg: Uint8Array | null): number {
   info.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
   info.setBigUint64(8, pageSizes(ioas), true);
   info.setUint32(16, argsz >= total ? INFO_SIZE : 0, true);
+  if (minsz > arg!.length) kerr(ERRNO.EFAULT); // copy_to_user of min(argsz, sizeof(info)) bytes
   arg!.set(new Uint8Array(info.buffer, 0, minsz));
   return 0;
 }
