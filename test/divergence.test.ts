@@ -5,7 +5,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { uapi, type Ioas } from '../src/index.js';
-import * as V from '../src/ioasid/vfio_uapi.js';
 import {
   IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, MOCK_APERTURE_START,
   MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, MOCK_IOMMUPT_HUGE,
