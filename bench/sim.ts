@@ -143,7 +143,7 @@ export interface RefusalRow {
 /**
  * The paths that pin, each asked for 2^38 bytes (2^26 pages) whose first page is unmapped: the
  * refusal (EFAULT) should cost the first batch, not the range. Domains are the mock IOMMU's
- * MOCK_IOMMUPT_HUGE format, whose 56-bit aperture takes such a range.
+ * MOCK_IOMMUPT_HUGE format, whose aperture [0, 2^38) takes such a range at IOVA 0.
  */
 export function unpinnableRefusals(n = 1000): RefusalRow[] {
   const LEN = 1n << 38n;
@@ -156,21 +156,21 @@ export function unpinnableRefusals(n = 1000): RefusalRow[] {
   const dst = ctx.allocIoas();
   ctx.allocHwpt({ devId, ptId: dst.id, data: { type: IOMMU_HWPT_DATA_SELFTEST, bytes: cfg } });
   const src = ctx.allocIoas();
-  src.mapUser(hole.addr, LEN, { iova: LEN });
+  src.mapUser(hole.addr, LEN, { iova: 0n });
   const dmaMap = new Uint8Array(32);
   const dv = new DataView(dmaMap.buffer);
   dv.setUint32(0, 32, true);
   dv.setUint32(4, 3, true); // VFIO_DMA_MAP_FLAG_READ | _WRITE
   dv.setBigUint64(8, hole.addr, true);
-  dv.setBigUint64(16, LEN, true);
+  dv.setBigUint64(16, 0n, true);
   dv.setBigUint64(24, LEN, true);
   const access = t.createAccess(src.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
   const paths: [string, () => unknown][] = [
-    ['IOAS_MAP into an IOAS with a domain', () => dst.mapUser(hole.addr, LEN, { iova: LEN })],
+    ['IOAS_MAP into an IOAS with a domain', () => dst.mapUser(hole.addr, LEN, { iova: 0n })],
     ['HWPT_ALLOC on an IOAS with a lazy map', () => ctx.allocHwpt({ devId, ptId: src.id, data: { type: IOMMU_HWPT_DATA_SELFTEST, bytes: cfg } })],
     ['VFIO_IOMMU_MAP_DMA with a domain', () => ctx.binding.ioctl(ctx.fd, VFIO_IOMMU_MAP_DMA, dmaMap)],
-    ['IOAS_COPY into an IOAS with a domain', () => dst.copyFrom(src, LEN, LEN, { iova: LEN })],
-    ['access pinning one page of the area', () => t.accessPages(access, LEN, 4096n)],
+    ['IOAS_COPY into an IOAS with a domain', () => dst.copyFrom(src, 0n, LEN, { iova: 0n })],
+    ['access pinning one page of the area', () => t.accessPages(access, 0n, 4096n)],
   ];
   ctx.setVfioIoas(dst);
   const rows = paths.map(([path, fn]) => {

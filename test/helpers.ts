@@ -107,8 +107,8 @@ export function peakRssGrowth(fn: () => void): number {
 }
 
 /**
- * A paging HWPT of the mock IOMMU's MOCK_IOMMUPT_HUGE format (PAGE_SIZE and 1 MiB pages over the
- * whole 56-bit space, so a 2^38-byte area fits) filling `ioas`; its mock device is attached to an
+ * A paging HWPT of the mock IOMMU's MOCK_IOMMUPT_HUGE format (PAGE_SIZE and 1 MiB pages, aperture
+ * [0, 2^38): a 2^38-byte area fits at IOVA 0) filling `ioas`; its mock device is attached to an
  * IOAS of its own. Returns the HWPT and the device's selftest object id.
  */
 export function hugeMockHwpt(f: Fixture, ioas: Ioas): { hwpt: Hwpt; stdevId: number } {
