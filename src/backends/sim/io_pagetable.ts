@@ -143,7 +143,9 @@ export class IoPagetable {
     for (let i = 0; i < allowed.length; ) {
       const start = allowed[i]!.start;
       let last = allowed[i]!.last;
-      while (++i < allowed.length && allowed[i]!.start <= last + 1n) if (allowed[i]!.last > last) last = allowed[i]!.last;
+      while (++i < allowed.length && allowed[i]!.start <= last + 1n) {
+        if (allowed[i]!.last > last) last = allowed[i]!.last;
+      }
       const s = start < PAGE ? PAGE : start;
       const l = last > MAX_LESS_PAGE ? MAX_LESS_PAGE : last;
       if (s > l) continue;

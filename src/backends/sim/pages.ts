@@ -47,8 +47,8 @@ export class IoptPages {
   /** Pin state by batch number: only batches with a pinned page exist (memory follows what is pinned). */
   private readonly batches = new Map<number, PinBatch>();
   /** The batch used last (fills and walks go page by page through the same batch). */
-  private lastKey = -1;
-  private last: PinBatch | undefined;
+  private cachedKey = -1;
+  private cached: PinBatch | undefined;
   npinned = 0;
 
   constructor(
@@ -73,11 +73,11 @@ export class IoptPages {
   }
 
   private batch(key: number): PinBatch | undefined {
-    if (key !== this.lastKey) {
-      this.lastKey = key;
-      this.last = this.batches.get(key);
+    if (key !== this.cachedKey) {
+      this.cachedKey = key;
+      this.cached = this.batches.get(key);
     }
-    return this.last;
+    return this.cached;
   }
 
   /**
@@ -128,8 +128,8 @@ export class IoptPages {
     for (let k = s; k <= e; k++) if (users[k]!++ === 0) b.pinned++;
     if (!this.batches.has(key)) {
       this.batches.set(key, b);
-      this.lastKey = key;
-      this.last = b;
+      this.cachedKey = key;
+      this.cached = b;
     }
     return fresh;
   }
@@ -159,7 +159,7 @@ export class IoptPages {
         }
         if (b.pinned === 0) {
           this.batches.delete(key);
-          this.last = undefined;
+          this.cached = undefined;
         }
       }
       i = end + 1;
