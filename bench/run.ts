@@ -4,7 +4,7 @@
  */
 import { Iommufd } from '../src/index.js';
 import { coldStart } from './cli.js';
-import { dmaTranslations, mapUnmapPair, scale } from './sim.js';
+import { dmaTranslations, mapUnmapPair, scale, unpinnableRefusals } from './sim.js';
 
 const N = Number(process.env.IOASID_BENCH_N ?? 100000);
 const fmt = (ns: number): string => `${ns.toFixed(0).padStart(7)} ns`;
@@ -40,9 +40,18 @@ async function hostDma(): Promise<void> {
   }
 }
 
+/** What refusing 2^38 bytes of unpinnable memory costs on each path that pins. */
+function hostRefusals(): void {
+  console.log('sim EFAULT   2^38 bytes (2^26 pages) from an unmapped address, per refused call:');
+  for (const r of unpinnableRefusals()) {
+    console.log(`             ${r.path.padEnd(40)} ${r.ms.toFixed(3).padStart(8)} ms   peak RSS +${r.peakRssMiB.toFixed(0)} MiB`);
+  }
+}
+
 const mode = process.argv[2] ?? 'host';
 if (mode === 'host') {
   hostSim();
   await hostDma();
   coldStart();
+  hostRefusals();
 }

@@ -1,9 +1,11 @@
 /**
  * Sim benchmarks: map+unmap of one 4 KiB page through the public API, and the cost of that pair
- * with 1e3 / 1e5 / 1e6 areas already in the IOAS, plus the memory each area takes.
+ * with 1e3 / 1e5 / 1e6 areas already in the IOAS, plus the memory each area takes; DMA
+ * translations; the cost of refusing to pin 2^38 bytes of unmapped memory on each path that pins.
  */
-import { Iommufd } from '../src/index.js';
-import { IommufdTest } from '../src/testing.js';
+import { Iommufd, isErrno } from '../src/index.js';
+import { VFIO_IOMMU_MAP_DMA } from '../src/ioasid/vfio_uapi.js';
+import { IOMMU_HWPT_DATA_SELFTEST, IommufdTest, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_IOMMUPT_HUGE } from '../src/testing.js';
 
 const PAGE = 4096n;
 
@@ -128,4 +130,63 @@ export async function dmaTranslations(size: number, iotlb: boolean, pages = 512,
   } finally {
     ctx.close();
   }
+}
+
+export interface RefusalRow {
+  path: string;
+  /** Mean time of one refused call (EFAULT). */
+  ms: number;
+  /** Peak RSS growth over all the calls, MiB. */
+  peakRssMiB: number;
+}
+
+/**
+ * The paths that pin, each asked for 2^38 bytes (2^26 pages) whose first page is unmapped: the
+ * refusal (EFAULT) should cost the first batch, not the range. Domains are the mock IOMMU's
+ * MOCK_IOMMUPT_HUGE format, whose aperture [0, 2^38) takes such a range at IOVA 0.
+ */
+export function unpinnableRefusals(n = 1000): RefusalRow[] {
+  const LEN = 1n << 38n;
+  const ctx = Iommufd.open({ backend: 'sim' });
+  const t = new IommufdTest(ctx);
+  const hole = ctx.mmap(4096);
+  hole.close();
+  const devId = t.mockDomain(ctx.allocIoas().id).idevId;
+  const cfg = new Uint8Array([0, 0, 0, 0, MOCK_IOMMUPT_HUGE, 0, 0, 0]); // struct iommu_hwpt_selftest
+  const dst = ctx.allocIoas();
+  ctx.allocHwpt({ devId, ptId: dst.id, data: { type: IOMMU_HWPT_DATA_SELFTEST, bytes: cfg } });
+  const src = ctx.allocIoas();
+  src.mapUser(hole.addr, LEN, { iova: 0n });
+  const dmaMap = new Uint8Array(32);
+  const dv = new DataView(dmaMap.buffer);
+  dv.setUint32(0, 32, true);
+  dv.setUint32(4, 3, true); // VFIO_DMA_MAP_FLAG_READ | _WRITE
+  dv.setBigUint64(8, hole.addr, true);
+  dv.setBigUint64(16, 0n, true);
+  dv.setBigUint64(24, LEN, true);
+  const access = t.createAccess(src.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+  const paths: [string, () => unknown][] = [
+    ['IOAS_MAP into an IOAS with a domain', () => dst.mapUser(hole.addr, LEN, { iova: 0n })],
+    ['HWPT_ALLOC on an IOAS with a lazy map', () => ctx.allocHwpt({ devId, ptId: src.id, data: { type: IOMMU_HWPT_DATA_SELFTEST, bytes: cfg } })],
+    ['VFIO_IOMMU_MAP_DMA with a domain', () => ctx.binding.ioctl(ctx.fd, VFIO_IOMMU_MAP_DMA, dmaMap)],
+    ['IOAS_COPY into an IOAS with a domain', () => dst.copyFrom(src, 0n, LEN, { iova: 0n })],
+    ['access pinning one page of the area', () => t.accessPages(access, 0n, 4096n)],
+  ];
+  ctx.setVfioIoas(dst);
+  const rows = paths.map(([path, fn]) => {
+    const rss = process.resourceUsage().maxRSS;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) {
+      try {
+        fn();
+        throw new Error(`bench: ${path} succeeded`);
+      } catch (e) {
+        if (!isErrno(e, 'EFAULT')) throw e;
+      }
+    }
+    const ns = Number(process.hrtime.bigint() - t0);
+    return { path, ms: ns / n / 1e6, peakRssMiB: (process.resourceUsage().maxRSS - rss) / 1024 };
+  });
+  ctx.close();
+  return rows;
 }

@@ -4,12 +4,12 @@
  * behaviour it states; the expected values were confirmed in the test VM.
  */
 import { describe, expect, it } from 'vitest';
-import { uapi } from '../src/index.js';
+import { uapi, type Ioas } from '../src/index.js';
 import {
   IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, MOCK_APERTURE_START,
-  MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID,
+  MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, MOCK_IOMMUPT_HUGE,
 } from '../src/testing.js';
-import { BACKEND, P, expectErrno, useIommufd } from './helpers.js';
+import { BACKEND, P, U64_MAX, expectErrno, hugeMockHwpt, peakRssGrowth, unmappedAddress, useIommufd } from './helpers.js';
 
 const { IOCTLS } = uapi;
 
@@ -141,5 +141,116 @@ describe(`sim/kernel divergences [${BACKEND}]`, () => {
     nested.destroy();
     parent.destroy();
     f.ctx.destroy(dev.stdevId);
+  });
+
+  it('iommufd_object_alloc: an object under construction holds its id but stays invisible until finalized (MOCK_DOMAIN naming itself: ENOENT)', () => {
+    const ioas = f.ctx.allocIoas();
+    const own = ioas.id + 1; // the selftest object MOCK_DOMAIN reserves first
+    expectErrno(() => f.test.mockDomain(own), 'ENOENT');
+    expectErrno(() => f.test.mockDomainFlags(own, 0), 'ENOENT');
+    // the device is finalized inside iommufd_device_bind: its id is an object of the wrong type
+    expectErrno(() => f.test.mockDomain(own + 1), 'EINVAL');
+    // the aborted objects gave their ids back
+    const dev = f.test.mockDomain(ioas.id);
+    expect([dev.stdevId, dev.idevId, dev.hwptId]).toEqual([own, own + 1, own + 2]);
+    // HWPT_ALLOC looks its fault queue up after allocating the HWPT: its own id is no FAULT
+    expectErrno(() => f.ctx.allocHwpt({ devId: dev.idevId, ptId: ioas.id, faultId: own + 3 }), 'ENOENT');
+    const fault = f.ctx.allocFaultQueue();
+    expect(fault.id).toBe(own + 3);
+    fault.close();
+    f.ctx.destroy(dev.stdevId);
+  });
+
+  describe('iopt_alloc_iova: allowed ranges that touch (last + 1 == start) are one span', () => {
+    const MiB = 1n << 20n;
+    /** Allowed [1 MiB, 3 MiB) and [3 MiB, U64_MAX], with [1 MiB, 2 MiB) taken: a 2 MiB-aligned 2 MiB mapping fits only across the seam. */
+    function seamed(): Ioas {
+      const ioas = f.ctx.allocIoas();
+      ioas.allowIovas([{ start: MiB, last: 3n * MiB - 1n }, { start: 3n * MiB, last: U64_MAX }]);
+      ioas.mapUser(f.buffer.addr, MiB, { iova: MiB });
+      return ioas;
+    }
+
+    it('MAP', () => {
+      expect(seamed().mapUser(f.buffer.addr, 2n * MiB)).toBe(2n * MiB);
+    });
+
+    it('MAP_FILE', () => {
+      using mfd = f.ctx.memfd('seam', P);
+      expect(seamed().mapFile(mfd, 0n, 2n * MiB)).toBe(2n * MiB);
+    });
+
+    it('COPY', () => {
+      const src = f.ctx.allocIoas();
+      const at = src.mapUser(f.buffer.addr, 2n * MiB);
+      expect(seamed().copyFrom(src, at, 2n * MiB)).toBe(2n * MiB);
+    });
+
+    it('the differential run\'s case: [0x3500000, 0x7fffffff] + [0x80000000, U64_MAX], a 32 MiB map lands at 0x7f200000', () => {
+      const ioas = f.ctx.allocIoas();
+      ioas.allowIovas([{ start: 0x350_0000n, last: 0x7fff_ffffn }, { start: 0x8000_0000n, last: U64_MAX }]);
+      ioas.mapUser(f.buffer.addr, 0x7f20_0000n - 0x350_0000n, { iova: 0x350_0000n });
+      expect(ioas.mapUser(f.buffer.addr, 32n * MiB)).toBe(0x7f20_0000n);
+    });
+  });
+
+  it('iopt_area_start_byte: byte offsets past 2^53 are exact (a COPY from 2^62 bytes into an area keeps its page offset)', () => {
+    const src = f.ctx.allocIoas();
+    const length = (1n << 62n) + (1n << 60n);
+    src.mapUser(f.buffer.addr + 0x10n, length, { iova: 0n });
+    const from = (1n << 62n) + 0x3000n; // start_byte = 2^62 + 0x3010: 0x10 is below a double's precision there
+    // the automatic IOVA keeps the source's page offset and alignment (1 << __ffs(addr) = 16)
+    const dst = f.ctx.allocIoas();
+    expect(dst.copyFrom(src, from, 0x2000n)).toBe(0x1010n);
+    // ... and so does a copy of the copy
+    expect(f.ctx.allocIoas().copyFrom(dst, 0x1010n, 0x2000n)).toBe(0x1010n);
+    // a page offset of 0x10 breaks a mock domain's 2 KiB IOVA alignment (iopt_insert_area)
+    const mock = f.ctx.allocIoas();
+    const dev = f.test.mockDomain(mock.id);
+    expectErrno(() => mock.copyFrom(src, from, 0x2000n, { iova: MOCK_APERTURE_START }), 'EINVAL');
+    f.ctx.destroy(dev.stdevId);
+  });
+
+  /**
+   * pfn_reader's batches: pinning does work for the pages it pins, and a range over memory that
+   * cannot be pinned fails on its first batch, however large the range (here 2^38 bytes, 2^26
+   * pages). Asserted on memory (the process's peak RSS), not time; bench/sim.ts times it.
+   */
+  describe('pinning costs what it pins: 2^38 bytes over unmapped memory answer EFAULT at once', () => {
+    const LEN = 1n << 38n;
+    const AT = 0n; // the MOCK_IOMMUPT_HUGE aperture is [0, 2^38)
+    const MiB = 1 << 20;
+    const SANITY_MS = 60_000;
+
+    it('IOAS_MAP into an IOAS with a domain', () => {
+      const ioas = f.ctx.allocIoas();
+      hugeMockHwpt(f, ioas);
+      expect(peakRssGrowth(() => expectErrno(() => ioas.mapUser(unmappedAddress(f.ctx), LEN, { iova: AT }), 'EFAULT'))).toBeLessThan(64 * MiB);
+      expect(ioas.unmapAll()).toBe(0n);
+    }, SANITY_MS);
+
+    it('a domain added after a lazy map (HWPT_ALLOC fills the IOAS)', () => {
+      const ioas = f.ctx.allocIoas();
+      ioas.mapUser(unmappedAddress(f.ctx), LEN, { iova: AT });
+      expect(peakRssGrowth(() => expectErrno(() => hugeMockHwpt(f, ioas), 'EFAULT'))).toBeLessThan(64 * MiB);
+      expect(ioas.unmapAll()).toBe(LEN);
+    }, SANITY_MS);
+
+    it('IOAS_COPY into an IOAS with a domain', () => {
+      const src = f.ctx.allocIoas();
+      src.mapUser(unmappedAddress(f.ctx), LEN, { iova: AT });
+      const dst = f.ctx.allocIoas();
+      hugeMockHwpt(f, dst);
+      expect(peakRssGrowth(() => expectErrno(() => dst.copyFrom(src, AT, LEN, { iova: AT }), 'EFAULT'))).toBeLessThan(64 * MiB);
+      expect(dst.unmapAll()).toBe(0n);
+    }, SANITY_MS);
+
+    it('an access pinning one page of a 2^38-byte area (its pages object is 2^26 pages)', () => {
+      const ioas = f.ctx.allocIoas();
+      ioas.mapUser(unmappedAddress(f.ctx), LEN, { iova: AT });
+      const fd = f.test.createAccess(ioas.id, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+      expect(peakRssGrowth(() => expectErrno(() => f.test.accessPages(fd, AT, BigInt(P)), 'EFAULT'))).toBeLessThan(64 * MiB);
+      f.test.closeAccess(fd);
+    }, SANITY_MS);
   });
 });

@@ -571,7 +571,7 @@ function simSnapshot(w: World): unknown {
       row.push({
         areas: [...iopt.areas.range(0n, MAX)].map((ar) => {
           if (!pagesTag.has(ar.pages)) pagesTag.set(ar.pages, pagesTag.size);
-          return [ar.start, ar.last, ar.startByte, ar.prot, ar.numAccesses, ar.numLocks, ar.domainPinned, pagesTag.get(ar.pages), ar.pages.refs, ar.pages.npinned];
+          return [ar.start, ar.last, ar.pageIndex, ar.pageOffset, ar.prot, ar.numAccesses, ar.numLocks, ar.domainPinned, pagesTag.get(ar.pages), ar.pages.refs, ar.pages.npinned];
         }),
         reserved: iopt.reserved.map((r) => [r.start, r.last, domainOwner.get(r.owner) ?? tag(r.owner)]),
         allowed: iopt.allowed.map((r) => [r.start, r.last]),

@@ -4,10 +4,10 @@
  * Expected values are what the Linux kernel does (ported from its selftests), never our output.
  */
 import { afterEach, beforeEach, expect } from 'vitest';
-import { Iommufd, IommuError, containerUapi as V, type ErrnoCode, type UserMemory } from '../src/index.js';
+import { Iommufd, IommuError, containerUapi as V, type ErrnoCode, type Hwpt, type Ioas, type UserMemory } from '../src/index.js';
 import { defaultBackendName } from '../src/backends/index.js';
 import type { BackendName } from '../src/backends/types.js';
-import { IommufdTest } from '../src/testing.js';
+import { IOMMU_HWPT_DATA_SELFTEST, IommufdTest, MOCK_IOMMUPT_HUGE } from '../src/testing.js';
 
 /** The tier's backend: IOASID_BACKEND, else the sim; a misspelt name fails every suite instead of running the sim. */
 export const BACKEND: BackendName = defaultBackendName();
@@ -119,4 +119,36 @@ export function unmapDmaBytes(argsz: number, flags: number, iova: bigint, size: 
   d.setBigUint64(8, iova, true);
   d.setBigUint64(16, size, true);
   return b;
+}
+
+// ---- pinning over memory that cannot be pinned ------------------------------------------------
+
+/** A user address with nothing mapped at it: pinning from it fails on the first page (EFAULT). */
+export function unmappedAddress(ctx: Iommufd): bigint {
+  const m = ctx.mmap(P);
+  m.close();
+  return m.addr;
+}
+
+/**
+ * How many bytes the process's peak RSS rose while `fn` ran. Kernel-side work does not show; a
+ * sim that kept per-page bookkeeping for a whole 2^38-byte range would (2^26 pages).
+ */
+export function peakRssGrowth(fn: () => void): number {
+  const before = process.resourceUsage().maxRSS;
+  fn();
+  return (process.resourceUsage().maxRSS - before) * 1024;
+}
+
+/**
+ * A paging HWPT of the mock IOMMU's MOCK_IOMMUPT_HUGE format (PAGE_SIZE and 1 MiB pages, aperture
+ * [0, 2^38): a 2^38-byte area fits at IOVA 0) filling `ioas`; its mock device is attached to an
+ * IOAS of its own. Returns the HWPT and the device's selftest object id.
+ */
+export function hugeMockHwpt(f: Fixture, ioas: Ioas): { hwpt: Hwpt; stdevId: number } {
+  const dev = f.test.mockDomain(f.ctx.allocIoas().id);
+  const bytes = new Uint8Array(8);
+  bytes[4] = MOCK_IOMMUPT_HUGE; // struct iommu_hwpt_selftest { iotlb; pagetable_type; }
+  const hwpt = f.ctx.allocHwpt({ devId: dev.idevId, ptId: ioas.id, data: { type: IOMMU_HWPT_DATA_SELFTEST, bytes } });
+  return { hwpt, stdevId: dev.stdevId };
 }

@@ -3,19 +3,29 @@
  * the selftests' FIXTURE(iommufd), and type1 behaviour on the compat IOAS, on both backends.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import { Iommufd } from '../src/index.js';
+import { Iommufd, SimBinding, errnoName } from '../src/index.js';
+import type { HwptPaging } from '../src/backends/sim/iommufd/hw_pagetable.js';
+import type { IommufdCtx } from '../src/backends/sim/iommufd/main.js';
 import { MAP_POPULATE } from '../src/backends/types.js';
 import { IOCTLS, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_VFIO_IOAS_SET } from '../src/ioasid/uapi.js';
 import * as V from '../src/ioasid/vfio_uapi.js';
 import { IommufdTest, MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES } from '../src/testing.js';
 import {
-  BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, PAGE_SIZE, U64_MAX, expectErrno, mapDmaBytes as mapCmd, unmapDmaBytes as unmapCmd, useIommufd,
+  BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, P, PAGE_SIZE, U64_MAX, errnoOf, expectErrno, hugeMockHwpt, mapDmaBytes as mapCmd, peakRssGrowth,
+  unmapDmaBytes as unmapCmd, unmappedAddress, useIommufd,
 } from './helpers.js';
 import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, ioasAlloc, mmapAnon } from './selftest_utils.js';
 
 const PG = PAGE_SIZE;
 
 const sizeOut = (b: Uint8Array) => new DataView(b.buffer).getBigUint64(16, true);
+
+/** On the sim, how many entries a paging HWPT's domain holds; null on linux, whose page table cannot be looked into. */
+function simDomainEntries(ctx: Iommufd, hwptId: number): number | null {
+  if (!(ctx.binding instanceof SimBinding)) return null;
+  const file = ctx.binding.proc.file(ctx.fd) as IommufdCtx;
+  return (file.entry(hwptId)!.obj as HwptPaging).domain.mapped;
+}
 
 describe(`VFIO container ioctls on an iommufd [${BACKEND}]`, () => {
   const f = useIommufd();
@@ -133,6 +143,100 @@ describe(`VFIO container ioctls on an iommufd [${BACKEND}]`, () => {
       expect(b.subarray(argsz).every((x) => x === 0xaa), `argsz ${argsz}: nothing written past argsz`).toBe(true);
     }
   });
+
+  /**
+   * iommufd_vfio_iommu_get_info with `len` bytes of memory at the argument (the next page is
+   * unmapped): it reads 16 bytes, then writes, for argsz and n IOVA ranges, info [0, min(argsz, 24)),
+   * DMA_AVAIL [24, 36) once argsz >= 36 (and its next link [28, 32) once argsz >= 40), IOVA range i
+   * [56 + 16i, 72 + 16i) once argsz >= 72 + 16i, and the IOVA_RANGE header [40, 56) once all fit.
+   * A write past the memory is EFAULT; argsz < 16 is EINVAL.
+   */
+  it('GET_INFO with short memory: every argsz x length answers as the kernel does', () => {
+    const ioas = f.ctx.allocIoas();
+    f.ctx.setVfioIoas(ioas);
+    const mem = f.ctx.mmap(2 * P);
+    f.ctx.binding.munmap(mem.addr + BigInt(P), P);
+    const reach = (argsz: number, n: number) => {
+      let r = Math.min(argsz, 24);
+      if (argsz >= 36) r = 36;
+      for (let i = 0; i < n; i++) if (argsz >= 72 + 16 * i) r = 72 + 16 * i;
+      return r;
+    };
+    const sizes = [...Array.from({ length: 112 }, (_, i) => i), 128, 4096, 0xffff_ffff];
+    const wrong: string[] = [];
+    for (const n of [1, 2]) {
+      if (n === 2) f.test.addReserved(ioas.id, PG, PG);
+      const total = 24 + 16 + 16 + 16 * n;
+      for (let len = 1; len <= total + 8; len++) {
+        const b = f.ctx.binding.view(mem.addr + BigInt(P - len), len);
+        const d = new DataView(b.buffer, b.byteOffset, len);
+        for (const argsz of sizes) {
+          b.fill(0);
+          for (let k = 0; k < 4 && k < len; k++) b[k] = (argsz >>> (8 * k)) & 0xff;
+          const want = len < 16 ? 'EFAULT' : argsz < 16 ? 'EINVAL' : len < reach(argsz, n) ? 'EFAULT' : 'ok';
+          const errno = errnoOf(() => io(V.VFIO_IOMMU_GET_INFO, b));
+          // what came back: the errno, or argsz, flags, cap_offset and nr_iovas as far as written
+          let got = errno ? errnoName(errno) : 'ok';
+          let expected = want;
+          if (!errno && want === 'ok') {
+            got += ` ${d.getUint32(0, true)} ${d.getUint32(4, true)} ${argsz >= 20 ? d.getUint32(16, true) : '-'} ${argsz >= 56 + 16 * n ? d.getUint32(48, true) : '-'}`;
+            expected += ` ${total} ${V.VFIO_IOMMU_INFO_PGSIZES | V.VFIO_IOMMU_INFO_CAPS} ${argsz >= 20 ? (argsz >= total ? 24 : 0) : '-'} ${argsz >= 56 + 16 * n ? n : '-'}`;
+          }
+          if (got !== expected) wrong.push(`argsz ${argsz}, ${len} bytes, ${n} ranges: ${got}, want ${expected}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+    f.ctx.binding.munmap(mem.addr, P);
+  });
+
+  /**
+   * iommufd_vfio_map_dma maps with IOMMU_CACHE plus what the flags ask for. With neither READ nor
+   * WRITE the area takes no domain: generic_pt's map_range (like io-pgtable-arm) refuses a map
+   * without IOMMU_READ or IOMMU_WRITE with EINVAL. IOAS_MAP and COPY refuse such flags up front.
+   */
+  it('MAP_DMA with neither READ nor WRITE: accepted without a domain, EINVAL with one (the domain untouched)', () => {
+    const ioas = f.ctx.allocIoas();
+    f.ctx.setVfioIoas(ioas);
+    const none = mapCmd(32, 0, f.buffer.addr, MOCK_APERTURE_START, 4n * PG);
+    expect(io(V.VFIO_IOMMU_MAP_DMA, none)).toBe(0);
+    // no domain takes that area: attaching a mock device fails and leaves nothing behind
+    expectErrno(() => f.test.mockDomain(ioas.id), 'EINVAL');
+    f.test.checkRefs(f.buffer.addr, 4n * PG, 0);
+    const all = unmapCmd(24, V.VFIO_DMA_UNMAP_FLAG_ALL, 0n, 0n);
+    expect(io(V.VFIO_IOMMU_UNMAP_DMA, all)).toBe(0);
+    expect(sizeOut(all)).toBe(4n * PG);
+
+    const dev = f.test.mockDomain(ioas.id);
+    expect(simDomainEntries(f.ctx, dev.hwptId) ?? 0).toBe(0);
+    for (let cycle = 0; cycle < 3; cycle++) {
+      expectErrno(() => io(V.VFIO_IOMMU_MAP_DMA, none), 'EINVAL');
+      expectErrno(() => f.test.checkMap(dev.hwptId, MOCK_APERTURE_START, 4n * PG, f.buffer.addr), 'EINVAL');
+      f.test.checkRefs(f.buffer.addr, 4n * PG, 0);
+      expect(simDomainEntries(f.ctx, dev.hwptId) ?? 0).toBe(0);
+      // the same IOVAs map (R/W) and unmap cleanly afterwards
+      expect(io(V.VFIO_IOMMU_MAP_DMA, mapCmd(32, RW, f.buffer.addr, MOCK_APERTURE_START, 4n * PG))).toBe(0);
+      f.test.checkMap(dev.hwptId, MOCK_APERTURE_START, 4n * PG, f.buffer.addr);
+      expect(simDomainEntries(f.ctx, dev.hwptId) ?? 8).toBe(8); // 2 KiB entries
+      expect(io(V.VFIO_IOMMU_UNMAP_DMA, unmapCmd(24, 0, MOCK_APERTURE_START, 4n * PG))).toBe(0);
+      expect(simDomainEntries(f.ctx, dev.hwptId) ?? 0).toBe(0);
+      f.test.checkRefs(f.buffer.addr, 4n * PG, 0);
+    }
+    // IOAS_MAP and COPY with neither flag: EINVAL before anything is looked at
+    expectErrno(() => ioas.mapUser(f.buffer.addr, 4n * PG, { iova: MOCK_APERTURE_START, readable: false, writeable: false }), 'EINVAL');
+    ioas.mapUser(f.buffer.addr, 4n * PG, { iova: MOCK_APERTURE_START });
+    expectErrno(() => f.ctx.allocIoas().copyFrom(ioas, MOCK_APERTURE_START, 4n * PG, { readable: false, writeable: false }), 'EINVAL');
+    f.ctx.destroy(dev.stdevId);
+  });
+
+  it('MAP_DMA of 2^38 bytes over unmapped memory into an IOAS with a domain: EFAULT at once', () => {
+    const ioas = f.ctx.allocIoas();
+    hugeMockHwpt(f, ioas);
+    f.ctx.setVfioIoas(ioas);
+    const cmd = mapCmd(32, RW, unmappedAddress(f.ctx), 0n, 1n << 38n); // the whole MOCK_IOMMUPT_HUGE aperture
+    expect(peakRssGrowth(() => expectErrno(() => io(V.VFIO_IOMMU_MAP_DMA, cmd), 'EFAULT'))).toBeLessThan(64 * 1024 * 1024);
+    expect(ioas.unmapAll()).toBe(0n);
+  }, 60_000);
 
   it('an iommufd closed while an access fd is open keeps its pins until that fd closes', () => {
     const ctx = Iommufd.open({ backend: f.ctx.binding });

@@ -21,8 +21,9 @@ import { PAGE_SIZE, type PageStore } from '../kernel/mm.js';
 export interface DomainMapSource {
   readonly start: bigint;
   readonly last: bigint;
-  /** Byte offset of `start` in the pages. */
-  readonly startByte: number;
+  /** The page of `start` in the pages (iopt_area_index), and `start`'s offset in that page. */
+  readonly pageIndex: number;
+  readonly pageOffset: number;
   /** IOMMU_READ | IOMMU_WRITE */
   readonly prot: number;
   readonly pages: {
@@ -112,17 +113,20 @@ export class PagingDomain implements DmaTarget {
    * Map every unit of an area (iopt_area_fill_domain); its pages must be pinned. Physically
    * contiguous runs go in the largest IOPTEs iommu_map would pick (page sizes of the bitmap that
    * IOVA and address alignment and the remaining length allow), or in PAGE_SIZE IOPTEs when the
-   * IOAS disabled large pages (batch_iommu_map_small).
+   * IOAS disabled large pages (batch_iommu_map_small). A map with neither READ nor WRITE is
+   * EINVAL (generic_pt's map_range, like io-pgtable-arm): VFIO_IOMMU_MAP_DMA with flags 0 makes one.
    */
   mapArea(area: DomainMapSource, smallOnly = false): void {
+    if (!(area.prot & (IOMMU_READ | IOMMU_WRITE))) kerr(ERRNO.EINVAL);
     const pages = area.pages;
     const size = this.pageSize;
     let u = this.unitOf(area.start);
     const last = this.unitOf(area.last);
-    let byte = area.startByte;
+    const page0 = area.pageIndex;
+    let byte = area.pageOffset; // from the start of page0: a pinned area's offsets are exact numbers
     while (u <= last) {
       // one physically contiguous run: same store, consecutive offsets
-      const pi = Math.floor(byte / PAGE_SIZE);
+      const pi = page0 + Math.floor(byte / PAGE_SIZE);
       const store = pages.storeOf(pi);
       if (!store) kerr(ERRNO.EFAULT); // not pinned: a core bug, never silently mapped
       const off0 = pages.pageIndexOf(pi) * PAGE_SIZE + (byte % PAGE_SIZE);
@@ -130,7 +134,7 @@ export class PagingDomain implements DmaTarget {
       for (;;) {
         if (u + n > last) break;
         const b = byte + n * size;
-        const pj = Math.floor(b / PAGE_SIZE);
+        const pj = page0 + Math.floor(b / PAGE_SIZE);
         if (pages.storeOf(pj) !== store || pages.pageIndexOf(pj) * PAGE_SIZE + (b % PAGE_SIZE) !== off0 + n * size) break;
         n++;
       }

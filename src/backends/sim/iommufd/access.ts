@@ -8,7 +8,7 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from '../kernel/errno.js';
 import { shouldFail } from '../kernel/fault_inject.js';
-import { IOMMU_READ, IOMMU_WRITE, type Area } from './io_pagetable.js';
+import { IOMMU_READ, IOMMU_WRITE, areaPage, areaPageOffset, type Area } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { PhysAddr } from '../iommu/iommu.js';
@@ -47,12 +47,10 @@ export function accessPinPages(ioas: IoasObject | null, iova: bigint, length: bi
   const done: [Area, number, number][] = [];
   try {
     for (const [area, cur, end] of contig(ioas, iova, last)) {
-      const sb = area.startByte + Number(cur - area.start);
-      const eb = area.startByte + Number(end - area.start);
-      if (sb % PAGE_SIZE || (end !== last && eb % PAGE_SIZE !== PAGE_SIZE - 1)) kerr(ERRNO.EINVAL);
+      if (areaPageOffset(area, cur) || (end !== last && areaPageOffset(area, end) !== PAGE_SIZE - 1)) kerr(ERRNO.EINVAL);
       if (!(area.prot & (write ? IOMMU_WRITE : IOMMU_READ))) kerr(ERRNO.EPERM);
-      const first = Math.floor(sb / PAGE_SIZE);
-      const lastIdx = Math.floor(eb / PAGE_SIZE);
+      const first = areaPage(area, cur);
+      const lastIdx = areaPage(area, end);
       if (shouldFail()) kerr(ERRNO.ENOMEM); // iopt_area_add_access's iopt_pages_access (fault injection)
       area.pages.pin(first, lastIdx, write);
       area.numAccesses++;
@@ -77,9 +75,7 @@ export function accessPinPages(ioas: IoasObject | null, iova: bigint, length: bi
 /** iommufd_access_unpin_pages: the exact range pinned before. */
 export function accessUnpinPages(ioas: IoasObject, iova: bigint, length: bigint, unlock: boolean): void {
   for (const [area, cur, end] of contig(ioas, iova, iova + length - 1n, false)) {
-    const f = Math.floor((area.startByte + Number(cur - area.start)) / PAGE_SIZE);
-    const l = Math.floor((area.startByte + Number(end - area.start)) / PAGE_SIZE);
-    area.pages.unpin(f, l);
+    area.pages.unpin(areaPage(area, cur), areaPage(area, end));
     area.numAccesses--;
     if (unlock) area.numLocks--;
   }

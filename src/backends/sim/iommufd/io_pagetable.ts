@@ -3,7 +3,9 @@
  * slices of IoptPages; reserved spans (device regions, test reservations) and the allowed list
  * constrain where areas may go; the automatic allocator follows the kernel's rules exactly
  * (alignment guessed from the source address, first fit from the lowest hole, never IOVA 0,
- * the page offset of the source kept). It never sees object IDs or ioctl structs.
+ * the page offset of the source kept, allowed ranges that touch taken as one span). It never
+ * sees object IDs or ioctl structs. Byte offsets into pages can pass 2^53, so an area keeps
+ * the kernel's split (page index, offset in that page) and both stay exact JS numbers.
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { SpanList, type Span } from './area_list.js';
@@ -22,13 +24,17 @@ const HALF_MAX = MAX / 2n;
 const PAGE = BigInt(PAGE_SIZE);
 const PAGE_MASK = PAGE - 1n;
 const MAX_LESS_PAGE = MAX - PAGE;
+/** Below this an offset inside an area plus a page offset is an exact JS number. */
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER - PAGE_SIZE);
 /** HPAGE_SIZE on x86-64 with CONFIG_TRANSPARENT_HUGEPAGE (the test kernel has it). */
 const MAX_AUTO_ALIGNMENT = 2n * 1024n * 1024n;
 
 export interface Area extends Span {
   pages: IoptPages;
-  /** Byte offset of this area's first byte inside pages' first page span. */
-  startByte: number;
+  /** iopt_area_index: the page of `pages` holding the area's first byte. */
+  pageIndex: number;
+  /** area->page_offset: that byte's offset inside its page. */
+  pageOffset: number;
   prot: number;
   /** In-kernel access users pinning inside this area; unmap asks them to let go. */
   numAccesses: number;
@@ -42,11 +48,32 @@ export interface Reserved extends Span {
   owner: unknown;
 }
 
-/** One slice of pages to place at consecutive IOVAs (iopt_pages_list). */
+/** One slice of pages to place at consecutive IOVAs (iopt_pages_list; start_byte as page index + offset). */
 export interface PagesSlice {
   pages: IoptPages;
-  startByte: number;
+  pageIndex: number;
+  pageOffset: number;
   length: bigint;
+}
+
+/** iopt_area_start_byte(area, iova) / PAGE_SIZE: the page of area.pages holding the byte at `iova`. */
+export function areaPage(a: Area, iova: bigint): number {
+  const d = iova - a.start;
+  if (d < SAFE) return a.pageIndex + Math.floor((a.pageOffset + Number(d)) / PAGE_SIZE);
+  return a.pageIndex + Number((d + BigInt(a.pageOffset)) / PAGE);
+}
+
+/** iopt_area_start_byte(area, iova) % PAGE_SIZE: the byte's offset inside its page. */
+export function areaPageOffset(a: Area, iova: bigint): number {
+  const d = iova - a.start;
+  if (d < SAFE) return (a.pageOffset + Number(d)) % PAGE_SIZE;
+  return Number((d + BigInt(a.pageOffset)) & PAGE_MASK);
+}
+
+/** The source address of a slice's first byte (pages->uptr or file start + start_byte), which guesses the IOVA alignment. */
+function sourceAddr(pages: IoptPages, pageIndex: number, pageOffset: number): bigint {
+  if (pageIndex === 0) return pageOffset ? pages.base + BigInt(pageOffset) : pages.base;
+  return pages.base + BigInt(pageIndex) * PAGE + BigInt(pageOffset);
 }
 
 /** The hook io_pagetable calls when an unmap meets an area that accesses still use. */
@@ -109,13 +136,20 @@ export class IoPagetable {
     if (align < this.iovaAlignment) kerr(ERRNO.EINVAL);
     const mask = align - 1n;
     const req: AllocRequest = { lengthM1: length - 1n, mask, notMask: ~mask, pageOffset };
-    if (!this.allowed.length) {
+    const allowed = this.allowed;
+    if (!allowed.length) {
       const iova = this.allocIn(PAGE, MAX_LESS_PAGE, req);
       if (iova !== null) return iova;
     }
-    for (const span of this.allowed) {
-      const s = span.start < PAGE ? PAGE : span.start;
-      const l = span.last > MAX_LESS_PAGE ? MAX_LESS_PAGE : span.last;
+    // interval_tree_for_each_span: allowed ranges that touch (last + 1 == start) are one span
+    for (let i = 0; i < allowed.length; ) {
+      const start = allowed[i]!.start;
+      let last = allowed[i]!.last;
+      while (++i < allowed.length && allowed[i]!.start <= last + 1n) {
+        if (allowed[i]!.last > last) last = allowed[i]!.last;
+      }
+      const s = start < PAGE ? PAGE : start;
+      const l = last > MAX_LESS_PAGE ? MAX_LESS_PAGE : last;
       if (s > l) continue;
       const iova = this.allocIn(s, l, req);
       if (iova !== null) return iova;
@@ -153,29 +187,29 @@ export class IoPagetable {
   // ---- map / copy / unmap ----------------------------------------------------------------------
 
   /** Where a new mapping of `length` goes: checked when fixed, else allocated from the source address. */
-  private place(length: bigint, iova: bigint | null, pages: IoptPages, startByte: number): bigint {
+  private place(length: bigint, iova: bigint | null, pages: IoptPages, pageIndex: number, pageOffset: number): bigint {
     const align = this.iovaAlignment;
     if (length === 0n || (align !== 1n && length & (align - 1n))) kerr(ERRNO.EINVAL);
-    if (iova === null) return this.allocIova(startByte ? pages.base + BigInt(startByte) : pages.base, length);
+    if (iova === null) return this.allocIova(sourceAddr(pages, pageIndex, pageOffset), length);
     this.checkIova(iova, length);
     return iova;
   }
 
   /** iopt_insert_area's checks for one slice placed at `start`. */
-  private newArea(start: bigint, pages: IoptPages, startByte: number, length: bigint, prot: number): Area {
+  private newArea(start: bigint, pages: IoptPages, pageIndex: number, pageOffset: number, length: bigint, prot: number): Area {
     if (prot & IOMMU_WRITE && !pages.writable) kerr(ERRNO.EPERM);
     const align = this.iovaAlignment;
-    if (align !== 1n && (startByte % PAGE_SIZE) & Number(align - 1n)) kerr(ERRNO.EINVAL);
+    if (align !== 1n && pageOffset & Number(align - 1n)) kerr(ERRNO.EINVAL);
     const last = start + length - 1n;
     if (last > MAX) kerr(ERRNO.EOVERFLOW);
-    return { start, last, pages, startByte, prot, numAccesses: 0, numLocks: 0, domainPinned: false };
+    return { start, last, pages, pageIndex, pageOffset, prot, numAccesses: 0, numLocks: 0, domainPinned: false };
   }
 
-  /** MAP / MAP_FILE: one new IoptPages at one area (mapPages without the arrays). */
-  mapOne(pages: IoptPages, startByte: number, length: bigint, iova: bigint | null, prot: number): bigint {
+  /** MAP / MAP_FILE: one new IoptPages at one area from its first page (mapPages without the arrays). */
+  mapOne(pages: IoptPages, pageOffset: number, length: bigint, iova: bigint | null, prot: number): bigint {
     allocAreas(1);
-    const at = this.place(length, iova, pages, startByte);
-    const area = this.newArea(at, pages, startByte, length, prot);
+    const at = this.place(length, iova, pages, 0, pageOffset);
+    const area = this.newArea(at, pages, 0, pageOffset, length, prot);
     this.areas.insert(area);
     if (this.domains.length) this.fillDomainsOrAbort([area]);
     return at;
@@ -188,11 +222,11 @@ export class IoPagetable {
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: number): bigint {
     const first = slices[0]!;
     allocAreas(slices.length);
-    const at = this.place(length, iova, first.pages, first.startByte);
+    const at = this.place(length, iova, first.pages, first.pageIndex, first.pageOffset);
     const areas: Area[] = [];
     let cur = at;
     for (const s of slices) {
-      const a = this.newArea(cur, s.pages, s.startByte, s.length, prot);
+      const a = this.newArea(cur, s.pages, s.pageIndex, s.pageOffset, s.length, prot);
       areas.push(a);
       cur = a.last + 1n;
     }
@@ -219,9 +253,7 @@ export class IoPagetable {
 
   /** The page index range [first, last] of `pages` an area covers. */
   private pageRange(a: Area): [number, number] {
-    const first = Math.floor(a.startByte / PAGE_SIZE);
-    const last = Math.floor((a.startByte + Number(a.last - a.start)) / PAGE_SIZE);
-    return [first, last];
+    return [a.pageIndex, areaPage(a, a.last)];
   }
 
   private pinForDomains(a: Area): void {
@@ -294,7 +326,7 @@ export class IoPagetable {
   private checkAlignment(align: bigint): void {
     const mask = align - 1n;
     for (const a of this.areas.range(0n, MAX)) {
-      if (a.start & mask || (a.last - a.start + 1n) & mask || BigInt(a.startByte % PAGE_SIZE) & mask) {
+      if (a.start & mask || (a.last - a.start + 1n) & mask || BigInt(a.pageOffset) & mask) {
         kerr(ERRNO.EADDRINUSE);
       }
     }
@@ -311,7 +343,7 @@ export class IoPagetable {
     while (area && area.start <= cur) {
       const end = last < area.last ? last : area.last;
       if (shouldFail()) kerr(ERRNO.ENOMEM); // the iopt_pages_list element
-      out.push({ pages: area.pages, startByte: area.startByte + Number(cur - area.start), length: end - cur + 1n });
+      out.push({ pages: area.pages, pageIndex: areaPage(area, cur), pageOffset: areaPageOffset(area, cur), length: end - cur + 1n });
       if (last <= area.last) {
         for (const s of out) s.pages.refs++;
         return out;
@@ -367,14 +399,14 @@ export class IoPagetable {
     if (iova === area.start || iova === area.last) return;
     const newStart = iova + 1n;
     const mask = this.iovaAlignment - 1n;
-    const rhsStartByte = area.startByte + Number(newStart - area.start);
-    if (newStart & mask || BigInt(rhsStartByte) & mask) kerr(ERRNO.EINVAL);
+    const rhsOffset = areaPageOffset(area, newStart);
+    if (newStart & mask || BigInt(rhsOffset) & mask) kerr(ERRNO.EINVAL);
     allocAreas(2);
     if (area.numAccesses) kerr(ERRNO.EINVAL);
     this.areas.remove(area);
     const common = { pages: area.pages, prot: area.prot, numAccesses: 0, numLocks: 0, domainPinned: area.domainPinned };
-    const lhs: Area = { ...common, start: area.start, last: iova, startByte: area.startByte };
-    const rhs: Area = { ...common, start: newStart, last: area.last, startByte: rhsStartByte };
+    const lhs: Area = { ...common, start: area.start, last: iova, pageIndex: area.pageIndex, pageOffset: area.pageOffset };
+    const rhs: Area = { ...common, start: newStart, last: area.last, pageIndex: areaPage(area, newStart), pageOffset: rhsOffset };
     this.areas.insert(lhs);
     this.areas.insert(rhs);
     area.pages.refs++;

@@ -48,12 +48,12 @@ function prot(flags: number): number {
 }
 
 /** iopt_alloc_pages: EINVAL for a zero or absurd length, ENOMEM when fault injection fails its kzalloc. */
-function allocPages(ctx: IommufdCtx, source: IoptPages['source'], startByte: number, length: bigint, writable: boolean): IoptPages {
+function allocPages(ctx: IommufdCtx, source: IoptPages['source'], pageOffset: number, length: bigint, writable: boolean): IoptPages {
   if (length > SIZE_MAX_LESS_PAGE || length === 0n) kerr(ERRNO.EINVAL);
   if (shouldFail()) kerr(ERRNO.ENOMEM);
   const npages = length < SAFE
-    ? Math.ceil((Number(length) + startByte) / PAGE_SIZE)
-    : Number((length + BigInt(startByte) + PAGE - 1n) / PAGE);
+    ? Math.ceil((Number(length) + pageOffset) / PAGE_SIZE)
+    : Number((length + BigInt(pageOffset) + PAGE - 1n) / PAGE);
   const pages = new IoptPages(source, npages, writable, ctx.proc);
   if (ctx.accountMode === AccountMode.MM && pages.accountMode === AccountMode.USER) pages.accountMode = AccountMode.MM;
   return pages;
@@ -71,10 +71,10 @@ function checkMapArgs(flags: number, a: bigint, b: bigint, c = 0n): void {
  */
 export function mapUserRange(ctx: IommufdCtx, iopt: IoPagetable, uptr: bigint, length: bigint, iova: bigint | null, prot: number): bigint {
   if (uptr + length > MAX) kerr(ERRNO.EOVERFLOW);
-  const startByte = Number(uptr & PAGE_MASK);
-  const source = { kind: 'user' as const, proc: ctx.proc, uptr: startByte ? uptr - BigInt(startByte) : uptr };
-  const pages = allocPages(ctx, source, startByte, length, !!(prot & IOMMU_WRITE));
-  return iopt.mapOne(pages, startByte, length, iova, prot);
+  const pageOffset = Number(uptr & PAGE_MASK);
+  const source = { kind: 'user' as const, proc: ctx.proc, uptr: pageOffset ? uptr - BigInt(pageOffset) : uptr };
+  const pages = allocPages(ctx, source, pageOffset, length, !!(prot & IOMMU_WRITE));
+  return iopt.mapOne(pages, pageOffset, length, iova, prot);
 }
 
 const A = IOCTLS.IOAS_ALLOC.struct.off;
@@ -156,10 +156,10 @@ function ioasMapFile(ctx: IommufdCtx, u: Ucmd): void {
   if (start + length - 1n > MAX) kerr(ERRNO.EOVERFLOW);
   const file = ctx.proc.file(u.s32(F.fd!));
   const memfd = file instanceof SimMemfdFile ? file.memfd : new SimMemfd('[not shmem]');
-  const startByte = Number(start % BigInt(PAGE_SIZE));
-  const pages = allocPages(ctx, { kind: 'file', file: memfd, start: Number(start) }, startByte, length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
+  const pageOffset = Number(start & PAGE_MASK);
+  const pages = allocPages(ctx, { kind: 'file', file: memfd, start }, pageOffset, length, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
   const fixed = flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null;
-  u.setU64(F.iova!, ioas.iopt.mapOne(pages, startByte, length, fixed, prot(flags)));
+  u.setU64(F.iova!, ioas.iopt.mapOne(pages, pageOffset, length, fixed, prot(flags)));
   u.respond();
 }
 

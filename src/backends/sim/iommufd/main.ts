@@ -46,6 +46,8 @@ export interface ObjEntry {
   /** The kernel's `users`: 1 = only the table holds it; DESTROY needs exactly 1. */
   readonly users: number;
   readonly obj: SimObject;
+  /** Reserved by alloc() and not yet finalized: the id is taken, but lookups do not see it. */
+  readonly building?: true;
 }
 
 export type Handler = (ctx: IommufdCtx, u: Ucmd) => number | void;
@@ -119,14 +121,27 @@ export class IommufdCtx implements SimFile {
 
   // ---- the object table ----------------------------------------------------------------------
 
-  /** Reserve the lowest free id and publish the object (ENOMEM: _iommufd_object_alloc's kzalloc, fault injection). */
+  /** Reserve the lowest free id and publish the object at once. */
   add(type: ObjType, obj: SimObject): number {
+    return this.insert({ type, users: 1, obj });
+  }
+
+  /**
+   * iommufd_object_alloc: reserve the lowest free id for an object still being built (the
+   * kernel's XA_ZERO_ENTRY). Lookups answer ENOENT for it until finalize(); abort() frees the id.
+   */
+  alloc(type: ObjType, obj: SimObject): number {
+    return this.insert({ type, users: 1, obj, building: true });
+  }
+
+  /** xa_alloc: the entry at the lowest free id in [1, ID_MAX] (ENOMEM: the object's kzalloc, fault injection). */
+  private insert(entry: ObjEntry): number {
     if (shouldFail()) kerr(ERRNO.ENOMEM);
     let id = 1;
     while (this.objects.has(id)) id++;
     if (id > ID_MAX) kerr(ERRNO.ENOSPC);
     this.objects = produce(this.objects, (d) => {
-      d.set(id, { type, users: 1, obj });
+      d.set(id, entry);
     });
     return id;
   }
@@ -144,15 +159,32 @@ export class IommufdCtx implements SimFile {
     }
   }
 
-  /** iommufd_get_object: ENOENT for a missing id, a tombstone or another type. */
+  /** iommufd_object_finalize: publish an object reserved with alloc(). */
+  finalize(id: number): void {
+    this.objects = produce(this.objects, (d) => {
+      const e = d.get(id);
+      if (e) delete e.building;
+    });
+  }
+
+  /** iommufd_object_abort_and_destroy: take back an object that was never finalized. */
+  abort(id: number): void {
+    const e = this.objects.get(id);
+    if (!e?.building) return;
+    this.objects = produce(this.objects, (d) => void d.delete(id));
+    e.obj.destroy();
+  }
+
+  /** iommufd_get_object: ENOENT for a missing id, a tombstone, an object being built or another type. */
   get<T extends SimObject>(id: number, type: ObjType): T {
     const e = this.objects.get(id);
-    if (!e || e.type !== type) kerr(ERRNO.ENOENT);
+    if (!e || e.building || e.type !== type) kerr(ERRNO.ENOENT);
     return e.obj as T;
   }
 
   entry(id: number): ObjEntry | undefined {
-    return this.objects.get(id) ?? undefined;
+    const e = this.objects.get(id);
+    return e && !e.building ? e : undefined;
   }
 
   /**
@@ -184,7 +216,7 @@ export class IommufdCtx implements SimFile {
   /** iommufd_object_remove: ENOENT if missing, EBUSY if anything else holds it. */
   remove(id: number): void {
     const e = this.objects.get(id);
-    if (!e) kerr(ERRNO.ENOENT);
+    if (!e || e.building) kerr(ERRNO.ENOENT);
     if (e.users !== 1) kerr(ERRNO.EBUSY);
     this.objects = produce(this.objects, (d) => {
       d.delete(id);

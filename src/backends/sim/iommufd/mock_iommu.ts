@@ -1,8 +1,8 @@
 /**
  * The kernel's mock IOMMU (selftest.c, CONFIG_IOMMUFD_TEST): what IOMMU_TEST_OP_MOCK_DOMAIN
  * plugs in so the selftests exercise domains without hardware. Paging domains have 2 KiB pages
- * and the aperture [2^24, 2^31) (MOCK_IOMMUPT_DEFAULT), or PAGE_SIZE | 1 MiB pages and the full
- * 56-bit space (MOCK_IOMMUPT_HUGE); nested domains carry four IOTLB slots that
+ * and the aperture [2^24, 2^31) (MOCK_IOMMUPT_DEFAULT), or PAGE_SIZE | 1 MiB pages and the
+ * table's own aperture [0, 2^38) (MOCK_IOMMUPT_HUGE); nested domains carry four IOTLB slots that
  * IOMMU_HWPT_INVALIDATE clears; devices may refuse dirty tracking (NO_DIRTY) or offer PASIDs.
  * Each mock device is alone in its group, behind the machine's mock IOMMU unit (its capabilities:
  * machine/mock_iommu.ts); this file is the driver side (mock_ops) the iommufd core calls.
@@ -143,7 +143,8 @@ function mockOps(dev: MockDevice): IommuDriverOps {
         return new PagingDomain({
           owner: MOCK_OPS,
           pgsizeBitmap: BigInt(MOCK_HUGE_PAGE_SIZE) | BigInt(PAGE_SIZE),
-          aperture: { start: 0n, last: (1n << 56n) - 1n },
+          // amdv1's mock format: 2 KiB granule, three levels from starting_level 2 = 38 bits (7.3 answers [0, 2^38 - 1])
+          aperture: { start: 0n, last: (1n << 38n) - 1n },
           dirtyOps: dirty,
           enforceCacheCoherency: true,
         });

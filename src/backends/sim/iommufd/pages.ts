@@ -18,17 +18,38 @@ export const enum AccountMode {
 
 export type PagesSource =
   | { kind: 'user'; proc: SimProcess; uptr: bigint }
-  | { kind: 'file'; file: SimMemfd; start: number };
+  | { kind: 'file'; file: SimMemfd; start: bigint };
+
+/** Pages per batch of pin state (pfn_reader's batches): allocated on its first pin, freed with its last. */
+const BATCH = 512;
+const PAGE = BigInt(PAGE_SIZE);
+
+/** Pin state of up to BATCH consecutive pages: users, and where each pinned page lives. */
+class PinBatch {
+  /** Use count by pinning users; a page is pinned while its count is non-zero. */
+  readonly users: Uint32Array;
+  /** The backing store and page index of each pinned page (what the kernel's pinned_pfns hold). */
+  readonly stores: (PageStore | null)[];
+  readonly index: Float64Array;
+  /** Pages of the batch with users. */
+  pinned = 0;
+
+  constructor(n: number) {
+    this.users = new Uint32Array(n);
+    this.stores = new Array<PageStore | null>(n).fill(null);
+    this.index = new Float64Array(n);
+  }
+}
 
 export class IoptPages {
   /** COPY shares one IoptPages between areas; the last area to go releases it. */
   refs = 1;
   accountMode: AccountMode;
-  /** Per-page use count by pinning users; a page is pinned while its count is non-zero. */
-  private users: Uint32Array | null = null;
-  /** The backing store and page index of each pinned page (what the kernel's pinned_pfns hold). */
-  private stores: (PageStore | null)[] = [];
-  private index: Float64Array | null = null;
+  /** Pin state by batch number: only batches with a pinned page exist (memory follows what is pinned). */
+  private readonly batches = new Map<number, PinBatch>();
+  /** The batch used last (fills and walks go page by page through the same batch). */
+  private cachedKey = -1;
+  private cached: PinBatch | undefined;
   npinned = 0;
 
   constructor(
@@ -45,110 +66,153 @@ export class IoptPages {
   /** Address of the first page's start: uptr rounded down, or the file offset rounded down. */
   get base(): bigint {
     const src = this.source;
-    return src.kind === 'user' ? src.uptr : BigInt(src.start - (src.start % PAGE_SIZE));
+    return src.kind === 'user' ? src.uptr : src.start - (src.start % PAGE);
   }
 
   get isFile(): boolean {
     return this.source.kind === 'file';
   }
 
+  private batch(key: number): PinBatch | undefined {
+    if (key !== this.cachedKey) {
+      this.cachedKey = key;
+      this.cached = this.batches.get(key);
+    }
+    return this.cached;
+  }
+
   /**
-   * Pin pages [first, last] for one more user. All or nothing: on EFAULT/ENOMEM nothing changes.
+   * Pin pages [first, last] for one more user, batch by batch: pages not yet pinned are pinned
+   * (and charged), so the work and memory are those of the pages pinned before a failure. All or
+   * nothing: on EFAULT/ENOMEM every batch done is undone.
    */
   pin(first: number, last: number, write: boolean): void {
     if (write && !this.writable) kerr(ERRNO.EPERM);
-    if (!this.users) {
-      if (this.npages > 1 << 26) kerr(ERRNO.ENOMEM);
-      this.users = new Uint32Array(this.npages);
-      this.index = new Float64Array(this.npages);
-      this.stores = new Array<PageStore | null>(this.npages).fill(null);
-    }
-    const users = this.users;
-    // Runs of not-yet-pinned pages are pinned together; on failure the runs done so far are undone.
-    const done: number[] = [];
     let fresh = 0;
+    let i = first;
     try {
-      for (let i = first; i <= last; ) {
-        if (users[i] !== 0) {
-          i++;
-          continue;
-        }
-        let j = i;
-        while (j < last && users[j + 1] === 0) j++;
-        this.pinRun(i, j, write);
-        done.push(i, j);
-        fresh += j - i + 1;
-        i = j + 1;
+      while (i <= last) {
+        const key = Math.floor(i / BATCH);
+        const end = Math.min(last, key * BATCH + BATCH - 1);
+        fresh += this.pinBatch(key, i - key * BATCH, end - key * BATCH, write);
+        i = end + 1;
       }
       this.charge(fresh);
     } catch (e) {
-      for (let k = 0; k < done.length; k += 2) this.releaseRun(done[k]!, done[k + 1]!);
+      if (i > first) this.release(first, i - 1);
       throw e;
     }
-    for (let i = first; i <= last; i++) users[i]!++;
     this.npinned += fresh;
   }
 
-  unpin(first: number, last: number): void {
-    const users = this.users;
-    if (!users) return;
-    let released = 0;
-    for (let i = first; i <= last; i++) {
-      if (users[i] === 0) continue;
-      if (--users[i]! === 0) {
-        this.releaseRun(i, i);
-        released++;
+  /** One more user on slots [s, e] of a batch, pinning the runs that had none. Returns the pages pinned. */
+  private pinBatch(key: number, s: number, e: number, write: boolean): number {
+    const b = this.batch(key) ?? new PinBatch(Math.min(BATCH, this.npages - key * BATCH));
+    const users = b.users;
+    let fresh = 0;
+    try {
+      for (let k = s; k <= e; ) {
+        if (users[k] !== 0) {
+          k++;
+          continue;
+        }
+        let j = k;
+        while (j < e && users[j + 1] === 0) j++;
+        this.pinRun(b, key * BATCH + k, k, j - k + 1, write);
+        fresh += j - k + 1;
+        k = j + 1;
       }
+    } catch (err) {
+      for (let k = s; k <= e; k++) if (users[k] === 0 && b.stores[k]) this.releasePage(b, k);
+      throw err;
     }
+    for (let k = s; k <= e; k++) if (users[k]!++ === 0) b.pinned++;
+    if (!this.batches.has(key)) {
+      this.batches.set(key, b);
+      this.cachedKey = key;
+      this.cached = b;
+    }
+    return fresh;
+  }
+
+  unpin(first: number, last: number): void {
+    const released = this.release(first, last);
     this.npinned -= released;
     this.uncharge(released);
   }
 
+  /** One user less on pages [first, last]; returns how many are no longer pinned. */
+  private release(first: number, last: number): number {
+    let released = 0;
+    for (let i = first; i <= last; ) {
+      const key = Math.floor(i / BATCH);
+      const end = Math.min(last, key * BATCH + BATCH - 1);
+      const b = this.batch(key);
+      if (b) {
+        const users = b.users;
+        for (let k = i - key * BATCH, e = end - key * BATCH; k <= e; k++) {
+          if (users[k] === 0) continue;
+          if (--users[k]! === 0) {
+            this.releasePage(b, k);
+            b.pinned--;
+            released++;
+          }
+        }
+        if (b.pinned === 0) {
+          this.batches.delete(key);
+          this.cached = undefined;
+        }
+      }
+      i = end + 1;
+    }
+    return released;
+  }
+
   /** Where pinned page `i` lives: its store (null if not pinned) and the store's page index. */
   storeOf(i: number): PageStore | null {
-    return this.stores[i] ?? null;
+    const b = this.batch(Math.floor(i / BATCH));
+    return b ? b.stores[i % BATCH]! : null;
   }
 
   pageIndexOf(i: number): number {
-    return this.index![i]!;
+    return this.batch(Math.floor(i / BATCH))!.index[i % BATCH]!;
   }
 
-  private pinRun(first: number, last: number, write: boolean): void {
+  /** Pin `n` pages from page `page` into slots [k, k + n) of a batch. */
+  private pinRun(b: PinBatch, page: number, k: number, n: number, write: boolean): void {
     if (shouldFail()) kerr(ERRNO.ENOMEM); // the pin step (fault injection)
     const src = this.source;
-    const n = last - first + 1;
     if (src.kind === 'user') {
-      src.proc.mm.pinInto(Number(src.uptr) + first * PAGE_SIZE, n, write, this.stores, this.index!, first);
+      src.proc.mm.pinInto(Number(src.uptr) + page * PAGE_SIZE, n, write, b.stores, b.index, k);
       return;
     }
     const store: PageStore = src.file.store;
-    const p0 = Math.floor(src.start / PAGE_SIZE) + first;
+    const p0 = Number(src.start / PAGE) + page;
     if ((p0 + n - 1) * PAGE_SIZE >= src.file.size) kerr(ERRNO.EINVAL);
-    for (let k = 0; k < n; k++) {
-      this.stores[first + k] = store;
-      this.index![first + k] = p0 + k;
-      store.pins[p0 + k]!++;
+    for (let j = 0; j < n; j++) {
+      b.stores[k + j] = store;
+      b.index[k + j] = p0 + j;
+      store.pins[p0 + j]!++;
     }
   }
 
-  private releaseRun(first: number, last: number): void {
-    for (let i = first; i <= last; i++) {
-      const s = this.stores[i];
-      if (s) s.pins[this.index![i]!]!--;
-      this.stores[i] = null;
-    }
+  private releasePage(b: PinBatch, k: number): void {
+    b.stores[k]!.pins[b.index[k]!]!--;
+    b.stores[k] = null;
   }
 
-  /** Read or write bytes at byte offset `off` of this pages' span (iopt_pages_rw_access). */
-  rw(off: number, buf: Uint8Array, write: boolean): void {
+  /** Read or write bytes from byte `offset` of page `index` of this pages' span (iopt_pages_rw_access). */
+  rw(index: number, offset: number, buf: Uint8Array, write: boolean): void {
     const src = this.source;
     if (write && !this.writable) kerr(ERRNO.EPERM);
+    // Past 2^53 these addresses are inexact, but then far beyond any mapping or file: EFAULT / EINVAL either way.
+    const off = index * PAGE_SIZE + offset;
     if (src.kind === 'user') {
       if (write) src.proc.mm.copyToUser(Number(src.uptr) + off, buf);
       else src.proc.mm.copyFromUser(Number(src.uptr) + off, buf);
       return;
     }
-    const at = src.start - (src.start % PAGE_SIZE) + off;
+    const at = Number(this.base) + off;
     if (at + buf.length > src.file.size) kerr(ERRNO.EINVAL);
     const bytes = src.file.store.bytes;
     if (write) bytes.set(buf, at);

@@ -18,7 +18,7 @@ import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from '
 import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, faultTarget, NO_PASID, type IommufdDevice } from './device.js';
 import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
 import { accessPinPages, accessUnpinPages, contig } from './access.js';
-import { IOMMU_READ, IOMMU_WRITE } from './io_pagetable.js';
+import { IOMMU_READ, IOMMU_WRITE, areaPage, areaPageOffset } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
@@ -111,7 +111,7 @@ class SelftestAccess implements SimObject, SimFile {
     for (const [area, cur, end] of contig(ioas, iova, last)) {
       if (!(area.prot & (write ? IOMMU_WRITE : IOMMU_READ))) kerr(ERRNO.EPERM);
       const n = Number(end - cur) + 1;
-      area.pages.rw(area.startByte + Number(cur - area.start), buf.subarray(done, done + n), write);
+      area.pages.rw(areaPage(area, cur), areaPageOffset(area, cur), buf.subarray(done, done + n), write);
       done += n;
     }
   }
@@ -372,14 +372,15 @@ class SelftestDevice implements SimObject {
 }
 
 /**
- * iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT). On
- * any failure, the response included, the object's destroy detaches, unbinds and unplugs what
- * was made (out_detach, out_unbind, out_mdev, then the abort).
+ * iommufd_test_mock_domain: ids are taken in the kernel's order (selftest obj, device, HWPT); the
+ * selftest object is finalized last, so until then its own id names nothing (ENOENT). On any
+ * failure, the response included, the object's destroy detaches, unbinds and unplugs what was
+ * made (out_detach, out_unbind, out_mdev, then the abort).
  */
 function mockDomain(ctx: IommufdCtx, u: Ucmd, ptId: number, devFlags: number): void {
   const sobj = new SelftestDevice(ctx);
-  const stdevId = ctx.add('SELFTEST', sobj);
-  ctx.abortOnError(stdevId, () => {
+  const stdevId = ctx.alloc('SELFTEST', sobj);
+  try {
     if (shouldFail()) kerr(ERRNO.ENOMEM); // mock_dev_create (fault injection)
     const mock = (sobj.mock = ctx.machine ? ctx.machine.addMockDevice(devFlags) : new MockDevice(devFlags));
     const idev = (sobj.idev = deviceBind(ctx, mock, false));
@@ -387,7 +388,11 @@ function mockDomain(ctx: IommufdCtx, u: Ucmd, ptId: number, devFlags: number): v
     u.setU32(o('mock_domain', 'out_stdev_id'), stdevId);
     u.setU32(o('mock_domain', 'out_idev_id'), idev.id);
     u.respond();
-  });
+  } catch (e) {
+    ctx.abort(stdevId);
+    throw e;
+  }
+  ctx.finalize(stdevId);
 }
 
 /** get_md_pagetable: a paging HWPT whose domain the mock driver made (EINVAL otherwise). */

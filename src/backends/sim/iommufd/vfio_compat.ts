@@ -185,6 +185,7 @@ function getInfo(ctx: IommufdCtx, arg: Uint8Array | null): number {
   info.setBigUint64(8, pageSizes(ioas), true);
   info.setUint32(16, argsz >= total ? INFO_SIZE : 0, true);
   if (shouldFail()) kerr(ERRNO.EFAULT); // copy_to_user (fault injection)
+  if (minsz > arg!.length) kerr(ERRNO.EFAULT); // copy_to_user of min(argsz, sizeof(info)) bytes
   arg!.set(new Uint8Array(info.buffer, 0, minsz));
   return 0;
 }

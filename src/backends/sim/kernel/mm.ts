@@ -319,7 +319,7 @@ export class SimMm {
 
   /**
    * pin_user_pages for page-aligned `addr`: the backing page of each of `n` pages goes to
-   * stores[at+k] / index[at+k] and its pin count rises. All or nothing: EFAULT pins nothing.
+   * stores[at+k] / index[at+k] and its pin count rises. All or nothing: EFAULT pins and records nothing.
    * Write pins need a writable mapping (FOLL_WRITE).
    */
   pinInto(addr: number, n: number, write: boolean, stores: (PageStore | null)[], index: Float64Array, at: number): void {
@@ -328,10 +328,12 @@ export class SimMm {
     while (k < n) {
       const a = addr + k * PAGE_SIZE;
       const v = this.find(a);
-      if (!v || v.ops || (v.prot & prot) !== prot) kerr(ERRNO.EFAULT);
-      const first = v.pgoff + (a - v.start) / PAGE_SIZE;
-      const run = Math.min(n - k, (v.end - a) / PAGE_SIZE);
-      if (first + run > v.store.npages) kerr(ERRNO.EFAULT);
+      const first = v ? v.pgoff + (a - v.start) / PAGE_SIZE : 0;
+      const run = v ? Math.min(n - k, (v.end - a) / PAGE_SIZE) : 0;
+      if (!v || v.ops || (v.prot & prot) !== prot || first + run > v.store.npages) {
+        stores.fill(null, at, at + k); // nothing recorded
+        kerr(ERRNO.EFAULT);
+      }
       for (let j = 0; j < run; j++) {
         stores[at + k + j] = v.store;
         index[at + k + j] = first + j;
