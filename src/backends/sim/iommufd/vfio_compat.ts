@@ -16,7 +16,7 @@ import {
 import { kerr, KernelErrno } from '../kernel/errno.js';
 import { shouldFail } from '../kernel/fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE } from './io_pagetable.js';
-import { mapUserRange, putAreaPages, type IoasObject } from './ioas.js';
+import { IoasObject, mapUserRange, putAreaPages } from './ioas.js';
 import type { IommufdCtx } from './main.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 
@@ -27,6 +27,22 @@ const INFO_SIZE = vfio_iommu_type1_info.size;
 function compatIoas(ctx: IommufdCtx): IoasObject {
   if (!ctx.vfioIoasId) kerr(ERRNO.ENODEV);
   return ctx.get<IoasObject>(ctx.vfioIoasId, 'IOAS');
+}
+
+/** iommufd_vfio_compat_ioas_get_id: the compat IOAS's id for a VFIO group's device (ENODEV if none). */
+export function compatIoasGetId(ctx: IommufdCtx): number {
+  return compatIoas(ctx).id;
+}
+
+/**
+ * iommufd_vfio_compat_ioas_create: VFIO_GROUP_SET_CONTAINER with an iommufd makes the compat IOAS,
+ * a normal user-visible IOAS, unless one is already set (then nothing changes).
+ */
+export function compatIoasCreate(ctx: IommufdCtx): void {
+  if (ctx.vfioIoasId) return;
+  const ioas = new IoasObject();
+  ioas.id = ctx.add('IOAS', ioas);
+  ctx.vfioIoasId = ioas.id;
 }
 
 /** Commands whose argument is an integer (VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU). */
