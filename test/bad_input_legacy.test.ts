@@ -5,13 +5,12 @@
  * bitmap over the whole test range: type1 reports every mapped page of a vfio-pci group dirty),
  * VmLck, and whether the device opened through the group still answers.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Iommufd, type ErrnoCode, type UserMemory } from '../src/index.js';
-import { PciDevice } from '../src/device/pci.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { ErrnoCode, Iommufd, UserMemory } from '../src/index.js';
 import * as V from '../src/ioasid/vfio_uapi.js';
 import { BACKEND, P, PAGE_SIZE, U64_MAX, expectErrno } from './helpers.js';
-import { claimDevices, deviceMachine } from './drivers/devices.js';
-import { Legacy, RW, mapCmd } from './drivers/legacy.js';
+import { deviceMachine } from './drivers/devices.js';
+import { Legacy, RW, mapCmd, useLegacy } from './drivers/legacy.js';
 import { vmCounters } from './privileges.js';
 
 const machine = deviceMachine();
@@ -24,13 +23,10 @@ const B = 0x200000n;
 const SPAN = 0x400000n;
 
 describe.skipIf(skip)(`bad input to the legacy container and groups changes nothing [${BACKEND}]${skip ? ` (skipped: ${reason})` : ''}`, () => {
-  const solo = machine.soloEdu!;
-  const pair = machine.groupedEdus!;
-  let release: () => void = () => {};
+  const f = useLegacy(machine);
+  const { solo, pair, keep, mem } = f;
   let ctx: Iommufd;
   let L: Legacy;
-  let fds: number[] = [];
-  let mems: UserMemory[] = [];
   /** The world: container c (TYPE1v2, dirty logging on) with the solo group g1 and its device d; g2 open, no container. */
   let c: number;
   let g1: number;
@@ -39,32 +35,19 @@ describe.skipIf(skip)(`bad input to the legacy container and groups changes noth
   let m: UserMemory;
   let bm: UserMemory;
 
-  beforeAll(() => {
-    release = claimDevices([solo, ...pair]);
-  });
-  afterAll(() => release());
   beforeEach(() => {
-    ctx = Iommufd.open({ backend: BACKEND });
-    L = new Legacy(ctx.binding);
-    m = ctx.mmap(8 * P);
-    bm = ctx.mmap(P);
-    mems = [m, bm];
-    c = L.container();
-    g1 = L.group(new PciDevice(ctx.binding, solo).iommuGroup!);
-    g2 = L.group(new PciDevice(ctx.binding, pair[0]).iommuGroup!);
-    fds = [c, g1, g2];
+    ({ ctx, L } = f);
+    m = mem(8 * P);
+    bm = mem(P);
+    c = keep(L.container());
+    g1 = keep(L.group(f.soloGroup));
+    g2 = keep(L.group(f.pairGroup));
     L.setContainer(g1, c);
     L.setIommu(c, V.VFIO_TYPE1v2_IOMMU);
     L.map(c, m.addr, A, 4n * PG);
     L.map(c, m.addr + 4n * PG, B, 2n * PG, V.VFIO_DMA_MAP_FLAG_READ);
     L.dirty(c, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
-    d = L.deviceFd(g1, solo);
-    fds.push(d);
-  });
-  afterEach(() => {
-    for (const fd of fds.reverse()) ctx.binding.close(fd);
-    for (const x of mems) x.close();
-    ctx.close();
+    d = keep(L.deviceFd(g1, solo));
   });
 
   function snapshot() {
@@ -114,8 +97,7 @@ describe.skipIf(skip)(`bad input to the legacy container and groups changes noth
   });
 
   it('VFIO_IOMMU_MAP_DMA: every refusal', () => {
-    const ro = ctx.mmap(P, { readonly: true });
-    mems.push(ro);
+    const ro = mem(P, true);
     refuse('EFAULT', () => ctx.binding.ioctl(c, V.VFIO_IOMMU_MAP_DMA, null));
     refuse('EINVAL', () => L.map(c, m.addr, 0x300000n, PG, RW, 31));
     refuse('EINVAL', () => L.map(c, m.addr, 0x300000n, PG, RW | 0x10));
@@ -190,8 +172,7 @@ describe.skipIf(skip)(`bad input to the legacy container and groups changes noth
   });
 
   it('group commands: GET_STATUS, SET_CONTAINER, UNSET_CONTAINER, GET_DEVICE_FD, a second open', () => {
-    const efd = ctx.binding.eventfd(0, 0);
-    fds.push(efd);
+    const efd = keep(ctx.binding.eventfd(0, 0));
     refuse('EINVAL', () => L.status(g1, 4));
     refuse('EFAULT', () => ctx.binding.ioctl(g2, V.VFIO_GROUP_GET_STATUS, null));
     refuse('EINVAL', () => L.setContainer(g1, c));
@@ -206,7 +187,7 @@ describe.skipIf(skip)(`bad input to the legacy container and groups changes noth
     refuse('ENODEV', () => L.deviceFd(g1, 'nothing'));
     refuse('EINVAL', () => L.deviceFd(g1, `${solo} vf_token=x`));
     refuse('EFAULT', () => ctx.binding.ioctl(g1, V.VFIO_GROUP_GET_DEVICE_FD, null));
-    refuse('EBUSY', () => L.group(new PciDevice(ctx.binding, solo).iommuGroup!));
+    refuse('EBUSY', () => L.group(f.soloGroup));
     refuse('ENOTTY', () => ctx.binding.ioctl(g1, (0x3b << 8) | 0x80, null));
   });
 });

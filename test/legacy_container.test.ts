@@ -11,14 +11,13 @@
  * reserves the MSI window 0xfee00000-0xfeefffff.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Iommufd, type UserMemory } from '../src/index.js';
-import { PciDevice } from '../src/device/pci.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Iommufd, UserMemory } from '../src/index.js';
 import * as V from '../src/ioasid/vfio_uapi.js';
 import { BACKEND, P, PAGE_SIZE, U64_MAX, expectErrno } from './helpers.js';
-import { claimDevices, deviceMachine } from './drivers/devices.js';
+import { deviceMachine } from './drivers/devices.js';
 import { EDU_MAX_CHUNK, EduDriver } from './drivers/edu.js';
-import { Legacy, RW } from './drivers/legacy.js';
+import { Legacy, RW, useLegacy } from './drivers/legacy.js';
 import { restrictPinning, vmCounters } from './privileges.js';
 
 const machine = deviceMachine();
@@ -33,54 +32,16 @@ const VTD_PGSIZES = 0x4020_1000n;
 const DMA_ENTRY_LIMIT = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit';
 
 describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${skip ? ` (skipped: ${reason})` : ''}`, () => {
-  const solo = machine.soloEdu!;
-  const pair = machine.groupedEdus!;
-  let release: () => void = () => {};
+  const f = useLegacy(machine);
+  const { solo, pair, keep, closeFd, mem } = f;
   let ctx: Iommufd;
   let L: Legacy;
-  let open: number[] = [];
-  let mems: UserMemory[] = [];
-  let soloGroup = 0;
-  let pairGroup = 0;
+  beforeEach(() => ({ ctx, L } = f));
 
-  beforeAll(() => {
-    release = claimDevices([solo, ...pair]);
-  });
-  afterAll(() => release());
-  beforeEach(() => {
-    ctx = Iommufd.open({ backend: BACKEND });
-    L = new Legacy(ctx.binding);
-    soloGroup = new PciDevice(ctx.binding, solo).iommuGroup!;
-    pairGroup = new PciDevice(ctx.binding, pair[0]).iommuGroup!;
-  });
-  afterEach(() => {
-    for (const fd of open.reverse()) {
-      try {
-        ctx.binding.close(fd);
-      } catch {
-        // closed by the test
-      }
-    }
-    open = [];
-    for (const m of mems) m.close();
-    mems = [];
-    ctx.close();
-  });
-
-  const keep = (fd: number): number => (open.push(fd), fd);
-  const closeFd = (fd: number): void => {
-    open = open.filter((x) => x !== fd);
-    ctx.binding.close(fd);
-  };
-  const mem = (len: number, readonly = false): UserMemory => {
-    const m = ctx.mmap(len, { readonly });
-    mems.push(m);
-    return m;
-  };
   /** A container with the solo edu's group in it, and the driver set to `type` (0: not set). */
   function setup(type: number = V.VFIO_TYPE1v2_IOMMU): { c: number; g: number } {
     const c = keep(L.container());
-    const g = keep(L.group(soloGroup));
+    const g = keep(L.group(f.soloGroup));
     L.setContainer(g, c);
     if (type) L.setIommu(c, type);
     return { c, g };
@@ -107,7 +68,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
       expectErrno(() => L.dirty(c, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START), 'EINVAL');
       expectErrno(() => ctx.binding.ioctl(c, (0x3b << 8) | 0x7f, null), 'EINVAL');
       // With a group but no driver yet: the same.
-      const g = keep(L.group(soloGroup));
+      const g = keep(L.group(f.soloGroup));
       L.setContainer(g, c);
       expectErrno(() => L.map(c, m.addr, 0x100000n, PG), 'EINVAL');
       expectErrno(() => L.info(c), 'EINVAL');
@@ -275,7 +236,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
       expect(avail(c)).toBe(0);
       // Other containers opened later get the default again.
       const other = keep(L.container());
-      const g2 = keep(L.group(pairGroup));
+      const g2 = keep(L.group(f.pairGroup));
       L.setContainer(g2, other);
       L.setIommu(other, V.VFIO_TYPE1v2_IOMMU);
       expect(avail(other)).toBe(65535);
@@ -294,35 +255,33 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
       expect(vmCounters(ctx.binding).locked).toBe(base);
     });
 
-    it('RLIMIT_MEMLOCK without CAP_IPC_LOCK: a map past it is ENOMEM and changes nothing', () => {
+    /** Run `fn` with CAP_IPC_LOCK as given and RLIMIT_MEMLOCK at what is locked now plus `pages`; the pages locked by it. */
+    function limited(ipcLock: boolean, pages: number, fn: (c: number, m: UserMemory) => void): number {
       const { c } = setup();
       const m = mem(16 * P);
       const base = vmCounters(ctx.binding).locked;
-      const undo = restrictPinning(ctx.binding, { ipcLock: false, memlockBytes: (base + 12) * P });
+      const undo = restrictPinning(ctx.binding, { ipcLock, memlockBytes: (base + pages) * P });
       try {
+        fn(c, m);
+      } finally {
+        undo();
+      }
+      return vmCounters(ctx.binding).locked - base;
+    }
+
+    it('RLIMIT_MEMLOCK without CAP_IPC_LOCK: a map past it is ENOMEM and changes nothing', () => {
+      const locked = limited(false, 12, (c, m) => {
         L.map(c, m.addr, 0x100000n, 8n * PG);
         expectErrno(() => L.map(c, m.addr, 0x200000n, 8n * PG), 'ENOMEM');
-        expect(vmCounters(ctx.binding).locked - base).toBe(8);
         expect(avail(c)).toBe(65534);
         expect(L.unmap(c, 0x200000n, 8n * PG)).toBe(0n);
         L.map(c, m.addr, 0x200000n, 4n * PG); // exactly up to the limit
-      } finally {
-        undo();
-      }
-      expect(vmCounters(ctx.binding).locked - base).toBe(12);
+      });
+      expect(locked).toBe(12);
     });
 
     it('CAP_IPC_LOCK skips the limit but locked_vm is still charged', () => {
-      const { c } = setup();
-      const m = mem(16 * P);
-      const base = vmCounters(ctx.binding).locked;
-      const undo = restrictPinning(ctx.binding, { ipcLock: true, memlockBytes: (base + 2) * P });
-      try {
-        L.map(c, m.addr, 0x100000n, 16n * PG);
-        expect(vmCounters(ctx.binding).locked - base).toBe(16);
-      } finally {
-        undo();
-      }
+      expect(limited(true, 2, (c, m) => L.map(c, m.addr, 0x100000n, 16n * PG))).toBe(16);
     });
 
     it('closing the container fd keeps its mappings (the group holds it); the last group leaving drops them all', () => {
@@ -341,8 +300,8 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
   describe('two groups in one container', () => {
     it('the second group joins the same domain: ranges and page sizes stay; SET_IOMMU attaches every group', () => {
       const c = keep(L.container());
-      const g1 = keep(L.group(soloGroup));
-      const g2 = keep(L.group(pairGroup));
+      const g1 = keep(L.group(f.soloGroup));
+      const g2 = keep(L.group(f.pairGroup));
       L.setContainer(g1, c);
       L.setContainer(g2, c);
       L.setIommu(c, V.VFIO_TYPE1v2_IOMMU);
@@ -362,7 +321,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
       const { c } = setup();
       const m = mem(4 * P);
       L.map(c, m.addr, 0x100000n, 4n * PG);
-      const g2 = keep(L.group(pairGroup));
+      const g2 = keep(L.group(f.pairGroup));
       L.setContainer(g2, c);
       expect(avail(c)).toBe(65534);
       expect(L.unmap(c, 0x100000n, 4n * PG)).toBe(4n * PG);
@@ -474,7 +433,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
       const m = mem(4 * P);
       L.map(c, m.addr, 0x100000n, 4n * PG);
       L.unmap(c, 0x100000n, 4n * PG, V.VFIO_DMA_UNMAP_FLAG_VADDR);
-      const g2 = keep(L.group(pairGroup));
+      const g2 = keep(L.group(f.pairGroup));
       expectErrno(() => L.setContainer(g2, c), 'EBUSY');
       expect(L.status(g2)).toBe(V.VFIO_GROUP_FLAGS_VIABLE);
       L.map(c, m.addr, 0x100000n, 4n * PG, V.VFIO_DMA_MAP_FLAG_VADDR);
@@ -519,8 +478,8 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
 
     it('two groups, one container: both groups\' edus DMA through the same mappings; the group path opens a device twice', () => {
       const c = keep(L.container());
-      const g1 = keep(L.group(soloGroup));
-      const g2 = keep(L.group(pairGroup));
+      const g1 = keep(L.group(f.soloGroup));
+      const g2 = keep(L.group(f.pairGroup));
       L.setContainer(g1, c);
       L.setContainer(g2, c);
       L.setIommu(c, V.VFIO_TYPE1_IOMMU);

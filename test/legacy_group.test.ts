@@ -8,16 +8,16 @@
  * Expected values are what Linux 7.3 does in the test VM: the edu at 00:01.0 alone in its group,
  * the two edus behind the PCIe-to-PCI bridge in one group with the bridge (which has no driver).
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Iommufd, type UserMemory } from '../src/index.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Iommufd } from '../src/index.js';
 import { PciDevice } from '../src/device/pci.js';
 import { VFIO_DEVICE_IOCTLS as IOC } from '../src/device/uapi.js';
 import { VfioDevice } from '../src/device/vfio_device.js';
 import * as V from '../src/ioasid/vfio_uapi.js';
 import { BACKEND, P, PAGE_SIZE, expectErrno } from './helpers.js';
-import { claimDevices, deviceMachine } from './drivers/devices.js';
+import { deviceMachine } from './drivers/devices.js';
 import { EDU_MAX_CHUNK, EduDriver } from './drivers/edu.js';
-import { Legacy } from './drivers/legacy.js';
+import { Legacy, useLegacy } from './drivers/legacy.js';
 import { vmCounters } from './privileges.js';
 
 const machine = deviceMachine();
@@ -28,53 +28,18 @@ const VIABLE = V.VFIO_GROUP_FLAGS_VIABLE;
 const SET = V.VFIO_GROUP_FLAGS_CONTAINER_SET;
 
 describe.skipIf(skip)(`VFIO groups /dev/vfio/N [${BACKEND}]${skip ? ` (skipped: ${reason})` : ''}`, () => {
-  const solo = machine.soloEdu!;
-  const pair = machine.groupedEdus!;
-  let release: () => void = () => {};
+  const f = useLegacy(machine);
+  const { solo, pair, keep, closeFd, mem } = f;
   let ctx: Iommufd;
   let L: Legacy;
-  let open: number[] = [];
-  let mems: UserMemory[] = [];
   let soloGroup = 0;
   let pairGroup = 0;
   let bridge = '';
-
-  beforeAll(() => {
-    release = claimDevices([solo, ...pair]);
-  });
-  afterAll(() => release());
   beforeEach(() => {
-    ctx = Iommufd.open({ backend: BACKEND });
-    L = new Legacy(ctx.binding);
-    soloGroup = new PciDevice(ctx.binding, solo).iommuGroup!;
-    const p = new PciDevice(ctx.binding, pair[0]);
-    pairGroup = p.iommuGroup!;
-    bridge = p.groupDevices().find((d) => !pair.includes(d))!;
-  });
-  afterEach(() => {
-    for (const fd of open.reverse()) {
-      try {
-        ctx.binding.close(fd);
-      } catch {
-        // closed by the test
-      }
-    }
-    open = [];
-    for (const m of mems) m.close();
-    mems = [];
-    ctx.close();
+    ({ ctx, L, soloGroup, pairGroup } = f);
+    bridge = new PciDevice(ctx.binding, pair[0]).groupDevices().find((d) => !pair.includes(d))!;
   });
 
-  const keep = (fd: number): number => (open.push(fd), fd);
-  const closeFd = (fd: number): void => {
-    open = open.filter((x) => x !== fd);
-    ctx.binding.close(fd);
-  };
-  const mem = (len: number): UserMemory => {
-    const m = ctx.mmap(len);
-    mems.push(m);
-    return m;
-  };
   /** The group with a type1v2 container set. */
   function inContainer(group: number): { c: number; g: number } {
     const c = keep(L.container());

@@ -10,19 +10,9 @@ import * as V from '../src/ioasid/vfio_uapi.js';
 import { IommufdTest, MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES } from '../src/testing.js';
 import { BACKEND, BUFFER_SIZE, HUGEPAGE_SIZE, PAGE_SIZE, U64_MAX, expectErrno, useIommufd } from './helpers.js';
 import { MAP_HUGETLB, MAP_SHARED_ANON, NO_HUGETLB, ioasAlloc, mmapAnon } from './selftest_utils.js';
+import { mapCmd } from './drivers/legacy.js';
 
 const PG = PAGE_SIZE;
-
-function mapCmd(argsz: number, flags: number, vaddr: bigint, iova: bigint, size: bigint): Uint8Array {
-  const b = new Uint8Array(V.vfio_iommu_type1_dma_map.size);
-  const d = new DataView(b.buffer);
-  d.setUint32(0, argsz, true);
-  d.setUint32(4, flags, true);
-  d.setBigUint64(8, vaddr, true);
-  d.setBigUint64(16, iova, true);
-  d.setBigUint64(24, size, true);
-  return b;
-}
 
 function unmapCmd(argsz: number, flags: number, iova: bigint, size: bigint): Uint8Array {
   const b = new Uint8Array(V.vfio_iommu_type1_dma_unmap.size);

@@ -4,10 +4,15 @@
  * src/ioasid/vfio_uapi.ts, makes the ioctl and decodes what came back. No policy: a refusal is the
  * binding's IommuError with the kernel's errno. (The typed legacy API for users is src/compat.)
  */
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import type { Binding } from '../../src/backends/types.js';
 import { O_CLOEXEC, O_RDWR } from '../../src/backends/types.js';
+import { PciDevice } from '../../src/device/pci.js';
 import { VfioDevice } from '../../src/device/vfio_device.js';
 import * as V from '../../src/ioasid/vfio_uapi.js';
+import { Iommufd, type UserMemory } from '../../src/index.js';
+import { BACKEND } from '../helpers.js';
+import { claimDevices, type DeviceMachine } from './devices.js';
 
 export const RW = V.VFIO_DMA_MAP_FLAG_READ | V.VFIO_DMA_MAP_FLAG_WRITE;
 
@@ -179,4 +184,69 @@ export function decodeInfo(raw: Uint8Array): Type1Info {
     }
   }
   return out;
+}
+
+/** What each legacy test gets: a fresh iommufd (its binding is the process), the helpers, the VM's edus and their groups. */
+export interface LegacyFixture {
+  ctx: Iommufd;
+  L: Legacy;
+  /** The edu alone in its group, and the two sharing one (behind the bridge). */
+  solo: string;
+  pair: [string, string];
+  soloGroup: number;
+  pairGroup: number;
+  /** Close `fd` when the test ends (returns it). */
+  keep(fd: number): number;
+  /** Close a kept fd now. */
+  closeFd(fd: number): void;
+  /** Anonymous shared memory, unmapped when the test ends. */
+  mem(len: number, readonly?: boolean): UserMemory;
+}
+
+/**
+ * The legacy tests' harness: all three edus claimed for the file (other test files use them too),
+ * a fresh iommufd per test, and every fd and mapping the test kept closed after it, newest first.
+ */
+export function useLegacy(machine: DeviceMachine): LegacyFixture {
+  let release: () => void = () => {};
+  let open: number[] = [];
+  let mems: UserMemory[] = [];
+  const f = {
+    solo: machine.soloEdu!,
+    pair: machine.groupedEdus!,
+    keep: (fd: number) => (open.push(fd), fd),
+    closeFd: (fd: number) => {
+      open = open.filter((x) => x !== fd);
+      f.ctx.binding.close(fd);
+    },
+    mem: (len: number, readonly = false) => {
+      const m = f.ctx.mmap(len, { readonly });
+      mems.push(m);
+      return m;
+    },
+  } as LegacyFixture;
+  beforeAll(() => {
+    release = claimDevices([f.solo, ...f.pair]);
+  });
+  afterAll(() => release());
+  beforeEach(() => {
+    f.ctx = Iommufd.open({ backend: BACKEND });
+    f.L = new Legacy(f.ctx.binding);
+    f.soloGroup = new PciDevice(f.ctx.binding, f.solo).iommuGroup!;
+    f.pairGroup = new PciDevice(f.ctx.binding, f.pair[0]).iommuGroup!;
+  });
+  afterEach(() => {
+    for (const fd of open.reverse()) {
+      try {
+        f.ctx.binding.close(fd);
+      } catch {
+        // the test closed it
+      }
+    }
+    open = [];
+    for (const m of mems) m.close();
+    mems = [];
+    f.ctx.close();
+  });
+  return f;
 }
