@@ -11,7 +11,7 @@ import { sim, type SimBinding } from '../src/backends/sim/index.js';
 import { edu, fixed, q35EduCdevOnly, q35EduIommufdContainer } from '../src/backends/sim/machine/presets.js';
 import type { MachineDesc } from '../src/backends/sim/machine/machine.js';
 import { Machine } from '../src/backends/sim/machine/machine.js';
-import { SimVfs } from '../src/backends/sim/vfs.js';
+import { SimVfs } from '../src/backends/sim/kernel/vfs.js';
 import { Iommufd } from '../src/index.js';
 import { VfioDevice } from '../src/device/vfio_device.js';
 import * as V from '../src/ioasid/vfio_uapi.js';
