@@ -126,6 +126,8 @@ export class VfioIommu {
   dmaAvail: number;
   vaddrInvalidCount = 0;
   pgsizeBitmap = PAGE_MASK;
+  /** 1 << __ffs(pgsize_bitmap): the unit of every map, unmap and dirty bit. */
+  minPageSize = BigInt(PAGE_SIZE);
   /** IOMMU-backed groups that do not report dirty pages through pinning: all of the sim's. */
   numNonPinnedGroups = 0;
   dirtyPageTracking = false;
@@ -137,11 +139,6 @@ export class VfioIommu {
     params: Type1Params,
   ) {
     this.dmaAvail = params.dmaEntryLimit;
-  }
-
-  /** 1 << __ffs(pgsize_bitmap): the unit of every map, unmap and dirty bit. */
-  get minPageSize(): bigint {
-    return 1n << BigInt(ffs(this.pgsizeBitmap));
   }
 
   /** vfio_iommu_type1_ioctl (VFIO_CHECK_EXTENSION never gets here: the container answers it). */
@@ -525,6 +522,7 @@ export class VfioIommu {
     for (const d of this.domains) bitmap &= d.domain.pgsizeBitmap;
     if (bitmap & ~PAGE_MASK) bitmap = (bitmap & PAGE_MASK) | BigInt(PAGE_SIZE);
     this.pgsizeBitmap = bitmap;
+    this.minPageSize = 1n << BigInt(ffs(bitmap));
   }
 
   /**
