@@ -55,6 +55,12 @@ class VfioDma implements DomainMapSource {
   vaddrInvalid = false;
   /** Pages this mapping charged to its process's locked_vm (dma->locked_vm). */
   lockedVm = 0;
+  /**
+   * dma->bitmap while dirty pages are logged: one bit per smallest page, in u64 words plus one
+   * spare word (DIRTY_BITMAP_BYTES(npages) + sizeof(u64)). update_user_bitmap shifts and ORs in
+   * place, so bits past the mapping's own can linger between reports, as in the kernel.
+   */
+  bitmap: Uint8Array | null = null;
   readonly pages: IoptPages;
 
   constructor(
@@ -183,6 +189,11 @@ export class VfioIommu {
     dma.iommuMapped = false;
   }
 
+  /** vfio_dma_bitmap_alloc: zeroed (no page is pinned outside the domains). */
+  private bitmapAlloc(dma: VfioDma): void {
+    dma.bitmap = new Uint8Array(bitmapBytes(Number(dma.size / this.minPageSize)) + 8);
+  }
+
   /** vfio_remove_dma */
   private removeDma(dma: VfioDma): void {
     this.unmapUnpin(dma);
@@ -232,6 +243,7 @@ export class VfioIommu {
     const dma = new VfioDma(iova, iovaEnd, vaddr, prot, this.proc, this.proc.ipcLock);
     // Don't pin and map if the container has no IOMMU-capable domain.
     if (this.domains.length) this.pinMap(dma);
+    if (this.dirtyPageTracking) this.bitmapAlloc(dma);
     this.dmas.insert(dma);
     this.dmaAvail--;
   }
@@ -326,10 +338,11 @@ export class VfioIommu {
   // ---- dirty page logging --------------------------------------------------------------------
 
   /**
-   * update_user_bitmap: the mapping's bits at their offset from `base`, in whole u64 words; a
-   * mapping that does not start on a word keeps the user's earlier bits of its first word. Every
-   * page of a mapped mapping is dirty while a group that cannot report dirty pages is attached
-   * (every vfio-pci group); the sim has no pinned-page (mdev) dirty scope.
+   * update_user_bitmap: the mapping's bitmap, shifted in place to its bit offset from `base`,
+   * goes to the user in whole u64 words; a mapping that does not start on a word first ORs in the
+   * user's word there (in place too). Every page of a mapped mapping is dirty while a group that
+   * cannot report dirty pages is attached (every vfio-pci group); the sim has no pinned-page
+   * (mdev) dirty scope.
    */
   private updateUserBitmap(bitmap: UserBitmap, dma: VfioDma, base: bigint): void {
     const pgshift = BigInt(ffs(bitmap.pgsize));
@@ -337,15 +350,16 @@ export class VfioIommu {
     const bitOffset = Number((dma.start - base) >> pgshift);
     const shift = bitOffset % 64;
     const at = Number(bitmap.data) + Math.floor(bitOffset / 64) * 8;
-    const words = new Uint8Array(Math.ceil((nbits + shift) / 64) * 8);
-    if (this.numNonPinnedGroups && dma.iommuMapped) setBits(words, shift, nbits);
+    const bm = dma.bitmap!;
+    if (this.numNonPinnedGroups && dma.iommuMapped) setBits(bm, 0, nbits, true);
     const mm = this.proc.mm;
     if (shift) {
+      shiftLeft(bm, shift, bitmapBytes(nbits + shift));
       const leftover = new Uint8Array(8);
       mm.read(at, leftover);
-      for (let i = 0; i < 8; i++) words[i]! |= leftover[i]!;
+      for (let i = 0; i < 8; i++) bm[i]! |= leftover[i]!;
     }
-    mm.write(at, words);
+    mm.write(at, bm.subarray(0, bitmapBytes(nbits + shift)));
   }
 
   /** VFIO_IOMMU_DIRTY_PAGES (vfio_iommu_type1_dirty_pages): START, STOP or GET_BITMAP, one at a time. */
@@ -358,10 +372,12 @@ export class VfioIommu {
     if (argsz < DIRTY_PAGES_MINSZ || flags & ~mask) kerr(ERRNO.EINVAL);
     if (flags & (flags - 1)) kerr(ERRNO.EINVAL);
     if (flags & VFIO_IOMMU_DIRTY_PAGES_FLAG_START) {
+      if (!this.dirtyPageTracking) for (const dma of this.dmas.range(0n, U64_MAX)) this.bitmapAlloc(dma);
       this.dirtyPageTracking = true;
       return 0;
     }
     if (flags & VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP) {
+      if (this.dirtyPageTracking) for (const dma of this.dmas.range(0n, U64_MAX)) dma.bitmap = null;
       this.dirtyPageTracking = false;
       return 0;
     }
@@ -383,7 +399,12 @@ export class VfioIommu {
     if (head && head.start !== iova) kerr(ERRNO.EINVAL);
     const tail = this.findDma(iovaEnd, 1n);
     if (tail && tail.last !== iovaEnd) kerr(ERRNO.EINVAL);
-    for (const dma of this.dmas.range(iova, iovaEnd)) if (dma.start >= iova) this.updateUserBitmap(bitmap, dma, iova);
+    for (const dma of this.dmas.range(iova, iovaEnd)) {
+      if (dma.start < iova) continue;
+      this.updateUserBitmap(bitmap, dma, iova);
+      // Re-populated with the pages pinned outside the domains: none.
+      setBits(dma.bitmap!, 0, Number(dma.size / pgsize), false);
+    }
     return 0;
   }
 
@@ -543,7 +564,9 @@ export class VfioIommu {
         this.aperExpand(iovas);
         this.updatePgsizeBitmap();
       }
+      // vfio_iommu_populate_bitmap_full: a group that could dirty memory leaves; all is dirty.
       this.numNonPinnedGroups--;
+      if (this.dirtyPageTracking) for (const dma of this.dmas.range(0n, U64_MAX)) setBits(dma.bitmap!, 0, Number(dma.size / this.minPageSize), true);
     }
     const refreshed = this.resvRefresh(iovas);
     if (refreshed) this.iovaList = refreshed;
@@ -606,8 +629,30 @@ function readBitmap(d: DataView, off: number, size: bigint): UserBitmap {
   return { pgsize, data };
 }
 
-function setBits(words: Uint8Array, from: number, n: number): void {
-  for (let b = from; b < from + n; b++) words[b >> 3]! |= 1 << (b & 7);
+/** DIRTY_BITMAP_BYTES: whole u64 words for `nbits` bits. */
+function bitmapBytes(nbits: number): number {
+  return Math.ceil(nbits / 64) * 8;
+}
+
+/** bitmap_set / bitmap_clear of bits [from, from + n) (u64 words little-endian: bit i is byte i >> 3). */
+function setBits(bm: Uint8Array, from: number, n: number, on: boolean): void {
+  let b = from;
+  const end = from + n;
+  for (; b < end && b & 7; b++) bm[b >> 3] = on ? bm[b >> 3]! | (1 << (b & 7)) : bm[b >> 3]! & ~(1 << (b & 7));
+  for (; b + 8 <= end; b += 8) bm[b >> 3] = on ? 0xff : 0;
+  for (; b < end; b++) bm[b >> 3] = on ? bm[b >> 3]! | (1 << (b & 7)) : bm[b >> 3]! & ~(1 << (b & 7));
+}
+
+/** __bitmap_shift_left in place over the first `nbytes` (whole words): bits pushed past them are lost, the rest is kept. */
+function shiftLeft(bm: Uint8Array, shift: number, nbytes: number): void {
+  const byteShift = shift >> 3;
+  const bitShift = shift & 7;
+  for (let j = nbytes - 1; j >= 0; j--) {
+    const s = j - byteShift;
+    const hi = s >= 0 ? bm[s]! << bitShift : 0;
+    const lo = bitShift && s > 0 ? bm[s - 1]! >> (8 - bitShift) : 0;
+    bm[j] = (hi | lo) & 0xff;
+  }
 }
 
 /** iommu_get_group_resv_regions: what each member's driver reserves. */
