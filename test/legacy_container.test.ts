@@ -46,6 +46,16 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
     if (type) L.setIommu(c, type);
     return { c, g };
   }
+  /** Both groups in one container, then SET_IOMMU(type). */
+  function twoGroups(type: number): { c: number; g1: number; g2: number } {
+    const c = keep(L.container());
+    const g1 = keep(L.group(f.soloGroup));
+    const g2 = keep(L.group(f.pairGroup));
+    L.setContainer(g1, c);
+    L.setContainer(g2, c);
+    L.setIommu(c, type);
+    return { c, g1, g2 };
+  }
   /** DMA_AVAIL: how many more mappings the container takes. */
   const avail = (c: number): number => L.info(c).dmaAvail!;
 
@@ -299,12 +309,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
 
   describe('two groups in one container', () => {
     it('the second group joins the same domain: ranges and page sizes stay; SET_IOMMU attaches every group', () => {
-      const c = keep(L.container());
-      const g1 = keep(L.group(f.soloGroup));
-      const g2 = keep(L.group(f.pairGroup));
-      L.setContainer(g1, c);
-      L.setContainer(g2, c);
-      L.setIommu(c, V.VFIO_TYPE1v2_IOMMU);
+      const { c, g1, g2 } = twoGroups(V.VFIO_TYPE1v2_IOMMU);
       const m = mem(4 * P);
       L.map(c, m.addr, 0x100000n, 4n * PG);
       expect(L.info(c).iovaRanges).toEqual([[0n, MSI_START - 1n], [MSI_LAST + 1n, APERTURE_LAST]]);
@@ -330,6 +335,14 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
 
   describe('dirty page logging (VFIO_IOMMU_DIRTY_PAGES)', () => {
     const bits = (b: Uint8Array, n: number) => Array.from({ length: n }, (_, i) => (b[i >> 3]! >> (i & 7)) & 1).join('');
+    /** A TYPE1v2 container with mappings of `pages` pages at each IOVA, and an 8-byte bitmap at 4K pages in user memory. */
+    function mapped(...maps: [bigint, bigint][]) {
+      const { c } = setup();
+      const m = mem(8 * P);
+      const bm = mem(P);
+      for (const [iova, pages] of maps) L.map(c, m.addr, iova, pages * PG);
+      return { c, bm, bitmap: { pgsize: PG, size: 8n, data: bm.addr } };
+    }
 
     it('TYPE1 (v1): EACCES for every request', () => {
       const { c } = setup(V.VFIO_TYPE1_IOMMU);
@@ -338,12 +351,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
     });
 
     it('START, GET_BITMAP and STOP; every mapped page of a vfio-pci group is reported dirty', () => {
-      const { c } = setup();
-      const m = mem(8 * P);
-      const bm = mem(P);
-      L.map(c, m.addr, 0x100000n, 4n * PG);
-      L.map(c, m.addr, 0x106000n, 2n * PG);
-      const bitmap = { pgsize: PG, size: 8n, data: bm.addr };
+      const { c, bm, bitmap } = mapped([0x100000n, 4n], [0x106000n, 2n]);
       expectErrno(() => L.dirtyBitmap(c, 0x100000n, 8n * PG, bitmap), 'EINVAL'); // not logging
       L.dirty(c, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
       L.dirty(c, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START); // again: nothing changes
@@ -362,12 +370,8 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
     });
 
     it('GET_BITMAP refusals: one flag at a time, argsz, size, overflow, bitmap size and pgsize, alignment, bisected mappings', () => {
-      const { c } = setup();
-      const m = mem(4 * P);
-      const bm = mem(P);
-      L.map(c, m.addr, 0x100000n, 4n * PG);
+      const { c, bitmap } = mapped([0x100000n, 4n]);
       L.dirty(c, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
-      const bitmap = { pgsize: PG, size: 8n, data: bm.addr };
       expectErrno(() => L.dirty(c, 0), 'EINVAL');
       expectErrno(() => L.dirty(c, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START | V.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP), 'EINVAL');
       expectErrno(() => L.dirty(c, 8), 'EINVAL');
@@ -386,12 +390,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
     });
 
     it('UNMAP_DMA with GET_DIRTY_BITMAP: the bits of what it unmapped (only while logging, at the smallest page size)', () => {
-      const { c } = setup();
-      const m = mem(8 * P);
-      const bm = mem(P);
-      L.map(c, m.addr, 0x100000n, 2n * PG);
-      L.map(c, m.addr, 0x103000n, 3n * PG);
-      const bitmap = { pgsize: PG, size: 8n, data: bm.addr };
+      const { c, bm, bitmap } = mapped([0x100000n, 2n], [0x103000n, 3n]);
       const F = V.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
       expectErrno(() => L.unmap(c, 0x100000n, 8n * PG, F, bitmap), 'EINVAL'); // not logging
       L.dirty(c, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
@@ -479,12 +478,7 @@ describe.skipIf(skip)(`the legacy container with vfio_iommu_type1 [${BACKEND}]${
     });
 
     it('two groups, one container: both groups\' edus DMA through the same mappings; the group path opens a device twice', () => {
-      const c = keep(L.container());
-      const g1 = keep(L.group(f.soloGroup));
-      const g2 = keep(L.group(f.pairGroup));
-      L.setContainer(g1, c);
-      L.setContainer(g2, c);
-      L.setIommu(c, V.VFIO_TYPE1_IOMMU);
+      const { c, g1, g2 } = twoGroups(V.VFIO_TYPE1_IOMMU);
       const src = mem(P);
       const dst = mem(P);
       for (let i = 0; i < P; i++) src.bytes[i] = (i * 13 + 1) & 0xff;
