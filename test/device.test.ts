@@ -29,8 +29,6 @@ const machine = deviceMachine();
  * (no VFIO_REGION_INFO_FLAG_MMAP; drivers use pread/pwrite): docs/backends.md.
  */
 const BAR_MMAP = BACKEND === 'sim' ? 0 : VFIO_REGION_INFO_FLAG_MMAP;
-/** The legacy container and group nodes (/dev/vfio/vfio, /dev/vfio/N) come with the compat layer; the sim has none yet. */
-const NO_LEGACY_NODES = BACKEND === 'sim';
 const MiB = 1n << 20n;
 /** The x86 interrupt (MSI) window every device behind VT-d reserves in its IOAS. */
 const MSI_START = 0xfee0_0000n;
@@ -149,7 +147,7 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
   });
 
   describe('VFIO_DEVICE_BIND_IOMMUFD', () => {
-    it(`bad iommufd values: -2 EINVAL, a closed fd EBADF, an eventfd or a VFIO container EBADFD; state unchanged${NO_LEGACY_NODES ? ' (sim: no /dev/vfio/vfio yet, container case left out)' : ''}`, () => {
+    it('bad iommufd values: -2 EINVAL, a closed fd EBADF, an eventfd or a VFIO container EBADFD; state unchanged', () => {
       expect(expectErrno(() => dev.bind(-2), 'EINVAL').syscall).toBe('VFIO_DEVICE_BIND_IOMMUFD');
       const closed = ctx.binding.eventfd(0, 0);
       ctx.binding.close(closed);
@@ -157,11 +155,9 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
       const efd = dev.eventfd();
       expectErrno(() => dev.bind(efd.fd), 'EBADFD');
       efd.close();
-      if (!NO_LEGACY_NODES) {
-        const container = ctx.binding.open('/dev/vfio/vfio');
-        expectErrno(() => dev.bind(container), 'EBADFD');
-        ctx.binding.close(container);
-      }
+      const container = ctx.binding.open('/dev/vfio/vfio');
+      expectErrno(() => dev.bind(container), 'EBADFD');
+      ctx.binding.close(container);
       // None of them bound anything: still no access, and a real bind works.
       expect(dev.devId).toBeNull();
       expectErrno(() => dev.info(), 'EINVAL');

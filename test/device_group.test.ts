@@ -79,7 +79,7 @@ describe.skipIf(!machine.groupedEdus)(`one IOMMU group, two devices [${BACKEND}]
     expectErrno(() => openDev(bdfB).bind(c1), 'EINVAL'); // the cdev is already bound (by b2)
   });
 
-  it.skipIf(BACKEND === 'sim')(`while the group is bound through cdevs its legacy group node cannot be opened (EBUSY)${BACKEND === 'sim' ? ' (skipped: the sim has no /dev/vfio/N group nodes until the compat layer)' : ''}`, () => {
+  it('while the group is bound through cdevs its legacy group node cannot be opened (EBUSY)', () => {
     const group = new PciDevice(c1.binding, bdfA).iommuGroup!;
     const a = openDev(bdfA);
     a.bind(c1);

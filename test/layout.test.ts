@@ -41,6 +41,9 @@ function add(group: string, what: string, expr: string, want: number | bigint): 
   checks.push({ group, what, expr, want: BigInt(want) });
 }
 
+/** User pointers declared as u64 in the layouts (`__u64 __user *`): no signedness to compare. */
+const POINTERS = new Set(['vfio_bitmap.data', 'vfio_iommu_type1_dirty_bitmap_get.bitmap.data']);
+
 /** sizeof, and each field's offset, width and signedness, of `struct <s.name>`. */
 function checkStruct(s: StructLayout): void {
   const t = `struct ${s.name}`;
@@ -52,7 +55,7 @@ function checkStruct(s: StructLayout): void {
     add(s.name, `offsetof ${f.name}`, `offsetof(${t}, ${f.name})`, f.off);
     add(s.name, `sizeof ${f.name}`, `sizeof(${lv})`, WIDTH[f.type] * f.count);
     // A VFIO capability's `header` is a struct vfio_info_cap_header, declared as two u32 (8 bytes, 4-aligned).
-    if (f.name === 'header') continue;
+    if (f.name === 'header' || POINTERS.has(`${s.name}.${f.name}`)) continue;
     add(s.name, `signed ${f.name}`, `((__typeof__(${elem}))-1 < 0)`, f.type === 's32' ? 1 : 0);
   }
 }
@@ -121,7 +124,8 @@ for (const [op, v] of Object.entries(uapi.IOMMU_TEST_OP)) add('constants', `IOMM
 for (const s of [
   vfioUapi.vfio_iommu_type1_dma_map, vfioUapi.vfio_iommu_type1_dma_unmap, vfioUapi.vfio_iommu_type1_info,
   vfioUapi.vfio_info_cap_header, vfioUapi.vfio_iommu_type1_info_cap_iova_range, vfioUapi.vfio_iommu_type1_info_dma_avail,
-  vfioUapi.vfio_iommu_type1_info_cap_migration, vfioUapi.vfio_group_status,
+  vfioUapi.vfio_iova_range, vfioUapi.vfio_iommu_type1_info_cap_migration, vfioUapi.vfio_bitmap,
+  vfioUapi.vfio_iommu_type1_dirty_bitmap, vfioUapi.vfio_iommu_type1_dirty_bitmap_get, vfioUapi.vfio_group_status,
   deviceUapi.vfio_region_sparse_mmap_area, deviceUapi.vfio_region_info_cap_sparse_mmap, deviceUapi.vfio_region_info_cap_type,
   deviceUapi.iommu_hw_info_vtd,
 ]) checkStruct(s);

@@ -12,10 +12,12 @@ import {
 import { KernelErrno, kerr } from './kernel/errno.js';
 import { SimMemfdFile } from './iommufd/ioas.js';
 import { IommufdCtx } from './iommufd/main.js';
+import { AccountMode } from './iommufd/pages.js';
 import { PAGE_SIZE, SimMemfd } from './kernel/mm.js';
 import { SimVfs } from './kernel/vfs.js';
 import { enterSyscall, leaveSyscall } from './kernel/fault_inject.js';
 import { ALL_CAPS, ProcFailNthFile, SimProcess, SimUser, type SimFile } from './kernel/process.js';
+import { VfioContainer } from './vfio/container.js';
 import { Machine, type MachineDesc } from './machine/machine.js';
 import { q35Edu } from './machine/presets.js';
 
@@ -49,6 +51,19 @@ export class SimKernel {
     this.vfs.addCharDev('/proc/thread-self/fail-nth', failNth);
     this.vfs.addCharDev('/proc/self/fail-nth', failNth);
     this.machine = new Machine(machine, this.vfs, { selftest });
+    // /dev/vfio/vfio: VFIO's legacy container (vfio_container_init), or iommufd's misc device
+    // (CONFIG_IOMMUFD_VFIO_CONTAINER), which accounts pins to the mm as VFIO does.
+    const vfio = this.machine.vfio;
+    if (vfio.container === 'vfio') {
+      // container.c's vfio_dev: .mode = S_IRUGO | S_IWUGO
+      this.vfs.addCharDev('/dev/vfio/vfio', (proc) => new VfioContainer(proc, vfio.type1), 0o666);
+    } else if (vfio.container === 'iommufd') {
+      this.vfs.addCharDev('/dev/vfio/vfio', (proc) => {
+        const ctx = new IommufdCtx(proc, this.selftest, this.machine);
+        ctx.accountMode = AccountMode.MM;
+        return ctx;
+      }, 0o666); // iommufd's vfio_misc_dev: .mode = 0666
+    }
   }
 
   user(uid: number): SimUser {

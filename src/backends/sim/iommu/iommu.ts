@@ -12,6 +12,8 @@
  * - The VFIO device file (vfio/) binds a device with iommufd's `bindForVfio` (iommufd_device_bind)
  *   and drives the returned `BoundDevice` for ATTACH/DETACH_IOMMUFD_PT and close.
  */
+import { ERRNO } from '../../../ioasid/errors.js';
+import { kerr } from '../kernel/errno.js';
 import type { PageStore } from '../kernel/mm.js';
 import type { NestedDomain, PagingDomain } from './domain.js';
 import type { DmaTarget, IommuCaps, SimIommuUnit } from '../include/iommu.js';
@@ -158,4 +160,54 @@ export class IommuGroup implements SimGroup {
   owner: unknown = null;
   ownerCount = 0;
   constructor(readonly id: number) {}
+}
+
+// ---- the IOMMU core's group operations (drivers/iommu/iommu.c) --------------------------------
+
+/** __iommu_take_dma_ownership: the group's DMA is blocked until a domain is attached for the owner. */
+function takeDmaOwnership(group: SimGroup, owner: object): void {
+  group.owner = owner;
+  group.ownerCount = 1;
+  for (const d of group.devices) d.iommu.setTranslation(d.rid, null, null);
+}
+
+/** iommu_device_claim_dma_owner: one owner per group, counted (iommufd binds each device). */
+export function iommuDeviceClaimDmaOwner(group: SimGroup, owner: object): void {
+  if (group.ownerCount) {
+    if (group.owner !== owner) kerr(ERRNO.EPERM);
+    group.ownerCount++;
+    return;
+  }
+  takeDmaOwnership(group, owner);
+}
+
+/** iommu_group_claim_dma_owner: exclusive (a VFIO group); EPERM while anyone holds the group, a kernel driver too. */
+export function iommuGroupClaimDmaOwner(group: SimGroup, owner: object): void {
+  if (group.ownerCount) kerr(ERRNO.EPERM);
+  takeDmaOwnership(group, owner);
+}
+
+/** iommu_device_release_dma_owner / iommu_group_release_dma_owner: the last release unblocks the group. */
+export function iommuReleaseDmaOwner(group: SimGroup): void {
+  if (--group.ownerCount > 0) return;
+  group.owner = null;
+  group.ownerCount = 0;
+  for (const d of group.devices) d.iommu.setTranslation(d.rid, null, null);
+}
+
+/** The driver accepts the domain for one device: same driver (domain_iommu_ops_compatible), then its attach_dev. */
+export function iommuDriverAttach(dev: SimDevice, domain: PagingDomain | NestedDomain, pasid: number | null): void {
+  if (domain.owner !== dev.ops.owner) kerr(ERRNO.EINVAL);
+  dev.ops.attachDev(domain, pasid);
+}
+
+/** iommu_attach_group / the RID half of __iommu_group_set_domain: every member accepts, then all translate through it. */
+export function iommuAttachGroup(domain: PagingDomain | NestedDomain, group: SimGroup): void {
+  for (const d of group.devices) iommuDriverAttach(d, domain, null);
+  for (const d of group.devices) d.iommu.setTranslation(d.rid, null, domain);
+}
+
+/** iommu_detach_group: back to the core domain, which for an owned group blocks all DMA. */
+export function iommuDetachGroup(group: SimGroup): void {
+  for (const d of group.devices) d.iommu.setTranslation(d.rid, null, null);
 }

@@ -10,8 +10,10 @@
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID } from '../../../ioasid/uapi.js';
-import type { BoundDevice, SimDevice, SimGroup } from '../iommu/iommu.js';
-import type { NestedDomain, PagingDomain } from '../iommu/domain.js';
+import {
+  iommuAttachGroup, iommuDetachGroup, iommuDeviceClaimDmaOwner, iommuDriverAttach, iommuReleaseDmaOwner,
+  type BoundDevice, type SimDevice, type SimGroup,
+} from '../iommu/iommu.js';
 import { KernelErrno, kerr } from '../kernel/errno.js';
 import { shouldFail } from '../kernel/fault_inject.js';
 import { HwptNested, HwptPaging, type Hwpt, type UserData } from './hw_pagetable.js';
@@ -55,7 +57,7 @@ export class IommufdDevice implements SimObject {
     if (this.vdev) this.ctx.tombstone(this.vdev.id);
     const g = this.igroup;
     if (!g) return;
-    releaseDmaOwner(this.dev.group);
+    iommuReleaseDmaOwner(this.dev.group);
     putGroup(this.ctx, g);
     this.igroup = null;
     if (this.holdsCtx) this.ctx.release();
@@ -88,25 +90,6 @@ function putGroup(ctx: IommufdCtx, g: IommufdGroup): void {
   if (--g.refs === 0) ctx.igroups.delete(g.group.id);
 }
 
-/** iommu_device_claim_dma_owner: one owner per group; the first claim blocks the group's DMA. */
-function claimDmaOwner(group: SimGroup, owner: object): void {
-  if (group.ownerCount) {
-    if (group.owner !== owner) kerr(ERRNO.EPERM);
-    group.ownerCount++;
-    return;
-  }
-  group.owner = owner;
-  group.ownerCount = 1;
-  for (const d of group.devices) d.iommu.setTranslation(d.rid, null, null);
-}
-
-function releaseDmaOwner(group: SimGroup): void {
-  if (--group.ownerCount > 0) return;
-  group.owner = null;
-  group.ownerCount = 0;
-  for (const d of group.devices) d.iommu.setTranslation(d.rid, null, null);
-}
-
 // ---- bind / unbind -----------------------------------------------------------------------------
 
 /**
@@ -133,7 +116,7 @@ export function deviceBind(ctx: IommufdCtx, dev: SimDevice, holdsCtx: boolean): 
     if (!dev.ops.capable('cache-coherency')) kerr(ERRNO.EINVAL);
     const g = getGroup(ctx, dev.group);
     try {
-      claimDmaOwner(dev.group, ctx);
+      iommuDeviceClaimDmaOwner(dev.group, ctx);
     } catch (e) {
       putGroup(ctx, g);
       throw e;
@@ -348,12 +331,6 @@ function pasidCompat(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   }
 }
 
-/** The driver accepts the domain for one device (owner match, then the driver's own checks). */
-function driverAttach(dev: SimDevice, domain: PagingDomain | NestedDomain, pasid: number): void {
-  if (domain.owner !== dev.ops.owner) kerr(ERRNO.EINVAL); // domain_iommu_ops_compatible
-  dev.ops.attachDev(domain, pasid === NO_PASID ? null : pasid);
-}
-
 /** iommu_attach_device_pasid's check: a PASID beyond any PASID-capable member's width is EINVAL. */
 function checkPasidWidth(group: SimGroup, pasid: number): void {
   for (const d of group.devices) {
@@ -369,19 +346,18 @@ function attachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   if (shouldFail()) kerr(ERRNO.ENOMEM); // the attach handle (fault injection)
   const domain = hwpt.domain;
   if (pasid === NO_PASID) {
-    for (const d of idev.group.group.devices) driverAttach(d, domain, pasid);
-    for (const d of idev.group.group.devices) d.iommu.setTranslation(d.rid, null, domain);
+    iommuAttachGroup(domain, idev.group.group);
   } else {
     if (domain.owner !== idev.dev.ops.owner) kerr(ERRNO.EINVAL);
     checkPasidWidth(idev.group.group, pasid);
-    driverAttach(idev.dev, domain, pasid);
+    iommuDriverAttach(idev.dev, domain, pasid);
     idev.dev.iommu.setTranslation(idev.dev.rid, pasid, domain);
   }
 }
 
 function detachDevice(idev: IommufdDevice, pasid: number): void {
   if (pasid === NO_PASID) {
-    for (const d of idev.group.group.devices) d.iommu.setTranslation(d.rid, null, null);
+    iommuDetachGroup(idev.group.group);
   } else {
     idev.dev.ops.blockPasid?.(pasid);
     idev.dev.iommu.setTranslation(idev.dev.rid, pasid, null);

@@ -12,7 +12,7 @@ import {
   IOCTLS, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
   IOMMU_TEST_CMD, IOMMU_VFIO_IOAS_CLEAR, IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, type IoctlDesc,
 } from '../../../ioasid/uapi.js';
-import * as vfioUapi from '../../../ioasid/vfio_uapi.js';
+import { VFIO_LEGACY_IOCTL_NAMES } from '../../../ioasid/vfio_uapi.js';
 import { CAP_SYS_RESOURCE } from '../../types.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
 import { shouldFail } from '../kernel/fault_inject.js';
@@ -339,11 +339,7 @@ function buildOps(selftest: boolean): (readonly [IoctlDesc, Handler] | undefined
   return Array.from({ length: ops.length }, (_, i) => ops[i]);
 }
 
-const VFIO_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(vfioUapi).filter(([k, v]) => /^VFIO_(GET_API|CHECK_EXT|SET_IOMMU|IOMMU_)/.test(k) && typeof v === 'number').map(([k, v]) => [v, k]),
-);
-
 function nameOf(request: number): string {
   for (const d of [...Object.values(IOCTLS), IOMMU_TEST_CMD]) if (d.request === request) return d.name;
-  return VFIO_NAMES[request] ?? `ioctl(0x${request.toString(16)})`;
+  return VFIO_LEGACY_IOCTL_NAMES[request] ?? `ioctl(0x${request.toString(16)})`;
 }

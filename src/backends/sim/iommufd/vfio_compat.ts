@@ -16,7 +16,7 @@ import {
 import { kerr, KernelErrno } from '../kernel/errno.js';
 import { shouldFail } from '../kernel/fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE } from './io_pagetable.js';
-import { mapUserRange, putAreaPages, type IoasObject } from './ioas.js';
+import { IoasObject, mapUserRange, putAreaPages } from './ioas.js';
 import type { IommufdCtx } from './main.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 
@@ -27,6 +27,22 @@ const INFO_SIZE = vfio_iommu_type1_info.size;
 function compatIoas(ctx: IommufdCtx): IoasObject {
   if (!ctx.vfioIoasId) kerr(ERRNO.ENODEV);
   return ctx.get<IoasObject>(ctx.vfioIoasId, 'IOAS');
+}
+
+/** iommufd_vfio_compat_ioas_get_id: the compat IOAS's id for a VFIO group's device (ENODEV if none). */
+export function compatIoasGetId(ctx: IommufdCtx): number {
+  return compatIoas(ctx).id;
+}
+
+/**
+ * iommufd_vfio_compat_ioas_create: VFIO_GROUP_SET_CONTAINER with an iommufd makes the compat IOAS,
+ * a normal user-visible IOAS, unless one is already set (then nothing changes).
+ */
+export function compatIoasCreate(ctx: IommufdCtx): void {
+  if (ctx.vfioIoasId) return;
+  const ioas = new IoasObject();
+  ioas.id = ctx.add('IOAS', ioas);
+  ctx.vfioIoasId = ioas.id;
 }
 
 /** Commands whose argument is an integer (VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU). */
@@ -75,8 +91,8 @@ function checkExtension(ctx: IommufdCtx, type: number): number {
     case VFIO_NOIOMMU_IOMMU:
       return 0; // CONFIG_VFIO_NOIOMMU is off
     case VFIO_DMA_CC_IOMMU:
-      compatIoas(ctx);
-      return 1; // every HWPT enforces cache coherency (none can be incoherent yet)
+      // iommufd_vfio_cc_iommu: 1 unless a paging HWPT of the compat IOAS does not enforce coherency
+      return compatIoas(ctx).hwpts.every((h) => h.enforceCc) ? 1 : 0;
     default:
       return 0;
   }
@@ -190,8 +206,14 @@ function getInfo(ctx: IommufdCtx, arg: Uint8Array | null): number {
   return 0;
 }
 
-/** iommufd_get_pagesizes: every page size from PAGE_SIZE up (no domain narrows it yet), at least the IOAS alignment. */
+/**
+ * iommufd_get_pagesizes: the page sizes every domain of the IOAS shares (all from PAGE_SIZE up
+ * with none), sub-page sizes folded into PAGE_SIZE, at least the IOAS alignment.
+ */
 function pageSizes(ioas: IoasObject): bigint {
-  const bitmap = MAX & ~BigInt(PAGE_SIZE - 1);
+  let bitmap = MAX;
+  for (const d of ioas.iopt.domains) bitmap &= d.pgsizeBitmap;
+  const PAGE_MASK = ~BigInt(PAGE_SIZE - 1);
+  if (bitmap & ~PAGE_MASK) bitmap = (bitmap & PAGE_MASK) | BigInt(PAGE_SIZE);
   return bitmap > ioas.iopt.iovaAlignment ? bitmap : ioas.iopt.iovaAlignment;
 }

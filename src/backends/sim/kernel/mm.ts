@@ -323,17 +323,13 @@ export class SimMm {
    * Write pins need a writable mapping (FOLL_WRITE).
    */
   pinInto(addr: number, n: number, write: boolean, stores: (PageStore | null)[], index: Float64Array, at: number): void {
-    const prot = write ? PROT_READ | PROT_WRITE : PROT_READ;
+    if (this.pinnablePages(addr, n, write) < n) kerr(ERRNO.EFAULT);
     let k = 0;
     while (k < n) {
       const a = addr + k * PAGE_SIZE;
-      const v = this.find(a);
-      const first = v ? v.pgoff + (a - v.start) / PAGE_SIZE : 0;
-      const run = v ? Math.min(n - k, (v.end - a) / PAGE_SIZE) : 0;
-      if (!v || v.ops || (v.prot & prot) !== prot || first + run > v.store.npages) {
-        stores.fill(null, at, at + k); // nothing recorded
-        kerr(ERRNO.EFAULT);
-      }
+      const v = this.find(a)!;
+      const first = v.pgoff + (a - v.start) / PAGE_SIZE;
+      const run = Math.min(n - k, (v.end - a) / PAGE_SIZE);
       for (let j = 0; j < run; j++) {
         stores[at + k + j] = v.store;
         index[at + k + j] = first + j;
@@ -341,6 +337,24 @@ export class SimMm {
       k += run;
     }
     for (let j = 0; j < n; j++) stores[at + j]!.pins[index[at + j]!]!++;
+  }
+
+  /**
+   * How many of the `n` pages from page-aligned `addr` pin_user_pages would pin before it fails:
+   * pages of ordinary mappings with the access (FOLL_WRITE: writable), up to the first that is not.
+   */
+  pinnablePages(addr: number, n: number, write: boolean): number {
+    const prot = write ? PROT_READ | PROT_WRITE : PROT_READ;
+    let k = 0;
+    while (k < n) {
+      const v = this.find(addr + k * PAGE_SIZE);
+      if (!v || v.ops || (v.prot & prot) !== prot) break;
+      const first = v.pgoff + (addr + k * PAGE_SIZE - v.start) / PAGE_SIZE;
+      const run = Math.min(n - k, (v.end - addr - k * PAGE_SIZE) / PAGE_SIZE, v.store.npages - first);
+      if (run <= 0) break;
+      k += run;
+    }
+    return k;
   }
 
   /** The store and byte offset backing user address `addr` (get_user_pages + page_to_phys), EFAULT if unmapped. */

@@ -6,6 +6,7 @@
  * one scripts/vm/run-in-guest.sh boots with.
  */
 import type { KernelDesc } from '../kernel/boot.js';
+import type { VfioBuild } from '../vfio/group.js';
 
 /** Options both preset kernels share: built in (no modules), iommufd, VFIO with cdev and legacy. */
 const IOMMUFD_VFIO = [
@@ -26,6 +27,21 @@ export function testVmKernel(): KernelDesc {
       'CONFIG_INTEL_IOMMU=y', 'CONFIG_INTEL_IOMMU_DEFAULT_ON=y', 'CONFIG_IRQ_REMAP=y', 'CONFIG_IOMMU_PT_AMDV1=y',
       'CONFIG_IOMMU_DEBUGFS=y', 'CONFIG_INTEL_IOMMU_DEBUGFS=y'].join('\n'),
   };
+}
+
+/**
+ * A kernel's .config lines for a legacy VFIO build (Kconfig: VFIO_CONTAINER and
+ * IOMMUFD_VFIO_CONTAINER depend on VFIO_GROUP and exclude each other): replaces the test VM's
+ * group and container lines, so the config the doctor reads and the nodes the machine serves agree.
+ */
+export function withVfioBuild(kernel: KernelDesc, build: VfioBuild): KernelDesc {
+  const group = build.group ?? true;
+  const container = build.container ?? (group ? 'vfio' : 'none');
+  const set = (name: string, on: boolean) => (on ? `CONFIG_${name}=y` : `# CONFIG_${name} is not set`);
+  const lines = kernel.config.split('\n').filter((l) => !/CONFIG_(VFIO_GROUP|VFIO_CONTAINER|VFIO_IOMMU_TYPE1|IOMMUFD_VFIO_CONTAINER)[= ]/.test(l));
+  lines.push(set('VFIO_GROUP', group), set('VFIO_CONTAINER', container === 'vfio'), set('VFIO_IOMMU_TYPE1', container === 'vfio'));
+  if (group) lines.push(set('IOMMUFD_VFIO_CONTAINER', container === 'iommufd'));
+  return { ...kernel, config: lines.join('\n') };
 }
 
 /** An arm64 server kernel with the same features behind an SMMUv3 (described by ACPI IORT). */

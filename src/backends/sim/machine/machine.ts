@@ -30,6 +30,7 @@ import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_SERR, PCI_
 import { publishDevice, publishGroup, publishIommu, unpublishGroup } from '../pci/sysfs.js';
 import { smmuv3Caps, smmuv3Registers, type Smmuv3Options } from '../hw/smmuv3.js';
 import { VfioPciDriver } from '../vfio/vfio_pci.js';
+import { Vfio, type VfioBuild } from '../vfio/group.js';
 import { vtdCaps, vtdRegisters, type VtdOptions } from '../hw/vtd.js';
 
 export type IommuDesc =
@@ -54,6 +55,11 @@ export interface MachineDesc {
    * table follows from `iommu`: DMAR for VT-d, IORT for an SMMUv3.
    */
   readonly acpiTables?: readonly string[];
+  /**
+   * How the kernel's legacy VFIO interfaces were built (../vfio/group.ts): groups (/dev/vfio/N)
+   * and who serves /dev/vfio/vfio. Default: the test VM's, groups and the type1 container.
+   */
+  readonly vfio?: VfioBuild;
 }
 
 /** The ACPI table that describes an IOMMU of this kind to the kernel. */
@@ -68,6 +74,8 @@ export class Machine implements PciHost, MockDeviceHost {
   /** Every PCI function, in probe order. */
   readonly devices: PciDevice[] = [];
   readonly drivers: DriverCore;
+  /** The VFIO core: groups, the legacy container's build and parameters. */
+  readonly vfio: Vfio;
   readonly vfioPci: VfioPciDriver;
   /** iommufd's half of VFIO_DEVICE_BIND_IOMMUFD (iommufd/device.ts bindForVfio); unit tests may stand in for it. */
   bindDevice: (ctx: IommufdCtx, dev: SimDevice) => BoundDevice = bindForVfio;
@@ -89,7 +97,8 @@ export class Machine implements PciHost, MockDeviceHost {
     if (this.iommu) publishIommu(vfs, this.iommu, desc.iommu!.kind);
     if (this.mockIommu) publishIommu(vfs, this.mockIommu, 'mock');
     this.drivers = new DriverCore(vfs, () => this.devices);
-    this.vfioPci = new VfioPciDriver(this);
+    this.vfio = new Vfio(vfs, desc.vfio);
+    this.vfioPci = new VfioPciDriver(this, this.vfio);
     this.drivers.register(new PcieportDriver());
     for (const name of new Set(this.topology.nodes.map((n) => n.desc.driver).filter((d): d is string => !!d && d !== 'pcieport'))) {
       this.drivers.register(new NamedDriver(name, this.topology.nodes.filter((n) => n.desc.driver === name)));

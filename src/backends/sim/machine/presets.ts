@@ -7,7 +7,10 @@
  *   01:02.0 (all three in group 2), the two virtio-9p functions carrying the VM's file systems
  *   (00:03.0, 00:04.0, bound to virtio-pci) and the ICH9 LPC/SATA/SMBus functions at 00:1f.x
  *   (group 5). Once up, the three edus are handed to vfio-pci (driver_override + drivers_probe),
- *   as the VM's guest-init does; `q35EduBare()` leaves them unbound.
+ *   as the VM's guest-init does; `q35EduBare()` leaves them unbound. Its kernel is built like the
+ *   VM's, with VFIO groups and the legacy type1 container; `q35EduIommufdContainer()` has
+ *   CONFIG_IOMMUFD_VFIO_CONTAINER instead (/dev/vfio/vfio is an iommufd) and `q35EduCdevOnly()`
+ *   CONFIG_VFIO_GROUP=n (no /dev/vfio/N, no /dev/vfio/vfio: devices only through their cdevs).
  * - `smmuv3Platform`: an Arm server-like machine behind an SMMUv3: root ports with ACS, a switch
  *   with ACS downstream ports, PCIe edus in their own groups, and a multifunction endpoint
  *   without ACS whose functions share a group.
@@ -20,7 +23,7 @@ import { Edu } from '../hw/edu.js';
 import type { MachineDesc } from './machine.js';
 import { PCI_ACS, REQ_ACS_FLAGS, type PciModel } from '../hw/pci.js';
 import { PciFunction, type PciFunctionSpec } from '../hw/pci_function.js';
-import { ARM64_ACPI_TABLES, arm64Kernel } from './kernels.js';
+import { ARM64_ACPI_TABLES, arm64Kernel, testVmKernel, withVfioBuild } from './kernels.js';
 
 const QEMU_SUBSYS = { subsystemVendor: 0x1af4, subsystemDevice: 0x1100 } as const;
 
@@ -87,6 +90,18 @@ export function q35EduBare(): MachineDesc {
   return { ...q35Edu(), name: 'q35EduBare', vfioPci: [] };
 }
 
+/** The VM's machine with a kernel built with CONFIG_IOMMUFD_VFIO_CONTAINER: /dev/vfio/vfio opens an iommufd. */
+export function q35EduIommufdContainer(): MachineDesc {
+  const vfio = { container: 'iommufd' } as const;
+  return { ...q35Edu(), name: 'q35EduIommufdContainer', vfio, kernel: withVfioBuild(testVmKernel(), vfio) };
+}
+
+/** The VM's machine with a kernel built without CONFIG_VFIO_GROUP: no group nodes and no container, only cdevs. */
+export function q35EduCdevOnly(): MachineDesc {
+  const vfio = { group: false } as const;
+  return { ...q35Edu(), name: 'q35EduCdevOnly', vfio, kernel: withVfioBuild(testVmKernel(), vfio) };
+}
+
 const ACS_ALL = REQ_ACS_FLAGS | PCI_ACS.TB;
 
 /** An SMMUv3 platform: where ACS decides the groups. */
@@ -129,4 +144,6 @@ export function mockOnly(): MachineDesc {
 }
 
 /** Every machine above by name, as `--machine NAME` of the `ioasid` command takes them. */
-export const MACHINES: Readonly<Record<string, () => MachineDesc>> = { q35Edu, q35EduBare, smmuv3Platform, mockOnly };
+export const MACHINES: Readonly<Record<string, () => MachineDesc>> = {
+  q35Edu, q35EduBare, q35EduIommufdContainer, q35EduCdevOnly, smmuv3Platform, mockOnly,
+};

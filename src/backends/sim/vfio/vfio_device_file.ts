@@ -1,15 +1,20 @@
 /**
- * An open /dev/vfio/devices/vfioN (drivers/vfio/device_cdev.c, vfio_main.c): until
- * IOC.BIND_IOMMUFD.request succeeds every other ioctl, read and write fails with EINVAL; binding
- * claims the device for an iommufd (iommufd's bindDevice) and opens it (vfio-pci enables the
- * function); ATTACH/DETACH_IOMMUFD_PT drive the bound device; closing the file unbinds it.
+ * An open VFIO device (drivers/vfio/vfio_main.c, device_cdev.c): a /dev/vfio/devices/vfioN cdev,
+ * or a device fd VFIO_GROUP_GET_DEVICE_FD handed out (df->group set). A cdev fd refuses every
+ * ioctl, read and write with EINVAL until IOC.BIND_IOMMUFD.request binds the device to an iommufd
+ * (iommufd's bindDevice) and opens it (vfio-pci enables the function); binding is EBUSY while
+ * the device's VFIO group is open, and the group cannot be opened while a cdev is bound. A group's
+ * device fd comes opened (through the group's container or iommufd) and may be one of several;
+ * BIND is EINVAL on it and ATTACH/DETACH_IOMMUFD_PT are the driver's (ENOTTY). The last close
+ * closes the device and unbinds it or releases the container.
  */
 import { ERRNO, IommuError } from '../../../ioasid/errors.js';
-import type { BoundDevice } from '../iommu/iommu.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
 import { IommufdCtx } from '../iommufd/main.js';
 import type { SimMm } from '../kernel/mm.js';
 import type { SimFile, SimProcess } from '../kernel/process.js';
+import { groupUnuseContainer, groupUseContainer } from './container.js';
+import { vfioDeviceBlockGroup, vfioDeviceUnblockGroup, type VfioGroup } from './group.js';
 import type { VfioPciDevice } from './vfio_pci.js';
 import {
   VFIO_DEVICE_IOCTLS as IOC, VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_BIND_FLAG_TOKEN, VFIO_DEVICE_DETACH_PASID,
@@ -34,20 +39,18 @@ export class VfioDeviceFile implements SimFile {
   mmap(mm: SimMm, addr: number, length: number, prot: number, flags: number, offset: number): number {
     return mm.mmapDevice(addr, length, prot, flags, offset, () => kerr(ERRNO.EINVAL));
   }
-  /** df->access_granted: set once BIND_IOMMUFD has opened the device. */
+  /** df->access_granted: set once the device is open through this file (BIND_IOMMUFD, or the group). */
   accessGranted = false;
+  /** df->iommufd: the iommufd the device is (to be) bound to through this file. */
   iommufd: IommufdCtx | null = null;
-  devid = 0;
-  private bound: BoundDevice | null = null;
-  /** vdev->iommufd_attached, and the PASIDs attached (vdev->pasids). */
-  private attached = false;
-  private readonly pasids = new Set<number>();
   /** f_pos for read(2)/write(2). */
   private pos = 0;
 
   constructor(
     readonly vdev: VfioPciDevice,
     readonly proc: SimProcess,
+    /** df->group: the VFIO group it was opened through (null for a cdev). */
+    readonly group: VfioGroup | null = null,
   ) {}
 
   ioctl(request: number, arg: Uint8Array | null): number {
@@ -69,22 +72,29 @@ export class VfioDeviceFile implements SimFile {
     if (request === IOC.BIND_IOMMUFD.request) return this.bind(user(arg));
     if (!this.accessGranted) kerr(ERRNO.EINVAL);
     const vdev = this.vdev;
+    if (!this.group) {
+      // cdev only; on a group's device fd they reach vfio-pci, which has neither (ENOTTY)
+      if (request === IOC.ATTACH_IOMMUFD_PT.request) return this.attachPt(user(arg));
+      if (request === IOC.DETACH_IOMMUFD_PT.request) return this.detachPt(user(arg));
+    }
     switch (request) {
-      case IOC.ATTACH_IOMMUFD_PT.request: return this.attachPt(user(arg));
-      case IOC.DETACH_IOMMUFD_PT.request: return this.detachPt(user(arg));
       case IOC.FEATURE.request: return this.feature(user(arg));
       case IOC.GET_REGION_INFO.request: vdev.getRegionInfo(user(arg)); return 0;
       case IOC.GET_INFO.request: vdev.getInfo(user(arg)); return 0;
       case IOC.GET_IRQ_INFO.request: vdev.getIrqInfo(user(arg)); return 0;
       case IOC.GET_PCI_HOT_RESET_INFO.request: vdev.getHotResetInfo(user(arg)); return 0;
-      case IOC.PCI_HOT_RESET.request: vdev.hotReset(user(arg)); return 0;
+      case IOC.PCI_HOT_RESET.request: vdev.hotReset(user(arg), this.proc); return 0;
       case VFIO_DEVICE_RESET: vdev.reset(); return 0;
       case IOC.SET_IRQS.request: vdev.setIrqs(user(arg)); return 0;
       default: return kerr(ERRNO.ENOTTY);
     }
   }
 
-  /** vfio_df_ioctl_bind_iommufd */
+  /**
+   * vfio_df_ioctl_bind_iommufd: argsz, tail and flags first; a group's device fd is EINVAL; the
+   * device's group must not be open (EBUSY, vfio_device_block_group); a bound file EINVAL; the
+   * token; the iommufd (EBADF, EBADFD); then the device opens (EINVAL if it is open already).
+   */
   private bind(arg: Uint8Array): number {
     const dv = new DataView(arg.buffer, arg.byteOffset, arg.length);
     if (arg.length < 4) kerr(ERRNO.EFAULT);
@@ -100,35 +110,78 @@ export class VfioDeviceFile implements SimFile {
     const fd = dv.getInt32(8, true);
     const tokenPtr = argsz >= 24 ? dv.getBigUint64(16, true) : 0n;
     if (fd < 0 || flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) kerr(ERRNO.EINVAL);
-    if (this.accessGranted) kerr(ERRNO.EINVAL);
-    // vfio_df_check_token: a UUID is read, then refused: this is neither an SR-IOV PF nor a VF.
-    if (flags & VFIO_DEVICE_BIND_FLAG_TOKEN) {
-      this.proc.mm.view(Number(tokenPtr), 16);
-      kerr(ERRNO.EINVAL);
-    }
-    const f = this.proc.fileOrNull(fd);
-    if (!f) kerr(ERRNO.EBADF);
-    if (!(f instanceof IommufdCtx)) kerr(ERRNO.EBADFD);
-    // vfio_df_open: the cdev path opens a device once.
+    if (this.group) kerr(ERRNO.EINVAL);
     const vdev = this.vdev;
-    if (vdev.openCount !== 0) kerr(ERRNO.EINVAL);
-    const bound = vdev.machine.bindDevice(f, vdev.dev);
-    vdev.openCount++;
+    vfioDeviceBlockGroup(vdev.vfioGroup);
+    try {
+      if (this.accessGranted) kerr(ERRNO.EINVAL);
+      // vfio_df_check_token: a UUID is read, then refused: this is neither an SR-IOV PF nor a VF.
+      if (flags & VFIO_DEVICE_BIND_FLAG_TOKEN) {
+        this.proc.mm.view(Number(tokenPtr), 16);
+        kerr(ERRNO.EINVAL);
+      }
+      const f = this.proc.fileOrNull(fd);
+      if (!f) kerr(ERRNO.EBADF);
+      if (!(f instanceof IommufdCtx)) kerr(ERRNO.EBADFD);
+      this.iommufd = f;
+      try {
+        this.open();
+      } catch (e) {
+        this.iommufd = null;
+        throw e;
+      }
+    } catch (e) {
+      vfioDeviceUnblockGroup(vdev.vfioGroup);
+      throw e;
+    }
+    dv.setUint32(12, vdev.idev!.bound.devId, true);
+    vdev.cdevOpened = true;
+    this.accessGranted = true;
+    return 0;
+  }
+
+  /** vfio_df_open: only a group's device fds may open a device that is open already. */
+  open(): void {
+    const vdev = this.vdev;
+    if (vdev.openCount !== 0 && !this.group) kerr(ERRNO.EINVAL);
+    if (vdev.openCount++ !== 0) return;
+    try {
+      this.firstOpen();
+    } catch (e) {
+      vdev.openCount--;
+      throw e;
+    }
+  }
+
+  /** vfio_df_device_first_open: bind to the iommufd, or use the group's container; then vfio-pci opens the device. */
+  private firstOpen(): void {
+    const vdev = this.vdev;
+    if (this.iommufd) vdev.iommufdBind(this.iommufd);
+    else groupUseContainer(this.group!);
     vdev.opener = this;
     try {
       vdev.enable();
     } catch (e) {
-      vdev.openCount--;
       vdev.opener = null;
-      bound.unbind();
+      this.unuseIommu();
       throw e;
     }
-    this.iommufd = f;
-    this.bound = bound;
-    this.devid = bound.devId;
-    dv.setUint32(12, bound.devId, true);
-    this.accessGranted = true;
-    return 0;
+  }
+
+  private unuseIommu(): void {
+    if (this.iommufd) this.vdev.iommufdUnbind();
+    else groupUnuseContainer(this.group!);
+  }
+
+  /** vfio_df_close: the last close disables the device, then unbinds it or leaves the container. */
+  close(): void {
+    const vdev = this.vdev;
+    if (vdev.openCount === 1) {
+      vdev.disable();
+      vdev.opener = null;
+      this.unuseIommu();
+    }
+    vdev.openCount--;
   }
 
   /** vfio_df_ioctl_attach_pt */
@@ -145,11 +198,7 @@ export class VfioDeviceFile implements SimFile {
       if (arg.length < 16) kerr(ERRNO.EFAULT);
       pasid = dv.getUint32(12, true);
     }
-    const ptId = dv.getUint32(8, true);
-    const out = pasid === undefined ? this.bound!.attach(ptId) : this.bound!.attach(ptId, pasid);
-    if (pasid === undefined) this.attached = true;
-    else this.pasids.add(pasid);
-    dv.setUint32(8, out, true);
+    dv.setUint32(8, this.vdev.iommufdAttach(dv.getUint32(8, true), pasid), true);
     return 0;
   }
 
@@ -164,14 +213,10 @@ export class VfioDeviceFile implements SimFile {
     if (flags & VFIO_DEVICE_DETACH_PASID) {
       if (argsz < 12) kerr(ERRNO.EINVAL);
       if (arg.length < 12) kerr(ERRNO.EFAULT);
-      const pasid = dv.getUint32(8, true);
-      if (!this.pasids.delete(pasid)) return 0;
-      this.bound!.detach(pasid);
+      this.vdev.iommufdDetach(dv.getUint32(8, true));
       return 0;
     }
-    if (!this.attached) return 0;
-    this.bound!.detach();
-    this.attached = false;
+    this.vdev.iommufdDetach();
     return 0;
   }
 
@@ -209,16 +254,15 @@ export class VfioDeviceFile implements SimFile {
     return n;
   }
 
-  /** vfio_device_fops_release -> vfio_df_unbind_iommufd: close the device, then unbind. */
+  /** vfio_device_fops_release: vfio_df_group_close, or for a cdev vfio_df_unbind_iommufd. */
   release(): void {
     if (!this.accessGranted) return;
-    const vdev = this.vdev;
-    vdev.disable();
-    vdev.openCount--;
-    vdev.opener = null;
     this.accessGranted = false;
-    this.bound!.unbind();
-    this.bound = null;
+    this.close();
+    this.iommufd = null;
+    if (this.group) return;
+    this.vdev.cdevOpened = false;
+    vfioDeviceUnblockGroup(this.vdev.vfioGroup);
   }
 }
 

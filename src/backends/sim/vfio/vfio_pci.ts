@@ -5,16 +5,23 @@
  * (GET_INFO, GET_REGION_INFO, GET_IRQ_INFO, SET_IRQS, RESET, hot reset info/reset) and region
  * reads/writes answer with the kernel's validation order and errnos.
  *
+ * Registering a device also puts it in its IOMMU group's VFIO group (group.ts), through
+ * which a legacy user opens it instead of the cdev.
+ *
  * Not modelled: mmap of BARs (a typed-array view cannot trap MMIO, so region info never has the
  * MMAP flag here, where the kernel sets it for BARs), VGA and ROM contents, MSI-X, IOEVENTFD,
- * device features other than their generic validation (low power, DMA_BUF answer ENOTTY here),
- * /dev/vfio/N group nodes and /dev/vfio/vfio.
+ * device features other than their generic validation (low power, DMA_BUF answer ENOTTY here).
  */
 import { ERRNO } from '../../../ioasid/errors.js';
+import type { BoundDevice } from '../iommu/iommu.js';
+import type { IommufdCtx } from '../iommufd/main.js';
+import { compatIoasGetId } from '../iommufd/vfio_compat.js';
 import { kerr } from '../kernel/errno.js';
+import type { SimProcess } from '../kernel/process.js';
 import type { PciDriver } from '../pci/pci_driver.js';
 import type { PciDevice, PciHost } from '../pci/pci_device.js';
 import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_HEADER_TYPE } from '../hw/pci_function.js';
+import { VfioGroupFile, type Vfio, type VfioGroup } from './group.js';
 import { VfioDeviceFile } from './vfio_device_file.js';
 import { VfioPciConfig, type VfioConfigHost } from './vfio_pci_config.js';
 import { VfioPciIrqs } from './vfio_pci_intrs.js';
@@ -39,7 +46,11 @@ export class VfioPciDriver implements PciDriver {
   readonly managedDma = true;
   private readonly indexes = new Set<number>();
 
-  constructor(readonly machine: PciHost) {}
+  constructor(
+    readonly machine: PciHost,
+    /** The VFIO core its devices register with (their groups). */
+    readonly vfio: Vfio,
+  ) {}
 
   matchId(): boolean {
     return false;
@@ -53,6 +64,7 @@ export class VfioPciDriver implements PciDriver {
     while (this.indexes.has(index)) index++;
     this.indexes.add(index);
     const vdev = new VfioPciDevice(this.machine, dev, index);
+    vdev.vfioGroup = this.vfio.addDevice(vdev);
     dev.drvdata = vdev;
     vdev.publish();
   }
@@ -64,6 +76,7 @@ export class VfioPciDriver implements PciDriver {
       vdev.irqs.reqTrigger?.signal();
       kerr(ERRNO.EBUSY);
     }
+    this.vfio.removeDevice(vdev);
     vdev.unpublish();
     this.indexes.delete(vdev.index);
     dev.drvdata = null;
@@ -72,10 +85,16 @@ export class VfioPciDriver implements PciDriver {
 
 /** vfio_pci_core_device: one function bound to vfio-pci. */
 export class VfioPciDevice implements VfioConfigHost {
-  /** vfio_device.open_count: cdev allows one open (bind) at a time. */
+  /** vfio_device.open_count: a cdev opens (binds) it once; a group's device fds may open it again. */
   openCount = 0;
-  /** The file that bound it (cdev), with its iommufd devid. */
+  /** The file whose open opened the device (its process resolves the eventfds of SET_IRQS). */
   opener: VfioDeviceFile | null = null;
+  /** The VFIO group it was registered in (null in a kernel without CONFIG_VFIO_GROUP). */
+  vfioGroup: VfioGroup | null = null;
+  /** device->cdev_opened: opened through its cdev (hot reset then speaks devids). */
+  cdevOpened = false;
+  /** vdev->iommufd_device with vdev->iommufd_attached and vdev->pasids, while bound to an iommufd. */
+  idev: { readonly ctx: IommufdCtx; readonly bound: BoundDevice; attached: boolean; readonly pasids: Set<number> } | null = null;
   vconfig: VfioPciConfig | null = null;
   resetWorks = false;
   readonly irqs: VfioPciIrqs;
@@ -135,6 +154,45 @@ export class VfioPciDevice implements VfioConfigHost {
     dev.fn.reset();
     dev.fn.restoreState(saved);
     return true;
+  }
+
+  // ---- iommufd (drivers/vfio/iommufd.c, the physical device ops) -------------------------------
+
+  /** vfio_iommufd_physical_bind */
+  iommufdBind(ctx: IommufdCtx): void {
+    this.idev = { ctx, bound: this.machine.bindDevice(ctx, this.dev), attached: false, pasids: new Set() };
+  }
+
+  /** vfio_iommufd_physical_unbind: iommufd's unbind detaches whatever is attached. */
+  iommufdUnbind(): void {
+    this.idev!.bound.unbind();
+    this.idev = null;
+  }
+
+  /** vfio_iommufd_physical_attach_ioas / _pasid_attach_ioas: attach, or replace once attached; the pt_id in use. */
+  iommufdAttach(ptId: number, pasid?: number): number {
+    const idev = this.idev!;
+    const out = pasid === undefined ? idev.bound.attach(ptId) : idev.bound.attach(ptId, pasid);
+    if (pasid === undefined) idev.attached = true;
+    else idev.pasids.add(pasid);
+    return out;
+  }
+
+  /** vfio_iommufd_physical_detach_ioas / _pasid_detach_ioas: nothing attached, nothing to do. */
+  iommufdDetach(pasid?: number): void {
+    const idev = this.idev!;
+    if (pasid !== undefined) {
+      if (idev.pasids.delete(pasid)) idev.bound.detach(pasid);
+      return;
+    }
+    if (!idev.attached) return;
+    idev.bound.detach();
+    idev.attached = false;
+  }
+
+  /** vfio_iommufd_compat_attach_ioas: a group's device joins the iommufd's compat IOAS (ENODEV without one). */
+  compatAttachIoas(ctx: IommufdCtx): void {
+    this.iommufdAttach(compatIoasGetId(ctx));
   }
 
   // ---- sysfs / dev ---------------------------------------------------------------------------
@@ -330,7 +388,7 @@ export class VfioPciDevice implements VfioConfigHost {
       kerr(ERRNO.ENOSPC);
     }
     if (arg.length < 12 + 8 * devs.length) kerr(ERRNO.EFAULT);
-    let flags = this.opener ? VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED : 0;
+    let flags = this.cdevOpened ? VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED : 0;
     devs.forEach((d, i) => {
       const at = 12 + 8 * i;
       let id: number;
@@ -353,26 +411,50 @@ export class VfioPciDevice implements VfioConfigHost {
   private devidFor(d: PciDevice): number {
     const other = d.drvdata instanceof VfioPciDevice ? d.drvdata : null;
     if (!other) return VFIO_PCI_DEVID_NOT_OWNED;
-    const ictx = this.opener!.iommufd;
-    if (other.opener && other.opener.iommufd === ictx) return other.opener.devid;
+    const ictx = this.idev!.ctx;
+    if (other.idev && other.idev.ctx === ictx) return other.idev.bound.devId;
     return d.group.owner === ictx ? VFIO_PCI_DEVID_OWNED : VFIO_PCI_DEVID_NOT_OWNED;
   }
 
-  /** IOC.PCI_HOT_RESET.request, cdev form: an empty group fd array, ownership through the iommufd. */
-  hotReset(arg: Uint8Array): void {
+  /**
+   * IOC.PCI_HOT_RESET.request: a cdev-opened device passes an empty fd array (ownership through its
+   * iommufd); a group-opened one passes the fds of groups covering every affected device.
+   */
+  hotReset(arg: Uint8Array, proc: SimProcess): void {
     const dv = need(arg, IOC.PCI_HOT_RESET.minSize);
     if (dv.getUint32(0, true) < IOC.PCI_HOT_RESET.minSize || dv.getUint32(4, true)) kerr(ERRNO.EINVAL);
-    if ((dv.getUint32(8, true) !== 0) === (this.opener !== null)) kerr(ERRNO.EINVAL);
+    const count = dv.getUint32(8, true);
+    if ((count !== 0) === this.cdevOpened) kerr(ERRNO.EINVAL);
     const devs = this.hotResetScope();
+    const groups = count ? this.hotResetGroups(dv, count, devs.length, proc) : null;
     // vfio_pci_dev_set_resettable: every affected function is in the dev_set (bound to vfio-pci).
     if (devs.some((d) => !(d.drvdata instanceof VfioPciDevice))) kerr(ERRNO.EINVAL);
-    // Each is owned: opened on this iommufd (a devid) or its group owned by it (-ENOENT).
-    for (const d of devs) if (this.devidFor(d) === VFIO_PCI_DEVID_NOT_OWNED) kerr(ERRNO.EPERM);
+    if (groups) {
+      // vfio_dev_in_groups: each affected device's group is among those given.
+      for (const d of devs) if (!groups.has((d.drvdata as VfioPciDevice).vfioGroup!)) kerr(ERRNO.EINVAL);
+    } else {
+      // Each is owned: opened on this iommufd (a devid) or its group owned by it (-ENOENT).
+      for (const d of devs) if (this.devidFor(d) === VFIO_PCI_DEVID_NOT_OWNED) kerr(ERRNO.EPERM);
+    }
     for (const d of devs) {
       const saved = d.fn.saveState();
       d.fn.reset();
       d.fn.restoreState(saved);
     }
+  }
+
+  /** vfio_pci_ioctl_pci_hot_reset_groups: no more fds than affected devices; each a VFIO group file (EBADF, EINVAL). */
+  private hotResetGroups(dv: DataView, count: number, max: number, proc: SimProcess): Set<VfioGroup> {
+    if (count > max) kerr(ERRNO.EINVAL);
+    if (dv.byteLength < IOC.PCI_HOT_RESET.minSize + 4 * count) kerr(ERRNO.EFAULT);
+    const groups = new Set<VfioGroup>();
+    for (let i = 0; i < count; i++) {
+      const f = proc.fileOrNull(dv.getInt32(IOC.PCI_HOT_RESET.minSize + 4 * i, true));
+      if (!f) kerr(ERRNO.EBADF);
+      if (!(f instanceof VfioGroupFile)) kerr(ERRNO.EINVAL);
+      groups.add(f.group);
+    }
+    return groups;
   }
 
   // ---- region access (vfio_pci_rw) -----------------------------------------------------------
