@@ -58,7 +58,7 @@ describe(`ioasid: help, version, usage errors [${BACKEND}]`, () => {
     expect(opt.err).toMatch(/ioasid ls --help/);
     const machine = await ioasid('ls', '--machine', 'q35');
     expect(machine.code).toBe(2);
-    expect(machine.err).toContain('"q35" is not a machine preset: valid names are q35Edu, q35EduBare, q35EduIommufdContainer, q35EduCdevOnly, smmuv3Platform, mockOnly');
+    expect(machine.err).toContain('"q35" is not a machine preset: valid names are q35Edu, q35EduBare, q35EduIommufdContainer, q35EduCdevOnly, q35Host, smmuv3Platform, mockOnly');
     expect((await ioasid('ls', 'extra')).code).toBe(2);
     expect((await ioasid('doctor', '--memlock', 'lots', '--machine', 'q35Edu')).err).toMatch(/not a size/);
     const backend = await ioasid('demo', '--backend', 'lnux');

@@ -124,7 +124,8 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
       // A built-in kernel has no modules.alias: the generic driver is the answer.
       expect(vfioDriverName(ctx.binding, pci.modalias)).toBe('vfio-pci');
       // bindDriver() is a no-op when the driver is already the one asked for.
-      expect(pci.bindDriver('vfio-pci')).toBe('vfio-pci');
+      const same = pci.bindDriver('vfio-pci');
+      expect([same.driver, same.changed, same.previous]).toEqual(['vfio-pci', false, { driver: 'vfio-pci', driverOverride: 'vfio-pci' }]);
     });
 
     it('a device without a VFIO cdev cannot be opened (ENODEV); an unknown BDF is refused up front', () => {

@@ -9,8 +9,8 @@
  * On the sim these skip until its machine publishes the same topology (reason in the title).
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Iommufd } from '../src/index.js';
-import { PciDevice } from '../src/device/pci.js';
+import { Iommufd, type IommuError } from '../src/index.js';
+import { PciDevice, type DriverError } from '../src/device/pci.js';
 import { VfioDevice } from '../src/device/vfio_device.js';
 import { BACKEND, P, expectErrno } from './helpers.js';
 import { claimDevices, deviceMachine } from './drivers/devices.js';
@@ -149,23 +149,35 @@ describe.skipIf(!machine.groupedEdus)(`one IOMMU group, two devices [${BACKEND}]
     expect([pB.driver, pB.driverOverride, pB.vfioCdev]).toEqual([null, null, null]);
     const a = openDev(bdfA);
     expect(a.bind(c1)).toBeGreaterThan(0);
-    expect(pB.bindDriver('vfio-pci')).toBe('vfio-pci');
+    expect(pB.bindDriver('vfio-pci').driver).toBe('vfio-pci');
     const b = openDev(bdfB);
     expectErrno(() => b.bind(c2), 'EPERM');
     expect(b.bind(c1)).toBeGreaterThan(0);
   });
 
-  it('a DMA-API driver cannot probe a sibling while the group is owned: drivers_probe fails EINVAL', () => {
+  it('a DMA-API driver cannot probe a sibling while the group is owned: drivers_probe fails EINVAL, the bind file EBUSY', () => {
     const pB = new PciDevice(c1.binding, bdfB);
     pB.release();
     const a = openDev(bdfA);
     a.bind(c1);
     // virtio-pci uses the kernel's DMA API: probing it needs the group's default domain
-    // (iommu_device_use_default_domain -> EBUSY), which the driver core reports as EINVAL.
-    expect(expectErrno(() => pB.bindDriver('virtio-pci'), 'EINVAL').syscall).toBe('write');
+    // (iommu_device_use_default_domain -> EBUSY), which drivers_probe reports as EINVAL...
+    pB.setDriverOverride('virtio-pci');
+    expect(expectErrno(() => pB.probe(), 'EINVAL').syscall).toBe('write');
     expect(pB.driver).toBeNull();
+    // ... and the driver's bind file as it is; bindDriver then puts the old state back.
+    pB.setDriverOverride(null);
+    const e = expectErrno(() => pB.bindDriver('virtio-pci'), 'EBUSY') as DriverError;
+    expect([e.reason, (e.cause as IommuError).syscall]).toEqual(['bind-failed', 'write']);
+    expect(pB.driverState()).toEqual({ driver: null, driverOverride: null });
     a.close();
-    // With the group free the same write is accepted; virtio-pci then declines a non-virtio device.
-    expect(pB.bindDriver('virtio-pci')).toBeNull();
+    // With the group free the probe is accepted: virtio-pci declines a non-virtio device, which
+    // drivers_probe does not report (nothing is bound) and the bind file does (ENODEV).
+    pB.setDriverOverride('virtio-pci');
+    pB.probe();
+    expect(pB.driver).toBeNull();
+    pB.setDriverOverride(null);
+    expect((expectErrno(() => pB.bindDriver('virtio-pci'), 'ENODEV') as DriverError).reason).toBe('bind-failed');
+    expect(pB.driverState()).toEqual({ driver: null, driverOverride: null });
   });
 });

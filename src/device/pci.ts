@@ -1,32 +1,24 @@
 /**
  * A PCI function as sysfs shows it (/sys/bus/pci/devices/<bdf>): its IDs, IOMMU group, bound
  * driver and VFIO cdev, read live through the Binding (so the sim's machine answers the same
- * paths), and the admin steps that hand it to a VFIO driver: driver_override, unbind, then
- * drivers_probe. Which VFIO driver to name comes from the `vfio_pci:` aliases in modules.alias
- * (variant drivers such as mlx5_vfio_pci never bind on their own), else plain vfio-pci.
+ * paths), and the admin steps that hand it to a VFIO driver and back: driver_override, unbind,
+ * then the driver's bind file. Which VFIO driver to name comes from the `vfio_pci:` aliases in
+ * modules.alias (variant drivers such as mlx5_vfio_pci never bind on their own), else plain
+ * vfio-pci.
+ *
+ * Host safety (docs/devices.md): nothing is unbound unless the target driver is registered and
+ * neither the function nor an IOMMU-group sibling is in use by the host (host_use.ts); a failed
+ * bind puts the previous driver back and checks that it is back; every refusal is a DriverError.
  */
-import { isErrno } from '../ioasid/errors.js';
+import { ERRNO, IommuError } from '../ioasid/errors.js';
 import type { Binding } from '../backends/types.js';
+import { describeHostUse, hostUses, type HostUse } from './host_use.js';
+import {
+  BDF, DEV_VFIO_DEVICES, SYS_IOMMU_GROUPS, SYS_PCI_DEVICES, SYS_PCI_DRIVERS, SYS_PCI_DRIVERS_PROBE, basename,
+  orMissing, osRelease,
+} from './sysfs.js';
 
-export const SYS_PCI_DEVICES = '/sys/bus/pci/devices';
-export const SYS_PCI_DRIVERS_PROBE = '/sys/bus/pci/drivers_probe';
-export const SYS_IOMMU_GROUPS = '/sys/kernel/iommu_groups';
-export const DEV_VFIO_DEVICES = '/dev/vfio/devices';
-
-const BDF = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-
-/** The last path component (of a sysfs symlink target). */
-const basename = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
-
-/** `f()`, or `fallback` when the file or link does not exist (ENOENT). */
-export function orMissing<T>(f: () => T, fallback: T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (isErrno(e, 'ENOENT')) return fallback;
-    throw e;
-  }
-}
+export { DEV_VFIO_DEVICES, SYS_IOMMU_GROUPS, SYS_PCI_DEVICES, SYS_PCI_DRIVERS, SYS_PCI_DRIVERS_PROBE, orMissing };
 
 export interface PciMatch {
   vendor?: number;
@@ -95,16 +87,30 @@ export class PciDevice {
     return g === null ? [] : this.binding.readdir(`${SYS_IOMMU_GROUPS}/${g}/devices`);
   }
 
+  /** The bound driver and driver_override now: what restoreDriver() puts back. */
+  driverState(): DriverState {
+    return { driver: this.driver, driverOverride: this.driverOverride };
+  }
+
+  /** What the host uses this function for (mounts, swap, interfaces up, consoles, boot VGA); see host_use.ts. */
+  hostUses(): HostUse[] {
+    return hostUses(this.binding, [this.bdf]);
+  }
+
   /** Set (or with null, clear) driver_override: only that driver may bind at the next probe. */
   setDriverOverride(driver: string | null): void {
     // A zero-length write never reaches sysfs; a lone newline is what clears the override.
     this.binding.writeText(`${this.path}/driver_override`, driver === null ? '\n' : driver);
   }
 
-  /** Detach the bound driver, if any. */
-  unbind(): void {
-    const d = this.driver;
-    if (d !== null) this.binding.writeText(`${this.path}/driver/unbind`, this.bdf);
+  /**
+   * Detach the bound driver, if any. Refused (DriverError 'in-use', EBUSY) while the host uses
+   * the function, unless `force`.
+   */
+  unbind(opts: DriverOptions = {}): void {
+    if (this.driver === null) return;
+    this.checkUnbind('unbind', null, [this.bdf], opts);
+    this.detach();
   }
 
   /** Ask the PCI core to probe drivers for this device (honours driver_override). */
@@ -114,22 +120,266 @@ export class PciDevice {
 
   /**
    * Hand the device to `driver` (default: the VFIO driver modules.alias names for it, else
-   * vfio-pci) the way an admin does: driver_override, unbind the current driver, drivers_probe.
-   * Returns the driver bound afterwards (null if the probe bound nothing).
+   * vfio-pci) the way an admin does: driver_override, unbind the current driver, then the
+   * driver's bind file (which, unlike drivers_probe, reports the probe's error). The override
+   * stays set, so the host's driver does not take the device back at the next probe.
+   *
+   * Refused before anything changes, with a DriverError: 'no-driver' / 'driver-not-loaded'
+   * (ENODEV) when the driver is not registered; 'in-use' (EBUSY) when the host uses the function
+   * or a sibling in its IOMMU group (a VFIO user needs the whole group), unless `force`. If the
+   * bind fails after the unbind, the previous driver and override are put back and checked
+   * ('bind-failed' with the kernel's errno; 'restore-failed' if even that fails).
+   *
+   * Returns the change: `previous` is the state before, `restore()` (or `using`) puts it back.
+   * Already bound to `driver`: nothing is done and restore() does nothing.
    */
-  bindDriver(driver: string = vfioDriverName(this.binding, this.modalias)): string | null {
-    if (this.driver === driver) return driver;
-    this.setDriverOverride(driver);
-    this.unbind();
-    this.probe();
-    return this.driver;
+  bindDriver(driver: string = vfioDriverName(this.binding, this.modalias), opts: DriverOptions = {}): DriverChange {
+    checkDriverName(driver);
+    const previous = this.driverState();
+    if (previous.driver === driver) return new DriverChange(this, driver, previous);
+    this.requireDriver('bindDriver', driver);
+    this.checkUnbind('bindDriver', driver, this.iommuGroup === null ? [this.bdf] : this.groupDevices(), opts);
+    try {
+      this.setDriverOverride(driver);
+      this.detach();
+      this.binding.writeText(`${SYS_PCI_DRIVERS}/${driver}/bind`, this.bdf);
+      this.expectDriver('bindDriver', driver);
+    } catch (e) {
+      this.rollBack(previous, driver, e);
+    }
+    return new DriverChange(this, driver, previous);
   }
 
-  /** Release the device from its driver and clear driver_override (it stays driverless). */
-  release(): void {
-    this.unbind();
+  /**
+   * Put back a driver state (from driverState() or a DriverChange's `previous`): unbind the
+   * current driver if it is another one (checked as unbind() is), restore driver_override, bind
+   * the driver through its bind file, and check that it is bound. `{ driver: null,
+   * driverOverride: null }` leaves the function driverless. A kernel refusal on the way is a
+   * DriverError 'bind-failed' with the kernel's errno, saying what the function has now.
+   */
+  restoreDriver(state: DriverState, opts: DriverOptions = {}): void {
+    if (state.driver !== null) {
+      checkDriverName(state.driver);
+      if (this.driver !== state.driver) this.requireDriver('restoreDriver', state.driver);
+    }
+    if (this.driver !== state.driver && this.driver !== null) this.checkUnbind('restoreDriver', state.driver, [this.bdf], opts);
+    try {
+      if (this.driver !== state.driver) {
+        this.detach();
+        if (state.driver !== null) {
+          // The override must let the old driver match while it binds (it may name another one).
+          const during = state.driverOverride === null ? null : state.driver;
+          if (this.driverOverride !== during) this.setDriverOverride(during);
+          this.binding.writeText(`${SYS_PCI_DRIVERS}/${state.driver}/bind`, this.bdf);
+        }
+      }
+      if (this.driverOverride !== state.driverOverride) this.setDriverOverride(state.driverOverride);
+    } catch (e) {
+      if (!(e instanceof IommuError)) throw e;
+      throw new DriverError(e.errno, 'restoreDriver', 'bind-failed', this.bdf, state.driver,
+        `putting back ${state.driver ?? 'no driver'} on ${this.bdf}: ${e.message}; it has ${this.driver ?? 'no driver'} now`, [], e);
+    }
+    this.expectDriver('restoreDriver', state.driver);
+  }
+
+  /**
+   * Release the device from its driver and clear driver_override: it stays driverless until
+   * something probes it. Refused while the host uses it, unless `force`.
+   */
+  release(opts: DriverOptions = {}): void {
+    this.unbind(opts);
     this.setDriverOverride(null);
   }
+
+  /** The unbind write itself, unchecked. */
+  private detach(): void {
+    if (this.driver !== null) this.binding.writeText(`${this.path}/driver/unbind`, this.bdf);
+  }
+
+  private requireDriver(op: string, driver: string): void {
+    const info = pciDriverInfo(this.binding, driver);
+    if (info.registered) return;
+    const fail = (reason: DriverErrorReason, detail: string): never => {
+      throw new DriverError(ERRNO.ENODEV, op, reason, this.bdf, driver, detail);
+    };
+    const kept = `${this.bdf} is unchanged`;
+    if (info.module) fail('driver-not-loaded', `PCI driver ${driver} is not loaded: load it with \`modprobe ${info.module}\` (ioasid never loads modules); ${kept}`);
+    fail('no-driver', `no PCI driver ${driver}: not in ${SYS_PCI_DRIVERS}, and this kernel has no module of that name; ${kept}`);
+  }
+
+  /**
+   * Before unbinding the driver: refuse while this process holds the function's VFIO device open
+   * (always: the kernel's unbind would wait for it forever), or while the host uses one of
+   * `bdfs` (unless `force`).
+   */
+  private checkUnbind(op: string, driver: string | null, bdfs: readonly string[], opts: DriverOptions): void {
+    const cdev = this.vfioCdev;
+    if (openHere(this.binding, this.bdf) || (cdev !== null && openHere(this.binding, cdev))) {
+      throw new DriverError(ERRNO.EBUSY, op, 'device-open', this.bdf, driver, `this process has ${this.bdf}'s VFIO device open: ` +
+        'close its VfioDevice first (the kernel\'s unbind waits until every user has closed the device, here forever)');
+    }
+    if (opts.force) return;
+    const uses = hostUses(this.binding, bdfs);
+    if (!uses.length) return;
+    const detail = `${this.bdf} is in use by the host: ${uses.map(describeHostUse).join('; ')}; pass { force: true } to take it anyway`;
+    throw new DriverError(ERRNO.EBUSY, op, 'in-use', this.bdf, driver, detail, uses);
+  }
+
+  /** Check what sysfs shows after a bind (EIO, 'bind-failed': the kernel accepted, but another driver or none is bound). */
+  private expectDriver(op: string, driver: string | null): void {
+    const now = this.driver;
+    if (now !== driver) throw new DriverError(ERRNO.EIO, op, 'bind-failed', this.bdf, driver, `${this.bdf} has ${now ?? 'no driver'}, not ${driver ?? 'none'}`);
+  }
+
+  /** After a failed bind: put `previous` back (checked), then throw what happened. */
+  private rollBack(previous: DriverState, driver: string, e: unknown): never {
+    let restoreError: unknown = null;
+    try {
+      this.restoreDriver(previous, { force: true });
+    } catch (r) {
+      restoreError = r;
+    }
+    if (!(e instanceof IommuError)) throw e; // a bug, not a refusal: let it through as it is
+    const was = previous.driver ?? 'no driver';
+    if (restoreError === null) throw new DriverError(e.errno, 'bindDriver', 'bind-failed', this.bdf, driver, `binding ${this.bdf} to ${driver}: ${e.message}; ${was} is back`, [], e);
+    const why = restoreError instanceof Error ? restoreError.message : String(restoreError);
+    throw new DriverError(restoreError instanceof IommuError ? restoreError.errno : ERRNO.EIO, 'bindDriver', 'restore-failed',
+      this.bdf, driver, `binding ${this.bdf} to ${driver} failed (${e.message}) and putting back ${was} failed (${why}); it has ${this.driver ?? 'no driver'} now`, [], e);
+  }
+}
+
+/** A function's driver binding: enough to put it back (restoreDriver). Plain data, JSON-safe. */
+export interface DriverState {
+  /** The bound driver, or null. */
+  readonly driver: string | null;
+  /** driver_override, or null when unset. */
+  readonly driverOverride: string | null;
+}
+
+export interface DriverOptions {
+  /**
+   * Take the function even though the host uses it (a mounted disk, an interface that is up, the
+   * console...). It does not skip the driver check or the restore on failure.
+   */
+  readonly force?: boolean;
+}
+
+/** What bindDriver() did, and how to undo it. */
+export class DriverChange implements Disposable {
+  constructor(
+    readonly pci: PciDevice,
+    /** The driver bound now. */
+    readonly driver: string,
+    /** The state before (what restore() puts back). */
+    readonly previous: DriverState,
+  ) {}
+
+  /** Whether bindDriver changed the binding (false: `driver` was already bound). */
+  get changed(): boolean {
+    return this.previous.driver !== this.driver;
+  }
+
+  /** Put the previous driver back (restoreDriver); a no-op when nothing changed. */
+  restore(opts: DriverOptions = {}): void {
+    if (this.changed) this.pci.restoreDriver(this.previous, opts);
+  }
+
+  [Symbol.dispose](): void {
+    this.restore();
+  }
+}
+
+/**
+ * Why a driver change was refused or failed:
+ * - 'no-driver' (ENODEV): the driver is not registered and the kernel has no module of that name;
+ * - 'driver-not-loaded' (ENODEV): its module exists but is not loaded (the message names it);
+ * - 'in-use' (EBUSY): the host uses the function or a group sibling (`uses` lists how);
+ * - 'device-open' (EBUSY): this process holds the function's VFIO device open (force does not help);
+ * - 'bind-failed' (the kernel's errno): the bind failed, and the previous driver is back;
+ * - 'restore-failed' (the restore's errno): the bind failed and so did putting the old driver back.
+ */
+export type DriverErrorReason = 'no-driver' | 'driver-not-loaded' | 'in-use' | 'device-open' | 'bind-failed' | 'restore-failed';
+
+export class DriverError extends IommuError {
+  constructor(
+    errno: number,
+    syscall: string,
+    readonly reason: DriverErrorReason,
+    /** The function. */
+    readonly bdf: string,
+    /** The driver asked for (null: none, as in unbind). */
+    readonly driver: string | null,
+    detail: string,
+    /** For 'in-use': what the host uses the function (or its group siblings) for. */
+    readonly uses: readonly HostUse[] = [],
+    cause?: IommuError,
+  ) {
+    super(errno, syscall, detail);
+    this.name = 'DriverError';
+    if (cause) this.cause = cause;
+  }
+}
+
+/**
+ * The VFIO devices this process holds open through VfioDevice (a cdev, or a group's device fd),
+ * by PCI address or, when that is unknown, by node; counted per process: the linux backend's
+ * bindings all belong to this process; each sim binding is a process of its own.
+ */
+const openDevices = new WeakMap<object, Map<string, number>>();
+const THIS_PROCESS = {};
+const processOf = (binding: Binding): object => (binding.name === 'linux' ? THIS_PROCESS : binding);
+
+/** Count an open (+1) or a close (-1) of a VFIO device by this process (VfioDevice calls it). */
+export function noteDeviceOpen(binding: Binding, key: string, delta: 1 | -1): void {
+  const p = processOf(binding);
+  let m = openDevices.get(p);
+  if (!m) openDevices.set(p, (m = new Map()));
+  const n = (m.get(key) ?? 0) + delta;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+}
+
+function openHere(binding: Binding, key: string): boolean {
+  return (openDevices.get(processOf(binding))?.get(key) ?? 0) > 0;
+}
+
+/** Driver names are path components under /sys/bus/pci/drivers. */
+function checkDriverName(name: string): void {
+  if (!/^[\w.:+-]+$/.test(name) || name === '.' || name === '..') throw new RangeError(`not a driver name: ${name}`);
+}
+
+/** Whether a PCI driver is there, or could be loaded. */
+export interface PciDriverInfo {
+  readonly name: string;
+  /** Registered with the PCI core: /sys/bus/pci/drivers/<name> exists. */
+  readonly registered: boolean;
+  /**
+   * When not registered: the module `modprobe <name>` would load, if the running kernel can load
+   * modules (/proc/modules exists, kernel.modules_disabled is 0) and modules.dep of its release
+   * lists one of that name (dashes and underscores are the same to modprobe); else null.
+   */
+  readonly module: string | null;
+}
+
+export function pciDriverInfo(binding: Binding, name: string): PciDriverInfo {
+  checkDriverName(name);
+  const registered = orMissing(() => (binding.readdir(`${SYS_PCI_DRIVERS}/${name}`), true), false);
+  return { name, registered, module: registered ? null : loadableModule(binding, name) };
+}
+
+function loadableModule(binding: Binding, name: string): string | null {
+  if (!orMissing(() => (binding.readText('/proc/modules'), true), false)) return null;
+  if (orMissing(() => binding.readText('/proc/sys/kernel/modules_disabled').trim(), '0') !== '0') return null;
+  const release = osRelease(binding);
+  const dep = release ? orMissing(() => binding.readText(`/lib/modules/${release}/modules.dep`), '') : '';
+  const want = name.replace(/-/g, '_');
+  for (const line of dep.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const mod = basename(line.slice(0, colon)).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_');
+    if (mod === want) return mod;
+  }
+  return null;
 }
 
 /** Every PCI function sysfs lists (none when there is no /sys/bus/pci). */
@@ -199,7 +449,7 @@ export function vfioDriverName(binding: Binding, modalias: string): string {
 
 /** vfioDriverName for many devices: reads modules.alias once. */
 export function vfioDriverChooser(binding: Binding): (modalias: string) => string {
-  const release = orMissing(() => binding.readText('/proc/sys/kernel/osrelease').trim(), '');
+  const release = osRelease(binding);
   const text = release ? orMissing(() => binding.readText(`/lib/modules/${release}/modules.alias`), '') : '';
   const aliases = parseVfioAliases(text);
   return (modalias) => {

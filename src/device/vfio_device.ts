@@ -18,7 +18,7 @@ import type { IoctlDesc } from '../ioasid/uapi.js';
 import { EventFd } from './eventfd.js';
 import { parseCaps, type InfoCap } from './info_caps.js';
 import { PciConfig } from './pci_config.js';
-import { PciDevice } from './pci.js';
+import { PciDevice, noteDeviceOpen } from './pci.js';
 import { VfioRegion, regionCaps, type RegionInfo } from './region.js';
 import {
   IOMMU_HW_INFO_TYPE_INTEL_VTD, VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_BIND_FLAG_TOKEN, VFIO_DEVICE_DETACH_PASID,
@@ -109,6 +109,7 @@ export class VfioDevice implements Disposable {
       this._iommufd = opened.bound.iommufd;
       this._devId = opened.bound.devId;
     }
+    noteDeviceOpen(binding, pci?.bdf ?? path, 1);
   }
 
   /**
@@ -352,6 +353,7 @@ export class VfioDevice implements Disposable {
     this.closed = true;
     this._devId = null;
     this._iommufd = null;
+    noteDeviceOpen(this.binding, this.pci?.bdf ?? this.path, -1);
     if (this.release) this.release();
     else this.binding.close(this.fd);
   }

@@ -218,6 +218,12 @@ export class PciFunction {
     return (this.command & PCI_COMMAND_MEMORY) !== 0;
   }
 
+  /** pci_is_vga: class 0x0300xx (VGA-compatible) or 0x0001xx (VGA before class codes existed). */
+  get isVga(): boolean {
+    const cls = this.get32(8) >>> 16;
+    return cls === 0x0300 || cls === 0x0001;
+  }
+
   get multifunctionBit(): boolean {
     return (this.config[PCI_HEADER_TYPE]! & 0x80) !== 0;
   }

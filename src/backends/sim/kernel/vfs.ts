@@ -45,6 +45,21 @@ export class SimVfs {
     this.add(path, { kind: 'link', target });
   }
 
+  /** A symlink at `path` to the absolute `target`, written relative from their common ancestor, as kernfs does. */
+  addRelativeLink(path: string, target: string): void {
+    const from = split(path).dir.split('/').filter(Boolean);
+    const to = target.split('/').filter(Boolean);
+    let i = 0;
+    while (i < from.length && i < to.length && from[i] === to[i]) i++;
+    this.addLink(path, '../'.repeat(from.length - i) + to.slice(i).join('/'));
+  }
+
+  /** An empty directory (sysfs has them: a disk's `holders/`); adding a node below keeps it. */
+  addDir(path: string): void {
+    if (!this.dirs.has(path)) this.dirs.set(path, new Set());
+    this.linkParents(path);
+  }
+
   /** A device node; `mode` as devtmpfs creates it (misc devices name theirs, the rest are 0600), owned by root. */
   addCharDev(path: string, open: SimCharDev, mode = 0o600): void {
     this.add(path, { kind: 'chr', open, mode });
@@ -60,6 +75,11 @@ export class SimVfs {
 
   private add(path: string, node: Node): void {
     this.nodes.set(path, node);
+    this.linkParents(path);
+  }
+
+  /** Make every directory above `path` list the next component. */
+  private linkParents(path: string): void {
     let p = path;
     while (p !== '/') {
       const { dir, name } = split(p);

@@ -53,6 +53,22 @@ export function arm64Kernel(): KernelDesc {
   };
 }
 
+/**
+ * A distribution-style x86 kernel for presets.q35Host: its console on the PCI serial port, root
+ * on the virtio disk. `vfioPci`: 'y' built in; 'm' a modular kernel (CONFIG_MODULES=y) with vfio-pci
+ * as a module that is not loaded; 'n' built without it (and without modules).
+ */
+export function q35HostKernel(vfioPci: 'y' | 'm' | 'n' = 'y'): KernelDesc {
+  const modules = vfioPci === 'm' ? 'CONFIG_MODULES=y' : '# CONFIG_MODULES is not set';
+  const vfio = vfioPci === 'n' ? '# CONFIG_VFIO_PCI is not set' : `CONFIG_VFIO_PCI=${vfioPci}`;
+  const lines = IOMMUFD_VFIO.map((l) => (l === '# CONFIG_MODULES is not set' ? modules : l === 'CONFIG_VFIO_PCI=y' ? vfio : l));
+  return {
+    release: '7.3.4',
+    cmdline: 'console=ttyS4,115200 root=/dev/vda1 ro intel_iommu=on',
+    config: ['CONFIG_64BIT=y', 'CONFIG_ACPI=y', ...lines, 'CONFIG_INTEL_IOMMU=y', 'CONFIG_IRQ_REMAP=y', 'CONFIG_SWAP=y'].join('\n'),
+  };
+}
+
 /** QEMU q35's ACPI tables (the VM's, less the DMAR that `-device intel-iommu` adds). */
 export const Q35_ACPI_TABLES = ['APIC', 'DSDT', 'FACP', 'FACS', 'HPET', 'MCFG', 'WAET'] as const;
 /** An arm64 ACPI server's tables; IORT describes the SMMUs. */

@@ -20,8 +20,13 @@ import { hardwareOps } from '../iommu/driver_ops.js';
 import type { IommufdCtx } from '../iommufd/main.js';
 import type { SimVfs } from '../kernel/vfs.js';
 import { publishBoot, type KernelDesc } from '../kernel/boot.js';
+import { SimHost, type HostDesc } from '../kernel/host.js';
 import { Q35_ACPI_TABLES, testVmKernel } from './kernels.js';
 import { DriverCore, type PciDriver } from '../pci/pci_driver.js';
+import { vgaDefaultDevice } from '../pci/vgaarb.js';
+import { NvmePciDriver } from '../drivers/nvme.js';
+import { SerialPciDriver } from '../drivers/serial.js';
+import { VirtioPciDriver } from '../drivers/virtio_pci.js';
 import { pciDeviceGroup, pciForEachDmaAlias } from '../iommu/groups.js';
 import { IommuUnit, withCaps } from '../hw/iommu.js';
 import { mockCaps } from '../hw/mock_iommu.js';
@@ -50,6 +55,8 @@ export interface MachineDesc {
   readonly vfioPci?: readonly string[];
   /** The kernel it boots: release, command line, config (default: the test VM's, testVmKernel()). */
   readonly kernel?: KernelDesc;
+  /** What the host's userspace did after boot: mounts, swap, dm devices, interfaces up (kernel/host.ts). */
+  readonly host?: HostDesc;
   /**
    * The firmware's ACPI tables other than the IOMMU's (default: QEMU q35's). The IOMMU's own
    * table follows from `iommu`: DMAR for VT-d, IORT for an SMMUv3.
@@ -77,6 +84,10 @@ export class Machine implements PciHost, MockDeviceHost {
   /** The VFIO core: groups, the legacy container's build and parameters. */
   readonly vfio: Vfio;
   readonly vfioPci: VfioPciDriver;
+  /** The boot VGA device (pci/vgaarb.ts; sysfs `boot_vga`), or null without a VGA function. */
+  readonly bootVga: PciDevice | null;
+  /** The host's mounts, swap, consoles (/proc) as its userspace set them up. */
+  readonly host: SimHost;
   /** iommufd's half of VFIO_DEVICE_BIND_IOMMUFD (iommufd/device.ts bindForVfio); unit tests may stand in for it. */
   bindDevice: (ctx: IommufdCtx, dev: SimDevice) => BoundDevice = bindForVfio;
   private readonly groups = new Map<number, IommuGroup>();
@@ -93,7 +104,8 @@ export class Machine implements PciHost, MockDeviceHost {
     this.mockIommu = opts.selftest === false ? null : new IommuUnit(mockCaps(), 'iommufd_selftest_iommu.0');
     this.topology = new PciTopology(desc.pci, this.iommu !== null);
     const tables = [...(desc.acpiTables ?? Q35_ACPI_TABLES), ...(desc.iommu ? [IOMMU_ACPI_TABLE[desc.iommu.kind]] : [])];
-    publishBoot(vfs, desc.kernel ?? testVmKernel(), tables.sort(), opts.selftest !== false);
+    const kernel = desc.kernel ?? testVmKernel();
+    publishBoot(vfs, kernel, tables.sort(), opts.selftest !== false);
     if (this.iommu) publishIommu(vfs, this.iommu, desc.iommu!.kind);
     if (this.mockIommu) publishIommu(vfs, this.mockIommu, 'mock');
     this.drivers = new DriverCore(vfs, () => this.devices);
@@ -101,15 +113,18 @@ export class Machine implements PciHost, MockDeviceHost {
     this.vfioPci = new VfioPciDriver(this, this.vfio);
     this.drivers.register(new PcieportDriver());
     for (const name of new Set(this.topology.nodes.map((n) => n.desc.driver).filter((d): d is string => !!d && d !== 'pcieport'))) {
-      this.drivers.register(new NamedDriver(name, this.topology.nodes.filter((n) => n.desc.driver === name)));
+      this.drivers.register(hostDriver(name, vfs) ?? new NamedDriver(name, this.topology.nodes.filter((n) => n.desc.driver === name)));
     }
-    this.drivers.register(this.vfioPci);
+    // vfio-pci is there unless the kernel's config makes it a module (not loaded) or leaves it out.
+    if (!/^(CONFIG_VFIO_PCI=m|# CONFIG_VFIO_PCI is not set)$/m.test(kernel.config)) this.drivers.register(this.vfioPci);
     this.probe();
+    this.bootVga = vgaDefaultDevice(this.devices);
     for (const dev of this.devices) if (dev.node.desc.driver) this.drivers.attach(dev);
     for (const bdf of desc.vfioPci ?? []) {
       vfs.writeText(`/sys/bus/pci/devices/${bdf}/driver_override`, 'vfio-pci\n');
       vfs.writeText('/sys/bus/pci/drivers_probe', bdf);
     }
+    this.host = new SimHost(vfs, desc.host ?? {}, kernel.cmdline);
   }
 
   device(name: string): PciDevice | undefined {
@@ -293,6 +308,14 @@ function resetMethodsAtProbe(node: PciNode): string[] {
   return m;
 }
 
+/** The host driver a description names, when the sim models it (drivers/); else the generic NamedDriver. */
+function hostDriver(name: string, vfs: SimVfs): PciDriver | null {
+  if (name === 'virtio-pci') return new VirtioPciDriver(vfs);
+  if (name === 'nvme') return new NvmePciDriver(vfs);
+  if (name === 'serial') return new SerialPciDriver(vfs);
+  return null;
+}
+
 /** pcieport: binds PCIe root and switch ports; manages no DMA (driver_managed_dma). */
 class PcieportDriver implements PciDriver {
   readonly name = 'pcieport';
@@ -318,14 +341,12 @@ class NamedDriver implements PciDriver {
   matchId(dev: PciDevice): boolean {
     return this.ids.has(`${dev.fn.get16(0)}:${dev.fn.get16(2)}`);
   }
-  /** A driver's probe declines a device it does not drive (virtio-pci on an edu: ENODEV). */
+  /** A driver's probe declines a device it does not drive (ENODEV). */
   probe(dev: PciDevice): void {
     if (!this.matchId(dev)) kerr(ERRNO.ENODEV);
-    dev.enableCount++;
-    dev.fn.cfgWrite(4, 2, dev.fn.command | 0x6);
+    dev.enable();
   }
   remove(dev: PciDevice): void {
-    dev.enableCount--;
-    dev.fn.cfgWrite(4, 2, dev.fn.command & ~0x4);
+    dev.disable();
   }
 }

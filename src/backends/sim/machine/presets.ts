@@ -14,16 +14,25 @@
  * - `smmuv3Platform`: an Arm server-like machine behind an SMMUv3: root ports with ACS, a switch
  *   with ACS downstream ports, PCIe edus in their own groups, and a multifunction endpoint
  *   without ACS whose functions share a group.
+ * - `q35Host`: a host whose devices the host itself uses, to test what must not be taken from it
+ *   (src/device/host_use.ts): the boot VGA device, a disk with the root file system and swap, a
+ *   disk under device-mapper, network interfaces up and down, a PCI serial port that is the
+ *   console, an edu sharing an IOMMU group with an interface that is up, a free edu and a free
+ *   disk, and NVMe namespaces with native multipath (one path, two paths). Its kernel has vfio-pci
+ *   built in, as a module that is not loaded, or not at all.
  * - `mockOnly`: no hardware IOMMU and no PCI devices: only the selftest's mock IOMMU.
  *
  * Each also describes the kernel it boots and the firmware's ACPI tables (kernels.ts), which
  * `ioasid doctor --machine NAME` reads.
  */
 import { Edu } from '../hw/edu.js';
+import type { HostMount } from '../kernel/host.js';
 import type { MachineDesc } from './machine.js';
 import { PCI_ACS, REQ_ACS_FLAGS, type PciModel } from '../hw/pci.js';
 import { PciFunction, type PciFunctionSpec } from '../hw/pci_function.js';
-import { ARM64_ACPI_TABLES, arm64Kernel, testVmKernel, withVfioBuild } from './kernels.js';
+import { ARM64_ACPI_TABLES, arm64Kernel, q35HostKernel, testVmKernel, withVfioBuild } from './kernels.js';
+import { nvme } from '../hw/nvme.js';
+import { virtio9p, virtioBlk, virtioNet } from '../hw/virtio.js';
 
 const QEMU_SUBSYS = { subsystemVendor: 0x1af4, subsystemDevice: 0x1100 } as const;
 
@@ -46,10 +55,16 @@ export const ich9Smbus = fixed({
   vendor: 0x8086, device: 0x2930, classCode: 0x0c0500, revision: 2, interruptPin: 1, ...QEMU_SUBSYS,
   bars: [{ index: 4, size: 64, type: 'io' }],
 });
-/** virtio-9p-pci (transitional, 1af4:1009): how the VM reaches its root file system. */
-export const virtio9p = fixed({
-  vendor: 0x1af4, device: 0x1009, classCode: 0x000200, subsystemVendor: 0x1af4, subsystemDevice: 0x0009, interruptPin: 1,
-  bars: [{ index: 0, size: 64, type: 'io' }, { index: 1, size: 4096, type: 'mem32' }, { index: 4, size: 16384, type: 'mem64', prefetchable: true }],
+export { nvme, virtio9p, virtioBlk, virtioNet };
+/** QEMU's std VGA (1234:1111): a 16 MiB framebuffer BAR and a 4 KiB register BAR. */
+export const stdVga = fixed({
+  vendor: 0x1234, device: 0x1111, classCode: 0x030000, revision: 2, ...QEMU_SUBSYS,
+  bars: [{ index: 0, size: 16 << 20, type: 'mem32', prefetchable: true }, { index: 2, size: 4096, type: 'mem32' }],
+});
+/** QEMU's pci-serial (1b36:0002): one 16550A port. */
+export const pciSerial = fixed({
+  vendor: 0x1b36, device: 0x0002, classCode: 0x070002, revision: 1, interruptPin: 1, ...QEMU_SUBSYS,
+  bars: [{ index: 0, size: 8, type: 'io' }],
 });
 /** QEMU's pcie-pci-bridge (1b36:000e): a PCIe-to-PCI bridge with a 256-byte SHPC BAR and MSI. */
 export const pciePciBridge = fixed({
@@ -58,6 +73,12 @@ export const pciePciBridge = fixed({
 });
 /** QEMU's pcie-root-port (1b36:000c). */
 export const pcieRootPort = fixed({ vendor: 0x1b36, device: 0x000c, classCode: 0x060400, headerType: 1, interruptPin: 1, msi: { vectors: 1 } });
+
+/** The pseudo file systems every host mounts. */
+const PROC_AND_SYSFS: readonly HostMount[] = [
+  { source: 'proc', target: '/proc', fstype: 'proc' },
+  { source: 'sysfs', target: '/sys', fstype: 'sysfs' },
+];
 
 /** The project's VM. */
 export function q35Edu(): MachineDesc {
@@ -74,14 +95,28 @@ export function q35Edu(): MachineDesc {
           { slot: 2, kind: 'pci', model: edu, irq: 10 },
         ],
       },
-      { slot: 3, kind: 'pci', model: virtio9p, driver: 'virtio-pci', irq: 23 },
-      { slot: 4, kind: 'pci', model: virtio9p, driver: 'virtio-pci', irq: 20 },
+      { slot: 3, kind: 'pci', model: virtio9p('hostroot'), driver: 'virtio-pci', irq: 23 },
+      { slot: 4, kind: 'pci', model: virtio9p('results'), driver: 'virtio-pci', irq: 20 },
       { slot: 0x1f, fn: 0, kind: 'pci', model: ich9Lpc, irq: 0 },
       { slot: 0x1f, fn: 2, kind: 'pci', model: ich9Ahci, irq: 10 },
       { slot: 0x1f, fn: 3, kind: 'pci', model: ich9Smbus, irq: 10 },
     ],
     // what the VM's guest-init does before any test runs
     vfioPci: ['0000:00:01.0', '0000:01:01.0', '0000:01:02.0'],
+    // and the file systems it mounts (scripts/vm/guest-init.sh; test/host-safety.vm-probe.txt)
+    host: {
+      mounts: [
+        { source: 'hostroot', target: '/', fstype: '9p' },
+        { source: 'devtmpfs', target: '/dev', fstype: 'devtmpfs' },
+        ...PROC_AND_SYSFS,
+        { source: 'tmpfs', target: '/run', fstype: 'tmpfs' },
+        { source: 'results', target: '/run/results', fstype: '9p' },
+        { source: 'hostroot', target: '/run/hosttmp', fstype: '9p', root: '/tmp' },
+        { source: 'tmpfs', target: '/tmp', fstype: 'tmpfs' },
+        { source: 'tmpfs', target: '/dev/shm', fstype: 'tmpfs' },
+        { source: 'debugfs', target: '/sys/kernel/debug', fstype: 'debugfs' },
+      ],
+    },
   };
 }
 
@@ -136,6 +171,62 @@ export function smmuv3Platform(): MachineDesc {
 }
 
 /**
+ * A host using its devices (see the file comment). `vfioPci`: how its kernel has vfio-pci
+ * ('y' built in, default; 'm' an unloaded module; 'n' not at all).
+ *
+ * | BDF | function | driver | what the host does with it |
+ * |---|---|---|---|
+ * | 00:01.0 | std VGA | | boot VGA |
+ * | 00:02.0 | virtio-blk | virtio-pci | vda1 mounted on /, vda2 swap |
+ * | 00:03.0 | virtio-blk | virtio-pci | vdb1 under dm-0, mounted on /home |
+ * | 00:04.0 | virtio-net | virtio-pci | eth0 up |
+ * | 00:05.0 | virtio-net | virtio-pci | eth1 down |
+ * | 00:06.0 | pci-serial | serial | ttyS4, the console |
+ * | 00:07.0, 00:07.1 | virtio-net, edu (one group: conventional PCI) | virtio-pci, none | eth2 up |
+ * | 00:08.0 | edu | | |
+ * | 00:09.0 | virtio-blk | virtio-pci | vdc, unused |
+ * | 00:0a.0 | NVMe, multi-controller subsystem | nvme | nvme0n1p1 (a multipath head, one path) mounted on /var |
+ * | 00:0b.0, 00:0c.0 | NVMe, two controllers of one subsystem | nvme | nvme1n1p1 (two paths) mounted on /srv |
+ */
+export function q35Host(opts: { readonly vfioPci?: 'y' | 'm' | 'n' } = {}): MachineDesc {
+  const GiB = 2 * 1024 * 1024;
+  const dualPorted = { nqn: 'nqn.2019-08.org.qemu:shared', multiController: true, namespaces: [{ nsid: 1, sectors: 2 * GiB, partitions: [GiB] }] };
+  return {
+    name: 'q35Host',
+    iommu: { kind: 'vtd' },
+    kernel: q35HostKernel(opts.vfioPci),
+    pci: [
+      { slot: 0, kind: 'pci', model: q35HostBridge },
+      { slot: 1, kind: 'pci', model: stdVga },
+      { slot: 2, kind: 'pci', model: virtioBlk({ sectors: 16 * GiB, partitions: [14 * GiB, GiB] }), driver: 'virtio-pci' },
+      { slot: 3, kind: 'pci', model: virtioBlk({ sectors: 8 * GiB, partitions: [7 * GiB] }), driver: 'virtio-pci' },
+      { slot: 4, kind: 'pci', model: virtioNet('52:54:00:12:34:56'), driver: 'virtio-pci' },
+      { slot: 5, kind: 'pci', model: virtioNet('52:54:00:12:34:57'), driver: 'virtio-pci' },
+      { slot: 6, kind: 'pci', model: pciSerial, driver: 'serial' },
+      { slot: 7, fn: 0, kind: 'pci', model: virtioNet('52:54:00:12:34:58'), driver: 'virtio-pci' },
+      { slot: 7, fn: 1, kind: 'pci', model: edu },
+      { slot: 8, kind: 'pci', model: edu },
+      { slot: 9, kind: 'pci', model: virtioBlk({ sectors: GiB }), driver: 'virtio-pci' },
+      { slot: 10, kind: 'pci', model: nvme({ nqn: 'nqn.2019-08.org.qemu:var', multiController: true, namespaces: [{ nsid: 1, sectors: 4 * GiB, partitions: [3 * GiB] }] }), driver: 'nvme' },
+      { slot: 11, kind: 'pci', model: nvme(dualPorted), driver: 'nvme' },
+      { slot: 12, kind: 'pci', model: nvme(dualPorted), driver: 'nvme' },
+    ],
+    host: {
+      dm: [['vdb1']],
+      mounts: [
+        { source: 'vda1', target: '/', fstype: 'ext4' },
+        ...PROC_AND_SYSFS,
+        { source: 'dm-0', target: '/home', fstype: 'ext4' },
+        { source: 'nvme0n1p1', target: '/var', fstype: 'xfs' },
+        { source: 'nvme1n1p1', target: '/srv', fstype: 'xfs' },
+      ],
+      swaps: ['vda2'],
+      up: ['eth0', 'eth2'],
+    },
+  };
+}
+
+/**
  * Only the selftest's mock IOMMU (what IOMMU_TEST_OP_MOCK_DOMAIN devices sit behind): the test
  * VM's kernel on a q35 without `-device intel-iommu` (no DMAR) and without PCI devices.
  */
@@ -145,5 +236,5 @@ export function mockOnly(): MachineDesc {
 
 /** Every machine above by name, as `--machine NAME` of the `ioasid` command takes them. */
 export const MACHINES: Readonly<Record<string, () => MachineDesc>> = {
-  q35Edu, q35EduBare, q35EduIommufdContainer, q35EduCdevOnly, smmuv3Platform, mockOnly,
+  q35Edu, q35EduBare, q35EduIommufdContainer, q35EduCdevOnly, q35Host, smmuv3Platform, mockOnly,
 };

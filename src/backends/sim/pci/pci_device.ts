@@ -8,7 +8,7 @@ import type { IommufdCtx } from '../iommufd/main.js';
 import type { SimVfs } from '../kernel/vfs.js';
 import type { IommuUnit } from '../hw/iommu.js';
 import type { PciNode } from '../hw/pci.js';
-import { PCI_INTERRUPT_PIN, type PciFunction } from '../hw/pci_function.js';
+import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_INTERRUPT_PIN, type PciFunction } from '../hw/pci_function.js';
 import type { DriverCore, PciDriver } from './pci_driver.js';
 
 /** The machine as the PCI core, sysfs and PCI drivers see it. */
@@ -19,6 +19,8 @@ export interface PciHost {
   readonly drivers: DriverCore;
   /** The hardware IOMMU unit (null when there is none). */
   readonly iommu: IommuUnit | null;
+  /** The boot VGA device (vgaarb's default device, sysfs `boot_vga`), or null. */
+  readonly bootVga: PciDevice | null;
   /** iommufd's half of VFIO_DEVICE_BIND_IOMMUFD (iommufd_device_bind). */
   bindDevice(ctx: IommufdCtx, dev: SimDevice): BoundDevice;
 }
@@ -74,5 +76,17 @@ export class PciDevice implements SimDevice {
 
   driver(): string | null {
     return this.boundDriver?.name ?? null;
+  }
+
+  /** pci_enable_device + pci_set_master, as a kernel driver's probe does (sysfs `enable` counts it). */
+  enable(): void {
+    this.enableCount++;
+    this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.command | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+  }
+
+  /** pci_clear_master + pci_disable_device, as the driver's remove does. */
+  disable(): void {
+    this.enableCount--;
+    this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.command & ~PCI_COMMAND_MASTER);
   }
 }

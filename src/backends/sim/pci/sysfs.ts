@@ -67,6 +67,7 @@ export function publishDevice(vfs: SimVfs, machine: PciHost, dev: PciDevice): vo
   ro('modalias', () => modalias(dev));
   ro('resource', () => resource(dev));
   if (dev.resetMethods.length) ro('reset_method', () => `${dev.resetMethods.join(' ')}\n`);
+  if (fn.isVga) ro('boot_vga', () => (machine.bootVga === dev ? '1\n' : '0\n'));
   if (dev.node.subordinate) {
     ro('secondary_bus_number', () => `${dev.node.subordinate!.number}\n`);
     ro('subordinate_bus_number', () => `${lastBus(dev)}\n`);
