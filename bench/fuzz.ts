@@ -1,7 +1,8 @@
 /**
  * A seeded fuzzer of the sim's whole syscall surface: every ioctl of the uAPI tables (iommufd's,
  * the selftest command's ops, the VFIO type1 container commands on an iommufd, the VFIO device
- * commands on the machine's vfio-pci cdevs) and every Binding syscall (read, write, pread, pwrite,
+ * commands on the machine's vfio-pci cdevs and on a group's device fd, the legacy container's type1
+ * commands and the group commands on /dev/vfio/vfio and /dev/vfio/N) and every Binding syscall (read, write, pread, pwrite,
  * mmap, munmap, ftruncate, poll, close, open, eventfd, memfd_create, view) on every kind of
  * descriptor, with random and structurally plausible arguments: ids the sim handed out mixed with
  * garbage, sizes around the struct sizes, pointers into mapped and unmapped memory.
@@ -70,7 +71,8 @@ interface Cmd {
   readonly minSize: number;
   /** 'size' (iommufd) or 'argsz' (VFIO) leads the struct. */
   readonly sizeField: string;
-  readonly target: 'iommufd' | 'vfio-device';
+  /** The kind of descriptor that takes it (the sim file's kind). */
+  readonly target: 'iommufd' | 'vfio-device' | 'vfio-container' | 'vfio-group';
   /** For IOMMU_TEST_CMD: the op. */
   readonly op?: number;
 }
@@ -101,13 +103,18 @@ function table(): Cmd[] {
       struct: { ...IOMMU_TEST_CMD.struct, fields }, sizeField: 'size', target: 'iommufd', op: n,
     });
   }
+  // the type1 container commands: on an iommufd (vfio_compat.c) and on /dev/vfio/vfio (vfio_iommu_type1.c)
   const v = (name: string, request: number, s: StructLayout, minSize: number): void => {
-    out.push({ name, request, struct: s, minSize, sizeField: 'argsz', target: 'iommufd' });
+    for (const target of ['iommufd', 'vfio-container'] as const) out.push({ name, request, struct: s, minSize, sizeField: 'argsz', target });
   };
   v('VFIO_IOMMU_GET_INFO', vfio.VFIO_IOMMU_GET_INFO, vfio.vfio_iommu_type1_info, vfio.GET_INFO_MINSZ);
   v('VFIO_IOMMU_MAP_DMA', vfio.VFIO_IOMMU_MAP_DMA, vfio.vfio_iommu_type1_dma_map, vfio.MAP_DMA_MINSZ);
   v('VFIO_IOMMU_UNMAP_DMA', vfio.VFIO_IOMMU_UNMAP_DMA, vfio.vfio_iommu_type1_dma_unmap, vfio.UNMAP_DMA_MINSZ);
   v('VFIO_IOMMU_DIRTY_PAGES', vfio.VFIO_IOMMU_DIRTY_PAGES, vfio.vfio_iommu_type1_dma_unmap, 8);
+  out.push({
+    name: 'VFIO_GROUP_GET_STATUS', request: vfio.VFIO_GROUP_GET_STATUS, struct: vfio.vfio_group_status,
+    minSize: vfio.GROUP_STATUS_MINSZ, sizeField: 'argsz', target: 'vfio-group',
+  });
   for (const d of Object.values(VFIO_DEVICE_IOCTLS)) add(d, 'argsz', 'vfio-device');
   return out;
 }
@@ -117,6 +124,10 @@ const INT_CMDS: readonly { name: string; request: number; target: Cmd['target'] 
   { name: 'VFIO_GET_API_VERSION', request: vfio.VFIO_GET_API_VERSION, target: 'iommufd' },
   { name: 'VFIO_CHECK_EXTENSION', request: vfio.VFIO_CHECK_EXTENSION, target: 'iommufd' },
   { name: 'VFIO_SET_IOMMU', request: vfio.VFIO_SET_IOMMU, target: 'iommufd' },
+  { name: 'VFIO_GET_API_VERSION', request: vfio.VFIO_GET_API_VERSION, target: 'vfio-container' },
+  { name: 'VFIO_CHECK_EXTENSION', request: vfio.VFIO_CHECK_EXTENSION, target: 'vfio-container' },
+  { name: 'VFIO_SET_IOMMU', request: vfio.VFIO_SET_IOMMU, target: 'vfio-container' },
+  { name: 'VFIO_GROUP_UNSET_CONTAINER', request: vfio.VFIO_GROUP_UNSET_CONTAINER, target: 'vfio-group' },
   { name: 'VFIO_DEVICE_RESET', request: VFIO_DEVICE_RESET, target: 'vfio-device' },
   { name: 'VFIO_DEVICE_IOEVENTFD', request: VFIO_DEVICE_IOEVENTFD, target: 'vfio-device' },
 ];
@@ -244,9 +255,11 @@ class World {
   /**
    * The machine as a program using it would leave it: two iommufds, each with two IOASes (one
    * with a mapping and a mock domain, one with an access), the solo edu bound to the first and
-   * attached, the other edus' cdevs open; memory of every kind; eventfds.
+   * attached, the other edus' cdevs open; memory of every kind; eventfds. With `legacy`, group 2
+   * (the edus behind the bridge) goes through the legacy API instead (its cdevs then stay closed:
+   * the group path excludes them): worlds alternate between the two.
    */
-  constructor() {
+  constructor(legacy: boolean) {
     this.b = sim();
     const b = this.b;
     const m = b.memfdCreate('fuzz', 1);
@@ -275,7 +288,8 @@ class World {
       this.deepObjects(ctx, md.idevId, a.id);
       ctx.setVfioIoas(a); // the VFIO compat container commands reach an IOAS
     }
-    for (const name of b.readdir('/dev/vfio/devices')) b.open(`/dev/vfio/devices/${name}`, 2);
+    if (legacy) this.legacyGroup(b);
+    else for (const name of b.readdir('/dev/vfio/devices')) b.open(`/dev/vfio/devices/${name}`, 2);
     const solo = VfioDevice.open(b, '0000:00:01.0');
     this.addId('dev', solo.bind(ctxs[0]!));
     this.addId('hwpt', solo.attach(2));
@@ -291,6 +305,29 @@ class World {
       }
       for (const n of names) todo.push(`${dir}/${n}`);
     }
+  }
+
+  /**
+   * Group 2 through the legacy API: a type1 container holding it with one mapping, a device fd
+   * from the group, and a second container with no group.
+   */
+  private legacyGroup(b: SimBinding): void {
+    const group = b.open('/dev/vfio/2', 2);
+    const container = b.open('/dev/vfio/vfio', 2);
+    b.open('/dev/vfio/vfio', 2);
+    const fdArg = new Uint8Array(4);
+    new DataView(fdArg.buffer).setInt32(0, container, true);
+    b.ioctl(group, vfio.VFIO_GROUP_SET_CONTAINER, fdArg);
+    b.ioctlInt(container, vfio.VFIO_SET_IOMMU, vfio.VFIO_TYPE1v2_IOMMU);
+    const map = new Uint8Array(vfio.vfio_iommu_type1_dma_map.size);
+    const mv = new DataView(map.buffer);
+    mv.setUint32(0, map.length, true);
+    mv.setUint32(4, vfio.VFIO_DMA_MAP_FLAG_READ | vfio.VFIO_DMA_MAP_FLAG_WRITE, true);
+    mv.setBigUint64(8, this.maps[0]![0], true);
+    mv.setBigUint64(16, 0x10_0000n, true);
+    mv.setBigUint64(24, BigInt(4 * P), true);
+    b.ioctl(container, vfio.VFIO_IOMMU_MAP_DMA, map);
+    b.ioctl(group, vfio.VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode('0000:01:01.0\0'));
   }
 
   /**
@@ -639,12 +676,13 @@ export function runFuzz(opts: FuzzOptions): FuzzReport {
     m.set(k, (m.get(k) ?? 0) + 1);
   };
   const t0 = performance.now();
-  let w = new World();
+  let worlds = 0;
+  let w = new World(worlds++ % 2 === 1);
   let g = new Gen(rng, w);
   let state = fingerprint(w.b);
   for (let i = 0; i < opts.count; i++) {
     if (i > 0 && i % reset === 0) {
-      w = new World();
+      w = new World(worlds++ % 2 === 1);
       g = new Gen(rng, w);
       state = fingerprint(w.b);
     }
@@ -706,7 +744,7 @@ function pickCall(g: Gen): Call {
   const k = r.int(100);
   if (k < 70) {
     const cmd = r.pick(CMDS);
-    const fd = r.chance(0.9) ? g.fd(cmd.target === 'iommufd' ? 'iommufd' : 'vfio-device') : g.fd();
+    const fd = r.chance(0.9) ? g.fd(cmd.target) : g.fd();
     const buf = g.struct(cmd);
     return {
       desc: `ioctl(${fd}, ${cmd.name}, [${buf ? Buffer.from(buf).toString('hex') : 'NULL'}])`,
@@ -726,17 +764,47 @@ function pickCall(g: Gen): Call {
   }
   if (k < 73) {
     const c = r.pick(INT_CMDS);
-    const fd = g.fd(c.target === 'iommufd' ? 'iommufd' : 'vfio-device');
+    const fd = g.fd(c.target);
     const v = r.chance(0.8) ? r.int(12) : g.anyU32();
     return { desc: `ioctl(${fd}, ${c.name}, ${v})`, ioctl: c.name, syscall: 'ioctl', run: () => b.ioctlInt(fd, c.request, v) };
   }
-  if (k < 75) {
+  if (k < 77) return pickGroupCall(g);
+  if (k < 79) {
     // an unknown request: random numbers and neighbours of real ones
     const fd = g.fd();
     const req = r.chance(0.5) ? (r.pick(CMDS).request + r.pick([-1, 1, 0x100, 0x4000_0000])) >>> 0 : r.u32();
     return { desc: `ioctl(${fd}, ${hex(req)}, 64 zero bytes)`, ioctl: 'unknown', syscall: 'ioctl', run: () => b.ioctl(fd, req, new Uint8Array(64)) };
   }
   return pickSyscall(g);
+}
+
+/** VFIO_GROUP_SET_CONTAINER (a pointer to an __s32 fd) and VFIO_GROUP_GET_DEVICE_FD (a device name). */
+function pickGroupCall(g: Gen): Call {
+  const { rng: r, w } = g;
+  const b = w.b;
+  const fd = r.chance(0.9) ? g.fd('vfio-group') : g.fd();
+  let name: string;
+  let request: number;
+  let buf: Uint8Array | null;
+  if (r.chance(0.5)) {
+    name = 'VFIO_GROUP_SET_CONTAINER';
+    request = vfio.VFIO_GROUP_SET_CONTAINER;
+    buf = new Uint8Array(r.chance(0.9) ? 4 : r.int(4));
+    const target = r.chance(0.8) ? g.fd(r.pick(['vfio-container', 'iommufd'])) : g.fd();
+    if (buf.length === 4) new DataView(buf.buffer).setInt32(0, target, true);
+  } else {
+    name = 'VFIO_GROUP_GET_DEVICE_FD';
+    request = vfio.VFIO_GROUP_GET_DEVICE_FD;
+    const dev = r.pick(['0000:01:01.0', '0000:01:02.0', '0000:00:02.0', '0000:00:01.0', '0000:01:01.0 x', 'vfio0', '']);
+    buf = new TextEncoder().encode(r.chance(0.9) ? `${dev}\0` : dev);
+  }
+  if (r.chance(0.02)) buf = null;
+  return {
+    desc: `ioctl(${fd}, ${name}, [${buf ? Buffer.from(buf).toString('hex') : 'NULL'}])`,
+    ioctl: name,
+    syscall: 'ioctl',
+    run: () => b.ioctl(fd, request, buf),
+  };
 }
 
 /** A number argument: mostly sane, sometimes one JS cannot pass to C. */
@@ -817,7 +885,7 @@ function pickSyscall(g: Gen): Call {
     }
     case 10: {
       const path = r.pick(['/dev/iommu', '/dev/vfio/devices/vfio0', '/dev/vfio/devices/vfio1', '/dev/vfio/devices/vfio2',
-        '/dev/vfio/devices/vfio9', '/dev/null', '/sys/bus/pci/devices', '/dev/vfio/vfio']);
+        '/dev/vfio/devices/vfio9', '/dev/null', '/sys/bus/pci/devices', '/dev/vfio/vfio', '/dev/vfio/1', '/dev/vfio/2']);
       const flags = num(g, () => r.pick([0, 2, 0o2000002]));
       return { desc: `open(${path}, ${flags})`, ioctl: null, syscall: 'open', run: () => b.open(path, flags) };
     }

@@ -44,7 +44,11 @@ describe(`fuzzing the sim's syscalls${WHY}`, () => {
     expect(rep.slowest.ms).toBeLessThan(1000);
     // every command of the tables was issued, and some of each family were granted
     for (const d of [...Object.values(IOCTLS), ...Object.values(VFIO_DEVICE_IOCTLS)]) expect(rep.ioctls.get(d.name) ?? 0).toBeGreaterThan(0);
-    for (const name of ['IOMMU_IOAS_MAP', 'IOMMU_HWPT_ALLOC', 'IOMMU_TEST_OP_MOCK_DOMAIN', 'VFIO_DEVICE_BIND_IOMMUFD', 'mmap', 'pwrite']) {
+    // and the legacy container's and groups' (/dev/vfio/vfio, /dev/vfio/N)
+    for (const name of ['VFIO_GROUP_GET_STATUS', 'VFIO_GROUP_SET_CONTAINER', 'VFIO_GROUP_GET_DEVICE_FD', 'VFIO_GROUP_UNSET_CONTAINER']) {
+      expect(rep.ioctls.get(name) ?? 0).toBeGreaterThan(0);
+    }
+    for (const name of ['IOMMU_IOAS_MAP', 'IOMMU_HWPT_ALLOC', 'IOMMU_TEST_OP_MOCK_DOMAIN', 'VFIO_DEVICE_BIND_IOMMUFD', 'VFIO_GROUP_GET_STATUS', 'mmap', 'pwrite']) {
       expect(rep.granted.get(name) ?? 0).toBeGreaterThan(0);
     }
     expect(rep.refused).toBeGreaterThan(rep.calls / 2);
