@@ -265,11 +265,12 @@ export class Machine implements PciHost, MockDeviceHost {
 
   private setAliasTarget(rid: number, dev: SimDevice, target: DmaTarget | null): void {
     let users = this.aliasUsers.get(rid);
-    if (!users) this.aliasUsers.set(rid, (users = new Map()));
-    if (target) users.set(dev, target);
-    else users.delete(dev);
+    if (!users && target) this.aliasUsers.set(rid, (users = new Map()));
+    if (target) users!.set(dev, target);
+    else users?.delete(dev);
+    if (users && !users.size) this.aliasUsers.delete(rid); // nobody left on this requester ID
     let installed: DmaTarget | null = target;
-    if (!installed) for (const t of users.values()) installed = t;
+    if (!installed && users) for (const t of users.values()) installed = t;
     this.iommu!.setTranslation(rid, null, installed);
   }
 }
