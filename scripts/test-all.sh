@@ -24,6 +24,7 @@ else
   p=0; f=1; s=0
 fi
 echo "sim: $p passed, $f failed, $s skipped"
+[ -n "${IOASID_REPORTS:-}" ] && [ -f "$tmp/sim.json" ] && mkdir -p "$IOASID_REPORTS" && cp "$tmp/sim.json" "$IOASID_REPORTS/sim.json"
 total_p=$((total_p + p)); total_f=$((total_f + f)); total_s=$((total_s + s))
 [ $rc -eq 0 ] || status=1
 

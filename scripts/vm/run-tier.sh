@@ -26,6 +26,7 @@ fi
 read -r p f s < <(node -e 'const r=require(process.argv[1]);console.log(r.numPassedTests,r.numFailedTests,r.numPendingTests+r.numTodoTests)' "$res/vitest.json")
 echo "vm: $p passed, $f failed, $s skipped"
 [ -n "${IOASID_TIER_COUNTS:-}" ] && echo "$p $f $s" > "$IOASID_TIER_COUNTS"
+[ -n "${IOASID_REPORTS:-}" ] && mkdir -p "$IOASID_REPORTS" && cp "$res/vitest.json" "$IOASID_REPORTS/vm.json"
 if [ "$rc" = 0 ] && [ "$f" = 0 ]; then
   rm -rf "$res"   # keep the console log and report only when something failed
   exit 0
