@@ -14,7 +14,7 @@
  * IommuError carrying the kernel's errno and the VFIO ioctl's name.
  */
 import { openBinding } from '../backends/index.js';
-import type { BackendName, Binding } from '../backends/types.js';
+import { O_CLOEXEC, O_RDWR, type BackendName, type Binding } from '../backends/types.js';
 import { parseCaps, type InfoCap } from '../device/info_caps.js';
 import { IommuError } from '../ioasid/errors.js';
 import type { Ioas, IovaRange } from '../ioasid/ioas.js';
@@ -98,7 +98,7 @@ export class VfioContainer implements Disposable {
     if (mode === 'type1') {
       this.iommufd = null;
       this.emulated = null;
-      this.file = new KernelFile(binding, binding.open('/dev/vfio/vfio', 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */));
+      this.file = new KernelFile(binding, binding.open('/dev/vfio/vfio', O_RDWR | O_CLOEXEC));
     } else {
       const ctx = new Iommufd(binding);
       this.iommufd = ctx;

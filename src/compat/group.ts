@@ -5,7 +5,7 @@
  * (iommufd_group.ts). Devices got from it are the same VfioDevice the new API uses.
  */
 import { openBinding } from '../backends/index.js';
-import type { BackendName, Binding } from '../backends/types.js';
+import { O_CLOEXEC, O_RDWR, type BackendName, type Binding } from '../backends/types.js';
 import { PciDevice } from '../device/pci.js';
 import { VfioDevice } from '../device/vfio_device.js';
 import { ERRNO, IommuError } from '../ioasid/errors.js';
@@ -45,7 +45,7 @@ export class VfioGroup implements Disposable {
   ) {
     this.file = mode === 'iommufd'
       ? IommufdGroup.open(binding, id)
-      : new KernelFile(binding, binding.open(`/dev/vfio/${id}`, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */));
+      : new KernelFile(binding, binding.open(`/dev/vfio/${id}`, O_RDWR | O_CLOEXEC));
   }
 
   /** Open IOMMU group `id` (EBUSY if it is open already, ENOENT if no VFIO driver holds a device of it). */

@@ -8,7 +8,7 @@
  * their fd is already usable, and the cdev-only ioctls (BIND, ATTACH, DETACH) are refused by the
  * kernel; the compat layer's iommufd mode hands out a cdev it has already bound and attached.
  */
-import type { Binding } from '../backends/types.js';
+import { O_CLOEXEC, O_RDWR, type Binding } from '../backends/types.js';
 import { Command } from '../ioasid/codec.js';
 import { IommuError } from '../ioasid/errors.js';
 import type { Hwpt } from '../ioasid/hwpt.js';
@@ -102,7 +102,7 @@ export class VfioDevice implements Disposable {
     /** An fd opened elsewhere; without it the cdev at `path` is opened. */
     opened?: OpenedDeviceFd,
   ) {
-    this.fd = opened ? opened.fd : binding.open(path, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */);
+    this.fd = opened ? opened.fd : binding.open(path, O_RDWR | O_CLOEXEC);
     this.origin = opened?.origin ?? 'cdev';
     this.release = opened?.release ?? null;
     if (opened?.bound) {

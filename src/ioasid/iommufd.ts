@@ -3,7 +3,7 @@
  * (IOAS now; HWPTs, devices, ... later); closing it destroys them all, as the kernel does.
  */
 import { openBinding } from '../backends/index.js';
-import type { BackendName, Binding } from '../backends/types.js';
+import { O_CLOEXEC, O_RDWR, type BackendName, type Binding } from '../backends/types.js';
 import type { SimOptions } from '../backends/sim/index.js';
 import { Command } from './codec.js';
 import { FaultQueue } from './fault.js';
@@ -53,7 +53,7 @@ export class Iommufd implements Disposable {
     path = '/dev/iommu',
   ) {
     try {
-      this.fd = binding.open(path, 2 /* O_RDWR */ | 0o2000000 /* O_CLOEXEC */);
+      this.fd = binding.open(path, O_RDWR | O_CLOEXEC);
     } catch (e) {
       throw explainIommufdOpen(binding, e);
     }
