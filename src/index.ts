@@ -15,6 +15,7 @@ export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid
 export { IoasAreas, type IoasArea } from './ioasid/areas.js';
 export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';
 export * from './compat/index.js';
+export * from './migration/index.js';
 export { ERRNO, IommuError, errnoName, isErrno, strerror, type ErrnoCode, type IommuErrorInfo } from './ioasid/errors.js';
 export * as uapi from './ioasid/uapi.js';
 export * from './device/index.js';

@@ -1,0 +1,8 @@
+/**
+ * Migration tests (docs/migration.md): the six IOMMU modes a VFIO program can run in, and one
+ * session object that drives any of them with the same calls.
+ */
+export {
+  IOMMU_MODES, IOMMU_MODE_NAMES, IommuSession, iommuMode, type DmaRegion, type IommuMode, type IommuModeName,
+  type Scenario, type SessionCall, type SessionOptions,
+} from './modes.js';
