@@ -1,7 +1,7 @@
 /**
  * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor`, `ls` and `compare`,
  * each with --help; --version; --json where a command prints data; --machine PRESET to run against
- * a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use or a failure,
+ * a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use, modes that diverge or a failure,
  * 2 a usage error. Commands load their code when they run, so --help and --version start fast.
  */
 import { createRequire } from 'node:module';
@@ -34,7 +34,7 @@ const HELP: Record<string, string[]> = {
     '  -h, --help     this text (`ioasid COMMAND --help` for a command\'s)',
     '  -V, --version  the package version',
     '',
-    'Exit status: 0 ok, 1 findings that block use or a failure, 2 a usage error.',
+    'Exit status: 0 ok, 1 findings that block use, modes that diverge, or a failure, 2 a usage error.',
   ],
   demo: [
     'usage: ioasid demo [--backend sim|linux] [--machine PRESET]',
