@@ -6,3 +6,11 @@ export {
   IOMMU_MODES, IOMMU_MODE_NAMES, IommuSession, iommuMode, type DmaRegion, type IommuMode, type IommuModeName,
   type Scenario, type SessionCall, type SessionOptions,
 } from './modes.js';
+export {
+  COMPARE_REPORT_VERSION, compareModes, compareRuns, type Aspect, type CompareOptions, type CompareReport, type IovaLayout,
+  type IovaSpan, type ModeRun, type ProbedSegment, type RunEnd, type StepCall, type StepComparison,
+} from './compare.js';
+export { answer, areasText, endText, formatReport, renderReportHtml, reportJson } from './report.js';
+export {
+  escapeXml, formatSize, LAYOUT_LEGEND, renderIovaLayoutSvg, type SvgLane, type SvgLayout, type SvgOptions, type SvgSpan,
+} from './layout_svg.js';
