@@ -205,7 +205,7 @@ describe.skipIf(noEdu !== '')(`ioasid compare [${BACKEND}]${skipped(noEdu)}`, ()
 
 const chromium = ['chromium', '/usr/bin/chromium'].find((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).status === 0);
 const noBrowser = BACKEND !== 'sim' ? 'the test VM has no browser: the sim tier opens the report'
-  : chromium || process.env.CI ? '' : 'no chromium here (scripts/ensure-deps.sh installs it as root)';
+  : chromium || process.env.CI ? '' : 'no chromium here (scripts/ensure-browser.sh, run by npm test, installs it as root)';
 
 function browser(args: string[], profile: string): string {
   return execFileSync(chromium!, [
@@ -216,7 +216,7 @@ function browser(args: string[], profile: string): string {
 
 describe.skipIf(noBrowser !== '')(`the HTML report in headless chromium [${BACKEND}]${skipped(noBrowser)}`, () => {
   it('a row per step, a column per mode, divergent steps marked, one SVG per step with the areas drawn', async () => {
-    // in CI the browser must be there: ensure-deps installs it
+    // in CI the browser must be there: ensure-browser.sh installs it
     expect(chromium, 'chromium (Debian package) not found').toBeDefined();
     const dir = mkdtempSync(join(tmpdir(), 'ioasid-browser-'));
     try {
