@@ -1,5 +1,5 @@
 /**
- * The generated API reference (`npm run docs:api`, scripts/api-docs/build.mjs): TypeDoc over the
+ * The generated API reference (`npm run docs:api`, scripts/ts-tools/api-docs.mjs): TypeDoc over the
  * public entry points with every validation on and every warning an error, then a check that every
  * local link in the output resolves. It builds into a temporary directory; nothing is committed.
  */
@@ -7,8 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-// @ts-expect-error a plain-JS build script, without declarations
-import { brokenLinks, build } from '../scripts/api-docs/build.mjs';
+import { brokenLinks, build } from '../scripts/ts-tools/api-docs.mjs';
 
 const tmp = mkdtempSync(join(tmpdir(), 'ioasid-api-docs-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * The API reference (`npm run docs:api`, writes dist/api/): TypeDoc over the package's public entry
+ * The API reference (`npm run docs:api` writes dist/api/): TypeDoc over the package's public entry
  * points ('ioasid', 'ioasid/compat', 'ioasid/testing'), then a check that every local link in the
- * generated HTML reaches a file and, for `#anchor` links, an element with that id.
+ * generated HTML reaches a file and, for `#anchor` links, an element with that id (types in
+ * api-docs.d.mts).
  *
  * Fails (exit 1) on any TypeDoc warning: a type the API uses but does not export, a `{@link}` to
  * nothing, a malformed doc comment; and on any broken link in the output. test/api_docs.test.ts runs
@@ -10,7 +11,7 @@
  *
  * TypeDoc 0.28 runs on TypeScript's JavaScript compiler API, which ends with TypeScript 6.0; the
  * project compiles with TypeScript 7, so this folder's package.json gives TypeDoc its own
- * TypeScript 6 (installed by the root package's `npm ci` as the file: dependency ioasid-api-docs).
+ * TypeScript 6 (installed by the root package's `npm ci` as the file: dependency ioasid-ts-tools).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
