@@ -26,8 +26,10 @@ describe.skipIf(SKIP)(`API reference${WHY}`, () => {
       expect(existsSync(join(out, page)), page).toBe(true);
     }
   }, 120_000);
+});
 
-  it('the link check finds a missing page and a missing anchor', () => {
+describe('the API reference\'s link check', () => {
+  it('finds a missing page and a missing anchor', () => {
     const dir = join(tmp, 'broken');
     mkdirSync(join(dir, 'classes'), { recursive: true });
     writeFileSync(join(dir, 'index.html'), '<a href="classes/A.html#run">A.run</a> <a href="classes/B.html">B</a> <a href="https://x.invalid/">x</a>');
