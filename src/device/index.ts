@@ -2,7 +2,9 @@
  * The device side: VFIO devices through their cdevs (bind to an iommufd, attach to an IOAS or
  * HWPT, regions, interrupts, reset), PCI discovery and driver selection through sysfs.
  */
-export { VfioDevice, type DeviceInfo, type DeviceHwInfo, type IrqInfo, type IrqSet } from './vfio_device.js';
+export {
+  VfioDevice, type DeviceInfo, type DeviceHwInfo, type IrqInfo, type IrqSet, type OpenedDeviceFd, type VfioDeviceOrigin,
+} from './vfio_device.js';
 export { VfioRegion, type RegionInfo } from './region.js';
 export { PciConfig } from './pci_config.js';
 export { EventFd } from './eventfd.js';

@@ -70,7 +70,7 @@ export class Iommufd implements Disposable {
     return c.reset();
   }
 
-  /** Issue a command; throws IommuError with the kernel's errno. */
+  /** @internal issue a command made by cmd(); throws IommuError with the kernel's errno. */
   ioctl(c: Command): number {
     return this.binding.ioctl(this.fd, c.desc.request, c.buf);
   }
