@@ -152,6 +152,15 @@ export class Iommufd implements Disposable {
     this.ioctl(this.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_RLIMIT_MODE).u16('op', IOMMU_OPTION_OP_SET).u64('val64', v));
   }
 
+  /**
+   * IOMMU_IOAS_CHANGE_PROCESS: charge the pinned pages of every mapping in this context to the
+   * calling process (a live update hands the iommufd to a new process). Only IOMMU_IOAS_MAP_FILE
+   * mappings can move: any other mapping makes it EINVAL, and a failure changes nothing.
+   */
+  changeProcess(): void {
+    this.ioctl(this.cmd(IOCTLS.IOAS_CHANGE_PROCESS));
+  }
+
   // ---- IOMMU_VFIO_IOAS: the IOAS that VFIO container ioctls on this fd operate on ------------
 
   /** The compat IOAS id, or null when none is set (the kernel's ENODEV). */
