@@ -1,6 +1,6 @@
 /**
- * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor` and `ls`,
- * each with --help; --version; --json where a command prints data; --machine PRESET to run against
+ * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor`, `ls`,
+ * `bind` and `unbind`, each with --help; --version; --json where a command prints data; --machine PRESET to run against
  * a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use or a failure,
  * 2 a usage error. Commands load their code when they run, so --help and --version start fast.
  */
@@ -28,6 +28,8 @@ const HELP: Record<string, string[]> = {
     '  demo     tour an IOAS, then a device doing DMA through the IOMMU (the default command)',
     '  doctor   can this host use iommufd and VFIO, and what to do if not',
     '  ls       PCI functions, their IOMMU groups, drivers and VFIO device nodes',
+    '  bind     hand a PCI function to a VFIO driver (driver_override), safely',
+    '  unbind   put back the driver `ioasid bind` took a function from',
     '',
     'Options:',
     '  -h, --help     this text (`ioasid COMMAND --help` for a command\'s)',
@@ -66,6 +68,34 @@ const HELP: Record<string, string[]> = {
     '  --json            the same data as JSON',
     MACHINE_HELP,
   ],
+  bind: [
+    'usage: ioasid bind BDF [--driver NAME] [--force] [--json] [--machine PRESET]',
+    '',
+    'Hand the PCI function BDF (0000:00:05.0, or 00:05.0) to a VFIO driver the way an admin does:',
+    'driver_override, unbind the driver it has, bind the new one. Refused, with nothing changed,',
+    'when the driver is not there or the host uses the function or a device of its IOMMU group (a',
+    'mounted disk, swap, an interface that is up, the console, the boot VGA device, a process with',
+    'its VFIO device open); a failed bind puts the old driver back. What it had is recorded, for',
+    '`ioasid unbind`, in /run/ioasid/bindings.json (not root: $XDG_RUNTIME_DIR/ioasid, else the',
+    'temporary directory). Exit status 1 when refused or failed.',
+    '',
+    '  --driver NAME     the driver (default: the VFIO driver modules.alias names for it, else vfio-pci)',
+    '  --force           take the function even though the host uses it',
+    '  --json            what changed, as JSON',
+    MACHINE_HELP,
+  ],
+  unbind: [
+    'usage: ioasid unbind BDF [--to DRIVER|none] [--force] [--json] [--machine PRESET]',
+    '',
+    'Put back exactly the binding (driver and driver_override) the function had before',
+    '`ioasid bind`, and forget the record. Refused when ioasid did not bind it, or something else',
+    'changed it since: then --to says what it should have. Exit status 1 when refused or failed.',
+    '',
+    '  --to DRIVER       bind this driver instead (none: leave the function without one)',
+    '  --force           even though the host uses the function (a process with its VFIO device open)',
+    '  --json            what changed, as JSON',
+    MACHINE_HELP,
+  ],
 };
 
 const COMMON = { help: { type: 'boolean', short: 'h' } } as const;
@@ -75,6 +105,8 @@ const OPTIONS = {
   demo: { ...COMMON, ...MACHINE, backend: { type: 'string' } },
   doctor: { ...COMMON, ...MACHINE, ...JSON_OPT, memlock: { type: 'string' } },
   ls: { ...COMMON, ...MACHINE, ...JSON_OPT },
+  bind: { ...COMMON, ...MACHINE, ...JSON_OPT, driver: { type: 'string' }, force: { type: 'boolean' } },
+  unbind: { ...COMMON, ...MACHINE, ...JSON_OPT, to: { type: 'string' }, force: { type: 'boolean' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 
 type Command = keyof typeof OPTIONS;
@@ -102,12 +134,12 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
   if (!(cmd in OPTIONS)) return usage(io, '', new UsageError(`unknown command ${JSON.stringify(cmd)}: the commands are ${Object.keys(OPTIONS).join(', ')}`));
   const command = cmd as Command;
   try {
-    const { values } = parseArgs({ args: argv.slice(named ? 1 : 0), options: OPTIONS[command], strict: true, allowPositionals: false });
+    const { values, positionals } = parseArgs({ args: argv.slice(named ? 1 : 0), options: OPTIONS[command], strict: true, allowPositionals: command === 'bind' || command === 'unbind' });
     if (values.help) {
       for (const l of HELP[command]!) io.out(l);
       return 0;
     }
-    return await run(command, values as Values, io, env);
+    return await run(command, { ...values, positionals } as Values, io, env);
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
     io.err(`ioasid ${command}: ${e instanceof Error ? e.message : String(e)}`);
@@ -126,6 +158,10 @@ interface Values {
   backend?: string;
   json?: boolean;
   memlock?: string;
+  driver?: string;
+  to?: string;
+  force?: boolean;
+  positionals: string[];
 }
 
 async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
@@ -144,6 +180,16 @@ async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv):
     return 0;
   }
   const binding = await bindingFor(v.machine);
+  const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
+  if (command === 'bind' || command === 'unbind') {
+    const { bindCommand, pciAddress, recordsFor } = await import('./bind.js');
+    if (v.positionals.length !== 1) throw new UsageError(`give one PCI address (BDF, e.g. 0000:00:05.0), not ${v.positionals.length}`);
+    const bdf = pciAddress(v.positionals[0]!);
+    if (bdf === null) throw new UsageError(`${JSON.stringify(v.positionals[0])} is not a PCI address: domain:bus:device.function, e.g. 0000:00:05.0`);
+    const driver = command === 'bind' ? v.driver : v.to;
+    if (driver !== undefined && !/^[\w.:+-]+$/.test(driver)) throw new UsageError(`${JSON.stringify(driver)} is not a driver name`);
+    return bindCommand(command, binding, recordsFor(binding, env), { host, bdf, driver, force: v.force, json: v.json }, io);
+  }
   if (command === 'doctor') {
     const { diagnose } = await import('../doctor/checks.js');
     const { formatDiagnosis } = await import('./doctor.js');
@@ -153,7 +199,7 @@ async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv):
     return d.findings.some((f) => f.level === 'fail') ? 1 : 0;
   }
   const { listing, formatListing } = await import('./ls.js');
-  const l = listing(binding, v.machine === undefined ? 'this host' : `sim machine ${v.machine}`);
+  const l = listing(binding, host);
   print(l, () => formatListing(l));
   return 0;
 }
