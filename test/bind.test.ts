@@ -8,7 +8,7 @@
  * the presets describe (presets.q35Host's table).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -160,6 +160,18 @@ describe(`ioasid bind/unbind: the records between two commands (one sim machine,
     expect(Object.keys((JSON.parse(readFileSync(path, 'utf8')) as { bindings: object }).bindings)).toEqual(['0000:00:08.0']);
     writeFileSync(path, '{"bindings": []}');
     expect(() => records.get('0000:00:08.0')).toThrow(`${path} is not an ioasid records file`);
+  });
+
+  it('a records file that cannot be written: the bind is done, and the command says so and how to undo it (exit 1)', () => {
+    const b = sim({ machine: presets.q35Host() });
+    // a symlink where the directory should be: readable, but not a directory of this user's to write in
+    mkdirSync(join(dir, 'real'));
+    symlinkSync(join(dir, 'real'), join(dir, 'link'));
+    const r = run('bind', b, new BindRecords(join(dir, 'link', 'bindings.json'), 'boot-1'), '0000:00:05.0');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`ioasid bind: 0000:00:05.0 is on vfio-pci now, but recording what it had failed: ${join(dir, 'link')} is not a directory of this user's: not writing ioasid's records there\n`
+      + '-> `ioasid unbind 0000:00:05.0 --to virtio-pci` puts virtio-pci back');
+    expect(new PciDevice(b, '0000:00:05.0').driver).toBe('vfio-pci');
   });
 
   it('where the records live: /run/ioasid for root, else $XDG_RUNTIME_DIR/ioasid, else the temporary directory', () => {

@@ -117,7 +117,13 @@ function bind(pci: PciDevice, records: BindRecords | null, a: BindArgs): BindRes
   if (change.changed && records) {
     // A function bound again keeps what it had before the first bind.
     restores = before && before.driver === change.previous.driver ? before.previous : change.previous;
-    records.set(pci.bdf, { driver: change.driver, previous: restores, bootId: records.bootId, time: new Date().toISOString() });
+    try {
+      records.set(pci.bdf, { driver: change.driver, previous: restores, bootId: records.bootId, time: new Date().toISOString() });
+    } catch (e) {
+      const to = restores.driver ?? 'none';
+      throw new Refusal('not-recorded', `${pci.bdf} is on ${change.driver} now, but recording what it had failed: ${(e as Error).message}`,
+        `\`ioasid unbind ${pci.bdf} --to ${to}\` puts ${named(restores.driver)} back${restores.driverOverride === null ? '' : ` (driver_override was ${restores.driverOverride})`}`);
+    }
   }
   const groupBlockers = pci.groupDevices().filter((d) => d !== pci.bdf).map((name) => ({ name, driver: new PciDevice(pci.binding, name).driver }))
     .filter((d): d is { name: string; driver: string } => d.driver !== null && !managesOwnDma(d.driver));
