@@ -180,8 +180,8 @@ async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv):
     return 0;
   }
   const binding = await bindingFor(v.machine);
-  const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
   if (command === 'bind' || command === 'unbind') {
+    const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
     const { bindCommand, pciAddress, recordsFor } = await import('./bind.js');
     if (v.positionals.length !== 1) throw new UsageError(`give one PCI address (BDF, e.g. 0000:00:05.0), not ${v.positionals.length}`);
     const bdf = pciAddress(v.positionals[0]!);
@@ -199,7 +199,7 @@ async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv):
     return d.findings.some((f) => f.level === 'fail') ? 1 : 0;
   }
   const { listing, formatListing } = await import('./ls.js');
-  const l = listing(binding, host);
+  const l = listing(binding, v.machine === undefined ? 'this host' : `sim machine ${v.machine}`);
   print(l, () => formatListing(l));
   return 0;
 }
