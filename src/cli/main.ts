@@ -1,8 +1,8 @@
 /**
  * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor`, `ls`,
- * `bind` and `unbind`, each with --help; --version; --json where a command prints data; --machine PRESET to run against
- * a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use or a failure,
- * 2 a usage error. Commands load their code when they run, so --help and --version start fast.
+ * `bind` and `unbind`, each with --help; --version; --json where a command prints data;
+ * --machine PRESET to run against a sim machine instead of this host. Exit status: 0 ok, 1
+ * findings that block use or a failure (a refusal), 2 a usage error. Commands load their code when they run, so --help and --version start fast.
  */
 import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
