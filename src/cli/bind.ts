@@ -149,7 +149,8 @@ function unbind(pci: PciDevice, records: BindRecords | null, a: BindArgs): Unbin
   const record = records?.get(pci.bdf) ?? null;
   const previous = pci.driverState();
   let target: DriverState;
-  if (a.driver !== undefined) target = { driver: a.driver === 'none' ? null : a.driver, driverOverride: null };
+  // A VFIO driver matches only through driver_override (its IDs are override_only), so it keeps one.
+  if (a.driver !== undefined) target = a.driver === 'none' ? { driver: null, driverOverride: null } : { driver: a.driver, driverOverride: /vfio/.test(a.driver) ? a.driver : null };
   else if (!record) {
     const where = records ? `no record in ${records.path}` : `${a.host} keeps nothing between commands`;
     throw new Refusal('not-bound', `${pci.bdf} (on ${named(previous.driver)}) was not bound by \`ioasid bind\` (${where}): what it had before is not known`,
