@@ -7,7 +7,7 @@
  */
 import type { Binding } from '../backends/types.js';
 import { describeHostUse, type HostUse } from '../device/host_use.js';
-import { DriverError, PciDevice, type DriverState } from '../device/pci.js';
+import { DriverError, PciDevice, isVfioDriver, type DriverState } from '../device/pci.js';
 import { BDF, SYS_PCI_DEVICES, orMissing } from '../device/sysfs.js';
 import { BindRecords, recordsPath } from './bind_records.js';
 import { managesOwnDma } from './ls.js';
@@ -78,7 +78,7 @@ export function recordsFor(binding: Binding, env: NodeJS.ProcessEnv): BindRecord
 
 const named = (driver: string | null): string => driver ?? 'no driver';
 
-/** Run `ioasid bind` or `ioasid unbind`; resolves to the exit status. */
+/** Run `ioasid bind` or `ioasid unbind`; returns the exit status. */
 export function bindCommand(command: 'bind' | 'unbind', binding: Binding, records: BindRecords | null, a: BindArgs, io: Io): number {
   try {
     if (orMissing(() => (binding.readdir(`${SYS_PCI_DEVICES}/${a.bdf}`), false), true)) {
@@ -150,7 +150,7 @@ function unbind(pci: PciDevice, records: BindRecords | null, a: BindArgs): Unbin
   const previous = pci.driverState();
   let target: DriverState;
   // A VFIO driver matches only through driver_override (its IDs are override_only), so it keeps one.
-  if (a.driver !== undefined) target = a.driver === 'none' ? { driver: null, driverOverride: null } : { driver: a.driver, driverOverride: /vfio/.test(a.driver) ? a.driver : null };
+  if (a.driver !== undefined) target = a.driver === 'none' ? { driver: null, driverOverride: null } : { driver: a.driver, driverOverride: isVfioDriver(a.driver) ? a.driver : null };
   else if (!record) {
     const where = records ? `no record in ${records.path}` : `${a.host} keeps nothing between commands`;
     throw new Refusal('not-bound', `${pci.bdf} (on ${named(previous.driver)}) was not bound by \`ioasid bind\` (${where}): what it had before is not known`,

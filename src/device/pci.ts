@@ -221,7 +221,7 @@ export class PciDevice {
     }
     if (opts.force) return;
     const driverNow = this.driver;
-    const uses = [...hostUses(this.binding, bdfs), ...(driverNow !== null && /vfio/.test(driverNow) ? vfioOpeners(this.binding, this.bdf, cdev, this.iommuGroup) : [])];
+    const uses = [...hostUses(this.binding, bdfs), ...(driverNow !== null && isVfioDriver(driverNow) ? vfioOpeners(this.binding, this.bdf, cdev, this.iommuGroup) : [])];
     if (!uses.length) return;
     const detail = `${this.bdf} is in use by the host: ${uses.map(describeHostUse).join('; ')}; pass { force: true } to take it anyway`;
     throw new DriverError(ERRNO.EBUSY, op, 'in-use', this.bdf, driver, detail, uses);
@@ -344,6 +344,15 @@ export function noteDeviceOpen(binding: Binding, key: string, delta: 1 | -1): vo
 
 function openHere(binding: Binding, key: string): boolean {
   return (openDevices.get(processOf(binding))?.get(key) ?? 0) > 0;
+}
+
+/**
+ * Whether a driver is a VFIO one (vfio-pci, a variant such as mlx5_vfio_pci): those hand the
+ * device to userspace, manage its DMA ownership themselves, and match only through
+ * driver_override (their IDs are override_only).
+ */
+export function isVfioDriver(name: string): boolean {
+  return /vfio/.test(name);
 }
 
 /** Driver names are path components under /sys/bus/pci/drivers. */
