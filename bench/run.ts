@@ -52,6 +52,6 @@ const mode = process.argv[2] ?? 'host';
 if (mode === 'host') {
   hostSim();
   await hostDma();
-  coldStart();
+  await coldStart();
   hostRefusals();
 }
