@@ -50,7 +50,13 @@ export interface Difference {
    * The difference cannot be shown on this machine: why, and a check run in `mode` that is true
    * while the reason holds.
    */
-  readonly unshown?: { readonly reason: string; readonly mode: IommuModeName; readonly holds: (s: IommuSession) => boolean };
+  readonly unshown?: {
+    readonly reason: string;
+    readonly mode: IommuModeName;
+    readonly holds: (s: IommuSession) => boolean;
+    /** A kernel option the test VM's kernel (scripts/vm/kernel.config) would need, and lacks. */
+    readonly config?: string;
+  };
 }
 
 const PG = 0x1000n;
@@ -414,6 +420,7 @@ export const DIFFERENCES: readonly Difference[] = [
     unshown: {
       reason: 'the test VM has no mdev parent (CONFIG_VFIO_MDEV off, no mtty/mbochs): /sys/class/mdev_bus does not exist',
       mode: 'vfio_type1v2_iommu',
+      config: 'CONFIG_VFIO_MDEV',
       holds: (s) => {
         try {
           return !s.binding.readdir('/sys/class').includes('mdev_bus');
@@ -432,6 +439,7 @@ export const DIFFERENCES: readonly Difference[] = [
       reason: 'the test VM\'s kernel has no CONFIG_VFIO_NOIOMMU: CHECK_EXTENSION(VFIO_NOIOMMU_IOMMU) answers 0 on /dev/iommu',
       mode: 'iommufd_compat_type1v2',
       holds: (s) => container(s).checkExtension(VFIO_NOIOMMU_IOMMU) === 0,
+      config: 'CONFIG_VFIO_NOIOMMU',
     },
   },
   {
