@@ -14,3 +14,7 @@ export { answer, areasText, endText, formatReport, renderReportHtml, reportJson 
 export {
   escapeXml, formatSize, LAYOUT_LEGEND, renderIovaLayoutSvg, type SvgLane, type SvgLayout, type SvgOptions, type SvgSpan,
 } from './layout_svg.js';
+export {
+  DIFFERENCES, observe, parseDifferences, renderDifferences, unshownHolds, type Difference, type DifferenceTable,
+  type Probe, type ProbeEnv,
+} from './differences.js';

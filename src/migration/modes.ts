@@ -178,7 +178,21 @@ export class IommuSession implements Disposable {
     });
   }
 
+  /**
+   * The group half of openDevice() without opening the device (container modes): the device's
+   * group opened (once), checked viable, put in the container and the IOMMU type set, as
+   * openDevice() does. The device's later openDevice() reuses the group. Native iommufd has no
+   * group step: null.
+   */
+  attachGroup(bdf: string): VfioGroup | null {
+    return this.call('attachGroup', { bdf }, () => (this.container ? this.group(bdf) : null));
+  }
+
   private groupDevice(bdf: string): VfioDevice {
+    return this.group(bdf).getDevice(bdf);
+  }
+
+  private group(bdf: string): VfioGroup {
     const c = this.container!;
     const id = new PciDevice(this.binding, bdf).iommuGroup;
     if (id === null) throw new IommuError(ERRNO.ENODEV, 'open', `${bdf} is in no IOMMU group`);
@@ -199,7 +213,7 @@ export class IommuSession implements Disposable {
         }
       }
     }
-    return group.getDevice(bdf);
+    return group;
   }
 
   private cdevDevice(bdf: string): VfioDevice {

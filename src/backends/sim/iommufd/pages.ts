@@ -45,6 +45,8 @@ export class IoptPages {
   /** COPY shares one IoptPages between areas; the last area to go releases it. */
   refs = 1;
   accountMode: AccountMode;
+  /** Pins count in the owner's pinned_vm (VmPin); false only for the type1 driver's use (not an iopt_pages there). */
+  pinnedVm = true;
   /** Pin state by batch number: only batches with a pinned page exist (memory follows what is pinned). */
   private readonly batches = new Map<number, PinBatch>();
   /** The batch used last (fills and walks go page by page through the same batch). */
@@ -219,24 +221,28 @@ export class IoptPages {
     else buf.set(bytes.subarray(at, at + buf.length));
   }
 
+  /**
+   * iopt_pages_update_pinned: charge the user or the mm by the account mode (nothing for NONE, the
+   * mode of a CAP_IPC_LOCK mapper), then pinned_vm (VmPin) in every mode.
+   */
   private charge(n: number): void {
-    if (n === 0 || this.accountMode === AccountMode.NONE) return;
+    if (n === 0) return;
     const owner = this.owner;
     const limit = Math.floor(owner.rlimitMemlock / PAGE_SIZE);
     if (this.accountMode === AccountMode.USER) {
       if (owner.user.lockedVm + n > limit) kerr(ERRNO.ENOMEM);
       owner.user.lockedVm += n;
-    } else {
+    } else if (this.accountMode === AccountMode.MM) {
       if (owner.mm.lockedVm + n > limit && !owner.ipcLock) kerr(ERRNO.ENOMEM);
       owner.mm.lockedVm += n;
     }
-    owner.mm.pinnedVm += n; // VmPin, in both modes
+    if (this.pinnedVm) owner.mm.pinnedVm += n;
   }
 
   private uncharge(n: number): void {
-    if (n === 0 || this.accountMode === AccountMode.NONE) return;
+    if (n === 0) return;
     if (this.accountMode === AccountMode.USER) this.owner.user.lockedVm -= n;
-    else this.owner.mm.lockedVm -= n;
-    this.owner.mm.pinnedVm -= n;
+    else if (this.accountMode === AccountMode.MM) this.owner.mm.lockedVm -= n;
+    if (this.pinnedVm) this.owner.mm.pinnedVm -= n;
   }
 }

@@ -76,7 +76,9 @@ class VfioDma implements DomainMapSource {
   ) {
     const npages = Number((last - start + 1n) / BigInt(PAGE_SIZE));
     this.pages = new IoptPages({ kind: 'user', proc, uptr: vaddr }, npages, (prot & IOMMU_WRITE) !== 0, proc);
-    this.pages.accountMode = AccountMode.NONE; // type1 charges locked_vm itself (vfio_lock_acct)
+    // type1 charges locked_vm itself (vfio_lock_acct) and never pinned_vm.
+    this.pages.accountMode = AccountMode.NONE;
+    this.pages.pinnedVm = false;
   }
 
   get size(): bigint {
