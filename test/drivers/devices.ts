@@ -33,7 +33,7 @@ export function deviceMachine(): DeviceMachine {
   const binding = openBinding(BACKEND);
   const edus = findEdus(binding);
   const why = `no edu (1234:11e8) bound to vfio-pci on the ${BACKEND} backend`
-    + (BACKEND === 'sim' ? " on the sim's machine (a preset without edus, or with none on vfio-pci)" : ' (run in the test VM)');
+    + (BACKEND === 'sim' ? ': its machine has no edu, or none on vfio-pci' : ' (run in the test VM)');
   const solo = edus.find((d) => d.vfioCdev !== null && d.groupDevices().length === 1)?.bdf ?? null;
   const byGroup = new Map<number, string[]>();
   for (const d of edus) {
