@@ -205,6 +205,21 @@ for (const { name: mode, mode: iommuMode, skip } of MODES) {
       b.munmap(vaddr, Number(size));
     });
 
+    it('map_full_bar with memory decode off (not in the C): EFAULT in every mode (vfio-pci\'s fault handler answers SIGBUS)', () => {
+      const PCI_COMMAND = 0x04;
+      const PCI_COMMAND_MEMORY = 0x2;
+      const command = f.device.configReadw(PCI_COMMAND);
+      f.device.configWritew(PCI_COMMAND, command & ~PCI_COMMAND_MEMORY);
+      const region: DmaRegion = { vaddr: bar!.vaddr!, size: bar!.info.size, iova: allocator.alloc(bar!.info.size) };
+      expectErrno(() => f.iommu.map(region), 'EFAULT');
+      f.device.configWritew(PCI_COMMAND, command);
+      // decode on again: the vfio_type1* modes map it
+      if (typeOne) {
+        f.iommu.map(region);
+        expect(f.iommu.unmap(region)).toBe(region.size);
+      }
+    });
+
     /** do_mmio_map_test: the vfio_type1* modes map and unmap; iommufd's (compat or native) refuse. */
     function doMmioMapTest(iommu: Iommu, iovaAllocator: IovaAllocator, vaddr: bigint, size: bigint): void {
       const region: DmaRegion = { vaddr, size, iova: iovaAllocator.alloc(size) };
