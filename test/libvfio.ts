@@ -172,13 +172,13 @@ export interface VfioPciBar {
  * reserved with an inaccessible anonymous mapping that MAP_FIXED then replaces.
  */
 export function mmapReserve(b: Binding, size: bigint, align: bigint, offset: bigint): bigint {
-  const len = size + align;
-  const base = b.mmap(0n, Number(len), 0, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  const vaddr = ((base + align - 1n) & ~(align - 1n)) + offset;
-  const end = vaddr + size;
-  if (vaddr > base) b.munmap(base, Number(vaddr - base));
-  if (base + len > end) b.munmap(end, Number(base + len - end));
-  return vaddr;
+  if (!(align > offset)) throw new RangeError('mmap_reserve: align must exceed offset');
+  const delta = align - offset;
+  const base = b.mmap(0n, Number(size + align), 0, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const aligned = ((base + delta + align - 1n) & ~(align - 1n)) - delta;
+  if (aligned > base) b.munmap(base, Number(aligned - base));
+  b.munmap(aligned + size, Number(base + align - aligned));
+  return aligned;
 }
 
 /** struct vfio_pci_device: the device fd of one mode's session and what vfio_pci_device_setup read. */
