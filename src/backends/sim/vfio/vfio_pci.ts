@@ -284,6 +284,7 @@ export class VfioPciDevice implements VfioConfigHost {
     this.irqs.disableAll();
     fn.irqSink = null;
     this.vconfig = null;
+    this.barMmapSupported = []; // probed again at the next enable (nothing reads it while disabled)
     fn.cfgWrite(PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
     if (this.resetWorks) this.tryResetFunction();
     if (this.savedState) fn.restoreState(this.savedState);
