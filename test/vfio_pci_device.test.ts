@@ -10,6 +10,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_REGION_INFO_FLAG_MMAP } from '../src/device/uapi.js';
+import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/backends/types.js';
+import { IommuSession, iommuMode } from '../src/migration/modes.js';
 import { expectErrno } from './helpers.js';
 import { MODES, deviceBdf, title, useVfio } from './libvfio.js';
 
@@ -69,6 +71,31 @@ for (const { name: mode, skip } of MODES) {
     it('reset without VFIO_DEVICE_FLAGS_RESET: VFIO_DEVICE_RESET EINVAL (not in the C)', () => {
       expect(f.device.info.reset).toBe(false);
       expectErrno(() => f.device.reset(), 'EINVAL');
+    });
+  });
+
+  describe.skipIf(!!skip)(title('BAR mmap lifetime (not in the C)', mode, skip), () => {
+    const f = useVfio(mode);
+    // A legacy container's device fd holds its group file (vfio_group_use_container), so the group
+    // cannot be opened again (EBUSY); with an iommufd as the container it does not, the group opens,
+    // but the still-bound device keeps the group's DMA ownership: not VIABLE (libvfio's assert, EPERM
+    // here); through the cdev, the device is still open and a cdev opens it only once (vfio_df_open EINVAL).
+    const compat = iommuMode(mode).compat;
+    const busy = compat === 'type1' ? 'EBUSY' : compat === 'kernel-compat' ? 'EPERM' : 'EINVAL';
+
+    it(`a BAR mapping holds the device open after every fd is closed: opening it again fails ${busy} until munmap`, () => {
+      const b = f.iommu.binding;
+      const bar = f.device.bars[0]!;
+      const vaddr = b.mmap(0n, Number(bar.info.size), PROT_READ | PROT_WRITE, MAP_SHARED, f.device.fd.fd, Number(bar.info.offset));
+      f.device.cleanup();
+      f.iommu.cleanup();
+      {
+        using again = IommuSession.init(mode, b);
+        expectErrno(() => again.openDevice(deviceBdf!), busy);
+      }
+      b.munmap(vaddr, Number(bar.info.size));
+      using again = IommuSession.init(mode, b);
+      expect(again.openDevice(deviceBdf!).info().pci).toBe(true);
     });
   });
 
