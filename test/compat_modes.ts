@@ -21,7 +21,7 @@ export interface ModeCase {
   readonly name: string;
 }
 
-function exists(binding: Binding, dir: string, name: string): boolean {
+export function exists(binding: Binding, dir: string, name: string): boolean {
   try {
     return binding.readdir(dir).includes(name);
   } catch {

@@ -24,11 +24,8 @@ import { claimDevices, deviceMachine } from './drivers/devices.js';
 import { EDU_DEVICE, EDU_VENDOR } from './drivers/edu.js';
 
 const machine = deviceMachine();
-/**
- * The sim cannot trap loads and stores to a typed-array view, so its BARs are not mmap-able
- * (no VFIO_REGION_INFO_FLAG_MMAP; drivers use pread/pwrite): docs/backends.md.
- */
-const BAR_MMAP = BACKEND === 'sim' ? 0 : VFIO_REGION_INFO_FLAG_MMAP;
+/** Memory BARs are mmap-able on both backends (the sim maps them, but cannot trap loads and stores to them). */
+const BAR_MMAP = VFIO_REGION_INFO_FLAG_MMAP;
 const MiB = 1n << 20n;
 /** The x86 interrupt (MSI) window every device behind VT-d reserves in its IOAS. */
 const MSI_START = 0xfee0_0000n;
@@ -214,7 +211,7 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
       expect(info.caps).toEqual([]);
     });
 
-    it(`GET_REGION_INFO: BAR0 1 MiB read/write${BAR_MMAP ? '/mmap' : ' (sim: no mmap of MMIO)'}; BAR1-5 and ROM absent; config 256 bytes; VGA EINVAL`, () => {
+    it('GET_REGION_INFO: BAR0 1 MiB read/write/mmap; BAR1-5 and ROM absent; config 256 bytes; VGA EINVAL', () => {
       const bar0 = dev.regionInfo(0);
       expect(bar0).toMatchObject({
         index: 0, size: MiB, offset: 0n, caps: [], sparseMmap: null, type: null, msixMappable: false,
@@ -276,7 +273,7 @@ describe.skipIf(!machine.soloEdu)(`an edu alone in its IOMMU group [${BACKEND}]$
     });
   });
 
-  describe.skipIf(BACKEND === 'sim')(`BAR mmap${BACKEND === 'sim' ? ' (skipped: the sim cannot mmap MMIO)' : ''}`, () => {
+  describe.skipIf(BACKEND === 'sim')(`BAR mmap${BACKEND === 'sim' ? ' (skipped: the sim maps a BAR but cannot trap loads and stores to it)' : ''}`, () => {
     it('BAR0 mapped shows the ID register to 32-bit loads; byte loads read 0', () => {
       dev.bind(ctx);
       const m = dev.region(0).mmap();

@@ -5,7 +5,8 @@
  *
  * edu's DMA engine copies between an IOVA and its own 4 KiB buffer at BAR0 offset 0x40000, one
  * direction per command; a memcpy is therefore src IOVA -> device buffer -> dst IOVA. Registers are
- * accessed with pread/pwrite on BAR0 (the sim cannot mmap MMIO), 4 bytes below 0x80, 8 above.
+ * accessed with pread/pwrite on BAR0 (the sim maps a BAR but cannot trap loads and stores to it),
+ * 4 bytes below 0x80, 8 above.
  *
  * QEMU 7.2 checks a transfer against the buffer with an off-by-one and aborts the whole VM when
  * it fails, so every transfer is checked here first and kept to EDU_MAX_CHUNK (2048) bytes at the

@@ -53,6 +53,11 @@ export class IoptPages {
   private cachedKey = -1;
   private cached: PinBatch | undefined;
   npinned = 0;
+  /**
+   * Take pages of device memory (VM_PFNMAP) as well, as type1's vaddr_get_pfns does through
+   * follow_fault_pfn; iommufd's pin_user_pages refuses them (EFAULT).
+   */
+  followPfnmap = false;
 
   constructor(
     public source: PagesSource,
@@ -185,7 +190,7 @@ export class IoptPages {
     if (shouldFail()) kerr(ERRNO.ENOMEM); // the pin step (fault injection)
     const src = this.source;
     if (src.kind === 'user') {
-      src.proc.mm.pinInto(Number(src.uptr) + page * PAGE_SIZE, n, write, b.stores, b.index, k);
+      src.proc.mm.pinInto(Number(src.uptr) + page * PAGE_SIZE, n, write, b.stores, b.index, k, this.followPfnmap);
       return;
     }
     const store: PageStore = src.file.store;

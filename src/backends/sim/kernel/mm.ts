@@ -120,18 +120,28 @@ export interface Vma {
   file: SimMemfd | null;
   /** A driver's mapping (VM_IO | VM_PFNMAP): its vm_ops, and pin_user_pages refuses it. */
   ops?: VmaOps;
+  /**
+   * Device memory (a PCI BAR) rather than kernel pages: pfns without a struct page, which type1's
+   * follow_fault_pfn maps without pinning. The sim cannot trap loads and stores to it, so the
+   * process cannot touch its bytes (view, read and write answer EFAULT); use pread/pwrite.
+   */
+  mmio?: boolean;
 }
 
 /** vm_operations_struct's open (a piece split off the VMA) and close (a VMA goes away). */
 export interface VmaOps {
   open(): void;
   close(): void;
+  /** vm_ops->fault: false for VM_FAULT_SIGBUS (fixup_user_fault then fails EFAULT). Absent: always maps. */
+  fault?(): boolean;
 }
 
-/** What a driver's f_op->mmap hands the VMA: the pages it maps, and its vm_ops. */
+/** What a driver's f_op->mmap hands the VMA: the pages it maps from `pgoff` (default 0), and its vm_ops. */
 export interface DeviceMapping {
   store: PageStore;
   ops: VmaOps;
+  pgoff?: number;
+  mmio?: boolean;
 }
 
 export class SimMm {
@@ -176,8 +186,8 @@ export class SimMm {
    */
   mmapDevice(addrHint: number, length: number, prot: number, flags: number, offset: number, driverMmap: (len: number) => DeviceMapping): number {
     const { start, len } = this.checkMmap(addrHint, length, flags, PAGE_SIZE, 'device', offset);
-    const { store, ops } = driverMmap(len);
-    this.insert({ start, end: start + len, prot, shared: true, store, pgoff: 0, file: null, ops }, flags);
+    const { store, ops, pgoff = 0, mmio = false } = driverMmap(len);
+    this.insert({ start, end: start + len, prot, shared: true, store, pgoff, file: null, ops, mmio }, flags);
     return start;
   }
 
@@ -278,7 +288,7 @@ export class SimMm {
     while (done < len) {
       const a = addr + done;
       const v = this.find(a);
-      if (!v || (v.prot & prot) !== prot) kerr(ERRNO.EFAULT);
+      if (!v || (v.prot & prot) !== prot || v.mmio) kerr(ERRNO.EFAULT);
       const n = Math.min(len - done, v.end - a);
       const storeOff = v.pgoff * PAGE_SIZE + (a - v.start);
       if (storeOff + n > v.store.bytes.length) kerr(ERRNO.EFAULT); // beyond a truncated file
@@ -312,7 +322,7 @@ export class SimMm {
   /** A live view for the process itself (no permission check beyond being mapped). */
   view(addr: number, len: number): Uint8Array {
     const v = this.find(addr);
-    if (!v || addr + len > v.end) kerr(ERRNO.EFAULT);
+    if (!v || addr + len > v.end || v.mmio) kerr(ERRNO.EFAULT);
     const off = v.pgoff * PAGE_SIZE + (addr - v.start);
     return v.store.bytes.subarray(off, off + len);
   }
@@ -320,10 +330,11 @@ export class SimMm {
   /**
    * pin_user_pages for page-aligned `addr`: the backing page of each of `n` pages goes to
    * stores[at+k] / index[at+k] and its pin count rises. All or nothing: EFAULT pins and records nothing.
-   * Write pins need a writable mapping (FOLL_WRITE).
+   * Write pins need a writable mapping (FOLL_WRITE). With `pfnmap` (type1's vaddr_get_pfns),
+   * pages of device memory are taken too, as follow_fault_pfn finds them.
    */
-  pinInto(addr: number, n: number, write: boolean, stores: (PageStore | null)[], index: Float64Array, at: number): void {
-    if (this.pinnablePages(addr, n, write) < n) kerr(ERRNO.EFAULT);
+  pinInto(addr: number, n: number, write: boolean, stores: (PageStore | null)[], index: Float64Array, at: number, pfnmap = false): void {
+    if (this.pinnablePages(addr, n, write, pfnmap) < n) kerr(ERRNO.EFAULT);
     let k = 0;
     while (k < n) {
       const a = addr + k * PAGE_SIZE;
@@ -342,16 +353,19 @@ export class SimMm {
   /**
    * How many of the `n` pages from page-aligned `addr` pin_user_pages would pin before it fails:
    * pages of ordinary mappings with the access (FOLL_WRITE: writable), up to the first that is not.
+   * With `pfnmap`, pages of device memory count too where follow_fault_pfn finds them (the VMA
+   * has the access and its fault handler maps); `mmio.pages` then counts those among them.
    */
-  pinnablePages(addr: number, n: number, write: boolean): number {
+  pinnablePages(addr: number, n: number, write: boolean, pfnmap = false, mmio?: { pages: number }): number {
     const prot = write ? PROT_READ | PROT_WRITE : PROT_READ;
     let k = 0;
     while (k < n) {
       const v = this.find(addr + k * PAGE_SIZE);
-      if (!v || v.ops || (v.prot & prot) !== prot) break;
+      if (!v || (v.ops && !(pfnmap && v.mmio && (v.ops.fault?.() ?? true))) || (v.prot & prot) !== prot) break;
       const first = v.pgoff + (addr + k * PAGE_SIZE - v.start) / PAGE_SIZE;
       const run = Math.min(n - k, (v.end - addr - k * PAGE_SIZE) / PAGE_SIZE, v.store.npages - first);
       if (run <= 0) break;
+      if (v.mmio && mmio) mmio.pages += run;
       k += run;
     }
     return k;

@@ -8,6 +8,7 @@
  * here too (addMockDevice), behind the mock IOMMU, so group numbers come from one allocator as in
  * the kernel.
  */
+import { publishIntelDebugfs } from '../iommu/intel_debugfs.js';
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from '../kernel/errno.js';
 import { IommuGroup, type BoundDevice, type DmaTarget, type IommuCaps, type SimDevice, type SimIommuUnit } from '../iommu/iommu.js';
@@ -118,6 +119,10 @@ export class Machine implements PciHost, MockDeviceHost {
     // vfio-pci is there unless the kernel's config makes it a module (not loaded) or leaves it out.
     if (!/^(CONFIG_VFIO_PCI=m|# CONFIG_VFIO_PCI is not set)$/m.test(kernel.config)) this.drivers.register(this.vfioPci);
     this.probe();
+    if (this.iommu && desc.iommu!.kind === 'vtd' && /^CONFIG_INTEL_IOMMU_DEBUGFS=y$/m.test(kernel.config)) {
+      const unit = this.iommu;
+      publishIntelDebugfs(vfs, this.devices.map((d) => ({ name: d.name, translation: () => unit.translation(d.rid) })));
+    }
     this.bootVga = vgaDefaultDevice(this.devices);
     for (const dev of this.devices) if (dev.node.desc.driver) this.drivers.attach(dev);
     for (const bdf of desc.vfioPci ?? []) {

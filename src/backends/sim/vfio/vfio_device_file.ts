@@ -11,7 +11,7 @@
 import { ERRNO, IommuError } from '../../../ioasid/errors.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
 import { IommufdCtx } from '../iommufd/main.js';
-import type { SimMm } from '../kernel/mm.js';
+import type { SimMm, VmaOps } from '../kernel/mm.js';
 import type { SimFile, SimProcess } from '../kernel/process.js';
 import { groupUnuseContainer, groupUseContainer } from './container.js';
 import { vfioDeviceBlockGroup, vfioDeviceUnblockGroup, type VfioGroup } from './group.js';
@@ -33,12 +33,27 @@ export class VfioDeviceFile implements SimFile {
   readonly kind = 'vfio-device';
 
   /**
-   * A VFIO device's regions cannot be mmapped on the sim (a typed array cannot trap MMIO): after
-   * do_mmap's checks, EINVAL, the kernel's answer for a region without VFIO_REGION_INFO_FLAG_MMAP.
+   * vfio_device_fops_mmap: EINVAL until the device is open through this file, then vfio-pci's
+   * mmap of a BAR. Each VMA holds the file (vma->vm_file): its release waits for the last munmap.
    */
   mmap(mm: SimMm, addr: number, length: number, prot: number, flags: number, offset: number): number {
-    return mm.mmapDevice(addr, length, prot, flags, offset, () => kerr(ERRNO.EINVAL));
+    return mm.mmapDevice(addr, length, prot, flags, offset, (len) => {
+      if (!this.accessGranted) kerr(ERRNO.EINVAL);
+      const bar = this.vdev.mmapBar(len, flags, offset);
+      const ops: VmaOps = {
+        open: () => void this.vmas++,
+        close: () => {
+          if (--this.vmas === 0 && this.releasePending) this.release();
+        },
+        fault: () => this.vdev.barFault(),
+      };
+      ops.open();
+      return { ...bar, ops, mmio: true };
+    });
   }
+  /** VMAs holding this file; release() waits for the last of them. */
+  private vmas = 0;
+  private releasePending = false;
   /** df->access_granted: set once the device is open through this file (BIND_IOMMUFD, or the group). */
   accessGranted = false;
   /** df->iommufd: the iommufd the device is (to be) bound to through this file. */
@@ -256,7 +271,8 @@ export class VfioDeviceFile implements SimFile {
 
   /** vfio_device_fops_release: vfio_df_group_close, or for a cdev vfio_df_unbind_iommufd. */
   release(): void {
-    if (!this.accessGranted) return;
+    this.releasePending = this.vmas > 0;
+    if (this.releasePending || !this.accessGranted) return;
     this.accessGranted = false;
     this.close();
     this.iommufd = null;

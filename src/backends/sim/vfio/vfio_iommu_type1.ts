@@ -76,9 +76,11 @@ class VfioDma implements DomainMapSource {
   ) {
     const npages = Number((last - start + 1n) / BigInt(PAGE_SIZE));
     this.pages = new IoptPages({ kind: 'user', proc, uptr: vaddr }, npages, (prot & IOMMU_WRITE) !== 0, proc);
-    // type1 charges locked_vm itself (vfio_lock_acct) and never pinned_vm.
+    // type1 charges locked_vm itself (vfio_lock_acct) and never pinned_vm; it maps device pages
+    // (VM_PFNMAP, a BAR's mmap) without pinning them (vfio_pin_pages_remote -> follow_fault_pfn).
     this.pages.accountMode = AccountMode.NONE;
     this.pages.pinnedVm = false;
+    this.pages.followPfnmap = true;
   }
 
   get size(): bigint {
@@ -168,18 +170,24 @@ export class VfioIommu {
     return this.dmas.first(start, start + size - 1n);
   }
 
-  /** vfio_pin_pages_remote and vfio_lock_acct for a whole mapping: ENOMEM past RLIMIT_MEMLOCK, EFAULT where pinning stops. */
+  /**
+   * vfio_pin_pages_remote and vfio_lock_acct for a whole mapping: ENOMEM past RLIMIT_MEMLOCK, EFAULT
+   * where pinning stops. Device memory (a VM_PFNMAP mapping of a BAR) is taken through
+   * follow_fault_pfn: its pfns are reserved, so they are neither pinned nor charged.
+   */
   private pin(dma: VfioDma): void {
     const n = dma.pages.npages;
     const write = (dma.prot & IOMMU_WRITE) !== 0;
     const mm = this.proc.mm;
-    const pinnable = mm.pinnablePages(Number(dma.vaddr), n, write);
+    const rsvd = { pages: 0 };
+    const found = mm.pinnablePages(Number(dma.vaddr), n, write, true, rsvd);
+    const charged = found - rsvd.pages;
     const limit = Math.floor(this.proc.rlimitMemlock / PAGE_SIZE);
-    if (pinnable && !dma.lockCap && mm.lockedVm + pinnable > limit) kerr(ERRNO.ENOMEM);
-    if (pinnable < n) kerr(ERRNO.EFAULT);
+    if (charged && !dma.lockCap && mm.lockedVm + charged > limit) kerr(ERRNO.ENOMEM);
+    if (found < n) kerr(ERRNO.EFAULT);
     dma.pages.pin(0, n - 1, write);
-    mm.lockedVm += n;
-    dma.lockedVm += n;
+    mm.lockedVm += charged;
+    dma.lockedVm += charged;
   }
 
   /** vfio_unmap_unpin: out of every domain, then the pages go and the charge with them. */

@@ -8,8 +8,11 @@
  * Registering a device also puts it in its IOMMU group's VFIO group (group.ts), through
  * which a legacy user opens it instead of the cdev.
  *
- * Not modelled: mmap of BARs (a typed-array view cannot trap MMIO, so region info never has the
- * MMAP flag here, where the kernel sets it for BARs), VGA and ROM contents, MSI-X, IOEVENTFD,
+ * BARs of memory mmap (vfio_pci_core_mmap) into VM_IO | VM_PFNMAP mappings of the BAR's pages,
+ * which type1 can map for DMA and iommufd cannot pin; the sim cannot trap loads and stores to
+ * them (a typed-array view cannot), so the process reaches the registers by pread/pwrite only.
+ *
+ * Not modelled: VGA and ROM contents, MSI-X, IOEVENTFD,
  * device features other than their generic validation (low power, DMA_BUF answer ENOTTY here).
  */
 import { ERRNO } from '../../../ioasid/errors.js';
@@ -17,6 +20,7 @@ import type { BoundDevice } from '../iommu/iommu.js';
 import type { IommufdCtx } from '../iommufd/main.js';
 import { compatIoasGetId } from '../iommufd/vfio_compat.js';
 import { kerr } from '../kernel/errno.js';
+import { PAGE_SIZE, PageStore } from '../kernel/mm.js';
 import type { SimProcess } from '../kernel/process.js';
 import type { PciDriver } from '../pci/pci_driver.js';
 import type { PciDevice, PciHost } from '../pci/pci_device.js';
@@ -33,9 +37,9 @@ import {
   VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED, VFIO_PCI_INTX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS,
   VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_FLAG_READ,
-  VFIO_REGION_INFO_FLAG_WRITE,
+  VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_WRITE,
 } from '../../../device/uapi.js';
-import { VFIO_REGION_OFFSET_SHIFT } from '../../types.js';
+import { MAP_SHARED, VFIO_REGION_OFFSET_SHIFT } from '../../types.js';
 
 const VFIO_DEV_MAJOR = 252;
 const OFFSET_MASK = 2 ** VFIO_REGION_OFFSET_SHIFT;
@@ -97,6 +101,10 @@ export class VfioPciDevice implements VfioConfigHost {
   idev: { readonly ctx: IommufdCtx; readonly bound: BoundDevice; attached: boolean; readonly pasids: Set<number> } | null = null;
   vconfig: VfioPciConfig | null = null;
   resetWorks = false;
+  /** vdev->bar_mmap_supported, probed when the device is enabled. */
+  private barMmapSupported: boolean[] = [];
+  /** The pages behind each BAR's mmaps (the BAR's pfns: every mapping of it shares them). */
+  private readonly barPages: (PageStore | undefined)[] = [];
   readonly irqs: VfioPciIrqs;
   private savedState: Uint8Array | null = null;
 
@@ -231,10 +239,42 @@ export class VfioPciDevice implements VfioConfigHost {
     for (const bar of fn.bars) if (bar) cmd |= bar.type === 'io' ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY;
     fn.cfgWrite(PCI_COMMAND, 2, cmd);
     this.resetWorks = this.tryResetFunction();
+    this.probeMmaps();
     this.savedState = fn.saveState();
     if (fn.command & PCI_COMMAND_INTX_DISABLE) fn.cfgWrite(PCI_COMMAND, 2, fn.command & ~PCI_COMMAND_INTX_DISABLE);
     this.vconfig = new VfioPciConfig(this);
     fn.irqSink = this.irqs;
+  }
+
+  /**
+   * vfio_pci_probe_mmaps: memory BARs of at least a page, or smaller ones starting on a page
+   * (the rest of that page is reserved for them), may be mmapped.
+   */
+  private probeMmaps(): void {
+    const fn = this.fn;
+    this.barMmapSupported = fn.bars.map((bar, i) =>
+      !!bar && bar.type !== 'io' && fn.barAddress(i) !== 0 && (bar.size >= PAGE_SIZE || fn.barAddress(i) % PAGE_SIZE === 0));
+  }
+
+  /**
+   * vfio_pci_core_mmap for `len` bytes at the device file's `offset`: a BAR whose mmap is
+   * supported, mapped shared and within the BAR's page-aligned length (EINVAL otherwise). The
+   * BAR's pages from the offset, as device memory.
+   */
+  mmapBar(len: number, flags: number, offset: number): { store: PageStore; pgoff: number } {
+    const index = Math.floor(offset / OFFSET_MASK);
+    if (index >= VFIO_PCI_NUM_REGIONS || !(flags & MAP_SHARED)) kerr(ERRNO.EINVAL);
+    if (index >= VFIO_PCI_ROM_REGION_INDEX || !this.barMmapSupported[index]) kerr(ERRNO.EINVAL);
+    const physLen = Math.ceil(this.fn.bars[index]!.size / PAGE_SIZE) * PAGE_SIZE;
+    const reqStart = offset % OFFSET_MASK;
+    if (reqStart + len > physLen) kerr(ERRNO.EINVAL);
+    const store = (this.barPages[index] ??= new PageStore(physLen / PAGE_SIZE));
+    return { store, pgoff: reqStart / PAGE_SIZE };
+  }
+
+  /** vfio_pci_mmap_huge_fault: VM_FAULT_SIGBUS unless memory decode is on in the virtual command register. */
+  barFault(): boolean {
+    return this.vconfig?.memoryEnabled ?? false;
   }
 
   /** vfio_pci_core_close_device -> vfio_pci_core_disable */
@@ -244,6 +284,7 @@ export class VfioPciDevice implements VfioConfigHost {
     this.irqs.disableAll();
     fn.irqSink = null;
     this.vconfig = null;
+    this.barMmapSupported = []; // probed again at the next enable (nothing reads it while disabled)
     fn.cfgWrite(PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
     if (this.resetWorks) this.tryResetFunction();
     if (this.savedState) fn.restoreState(this.savedState);
@@ -284,6 +325,7 @@ export class VfioPciDevice implements VfioConfigHost {
       const bar = fn.bars[index];
       size = bar && fn.barAddress(index) ? bar.size : 0;
       flags = size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+      if (size && this.barMmapSupported[index]) flags |= VFIO_REGION_INFO_FLAG_MMAP;
     } else if (index === VFIO_PCI_ROM_REGION_INDEX) {
       size = 0;
       flags = 0;
