@@ -6,3 +6,8 @@ export {
   IOMMU_MODES, IOMMU_MODE_NAMES, IommuSession, iommuMode, type DmaRegion, type IommuMode, type IommuModeName,
   type Scenario, type SessionCall, type SessionOptions,
 } from './modes.js';
+export {
+  TRACE_FORMAT, TRACE_VERSION, TraceFormatError, TracedBinding, formatTrace, isHeader, readTrace, traceBinding, traceHeader,
+  traceLine, type TraceCall, type TraceHeader, type TraceOptions, type TraceRecord, type TraceSink,
+} from './trace.js';
+export { replayPlan, traceScenario, type ReplayPlan, type ReplayStep, type SkippedCall } from './trace_replay.js';
