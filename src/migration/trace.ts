@@ -85,6 +85,7 @@ const NO_SPEC = Symbol('unresolved');
 class RecordedCall implements TraceCall {
   readonly [field: string]: unknown;
   private spec: IoctlSpec | null | typeof NO_SPEC = NO_SPEC;
+  private decoded: [Decoded | null | undefined, Decoded | null | undefined] | null = null;
 
   constructor(
     readonly seq: number,
@@ -108,12 +109,21 @@ class RecordedCall implements TraceCall {
     return this.syscall === 'ioctl' ? this.ioctl?.name ?? null : undefined;
   }
 
+  /** in and out, decoded once. */
+  private get fieldsInOut(): [Decoded | null | undefined, Decoded | null | undefined] {
+    if (!this.decoded) {
+      const ioctl = this.syscall === 'ioctl' && this.inBytes !== undefined;
+      this.decoded = ioctl ? [decodeArg(this.ioctl, this.inBytes), decodeArg(this.ioctl, this.outBytes!, this.mem)] : [undefined, undefined];
+    }
+    return this.decoded;
+  }
+
   get in(): Decoded | null | undefined {
-    return this.syscall === 'ioctl' && this.inBytes !== undefined ? decodeArg(this.ioctl, this.inBytes) : undefined;
+    return this.fieldsInOut[0];
   }
 
   get out(): Decoded | null | undefined {
-    return this.syscall === 'ioctl' && this.outBytes !== undefined ? decodeArg(this.ioctl, this.outBytes, this.mem) : undefined;
+    return this.fieldsInOut[1];
   }
 
   get in_hex(): string | null | undefined {

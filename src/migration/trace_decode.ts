@@ -101,20 +101,14 @@ export function ioctlSpec(kind: FdKind, request: number): IoctlSpec | null {
 
 // ---- bytes -----------------------------------------------------------------------------------------
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
 export function toHex(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]!];
-  return s;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 /** Bytes from an even-length hex string; null for anything else. */
 export function fromHex(hex: string): Uint8Array | null {
   if (hex.length % 2 || !/^[0-9a-fA-F]*$/.test(hex)) return null;
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
-  return out;
+  return new Uint8Array(Buffer.from(hex, 'hex'));
 }
 
 /** A little-endian u64 at `off` as "0x…", without a BigInt. */

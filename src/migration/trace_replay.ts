@@ -45,7 +45,7 @@ export interface ReplayPlan {
 const FOLDED = 'folded into openDevice: each mode sets up its container or IOAS its own way';
 const WHY: Readonly<Record<string, string>> = {
   VFIO_GET_API_VERSION: FOLDED, VFIO_CHECK_EXTENSION: FOLDED, VFIO_SET_IOMMU: FOLDED, VFIO_GROUP_GET_STATUS: FOLDED,
-  VFIO_GROUP_SET_CONTAINER: FOLDED, IOMMU_IOAS_ALLOC: FOLDED, VFIO_DEVICE_ATTACH_IOMMUFD_PT: FOLDED,
+  IOMMU_IOAS_ALLOC: FOLDED, VFIO_DEVICE_ATTACH_IOMMUFD_PT: FOLDED,
   IOMMU_VFIO_IOAS: 'the container\'s IOAS: a mode detail',
   VFIO_GROUP_UNSET_CONTAINER: 'teardown: the session closes what it opened',
   VFIO_DEVICE_DETACH_IOMMUFD_PT: 'teardown: the session closes what it opened',
@@ -84,8 +84,7 @@ class Buffers {
 
   mmap(addr: bigint, length: bigint): void {
     this.munmap(addr, length);
-    this.live.set(addr.toString(), { start: addr, end: addr + length, index: this.lengths.length });
-    this.lengths.push(Number(length));
+    this.live.set(addr.toString(), { start: addr, end: addr + length, index: -1 });
   }
 
   munmap(addr: bigint, length: bigint): void {
@@ -96,7 +95,9 @@ class Buffers {
   place(key: string, addr: bigint, size: bigint, fix: (buffer: number, offset: bigint) => void): void {
     if (key === 'process') {
       for (const m of this.live.values()) {
-        if (m.start <= addr && addr + size <= m.end) return fix(m.index, addr - m.start);
+        if (m.start > addr || addr + size > m.end) continue;
+        if (m.index < 0) m.index = this.lengths.push(Number(m.end - m.start)) - 1;
+        return fix(m.index, addr - m.start);
       }
     }
     const start = (addr / this.page) * this.page;
@@ -131,6 +132,19 @@ class Buffers {
   }
 }
 
+/** The PCI address a GET_DEVICE_FD asked for (the start of the name), or undefined. */
+const deviceBdf = (r: TraceCall): string | undefined => BDF.exec(String(r.in?.name ?? ''))?.[0]?.toLowerCase();
+
+/** The first GET_DEVICE_FD on the group fd of `setContainer`, before that fd is closed. */
+function firstDeviceFd(calls: readonly TraceCall[], setContainer: TraceCall): TraceCall | undefined {
+  for (const r of calls) {
+    if (r.seq <= setContainer.seq || r.fd !== setContainer.fd) continue;
+    if (r.syscall === 'close') return undefined;
+    if (r.name === 'VFIO_GROUP_GET_DEVICE_FD') return r;
+  }
+  return undefined;
+}
+
 /** The PCI device behind a cdev path, from the trace's own sysfs reads (null when it has none). */
 function cdevOwners(records: readonly TraceCall[]): Map<string, string> {
   const owners = new Map<string, string>();
@@ -156,6 +170,8 @@ export function replayPlan(records: readonly TraceRecord[]): ReplayPlan {
   const steps: (ReplayStep | null)[] = [];
   const skipped: SkippedCall[] = [];
   const ioas = replayedIoas(calls);
+  /** GET_DEVICE_FD seq -> the SET_CONTAINER seq its openDevice was made at. */
+  const folded = new Map<number, number>();
   const skip = (r: TraceCall, why: string): void => void skipped.push({ seq: r.seq, name: r.name ?? `ioctl(0x${(r.request ?? 0).toString(16)})`, why });
 
   for (const r of calls) {
@@ -195,9 +211,21 @@ export function replayPlan(records: readonly TraceRecord[]): ReplayPlan {
         if (r.errno === null && num(r.out, 'argsz') > num(ind, 'argsz')) skip(r, 'a size probe: the next GET_INFO is the call');
         else steps.push({ seq: r.seq, op: 'iovaRanges' });
         break;
+      case 'VFIO_GROUP_SET_CONTAINER': {
+        // the group's devices can do DMA from here: its first device is opened now
+        const get = r.errno === null ? firstDeviceFd(calls, r) : undefined;
+        const bdf = get && deviceBdf(get);
+        if (!bdf) skip(r, FOLDED);
+        else {
+          steps.push({ seq: r.seq, op: 'openDevice', bdf });
+          folded.set(get!.seq, r.seq);
+        }
+        break;
+      }
       case 'VFIO_GROUP_GET_DEVICE_FD': {
-        const bdf = BDF.exec(String(ind?.name ?? ''))?.[0];
-        if (bdf) steps.push({ seq: r.seq, op: 'openDevice', bdf: bdf.toLowerCase() });
+        const bdf = deviceBdf(r);
+        if (folded.has(r.seq)) skip(r, `folded into openDevice at the group's SET_CONTAINER (seq ${folded.get(r.seq)})`);
+        else if (bdf) steps.push({ seq: r.seq, op: 'openDevice', bdf });
         else skip(r, `device ${JSON.stringify(ind?.name)} is not a PCI address`);
         break;
       }
