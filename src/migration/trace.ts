@@ -113,7 +113,10 @@ class RecordedCall implements TraceCall {
   private get fieldsInOut(): [Decoded | null | undefined, Decoded | null | undefined] {
     if (!this.decoded) {
       const ioctl = this.syscall === 'ioctl' && this.inBytes !== undefined;
-      this.decoded = ioctl ? [decodeArg(this.ioctl, this.inBytes), decodeArg(this.ioctl, this.outBytes!, this.mem)] : [undefined, undefined];
+      const before = ioctl ? decodeArg(this.ioctl, this.inBytes) : undefined;
+      // most commands write nothing back: the same bytes decode to the same fields
+      const same = !this.mem && this.inBytes && this.outBytes && Buffer.compare(this.inBytes, this.outBytes) === 0;
+      this.decoded = [before, !ioctl ? undefined : same ? before : decodeArg(this.ioctl, this.outBytes!, this.mem)];
     }
     return this.decoded;
   }
