@@ -8,6 +8,6 @@ export {
 } from './modes.js';
 export {
   TRACE_FORMAT, TRACE_VERSION, TraceFormatError, TracedBinding, formatTrace, isHeader, readTrace, traceBinding, traceHeader,
-  traceLine, type TraceCall, type TraceHeader, type TraceOptions, type TraceRecord, type TraceSink,
+  traceLine, type Decoded, type DecodedValue, type TraceCall, type TraceHeader, type TraceOptions, type TraceRecord, type TraceSink,
 } from './trace.js';
 export { replayPlan, traceScenario, type ReplayPlan, type ReplayStep, type SkippedCall } from './trace_replay.js';
