@@ -8,6 +8,7 @@ cd "$root"
 export NO_COLOR=1
 
 bash scripts/ensure-deps.sh || exit 1
+bash scripts/ensure-browser.sh
 node_modules/.bin/tsc -p tsconfig.json --noEmit || { echo "typecheck failed"; echo "0 passed, 1 failed"; exit 1; }
 
 # The layout test compiles against the real kernel headers: fetch the source first (cached).

@@ -1,8 +1,9 @@
 /**
- * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor` and `ls`,
- * each with --help; --version; --json where a command prints data; --machine PRESET to run against
- * a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use or a failure,
- * 2 a usage error. Commands load their code when they run, so --help and --version start fast.
+ * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor`, `ls`
+ * and `compare`, each with --help; --version; --json where a command prints data; --machine PRESET
+ * to run against a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use,
+ * modes that diverge or a failure, 2 a usage error. Commands load their code when they run, so
+ * --help and --version start fast.
  */
 import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -28,12 +29,13 @@ const HELP: Record<string, string[]> = {
     '  demo     tour an IOAS, then a device doing DMA through the IOMMU (the default command)',
     '  doctor   can this host use iommufd and VFIO, and what to do if not',
     '  ls       PCI functions, their IOMMU groups, drivers and VFIO device nodes',
+    '  compare  run a scenario in several IOMMU modes and report where their answers diverge',
     '',
     'Options:',
     '  -h, --help     this text (`ioasid COMMAND --help` for a command\'s)',
     '  -V, --version  the package version',
     '',
-    'Exit status: 0 ok, 1 findings that block use or a failure, 2 a usage error.',
+    'Exit status: 0 ok, 1 findings that block use, modes that diverge, or a failure, 2 a usage error.',
   ],
   demo: [
     'usage: ioasid demo [--backend sim|linux] [--machine PRESET]',
@@ -66,6 +68,20 @@ const HELP: Record<string, string[]> = {
     '  --json            the same data as JSON',
     MACHINE_HELP,
   ],
+  compare: [
+    'usage: ioasid compare SCENARIO [--modes a,b] [--backend sim|linux] [--machine PRESET] [--json] [--html FILE]',
+    '',
+    'Run SCENARIO (a JavaScript module whose default export takes an IommuSession) once in each',
+    'IOMMU mode and report every step where the modes answer differently: result, errno, returned',
+    'values or the IOVA layout after it. Exit status 0 when all modes agree, 1 when they diverge.',
+    '',
+    '  --modes LIST      comma-separated modes, default all six: vfio_type1_iommu, vfio_type1v2_iommu,',
+    '                    iommufd_compat_type1, iommufd_compat_type1v2, iommufd, ioasid_compat',
+    '  --backend NAME    sim (default: a fresh sim machine per mode) or linux (this host\'s kernel)',
+    '  --machine PRESET  the sim machine preset (default q35Edu)',
+    '  --json            the report as JSON',
+    '  --html FILE       also write the report as a self-contained HTML page',
+  ],
 };
 
 const COMMON = { help: { type: 'boolean', short: 'h' } } as const;
@@ -75,6 +91,7 @@ const OPTIONS = {
   demo: { ...COMMON, ...MACHINE, backend: { type: 'string' } },
   doctor: { ...COMMON, ...MACHINE, ...JSON_OPT, memlock: { type: 'string' } },
   ls: { ...COMMON, ...MACHINE, ...JSON_OPT },
+  compare: { ...COMMON, ...MACHINE, ...JSON_OPT, backend: { type: 'string' }, modes: { type: 'string' }, html: { type: 'string' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 
 type Command = keyof typeof OPTIONS;
@@ -102,11 +119,14 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
   if (!(cmd in OPTIONS)) return usage(io, '', new UsageError(`unknown command ${JSON.stringify(cmd)}: the commands are ${Object.keys(OPTIONS).join(', ')}`));
   const command = cmd as Command;
   try {
-    const { values } = parseArgs({ args: argv.slice(named ? 1 : 0), options: OPTIONS[command], strict: true, allowPositionals: false });
+    const { values, positionals } = parseArgs({
+      args: argv.slice(named ? 1 : 0), options: OPTIONS[command], strict: true, allowPositionals: command === 'compare',
+    });
     if (values.help) {
       for (const l of HELP[command]!) io.out(l);
       return 0;
     }
+    if (command === 'compare') return await compare(positionals, values as Values, io);
     return await run(command, values as Values, io, env);
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
@@ -126,6 +146,27 @@ interface Values {
   backend?: string;
   json?: boolean;
   memlock?: string;
+  modes?: string;
+  html?: string;
+}
+
+/** `ioasid compare SCENARIO`: the sim unless --backend linux; exit 1 when the modes diverge. */
+async function compare(positionals: readonly string[], v: Values, io: Io): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError(`give one SCENARIO module (got ${positionals.length})`);
+  const { backendName } = await import('../backends/index.js');
+  const { compareCommand, loadScenario, parseModes } = await import('./compare.js');
+  const backend = usageCheck(() => backendName(v.backend ?? 'sim', '--backend'));
+  if (v.machine !== undefined && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
+  if (v.machine !== undefined) await machineDesc(v.machine);
+  usageCheck(() => parseModes(v.modes));
+  let scenario;
+  try {
+    scenario = await loadScenario(positionals[0]!);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
+  return compareCommand({ ...v, scenario: positionals[0]!, backend }, scenario, io.out);
 }
 
 async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {

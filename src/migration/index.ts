@@ -11,3 +11,11 @@ export {
   traceLine, type Decoded, type DecodedValue, type TraceCall, type TraceHeader, type TraceOptions, type TraceRecord, type TraceSink,
 } from './trace.js';
 export { replayPlan, traceScenario, type ReplayPlan, type ReplayStep, type SkippedCall } from './trace_replay.js';
+export {
+  COMPARE_REPORT_VERSION, compareModes, compareRuns, type Aspect, type CompareOptions, type CompareReport, type IovaLayout,
+  type IovaSpan, type ModeRun, type ProbedSegment, type RunEnd, type StepCall, type StepComparison,
+} from './compare.js';
+export { answer, areasText, endText, formatReport, renderReportHtml, reportJson } from './report.js';
+export {
+  escapeXml, formatSize, LAYOUT_LEGEND, renderIovaLayoutSvg, type SvgLane, type SvgLayout, type SvgOptions, type SvgSpan,
+} from './layout_svg.js';
