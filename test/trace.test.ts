@@ -137,6 +137,7 @@ describe(`trace: recording [${BACKEND}]`, () => {
       expect(() => both.ioctl(ctx.fd, unknown, new Uint8Array(8).fill(0xab))).toThrow(IommuError);
       toFile.end();
       const fromFile = readTrace(readFileSync(file, 'utf8'));
+      expect(seen[0]).toMatchObject({ machine: fromFile[0]!.machine, backend: BACKEND });
       expect(fromFile.slice(1)).toEqual(calls(seen));
       const io = fromFile.filter((r): r is TraceCall => (r as TraceCall).syscall === 'ioctl');
       expect(io.map((r) => `${r.name}${r.errno ? ` ${r.errno}` : ''}`)).toEqual([

@@ -15,7 +15,7 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { hostname, release } from 'node:os';
-import type { Binding } from '../backends/types.js';
+import { innermostBinding, type Binding } from '../backends/types.js';
 import { IommuError } from '../ioasid/errors.js';
 import { IOCTLS } from '../ioasid/uapi.js';
 import {
@@ -210,7 +210,8 @@ export interface TraceOptions {
 
 /** The header for a trace recorded on `binding` now. */
 export function traceHeader(binding: Binding, extra: Record<string, unknown> = {}): TraceHeader {
-  const simMachine = binding.name === 'sim' ? (binding as { kernel?: { machine?: { desc?: { name?: string } } } }).kernel?.machine?.desc?.name : undefined;
+  const inner = innermostBinding(binding) as { kernel?: { machine?: { desc?: { name?: string } } } };
+  const simMachine = binding.name === 'sim' ? inner.kernel?.machine?.desc?.name : undefined;
   return {
     trace: TRACE_FORMAT,
     version: TRACE_VERSION,
