@@ -225,6 +225,21 @@ describe('trace: the replay plan', () => {
     ]);
   });
 
+  it('IOMMU_IOAS_MAP_FILE: one buffer per file, the maps at their file offsets', () => {
+    const map = (seq: number, start: string, length: string, iova: string): TraceCall => {
+      const fields = { ioas_id: 1, flags: 7, fd: 5, start, length, iova };
+      return { seq, syscall: 'ioctl', fd: 3, path: '/dev/iommu', request: 0, name: 'IOMMU_IOAS_MAP_FILE', in: fields, out: fields, in_hex: '', out_hex: '', result: 0, errno: null };
+    };
+    const plan = replayPlan([
+      header,
+      { seq: 0, syscall: 'memfd_create', memfd_name: 'buf', flags: 1, path: '/memfd:buf (deleted)', result: 5, errno: null },
+      map(1, '0x0', '0x2000', '0x100000'),
+      map(2, '0x1000', '0x1000', '0x200000'),
+    ]);
+    expect(plan.buffers).toEqual([0x2000]);
+    expect(plan.steps.map((s) => (s.op === 'map' ? [s.buffer, hex(s.offset), hex(s.iova)] : s.op))).toEqual([[0, '0x0', '0x100000'], [0, '0x1000', '0x200000']]);
+  });
+
   it('a native trace: the device from its cdev through the trace\'s sysfs reads, setup folded, other IOASes skipped', () => {
     const ioctl = (seq: number, fd: number, path: string, name: string, fields: { in?: Decoded; out?: Decoded }, errno: string | null = null): TraceCall =>
       ({ seq, syscall: 'ioctl', fd, path, request: 0, name, in: fields.in ?? {}, out: fields.out ?? fields.in ?? {}, in_hex: '', out_hex: '', result: errno ? -1 : 0, errno });

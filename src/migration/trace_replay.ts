@@ -246,7 +246,7 @@ export function replayPlan(records: readonly TraceRecord[]): ReplayPlan {
           break;
         }
         const file = name === 'IOMMU_IOAS_MAP_FILE';
-        const fdPath = file ? calls.find((c) => c.seq < r.seq && c.fd === num(ind, 'fd'))?.path : null;
+        const fdPath = file ? pathAt(calls, num(ind, 'fd'), r.seq) : null;
         map(file ? `file:${fdPath ?? num(ind, 'fd')}` : 'process', big(ind, file ? 'start' : 'user_va') ?? 0n, iova,
           big(ind, 'length') ?? 0n, (flags & IOMMU_IOAS_MAP_READABLE) !== 0, (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0);
         break;
@@ -269,6 +269,17 @@ export function replayPlan(records: readonly TraceRecord[]): ReplayPlan {
   }
   buffers.finish();
   return { steps: steps.filter((s): s is ReplayStep => s !== null), buffers: buffers.lengths, skipped };
+}
+
+/** The path fd `fd` referred to just before `seq`: the last call that named it or made it. */
+function pathAt(calls: readonly TraceCall[], fd: number, seq: number): string | null {
+  for (let i = calls.length - 1; i >= 0; i--) {
+    const c = calls[i]!;
+    if (c.seq >= seq) continue;
+    if (c.fd === fd && typeof c.path === 'string') return c.path;
+    if (c.result === fd && c.errno === null && ['open', 'memfd_create'].includes(c.syscall)) return typeof c.path === 'string' ? c.path : null;
+  }
+  return null;
 }
 
 /** The IOAS native commands are replayed on: (iommufd fd, id) of the first device's attach, else of the first IOAS_ALLOC. */
