@@ -69,6 +69,6 @@ if (mode === 'host') {
   hostSim();
   hostTrace();
   await hostDma();
-  coldStart();
+  await coldStart();
   hostRefusals();
 }

@@ -6,13 +6,15 @@
  *   using mem = ctx.mmap(1 << 20);
  *   const iova = ioas.map(mem);            // kernel-chosen IOVA
  *   ioas.unmap(iova, BigInt(mem.length));
+ *
+ * @module ioasid
  */
 export { Iommufd, type OpenOptions, type RlimitMode } from './ioasid/iommufd.js';
 export { Hwpt, type HwptAllocOptions, type HwptData, type DirtyBitmapOptions } from './ioasid/hwpt.js';
 export type { HwInfo } from './ioasid/iommufd.js';
 export { FaultQueue, type PageFault } from './ioasid/fault.js';
 export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid/ioas.js';
-export { IoasAreas, type IoasArea } from './ioasid/areas.js';
+export { IoasAreas, type IoasArea, type UnmapWalk } from './ioasid/areas.js';
 export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';
 export * from './compat/index.js';
 export * from './migration/index.js';

@@ -2,6 +2,8 @@
  * The kernel's selftest command (IOMMU_TEST_CMD), exposed as a separate testing extension: on
  * linux it needs a kernel built with CONFIG_IOMMUFD_TEST (else ENOTTY); the sim offers the same
  * ops. It lets the kernel's own selftests be ported and run unchanged on both backends.
+ *
+ * @module ioasid/testing
  */
 import { Command } from './ioasid/codec.js';
 import type { Iommufd } from './ioasid/iommufd.js';

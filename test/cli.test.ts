@@ -18,7 +18,9 @@ import { diagnose, type Diagnosis } from '../src/doctor/checks.js';
 import { sim, type SimBinding } from '../src/backends/sim/index.js';
 import type { KernelDesc } from '../src/backends/sim/kernel/boot.js';
 import type { MachineDesc } from '../src/backends/sim/machine/machine.js';
-import { Iommufd } from '../src/index.js';
+import { Iommufd, IommuError } from '../src/index.js';
+import { SimBinding as SimBindingClass, SimKernel } from '../src/backends/sim/index.js';
+import { SimProcess } from '../src/backends/sim/kernel/process.js';
 import { BACKEND, ioasid } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -241,7 +243,31 @@ describe(`doctor: the cause it names, on machines built to lack something [${BAC
     b.kernel.vfs.addAttr('/boot/config-7.3.4', { read: () => '# CONFIG_IOMMUFD is not set\n' });
     d = diagnose(b);
     expect(d.configSource).toBe('/boot/config-7.3.4');
-    expect(byId(d, 'dev.iommu')).toMatchObject({ text: 'no /dev/iommu: the kernel lacks CONFIG_IOMMUFD', fix: expect.stringMatching(/CONFIG_IOMMUFD=y or =m/) });
+    expect(byId(d, 'dev.iommu')).toMatchObject({ text: 'no /dev/iommu: the kernel lacks CONFIG_IOMMUFD (not set in /boot/config-7.3.4)', fix: expect.stringMatching(/CONFIG_IOMMUFD=y or =m/) });
+  });
+
+  it('Iommufd.open on a kernel without CONFIG_IOMMUFD, and by a user who may not open the node: the errno kept, the cause and fix named', () => {
+    const b = boot({ kernel: kernel(['CONFIG_IKCONFIG_PROC=y', '# CONFIG_IOMMUFD is not set', 'CONFIG_VFIO=y']) });
+    b.kernel.vfs.remove('/dev/iommu'); // a kernel without iommufd has no node
+    const opened = (binding: SimBinding): IommuError => {
+      try {
+        new Iommufd(binding).close();
+      } catch (e) {
+        return e as IommuError;
+      }
+      throw new Error('the open went through');
+    };
+    const e = opened(b);
+    expect(e).toBeInstanceOf(IommuError);
+    expect([e.errno, e.code, e.syscall, e.path]).toEqual([2, 'ENOENT', 'open', '/dev/iommu']);
+    expect(e.message).toBe('open /dev/iommu: ENOENT (No such file or directory): the kernel lacks CONFIG_IOMMUFD (not set in /proc/config.gz); '
+      + 'boot a kernel built with CONFIG_IOMMUFD=y or =m (Linux 6.2 or later) (`ioasid doctor` checks the rest)');
+    expect(diagnose(b).iommufd).toEqual({ usable: false, reason: 'no /dev/iommu: the kernel lacks CONFIG_IOMMUFD (not set in /proc/config.gz)' });
+    // uid 1000 without CAP_DAC_OVERRIDE meets the node's 0660 root:root (misc_register's mode for iommufd)
+    const kernel2 = new SimKernel();
+    const denied = opened(new SimBindingClass(kernel2, new SimProcess(kernel2.user(1000), [])));
+    expect([denied.errno, denied.code, denied.syscall, denied.path]).toEqual([13, 'EACCES', 'open', '/dev/iommu']);
+    expect(denied.message).toMatch(/^open \/dev\/iommu: EACCES \(Permission denied\): \/dev\/iommu is crw-rw---- owned by uid 0 gid 0: this process \(uid 1000\) cannot open it read-write; run as root, or let a group open it .* \(`ioasid doctor` checks the rest\)$/);
   });
 
   it('built in but no node: /dev is not devtmpfs, or udev removed it', () => {

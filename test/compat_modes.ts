@@ -34,15 +34,15 @@ export function missingFor(mode: CompatMode, group: number | null): string {
   if (group === null) return 'no edu bound to vfio-pci';
   if (mode === 'iommufd') return '';
   const b = openBinding(BACKEND);
-  // The sim does not publish them yet; a kernel without them was built without the option.
-  const [tier, yet, noContainer, noGroups] = BACKEND === 'sim'
-    ? ['sim', ' yet', '', '']
-    : ['kernel', '', ' (CONFIG_VFIO_CONTAINER=n)', ' (CONFIG_VFIO_GROUP=n)'];
+  // The sim's default machine publishes them; a machine or kernel without them lacks the option.
+  const [tier, noContainer, noGroups] = BACKEND === 'sim'
+    ? ['sim', ' (a machine without CONFIG_VFIO_CONTAINER)', ' (a machine without CONFIG_VFIO_GROUP)']
+    : ['kernel', ' (CONFIG_VFIO_CONTAINER=n)', ' (CONFIG_VFIO_GROUP=n)'];
   const container = mode === 'type1' && !exists(b, '/dev/vfio', 'vfio');
   const nodes = !exists(b, '/dev/vfio', String(group));
-  if (container && nodes) return `${tier}: no /dev/vfio/vfio container or /dev/vfio/N group nodes${yet}${noGroups}`;
-  if (container) return `${tier}: no /dev/vfio/vfio container${yet}${noContainer}`;
-  return nodes ? `${tier}: no /dev/vfio/N group nodes${yet}${noGroups}` : '';
+  if (container && nodes) return `${tier}: no /dev/vfio/vfio container or /dev/vfio/N group nodes${noGroups}`;
+  if (container) return `${tier}: no /dev/vfio/vfio container${noContainer}`;
+  return nodes ? `${tier}: no /dev/vfio/N group nodes${noGroups}` : '';
 }
 
 const soloGroup = machine.soloEdu ? new PciDevice(openBinding(BACKEND), machine.soloEdu).iommuGroup : null;

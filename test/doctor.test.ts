@@ -52,7 +52,7 @@ describe.skipIf(IN_VM || HAS_IOMMUFD)(`ioasid doctor on a host without iommufd${
       const cfg = gunzipSync(readFileSync('/proc/config.gz')).toString();
       if (!/^CONFIG_IOMMUFD=[ym]$/m.test(cfg)) {
         expect(find(d, 'config.IOMMUFD')).toMatchObject({ level: 'fail', text: expect.stringMatching(/^CONFIG_IOMMUFD is not set/) });
-        expect(dev.text).toBe('no /dev/iommu: the kernel lacks CONFIG_IOMMUFD');
+        expect(dev.text).toBe('no /dev/iommu: the kernel lacks CONFIG_IOMMUFD (not set in /proc/config.gz)');
       }
     }
     // no IOMMU on this host: /sys/class/iommu is empty, and the doctor says so

@@ -185,7 +185,7 @@ describe.each([
 
   it('basic (up to the fork: the move to a child process cannot be run from Node.js)', () => {
     const ioas = f.ctx.ioas(self.ioasId);
-    const changeProcess = () => f.ctx.ioctl(f.ctx.cmd(IOCTLS.IOAS_CHANGE_PROCESS));
+    const changeProcess = () => f.ctx.changeProcess();
 
     // Expect failure if non-file maps exist
     let iova = ioas.mapUser(f.buffer.addr, PAGE_SIZE);

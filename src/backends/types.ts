@@ -100,4 +100,6 @@ export const EFD_CLOEXEC = 0o2000000;
 export const VFIO_REGION_OFFSET_SHIFT = 40;
 
 export const CAP_IPC_LOCK = 14;
+/** CAP_DAC_OVERRIDE: file permission checks pass (generic_permission). */
+export const CAP_DAC_OVERRIDE = 1;
 export const CAP_SYS_RESOURCE = 24;

@@ -4,7 +4,7 @@
  * viability, read through the device layer's sysfs discovery (src/device/pci.ts).
  */
 import type { Binding } from '../backends/types.js';
-import { SYS_IOMMU_GROUPS, listPciDevices, orMissing, vfioDriverChooser } from '../device/pci.js';
+import { SYS_IOMMU_GROUPS, isVfioDriver, listPciDevices, orMissing, vfioDriverChooser } from '../device/pci.js';
 
 export interface LsFunction {
   bdf: string;
@@ -58,7 +58,7 @@ const BASE_CLASS: Record<number, string> = {
 
 /** Drivers that leave a group's DMA ownership to their user (driver_managed_dma in the kernel). */
 export function managesOwnDma(driver: string): boolean {
-  return /vfio/.test(driver) || driver === 'pci-stub' || driver === 'pcieport';
+  return isVfioDriver(driver) || driver === 'pci-stub' || driver === 'pcieport';
 }
 
 /** PCI_CLASS_BRIDGE_PCI and PCI_CLASS_BRIDGE_CARDBUS: the classes pci_setup_device allows header types 1 and 2 for. */

@@ -1,9 +1,9 @@
 /**
- * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor`, `ls`
- * and `compare`, each with --help; --version; --json where a command prints data; --machine PRESET
- * to run against a sim machine instead of this host. Exit status: 0 ok, 1 findings that block use,
- * modes that diverge or a failure, 2 a usage error. Commands load their code when they run, so
- * --help and --version start fast.
+ * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor`, `ls`,
+ * `compare`, `bind` and `unbind`, each with --help; --version; --json where a command prints data;
+ * --machine PRESET to run against a sim machine instead of this host. Exit status: 0 ok, 1
+ * findings that block use, modes that diverge, a refusal or a failure, 2 a usage error. Commands
+ * load their code when they run, so --help and --version start fast.
  */
 import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -30,6 +30,8 @@ const HELP: Record<string, string[]> = {
     '  doctor   can this host use iommufd and VFIO, and what to do if not',
     '  ls       PCI functions, their IOMMU groups, drivers and VFIO device nodes',
     '  compare  run a scenario in several IOMMU modes and report where their answers diverge',
+    '  bind     hand a PCI function to a VFIO driver (driver_override), safely',
+    '  unbind   put back the driver `ioasid bind` took a function from',
     '',
     'Options:',
     '  -h, --help     this text (`ioasid COMMAND --help` for a command\'s)',
@@ -83,6 +85,35 @@ const HELP: Record<string, string[]> = {
     '  --json            the report as JSON',
     '  --html FILE       also write the report as a self-contained HTML page',
   ],
+  bind: [
+    'usage: ioasid bind BDF [--driver NAME] [--force] [--json] [--machine PRESET]',
+    '',
+    'Hand the PCI function BDF (0000:00:05.0, or 00:05.0) to a VFIO driver the way an admin does:',
+    'driver_override, unbind the driver it has, bind the new one. Refused, with nothing changed,',
+    'when the driver is not there or the host uses the function or a device of its IOMMU group (a',
+    'mounted disk, swap, an interface that is up, the console, the boot VGA device, a process with',
+    'its VFIO device open); a failed bind puts the old driver back. What it had is recorded, for',
+    '`ioasid unbind`, in /run/ioasid/bindings.json (not root: $XDG_RUNTIME_DIR/ioasid, else the',
+    'temporary directory). Exit status 1 when refused or failed.',
+    '',
+    '  --driver NAME     the driver (default: the VFIO driver modules.alias names for it, else vfio-pci)',
+    '  --force           take the function even though the host uses it',
+    '  --json            what changed, as JSON',
+    MACHINE_HELP,
+  ],
+  unbind: [
+    'usage: ioasid unbind BDF [--to DRIVER|none] [--force] [--json] [--machine PRESET]',
+    '',
+    'Put back exactly the binding (driver and driver_override) the function had before',
+    '`ioasid bind`, and forget the record. Refused when ioasid did not bind it, or something else',
+    'changed it since: then --to says what it should have. Exit status 1 when refused or failed.',
+    '',
+    '  --to DRIVER       bind this driver instead, with no driver_override (a VFIO driver: set to it,',
+    '                    as VFIO drivers bind only through it); none: leave the function without one',
+    '  --force           even though the host uses the function (a process with its VFIO device open)',
+    '  --json            what changed, as JSON',
+    MACHINE_HELP,
+  ],
 };
 
 const COMMON = { help: { type: 'boolean', short: 'h' } } as const;
@@ -95,9 +126,14 @@ const OPTIONS = {
   compare: {
     ...COMMON, ...MACHINE, ...JSON_OPT, backend: { type: 'string' }, modes: { type: 'string' }, html: { type: 'string' }, trace: { type: 'string' },
   },
+  bind: { ...COMMON, ...MACHINE, ...JSON_OPT, driver: { type: 'string' }, force: { type: 'boolean' } },
+  unbind: { ...COMMON, ...MACHINE, ...JSON_OPT, to: { type: 'string' }, force: { type: 'boolean' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 
 type Command = keyof typeof OPTIONS;
+
+/** The commands that take operands (a scenario module, a PCI address). */
+const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbind']);
 
 /** The package's version, from its package.json (resolved by the package's own name). */
 export function version(): string {
@@ -123,14 +159,14 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
   const command = cmd as Command;
   try {
     const { values, positionals } = parseArgs({
-      args: argv.slice(named ? 1 : 0), options: OPTIONS[command], strict: true, allowPositionals: command === 'compare',
+      args: argv.slice(named ? 1 : 0), options: OPTIONS[command], strict: true, allowPositionals: WITH_POSITIONALS.has(command),
     });
     if (values.help) {
       for (const l of HELP[command]!) io.out(l);
       return 0;
     }
     if (command === 'compare') return await compare(positionals, values as Values, io);
-    return await run(command, values as Values, io, env);
+    return await run(command, { ...values, positionals } as Values, io, env);
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
     io.err(`ioasid ${command}: ${e instanceof Error ? e.message : String(e)}`);
@@ -152,6 +188,10 @@ interface Values {
   modes?: string;
   html?: string;
   trace?: string;
+  driver?: string;
+  to?: string;
+  force?: boolean;
+  positionals: string[];
 }
 
 /** `ioasid compare SCENARIO`: the sim unless --backend linux; exit 1 when the modes diverge. */
@@ -190,6 +230,16 @@ async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv):
     return 0;
   }
   const binding = await bindingFor(v.machine);
+  if (command === 'bind' || command === 'unbind') {
+    const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
+    const { bindCommand, pciAddress, recordsFor } = await import('./bind.js');
+    if (v.positionals.length !== 1) throw new UsageError(`give one PCI address (BDF, e.g. 0000:00:05.0), not ${v.positionals.length}`);
+    const bdf = pciAddress(v.positionals[0]!);
+    if (bdf === null) throw new UsageError(`${JSON.stringify(v.positionals[0])} is not a PCI address: domain:bus:device.function, e.g. 0000:00:05.0`);
+    const driver = command === 'bind' ? v.driver : v.to;
+    if (driver !== undefined && !/^[\w.:+-]+$/.test(driver)) throw new UsageError(`${JSON.stringify(driver)} is not a driver name`);
+    return bindCommand(command, binding, recordsFor(binding, env), { host, bdf, driver, force: v.force, json: v.json }, io);
+  }
   if (command === 'doctor') {
     const { diagnose } = await import('../doctor/checks.js');
     const { formatDiagnosis } = await import('./doctor.js');

@@ -2,6 +2,8 @@
  * The legacy VFIO container/group API (docs/compat.md): VfioContainer and VfioGroup in three modes
  * ('type1', 'kernel-compat', 'iommufd'), devices got from a group as the same VfioDevice the new
  * API uses.
+ *
+ * @module ioasid/compat
  */
 export {
   VfioContainer, decodeInfo, type CompatMode, type ContainerOptions, type DmaMapOptions, type IommuInfo, type IommuType,

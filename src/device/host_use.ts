@@ -12,9 +12,11 @@
  * - virtio 9p and virtiofs shares it carries whose tag is a mounted file system's source
  *   (`virtioN/mount_tag`, /sys/fs/virtiofs/N/{tag,device});
  * - the kernel's consoles (/proc/consoles) whose tty lies under it (a PCI serial port);
- * - the boot VGA device (`boot_vga` = 1: the firmware's display, and usually the console's).
+ * - the boot VGA device (`boot_vga` = 1: the firmware's display, and usually the console's);
+ * - processes holding its VFIO device open (vfioOpeners: /proc/<pid>/fd and fdinfo).
  */
 import type { Binding } from '../backends/types.js';
+import { IommuError } from '../ioasid/errors.js';
 import { SYS_PCI_DEVICES, orMissing, pciFunctionOf, unescapeProcPath } from './sysfs.js';
 
 export type HostUse =
@@ -31,7 +33,9 @@ export type HostUse =
   /** A kernel console (console=) is a tty of the function. */
   | { readonly kind: 'console'; readonly bdf: string; readonly console: string }
   /** The function is the boot VGA device. */
-  | { readonly kind: 'boot-vga'; readonly bdf: string };
+  | { readonly kind: 'boot-vga'; readonly bdf: string }
+  /** A process holds the function's VFIO device open (the kernel's unbind waits until it closes it). */
+  | { readonly kind: 'vfio-open'; readonly bdf: string; readonly pid: number; readonly comm: string };
 
 /** One line of /proc/self/mountinfo, the fields that matter here. */
 export interface MountInfo {
@@ -173,6 +177,42 @@ export function hostUses(binding: Binding, bdfs: readonly string[]): HostUse[] {
   return out.sort((a, b) => order.get(a.bdf)! - order.get(b.bdf)!);
 }
 
+/** What a VFIO device fd's fdinfo names (vfio_device_show_fdinfo; kernels before it print none). */
+const FDINFO_SYSPATH = /^vfio-device-syspath: (.*)$/m;
+
+/**
+ * The processes (this one included) that hold function `bdf`'s VFIO device open, from their
+ * /proc/<pid>/fd links, in pid order: its cdev, or a device fd (`anon_inode:[vfio-device]`, got
+ * from a group) whose fdinfo names the function; where the kernel's fdinfo does not name it, a
+ * device fd held with the function's group node. What cannot be read (another user's fds without
+ * privilege, a process exiting meanwhile) is passed over.
+ */
+export function vfioOpeners(binding: Binding, bdf: string, cdev: string | null, group: number | null): HostUse[] {
+  const readable = <T>(f: () => T, fallback: T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof IommuError) return fallback;
+      throw e;
+    }
+  };
+  const groupNode = group === null ? null : `/dev/vfio/${group}`;
+  const out: HostUse[] = [];
+  const pids = orMissing(() => binding.readdir('/proc'), []).filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
+  for (const pid of pids) {
+    const dir = `/proc/${pid}`;
+    const links = readable(() => binding.readdir(`${dir}/fd`), []).map((fd) => [fd, readable(() => binding.readlink(`${dir}/fd/${fd}`), '')] as const);
+    const holds = links.some(([fd, link]) => {
+      if (link === cdev) return true;
+      if (link !== 'anon_inode:[vfio-device]') return false;
+      const path = FDINFO_SYSPATH.exec(readable(() => binding.readText(`${dir}/fdinfo/${fd}`), ''))?.[1];
+      return path === undefined ? links.some(([, l]) => l === groupNode) : path.endsWith(`/${bdf}`);
+    });
+    if (holds) out.push({ kind: 'vfio-open', bdf, pid, comm: readable(() => binding.readText(`${dir}/comm`).trim(), '?') });
+  }
+  return out;
+}
+
 /** One line a person can act on. */
 export function describeHostUse(u: HostUse): string {
   switch (u.kind) {
@@ -183,5 +223,6 @@ export function describeHostUse(u: HostUse): string {
     case 'netdev': return `${u.bdf}: network interface ${u.interface} is up`;
     case 'console': return `${u.bdf}: ${u.console} is a kernel console`;
     case 'boot-vga': return `${u.bdf}: the boot VGA device (the firmware's display, usually the console's)`;
+    case 'vfio-open': return `${u.bdf}: process ${u.pid} (${u.comm}) has its VFIO device open (the kernel's unbind waits until it closes it)`;
   }
 }

@@ -12,7 +12,7 @@
  */
 import { ERRNO, IommuError } from '../ioasid/errors.js';
 import { innermostBinding, type Binding } from '../backends/types.js';
-import { describeHostUse, hostUses, type HostUse } from './host_use.js';
+import { describeHostUse, hostUses, vfioOpeners, type HostUse } from './host_use.js';
 import {
   BDF, DEV_VFIO_DEVICES, SYS_IOMMU_GROUPS, SYS_PCI_DEVICES, SYS_PCI_DRIVERS, SYS_PCI_DRIVERS_PROBE, basename,
   orMissing, osRelease,
@@ -210,7 +210,8 @@ export class PciDevice {
   /**
    * Before unbinding the driver: refuse while this process holds the function's VFIO device open
    * (always: the kernel's unbind would wait for it forever), or while the host uses one of
-   * `bdfs` (unless `force`).
+   * `bdfs` or another process holds the device open (unless `force`: the kernel then asks that
+   * process, through its request eventfd, to release the device, and waits until it does).
    */
   private checkUnbind(op: string, driver: string | null, bdfs: readonly string[], opts: DriverOptions): void {
     const cdev = this.vfioCdev;
@@ -219,7 +220,8 @@ export class PciDevice {
         'close its VfioDevice first (the kernel\'s unbind waits until every user has closed the device, here forever)');
     }
     if (opts.force) return;
-    const uses = hostUses(this.binding, bdfs);
+    const driverNow = this.driver;
+    const uses = [...hostUses(this.binding, bdfs), ...(driverNow !== null && isVfioDriver(driverNow) ? vfioOpeners(this.binding, this.bdf, cdev, this.iommuGroup) : [])];
     if (!uses.length) return;
     const detail = `${this.bdf} is in use by the host: ${uses.map(describeHostUse).join('; ')}; pass { force: true } to take it anyway`;
     throw new DriverError(ERRNO.EBUSY, op, 'in-use', this.bdf, driver, detail, uses);
@@ -293,7 +295,8 @@ export class DriverChange implements Disposable {
  * Why a driver change was refused or failed:
  * - 'no-driver' (ENODEV): the driver is not registered and the kernel has no module of that name;
  * - 'driver-not-loaded' (ENODEV): its module exists but is not loaded (the message names it);
- * - 'in-use' (EBUSY): the host uses the function or a group sibling (`uses` lists how);
+ * - 'in-use' (EBUSY): the host uses the function or a group sibling, or another process holds its
+ *   VFIO device open (`uses` lists how);
  * - 'device-open' (EBUSY): this process holds the function's VFIO device open (force does not help);
  * - 'bind-failed' (the kernel's errno): the bind failed, and the previous driver is back;
  * - 'restore-failed' (the restore's errno): the bind failed and so did putting the old driver back.
@@ -341,6 +344,15 @@ export function noteDeviceOpen(binding: Binding, key: string, delta: 1 | -1): vo
 
 function openHere(binding: Binding, key: string): boolean {
   return (openDevices.get(processOf(binding))?.get(key) ?? 0) > 0;
+}
+
+/**
+ * Whether a driver is a VFIO one (vfio-pci, a variant such as mlx5_vfio_pci): those hand the
+ * device to userspace, manage its DMA ownership themselves, and match only through
+ * driver_override (their IDs are override_only).
+ */
+export function isVfioDriver(name: string): boolean {
+  return /vfio/.test(name);
 }
 
 /** Driver names are path components under /sys/bus/pci/drivers. */

@@ -310,7 +310,7 @@ function iommufdMissing(f: Facts): { cause: string; fix: string } {
   const inKernel = { cause: 'iommufd is in the kernel, but /dev has no node for it', fix: 'mount devtmpfs on /dev (mount -t devtmpfs devtmpfs /dev), or check the udev rules that remove it' };
   const notLoaded = { cause: 'the iommufd module is not loaded', fix: 'modprobe iommufd' };
   const opt = f.opt('IOMMUFD');
-  if (opt === 'n') return { cause: 'the kernel lacks CONFIG_IOMMUFD', fix: FIX_IOMMUFD };
+  if (opt === 'n') return { cause: `the kernel lacks CONFIG_IOMMUFD (not set in ${f.config!.source})`, fix: FIX_IOMMUFD };
   if (f.moduleLoaded('iommufd') || opt === 'y') return inKernel;
   if (opt === 'm') return notLoaded;
   const tree = f.moduleAvailable('iommufd');

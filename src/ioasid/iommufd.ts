@@ -70,7 +70,7 @@ export class Iommufd implements Disposable {
     return c.reset();
   }
 
-  /** Issue a command; throws IommuError with the kernel's errno. */
+  /** @internal issue a command made by cmd(); throws IommuError with the kernel's errno. */
   ioctl(c: Command): number {
     return this.binding.ioctl(this.fd, c.desc.request, c.buf);
   }
@@ -150,6 +150,15 @@ export class Iommufd implements Disposable {
   setRlimitMode(mode: RlimitMode | bigint): void {
     const v = typeof mode === 'bigint' ? mode : mode === 'mm' ? 1n : 0n;
     this.ioctl(this.cmd(IOCTLS.OPTION).u32('option_id', IOMMU_OPTION_RLIMIT_MODE).u16('op', IOMMU_OPTION_OP_SET).u64('val64', v));
+  }
+
+  /**
+   * IOMMU_IOAS_CHANGE_PROCESS: charge the pinned pages of every mapping in this context to the
+   * calling process (a live update hands the iommufd to a new process). Only IOMMU_IOAS_MAP_FILE
+   * mappings can move: any other mapping makes it EINVAL, and a failure changes nothing.
+   */
+  changeProcess(): void {
+    this.ioctl(this.cmd(IOCTLS.IOAS_CHANGE_PROCESS));
   }
 
   // ---- IOMMU_VFIO_IOAS: the IOAS that VFIO container ioctls on this fd operate on ------------

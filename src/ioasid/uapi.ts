@@ -29,7 +29,8 @@ export interface StructLayout {
 
 const WIDTH: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8 };
 
-type FieldSpec = readonly [name: string, type: FieldType, count?: number];
+/** One field of a C struct: its name, its type and, for an array, its element count. */
+export type FieldSpec = readonly [name: string, type: FieldType, count?: number];
 
 /** Lay out a C struct from its fields in declaration order. `base` starts a union member. */
 export function struct(name: string, specs: readonly FieldSpec[], base = 0): StructLayout {

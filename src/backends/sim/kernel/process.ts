@@ -4,6 +4,7 @@
  * test suites run as: root with every capability.
  */
 import { ERRNO } from '../../../ioasid/errors.js';
+import { CAP_DAC_OVERRIDE } from '../../types.js';
 import { kerr } from './errno.js';
 import { shouldFail } from './fault_inject.js';
 import { SimMm } from './mm.js';
@@ -67,6 +68,17 @@ export class SimProcess {
 
   hasCapability(cap: number): boolean {
     return this.caps.has(cap);
+  }
+
+  /**
+   * generic_permission for `mask` (MAY_READ 4 | MAY_WRITE 2) on a file of mode `mode` owned by
+   * uid `owner` (group root): the owner's bits for the owner, else the other bits (the sim's users
+   * have no groups); CAP_DAC_OVERRIDE passes.
+   */
+  mayAccess(mode: number, owner: number, mask: number): boolean {
+    if (this.hasCapability(CAP_DAC_OVERRIDE)) return true;
+    const bits = this.user.uid === owner ? mode >> 6 : mode;
+    return (bits & mask) === mask;
   }
 
   /** get_unused_fd_flags: the lowest free descriptor (0-2 are the standard streams), not taken yet. */

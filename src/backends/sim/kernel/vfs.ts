@@ -161,12 +161,16 @@ export class SimVfs {
     const node = this.nodes.get(this.resolve(path));
     if (!node) return kerr(ERRNO.ENOENT);
     if (node.kind !== 'chr') return kerr(ERRNO.ENXIO);
+    if (!proc.mayAccess(node.mode, 0, ACC_MODE[flags & 3]!)) return kerr(ERRNO.EACCES); // may_open
     if (shouldFail()) kerr(ERRNO.ENOMEM); // alloc_empty_file (fault injection)
     const f = node.open(proc, flags);
     f.fmodePread = true;
     return f;
   }
 }
+
+/** ACC_MODE: the MAY_READ (4) / MAY_WRITE (2) bits an open's O_ACCMODE asks for. */
+const ACC_MODE = [4, 2, 6, 6];
 
 function split(path: string): { dir: string; name: string } {
   const i = path.lastIndexOf('/');

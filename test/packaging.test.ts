@@ -1,0 +1,160 @@
+/**
+ * What `npm install ioasid` gives a user. The checkout's package files (package.json, the
+ * tsconfigs, src/, docs/, README.md, LICENSE) are copied to a temporary directory without dist/, as
+ * a fresh clone has them, and packed there with `npm pack` (its prepack builds). The tarball is
+ * installed into a fresh project with the oldest TypeScript docs/install.md promises and
+ * @types/node (from the npm cache, else the registry). Then:
+ * - the tarball holds what package.json promises and nothing else, and its source maps resolve;
+ * - every export and the bin resolve in the installed package;
+ * - every runnable example of README.md and docs/*.md (docs.test.ts's), importing 'ioasid' as a
+ *   user does, typechecks against the installed declarations under --strict (skipLibCheck off), with
+ *   that TypeScript and with this repository's; a control file importing a name the package does
+ *   not export fails, with that error and no other, so the check cannot pass vacuously;
+ * - every example runs on the sim: TypeScript ones as tsc compiled them (ES2022: `using`
+ *   downlevelled, as Node.js 20 needs), JavaScript ones as they are.
+ */
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exampleFile, examples, packageEntries, root } from './doc_examples.js';
+import { BACKEND } from './helpers.js';
+
+const SKIP = BACKEND === 'linux';
+const WHY = SKIP
+  ? ' (skipped on linux: the test VM reaches no npm registry and sees the npm cache read-only; the tarball is the same for every backend, and docs.test.ts runs the examples on the kernel)'
+  : '';
+
+/** The oldest TypeScript the package's declarations support (docs/install.md). */
+const MIN_TYPESCRIPT = '5.7.3';
+const PKG = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  name: string; version: string; files: string[]; bin: Record<string, string>;
+  exports: Record<string, string | { types: string; default: string }>; devDependencies: Record<string, string>;
+};
+/** The control: a name the package does not export (the sim's errno helper). */
+const CONTROL = `import { kerr } from '${PKG.name}';\nkerr;\nexport {};\n`;
+
+/** The environment for child npm runs: without the npm_* variables of an `npm test` around us. */
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k) || /^npm_config_(cache|registry|userconfig)$/i.test(k)));
+
+interface Run { code: number; out: string }
+function run(cmd: string, args: string[], cwd: string, extra: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((done) => {
+    execFile(cmd, args, { cwd, env: { ...env, ...extra }, maxBuffer: 64 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out: `${stdout}${stderr}` });
+    });
+  });
+}
+
+const docs = examples();
+let tmp = '';
+let app = '';
+let packed: string[] = [];
+
+beforeAll(async () => {
+  if (SKIP) return;
+  tmp = mkdtempSync(join(tmpdir(), 'ioasid-packaging-'));
+  const stage = join(tmp, 'clone');
+  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs']) {
+    cpSync(join(root, f), join(stage, f), { recursive: true });
+  }
+  symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
+  const pack = await run('npm', ['pack', '--json', '--pack-destination', tmp], stage);
+  if (pack.code !== 0) throw new Error(`npm pack failed:\n${pack.out}`);
+  const report = JSON.parse(pack.out.slice(pack.out.indexOf('['), pack.out.lastIndexOf(']') + 1)) as { filename: string; files: { path: string }[] }[];
+  packed = report[0]!.files.map((f) => f.path).sort();
+
+  app = join(tmp, 'app');
+  mkdirSync(join(app, 'examples'), { recursive: true });
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  const install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(tmp, report[0]!.filename),
+    `typescript@${MIN_TYPESCRIPT}`, `@types/node@${PKG.devDependencies['@types/node']}`], app);
+  if (install.code !== 0) throw new Error(`npm install of the tarball failed:\n${install.out}`);
+
+  for (const ex of docs) writeFileSync(join(app, 'examples', exampleFile(ex)), `${ex.code}\nexport {};\n`);
+  writeFileSync(join(app, 'examples', 'control.ts'), CONTROL);
+  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: {
+      target: 'es2022', lib: ['es2022', 'esnext.disposable'], module: 'nodenext', strict: true, skipLibCheck: false,
+      types: ['node'], allowJs: true, checkJs: true, rootDir: 'examples', outDir: 'out',
+    },
+    include: ['examples'],
+  }));
+}, 180_000);
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+/** tsc's errors, one per line (continuation lines dropped). */
+const errors = (r: Run) => r.out.split('\n').filter((l) => / error TS\d+:/.test(l)).map((l) => l.trim());
+const CONTROL_ERROR = new RegExp(`^examples/control\\.ts\\(1,10\\): error TS2305: Module '"${PKG.name}"' has no exported member 'kerr'\\.$`);
+
+describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
+  it('holds the build, the docs, the README and the LICENSE, and nothing else', () => {
+    expect(packed).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'docs/install.md']));
+    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
+    const targets = Object.values(PKG.exports).flatMap((t) => (typeof t === 'string' ? [t] : [t.types, t.default]));
+    for (const t of [...targets, ...Object.values(PKG.bin)]) expect(packed, t).toContain(t.replace(/^\.\//, ''));
+    // a build from src alone: no tests, no benchmarks
+    expect(packed.filter((p) => /^dist\/(test|bench)\//.test(p))).toEqual([]);
+  });
+
+  it('ships source maps that resolve: each .js names its map, each map source is inlined or shipped', () => {
+    const pkg = join(app, 'node_modules', PKG.name);
+    const js = packed.filter((p) => p.endsWith('.js'));
+    expect(js.length).toBeGreaterThan(50);
+    const unresolved: string[] = [];
+    for (const file of js) {
+      const url = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(readFileSync(join(pkg, file), 'utf8'))?.[1];
+      const map = url && resolve(dirname(join(pkg, file)), url);
+      if (!map || !existsSync(map)) {
+        unresolved.push(`${file}: no map`);
+        continue;
+      }
+      const m = JSON.parse(readFileSync(map, 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[]; sourceRoot?: string };
+      m.sources.forEach((s, i) => {
+        if (m.sourcesContent?.[i] == null && !existsSync(resolve(dirname(map), m.sourceRoot ?? '', s))) unresolved.push(`${file}: ${s}`);
+      });
+    }
+    expect(unresolved).toEqual([]);
+  });
+
+  it('resolves every export and the bin in the installed package', async () => {
+    const specifiers = packageEntries().map((e) => e.specifier);
+    const probe = await run('node', ['--input-type=module', '-e',
+      `const out = {}; for (const s of ${JSON.stringify(specifiers)}) out[s] = Object.keys(await import(s)).length; console.log(JSON.stringify(out));`], app);
+    expect(probe.code, probe.out).toBe(0);
+    const counts = JSON.parse(probe.out) as Record<string, number>;
+    for (const s of specifiers) expect(counts[s], s).toBeGreaterThan(0);
+    for (const t of Object.values(PKG.exports)) {
+      if (typeof t !== 'string') expect(existsSync(join(app, 'node_modules', PKG.name, t.types)), t.types).toBe(true);
+    }
+    const version = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['--version'], app);
+    expect(version).toEqual({ code: 0, out: `${PKG.version}\n` });
+  });
+
+  it(`typechecks the docs' examples against the installed declarations with --strict (TypeScript ${MIN_TYPESCRIPT}, then this repository's)`, async () => {
+    expect(docs.length).toBeGreaterThan(10);
+    // the oldest supported TypeScript also emits what the next tests run
+    const [oldest, ours] = await Promise.all([
+      run('node', [join(app, 'node_modules/typescript/bin/tsc'), '-p', '.'], app),
+      run(join(root, 'node_modules/.bin/tsc'), ['-p', '.', '--noEmit'], app),
+    ]);
+    for (const r of [oldest, ours]) {
+      expect(errors(r), r.out).toHaveLength(1);
+      expect(errors(r)[0]).toMatch(CONTROL_ERROR);
+    }
+    expect(readdirSync(join(app, 'out')).length).toBe(docs.length + 1);
+  }, 120_000);
+
+  for (const ex of docs) {
+    it.concurrent(`runs ${ex.file}: ${ex.name} from the installed package on the sim`, async ({ expect }) => {
+      const file = exampleFile(ex);
+      const program = ex.lang === 'js' ? join('examples', file) : join('out', file.replace(/\.ts$/, '.js'));
+      const r = await run('node', [program], app, { IOASID_BACKEND: 'sim' });
+      expect(r.code, r.out).toBe(0);
+    });
+  }
+});
