@@ -2,7 +2,7 @@
  * `npm run bench`: sim figures on the host, then (where the test VM can run) one guest run that
  * measures a C loop, the linux backend and the sim on the same kernel, printing the ratios.
  */
-import { Iommufd } from '../src/index.js';
+import { Iommufd, sim, traceBinding, type Binding } from '../src/index.js';
 import { coldStart } from './cli.js';
 import { dmaTranslations, mapUnmapPair, scale, unpinnableRefusals } from './sim.js';
 
@@ -48,9 +48,26 @@ function hostRefusals(): void {
   }
 }
 
+/** What recording a trace costs on the cheapest call pair: untraced, recorded into a function, written as JSON Lines. */
+function hostTrace(): void {
+  const pair = (backend: Binding): number => {
+    const ctx = Iommufd.open({ backend });
+    const ns = mapUnmapPair(ctx, N).nsPerPair;
+    ctx.close();
+    return ns;
+  };
+  const plain = pair(sim());
+  const recorded = pair(traceBinding(sim(), () => {}));
+  const file = traceBinding(sim(), { file: '/dev/null' });
+  const written = pair(file);
+  file.end();
+  console.log(`sim trace    map+unmap pair: untraced ${fmt(plain)}, recorded ${fmt(recorded)} (${(recorded / plain).toFixed(2)}x), written as JSON Lines ${fmt(written)} (${(written / plain).toFixed(2)}x)`);
+}
+
 const mode = process.argv[2] ?? 'host';
 if (mode === 'host') {
   hostSim();
+  hostTrace();
   await hostDma();
   await coldStart();
   hostRefusals();

@@ -198,6 +198,10 @@ describe.skipIf(noEdu !== '')(`ioasid compare [${BACKEND}]${skipped(noEdu)}`, ()
     expect((await ioasid('compare', EXAMPLE, '--backend', 'linux', '--machine', 'q35Edu')).code).toBe(2);
     expect((await ioasid('compare', EXAMPLE, '--machine', 'q35')).err).toMatch(/not a machine preset/);
     expect((await ioasid('compare', '--help')).out).toMatch(/^usage: ioasid compare SCENARIO/);
+    expect(await ioasid('compare', EXAMPLE, '--trace', 'x.jsonl')).toMatchObject({ code: 2, err: expect.stringMatching(/not both/) });
+    expect((await ioasid('compare', '--trace', join(dir, 'nope.jsonl'))).err).toMatch(/no trace file/);
+    writeFileSync(join(dir, 'bad.jsonl'), '{"trace":"ioasid","version":1}\n{"seq":0}\n');
+    expect(await ioasid('compare', '--trace', join(dir, 'bad.jsonl'))).toMatchObject({ code: 2, err: expect.stringMatching(/bad\.jsonl: trace line 2: syscall/) });
   });
 });
 

@@ -35,6 +35,8 @@ export interface Binding {
   readonly name: BackendName;
   /** The process's page size (sysconf(_SC_PAGESIZE)). */
   readonly pageSize: number;
+  /** A wrapper's (traceBinding's) binding that runs its calls: the same process. */
+  readonly wraps?: Binding;
 
   open(path: string, flags?: number): number;
   close(fd: number): void;
@@ -82,6 +84,12 @@ export interface Binding {
   readlink(path: string): string;
   /** Directory entries, sorted, without '.' and '..'. */
   readdir(path: string): string[];
+}
+
+/** The binding that really runs `b`'s calls (through any wrappers): what identifies its process. */
+export function innermostBinding(b: Binding): Binding {
+  while (b.wraps) b = b.wraps;
+  return b;
 }
 
 export const POLLIN = 0x1;

@@ -1,16 +1,18 @@
 /**
  * `ioasid compare SCENARIO`: load a scenario module (its default export, a function taking an
- * IommuSession), run it in the chosen modes with compareModes() and print the report as text or
+ * IommuSession) or a recorded trace (`--trace FILE.jsonl`, replayed by traceScenario), run it in the chosen modes with compareModes() and print the report as text or
  * JSON; --html writes the page too. Exit status 0 when every mode answered alike, 1 when they
  * diverge (or the command failed); a bad option or scenario is the caller's usage error.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { BackendName } from '../backends/types.js';
 import { compareModes } from '../migration/compare.js';
 import { IOMMU_MODE_NAMES, iommuMode, type IommuModeName, type Scenario } from '../migration/modes.js';
 import { formatReport, renderReportHtml, reportJson } from '../migration/report.js';
+import { TraceFormatError, readTrace } from '../migration/trace.js';
+import { traceScenario } from '../migration/trace_replay.js';
 
 export interface CompareArgs {
   scenario: string;
@@ -38,6 +40,18 @@ export async function loadScenario(path: string, cwd = process.cwd()): Promise<S
     throw new RangeError(`${path} has no default export taking a session: write \`export default function (s) { ... }\``);
   }
   return mod.default as Scenario;
+}
+
+/** A recorded trace (docs/trace.md) replayed as the scenario; a RangeError when the file is missing or malformed. */
+export function loadTraceScenario(path: string, cwd = process.cwd()): Scenario {
+  const file = resolve(cwd, path);
+  if (!existsSync(file)) throw new RangeError(`no trace file ${JSON.stringify(path)} (looked for ${file})`);
+  try {
+    return traceScenario(readTrace(readFileSync(file, 'utf8')));
+  } catch (e) {
+    if (e instanceof TraceFormatError) throw new RangeError(`${path}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Run the comparison and print it; the exit status (0 alike, 1 divergent). */

@@ -71,12 +71,13 @@ const HELP: Record<string, string[]> = {
     MACHINE_HELP,
   ],
   compare: [
-    'usage: ioasid compare SCENARIO [--modes a,b] [--backend sim|linux] [--machine PRESET] [--json] [--html FILE]',
+    'usage: ioasid compare SCENARIO|--trace FILE.jsonl [--modes a,b] [--backend sim|linux] [--machine PRESET] [--json] [--html FILE]',
     '',
     'Run SCENARIO (a JavaScript module whose default export takes an IommuSession) once in each',
     'IOMMU mode and report every step where the modes answer differently: result, errno, returned',
     'values or the IOVA layout after it. Exit status 0 when all modes agree, 1 when they diverge.',
     '',
+    '  --trace FILE      replay a recorded trace (docs/trace.md) as the scenario instead of a module',
     '  --modes LIST      comma-separated modes, default all six: vfio_type1_iommu, vfio_type1v2_iommu,',
     '                    iommufd_compat_type1, iommufd_compat_type1v2, iommufd, ioasid_compat',
     '  --backend NAME    sim (default: a fresh sim machine per mode) or linux (this host\'s kernel)',
@@ -122,7 +123,9 @@ const OPTIONS = {
   demo: { ...COMMON, ...MACHINE, backend: { type: 'string' } },
   doctor: { ...COMMON, ...MACHINE, ...JSON_OPT, memlock: { type: 'string' } },
   ls: { ...COMMON, ...MACHINE, ...JSON_OPT },
-  compare: { ...COMMON, ...MACHINE, ...JSON_OPT, backend: { type: 'string' }, modes: { type: 'string' }, html: { type: 'string' } },
+  compare: {
+    ...COMMON, ...MACHINE, ...JSON_OPT, backend: { type: 'string' }, modes: { type: 'string' }, html: { type: 'string' }, trace: { type: 'string' },
+  },
   bind: { ...COMMON, ...MACHINE, ...JSON_OPT, driver: { type: 'string' }, force: { type: 'boolean' } },
   unbind: { ...COMMON, ...MACHINE, ...JSON_OPT, to: { type: 'string' }, force: { type: 'boolean' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
@@ -184,6 +187,7 @@ interface Values {
   memlock?: string;
   modes?: string;
   html?: string;
+  trace?: string;
   driver?: string;
   to?: string;
   force?: boolean;
@@ -192,21 +196,22 @@ interface Values {
 
 /** `ioasid compare SCENARIO`: the sim unless --backend linux; exit 1 when the modes diverge. */
 async function compare(positionals: readonly string[], v: Values, io: Io): Promise<number> {
-  if (positionals.length !== 1) throw new UsageError(`give one SCENARIO module (got ${positionals.length})`);
+  if (v.trace !== undefined && positionals.length) throw new UsageError('give a SCENARIO module or --trace FILE, not both');
+  if (v.trace === undefined && positionals.length !== 1) throw new UsageError(`give one SCENARIO module (got ${positionals.length})`);
   const { backendName } = await import('../backends/index.js');
-  const { compareCommand, loadScenario, parseModes } = await import('./compare.js');
+  const { compareCommand, loadScenario, loadTraceScenario, parseModes } = await import('./compare.js');
   const backend = usageCheck(() => backendName(v.backend ?? 'sim', '--backend'));
   if (v.machine !== undefined && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
   if (v.machine !== undefined) await machineDesc(v.machine);
   usageCheck(() => parseModes(v.modes));
   let scenario;
   try {
-    scenario = await loadScenario(positionals[0]!);
+    scenario = v.trace !== undefined ? loadTraceScenario(v.trace) : await loadScenario(positionals[0]!);
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);
     throw e;
   }
-  return compareCommand({ ...v, scenario: positionals[0]!, backend }, scenario, io.out);
+  return compareCommand({ ...v, scenario: v.trace !== undefined ? `--trace ${v.trace}` : positionals[0]!, backend }, scenario, io.out);
 }
 
 async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {

@@ -11,7 +11,7 @@
  * bind puts the previous driver back and checks that it is back; every refusal is a DriverError.
  */
 import { ERRNO, IommuError } from '../ioasid/errors.js';
-import type { Binding } from '../backends/types.js';
+import { innermostBinding, type Binding } from '../backends/types.js';
 import { describeHostUse, hostUses, vfioOpeners, type HostUse } from './host_use.js';
 import {
   BDF, DEV_VFIO_DEVICES, SYS_IOMMU_GROUPS, SYS_PCI_DEVICES, SYS_PCI_DRIVERS, SYS_PCI_DRIVERS_PROBE, basename,
@@ -330,7 +330,7 @@ export class DriverError extends IommuError {
  */
 const openDevices = new WeakMap<object, Map<string, number>>();
 const THIS_PROCESS = {};
-const processOf = (binding: Binding): object => (binding.name === 'linux' ? THIS_PROCESS : binding);
+const processOf = (binding: Binding): object => (binding.name === 'linux' ? THIS_PROCESS : innermostBinding(binding));
 
 /** Count an open (+1) or a close (-1) of a VFIO device by this process (VfioDevice calls it). */
 export function noteDeviceOpen(binding: Binding, key: string, delta: 1 | -1): void {

@@ -9,7 +9,7 @@ import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { fsCall } from '../backends/linux/binding.js';
 import type { SimBinding } from '../backends/sim/index.js';
 import { KernelErrno } from '../backends/sim/kernel/errno.js';
-import type { Binding } from '../backends/types.js';
+import { innermostBinding, type Binding } from '../backends/types.js';
 import { orMissing } from '../device/pci.js';
 import { IommuError } from '../ioasid/errors.js';
 
@@ -42,7 +42,8 @@ export interface Host {
  * apart by name, so that reading this host never loads the sim.)
  */
 export function hostOf(binding: Binding): Host {
-  return binding.name === 'sim' && 'kernel' in binding ? simHost(binding as SimBinding) : linuxHost(binding);
+  const inner = innermostBinding(binding);
+  return inner.name === 'sim' && 'kernel' in inner ? simHost(inner as SimBinding) : linuxHost(binding);
 }
 
 function linuxHost(binding: Binding): Host {

@@ -7,6 +7,11 @@ export {
   type Scenario, type SessionCall, type SessionOptions,
 } from './modes.js';
 export {
+  TRACE_FORMAT, TRACE_VERSION, TraceFormatError, TracedBinding, formatTrace, isHeader, readTrace, traceBinding, traceHeader,
+  traceLine, type Decoded, type DecodedValue, type TraceCall, type TraceHeader, type TraceOptions, type TraceRecord, type TraceSink,
+} from './trace.js';
+export { replayPlan, traceScenario, type ReplayPlan, type ReplayStep, type SkippedCall } from './trace_replay.js';
+export {
   COMPARE_REPORT_VERSION, compareModes, compareRuns, type Aspect, type CompareOptions, type CompareReport, type IovaLayout,
   type IovaSpan, type ModeRun, type ProbedSegment, type RunEnd, type StepCall, type StepComparison,
 } from './compare.js';
