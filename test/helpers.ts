@@ -27,6 +27,11 @@ export function expectErrno(fn: () => unknown, code: ErrnoCode): IommuError {
   throw new Error(`expected ${code}, but the call succeeded`);
 }
 
+/** A wait's deadline: the options of an event wait whose signal aborts with a TimeoutError after `ms`. */
+export function within(ms: number): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(ms) };
+}
+
 /** The errno a call fails with, or 0 when it succeeds. */
 export function errnoOf(fn: () => unknown): number {
   try {
