@@ -8,14 +8,14 @@
  */
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EventFd, Iommufd, SimBinding, VfioDevice, type Binding, type Ioas, type UserMemory } from '../src/index.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { EventFd, SimBinding, type Binding } from '../src/index.js';
 import { openBinding } from '../src/backends/index.js';
 import { IOMMU_VEVENTQ_TYPE_SELFTEST, IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IOMMU_HWPT_DATA_SELFTEST } from '../src/testing.js';
 import { BACKEND, iopfSetup, useIommufd, within } from './helpers.js';
 import { hwptSelftestData, vdeviceAlloc, viommuAlloc } from './selftest_utils.js';
-import { claimDevices, deviceMachine } from './drivers/devices.js';
-import { EduDriver } from './drivers/edu.js';
+import { deviceMachine, useEdu } from './drivers/devices.js';
+import { EDU_IRQ_DMA } from './drivers/edu.js';
 
 /** How late a 10 ms timer may fire while a wait is pending (TCG in the VM is slow; a blocking wait would hold it for the wait's whole deadline). */
 const TIMER_BOUND_MS = 1000;
@@ -136,38 +136,10 @@ describe(`eventfd waits [${BACKEND}]`, () => {
 const machine = deviceMachine();
 
 describe.skipIf(!machine.soloEdu)(`edu interrupts resolve waits [${BACKEND}]${machine.noSoloReason ? ` (skipped: ${machine.noSoloReason})` : ''}`, () => {
-  const bdf = machine.soloEdu!;
-  const DST = 0x20_0000n;
-  let release: () => void = () => {};
-  let ctx: Iommufd;
-  let dev: VfioDevice;
-  let ioas: Ioas;
-  let buf: UserMemory;
-  let edu: EduDriver;
-
-  beforeAll(() => {
-    release = claimDevices([bdf]);
-  });
-  afterAll(() => release());
-  beforeEach(() => {
-    ctx = Iommufd.open({ backend: BACKEND });
-    dev = VfioDevice.open(ctx.binding, bdf);
-    dev.bind(ctx);
-    ioas = ctx.allocIoas();
-    dev.attach(ioas);
-    buf = ctx.mmap(4096);
-    ioas.map(buf, { iova: DST });
-    edu = new EduDriver(dev);
-    edu.init();
-  });
-  afterEach(() => {
-    edu.remove();
-    dev.close();
-    buf.close();
-    ctx.close();
-  });
+  const e = useEdu(machine.soloEdu!);
 
   it('MSI: a wait pending before edu raises its interrupt (IRQ_RAISE) resolves with one count', async () => {
+    const { dev, edu } = e;
     using efd = dev.eventfd();
     edu.enableIrq('msi', efd);
     const waited = efd.wait(within(10_000));
@@ -178,18 +150,22 @@ describe.skipIf(!machine.soloEdu)(`edu interrupts resolve waits [${BACKEND}]${ma
   });
 
   it("MSI: a DMA's completion interrupt resolves the wait; a 10 ms timer fires on time meanwhile", async () => {
+    const { ctx, dev, ioas, edu } = e;
+    const DST = 0x20_0000n;
+    using buf = ctx.mmap(4096);
+    ioas.map(buf, { iova: DST });
     using efd = dev.eventfd();
     edu.enableIrq('msi', efd);
-    buf.bytes.fill(0);
     const waited = efd.wait(within(10_000));
     edu.startToRam(DST, 64);
     expect(await timer10()).toBeLessThan(TIMER_BOUND_MS);
     expect(await waited).toBe(1n);
-    expect(edu.irqStatus).toBe(0x100); // EDU_IRQ_DMA: the interrupt was the DMA's
+    expect(edu.irqStatus).toBe(EDU_IRQ_DMA); // the interrupt was the DMA's
     edu.ackIrq();
   });
 
   it('INTx: a pending wait resolves; events() gets the next one once acked and unmasked', async () => {
+    const { dev, edu } = e;
     using efd = dev.eventfd();
     edu.enableIrq('intx', efd);
     const waited = efd.wait(within(10_000));
