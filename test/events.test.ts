@@ -164,6 +164,27 @@ describe.skipIf(!machine.soloEdu)(`edu interrupts resolve waits [${BACKEND}]${ma
     edu.ackIrq();
   });
 
+  it('bus mastering off: an MSI (a bus-master write) is lost, INTx (a wire) still arrives', async () => {
+    const { dev, edu } = e;
+    using efd = dev.eventfd();
+    edu.enableIrq('msi', efd);
+    dev.config.busMaster = false;
+    edu.sendIrq(1);
+    await expect(efd.wait(within(500))).rejects.toMatchObject({ name: 'TimeoutError' });
+    edu.ackIrq();
+    dev.config.busMaster = true;
+    edu.sendIrq(1);
+    expect(await efd.wait(within(10_000))).toBe(1n);
+    edu.ackIrq();
+    edu.disableIrq();
+    edu.enableIrq('intx', efd);
+    dev.config.busMaster = false;
+    edu.sendIrq(1);
+    expect(await efd.wait(within(10_000))).toBe(1n);
+    dev.config.busMaster = true;
+    edu.ackIrq();
+  });
+
   it('INTx: a pending wait resolves; events() gets the next one once acked and unmasked', async () => {
     const { dev, edu } = e;
     using efd = dev.eventfd();
