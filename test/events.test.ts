@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { EventFd, SimBinding, type Binding } from '../src/index.js';
 import { openBinding } from '../src/backends/index.js';
+import { EFD_NONBLOCK, POLLIN, POLLNVAL } from '../src/backends/types.js';
 import { IOMMU_VEVENTQ_TYPE_SELFTEST, IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, IOMMU_HWPT_DATA_SELFTEST } from '../src/testing.js';
 import { BACKEND, iopfSetup, useIommufd, within } from './helpers.js';
 import { hwptSelftestData, vdeviceAlloc, viommuAlloc } from './selftest_utils.js';
@@ -116,6 +117,21 @@ describe(`eventfd waits [${BACKEND}]`, () => {
       }
     })()).rejects.toMatchObject({ name: 'AbortError' });
     expect(seen).toEqual([1n, 2n, 3n]);
+  });
+
+  it('pollAsync answers as poll(2) does: POLLNVAL at once for a closed fd, a negative fd never ready (an abort ends it), bad numbers rejected (EBADF, EINVAL)', async () => {
+    const fd = b.eventfd(0, EFD_NONBLOCK);
+    b.close(fd);
+    expect(await b.pollAsync(fd, POLLIN)).toBe(POLLNVAL);
+    const ac = new AbortController();
+    const never = b.pollAsync(-1, POLLIN, ac.signal);
+    await timer10();
+    ac.abort();
+    await expect(never).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(b.pollAsync(2 ** 31, POLLIN)).rejects.toMatchObject({ code: 'EBADF', syscall: 'poll' });
+    await expect(b.pollAsync(0, 0x10000)).rejects.toMatchObject({ code: 'EINVAL', syscall: 'poll' });
+    await eventually(() => openFds(b) === before);
+    expect(openFds(b)).toBe(before);
   });
 
   it("six pending waits (more than libuv's four pool threads) leave the pool free: file reads complete, then each wait resolves", async () => {

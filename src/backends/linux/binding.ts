@@ -143,7 +143,7 @@ export class LinuxBinding implements Binding {
   }
 
   /** poll(2) on a worker thread (linux/poller.ts); the main thread never blocks. */
-  pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+  async pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number> {
     checkPoll(fd, events, -1);
     return poller.wait(fd, events, signal);
   }

@@ -259,12 +259,12 @@ export class SimBinding implements Binding {
    * or vEVENT that lands in a queue) and resolves there and then. No timer runs; a file without a
    * wait queue never becomes ready by itself, so only an abort or a close ends the wait.
    */
-  pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+  async pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number> {
     checkPoll(fd, events, -1);
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    signal?.throwIfAborted();
     const now = this.poll(fd, events, 0);
-    if (now) return Promise.resolve(now);
-    const wq = this.proc.file(fd).wq;
+    if (now) return now;
+    const wq = fd < 0 ? undefined : this.proc.file(fd).wq; // a negative fd is skipped: nothing wakes it
     const entry = () => {
       const revents = this.poll(fd, events, 0);
       if (revents) wait?.resolve(revents);
