@@ -2,9 +2,10 @@
  * A userspace driver for QEMU's `edu` device (PCI 1234:11e8, hw/misc/edu.c) written with ioasid's
  * device abstractions, and a program that uses it; docs/driver-guide.md walks through it. It runs
  * on the sim with no hardware (the sim's default machine has three edus on vfio-pci) and on Linux
- * with an edu bound to vfio-pci (`IOASID_BACKEND=linux`):
+ * with an edu bound to vfio-pci (`IOASID_BACKEND=linux`). The package ships it: copy it into a
+ * project set up as docs/install.md says, compile, and run
  *
- *   npm run build && node dist/examples/edu-driver.js [BDF]
+ *   node out/edu-driver.js [BDF]          (in the ioasid repository: node dist/examples/edu-driver.js)
  */
 import { fileURLToPath } from 'node:url';
 import { Iommufd, VfioDevice, findPciDevices, vfio, type EventFd, type Ioas, type VfioRegion, type WaitOptions } from 'ioasid';
