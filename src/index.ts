@@ -13,6 +13,12 @@ export { Iommufd, type OpenOptions, type RlimitMode } from './ioasid/iommufd.js'
 export { Hwpt, type HwptAllocOptions, type HwptData, type DirtyBitmapOptions } from './ioasid/hwpt.js';
 export type { HwInfo } from './ioasid/iommufd.js';
 export { FaultQueue, type PageFault } from './ioasid/fault.js';
+export {
+  VeventQueue, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV,
+  type Vevent, type VeventQueueOptions,
+} from './ioasid/veventq.js';
+export type { EventQueue } from './ioasid/eventq.js';
+export type { WaitOptions } from './ioasid/wait.js';
 export { Ioas, type IovaRange, type IovaRanges, type MapOptions } from './ioasid/ioas.js';
 export { IoasAreas, type IoasArea, type UnmapWalk } from './ioasid/areas.js';
 export { MemFd, UserMemory, type MmapOptions } from './ioasid/memory.js';

@@ -26,7 +26,7 @@ export function docFiles(): string[] {
 /** The blocks in one of `langs` marked `<!-- <marker>: name -->` in README.md and docs/*.md. */
 export function examples(marker = 'example', langs: readonly string[] = ['ts', 'js']): Example[] {
   const found: Example[] = [];
-  const re = new RegExp(`<!-- ${marker}: ([\\w-]+) -->\\s*\`\`\`(${langs.join('|')})\\n([\\s\\S]*?)\`\`\``, 'g');
+  const re = new RegExp(`<!-- ${marker}: ([\\w./-]+) -->\\s*\`\`\`(${langs.join('|')})\\n([\\s\\S]*?)\`\`\``, 'g');
   for (const file of docFiles()) {
     const text = readFileSync(join(root, file), 'utf8');
     for (let m; (m = re.exec(text)); ) found.push({ file, name: m[1]!, lang: m[2]!, code: m[3]! });

@@ -2,18 +2,20 @@
  * The documentation's examples are programs: every ```ts (or ```js) block preceded by
  * `<!-- example: name -->` in README.md and docs/*.md runs here, on the tier's backend, with `ioasid`
  * and its subpaths (`ioasid/testing`, `ioasid/compat`, `ioasid/machines`) resolved to this
- * checkout's source (packaging.test.ts runs them against the packed package). Every ```console block
+ * checkout's source (packaging.test.ts runs them against the packed package), and so does each
+ * TypeScript program in examples/ (its exported `main()`); a ```ts block preceded by
+ * `<!-- excerpt: examples/file.ts -->` must be a verbatim part of that file. Every ```console block
  * preceded by `<!-- cli-example: name -->` is a transcript of the `ioasid` command: each `$ ioasid …`
  * line runs (src/cli/main.ts, in this process), `$ echo $?` prints the last exit status, and the
  * block must be exactly what they print. A doc that drifts from the code fails the suite. README.md
  * lists every page of docs/.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { claimDevices } from './drivers/devices.js';
-import { docFiles, exampleFile, examples, packageEntries, root } from './doc_examples.js';
+import { docFiles, exampleFile, examples, packageEntries, root, type Example } from './doc_examples.js';
 import { BACKEND, ioasid } from './helpers.js';
 
 const out = join(tmpdir(), `ioasid-doc-examples-${process.pid}`);
@@ -36,9 +38,16 @@ async function replay(transcript: string): Promise<string> {
   return `${out.join('\n')}\n`;
 }
 
+/** The TypeScript programs in examples/, each run through its exported main(). */
+function programs(): Example[] {
+  const dir = join(root, 'examples');
+  return readdirSync(dir).filter((f) => f.endsWith('.ts')).sort()
+    .map((f) => ({ file: `examples/${f}`, name: 'main', lang: 'ts', code: readFileSync(join(dir, f), 'utf8') }));
+}
+
 describe(`docs examples [${BACKEND}]`, () => {
   const entries = packageEntries();
-  for (const ex of examples()) {
+  for (const ex of [...examples(), ...programs()]) {
     it(`${ex.file}: ${ex.name}`, async () => {
       mkdirSync(out, { recursive: true });
       const code = entries.reduce((c, e) => c.replaceAll(`'${e.specifier}'`, `'${e.source}'`), ex.code);
@@ -48,12 +57,22 @@ describe(`docs examples [${BACKEND}]`, () => {
       // cross-process claim as the device tests
       const release = /VfioDevice|VfioGroup/.test(code) ? claimDevices(['0000:00:01.0']) : () => {};
       try {
-        await import(/* @vite-ignore */ path);
+        const mod = (await import(/* @vite-ignore */ path)) as { main?: () => Promise<unknown> };
+        if (ex.file.startsWith('examples/')) await mod.main!();
       } finally {
         release();
       }
     });
   }
+});
+
+describe('docs excerpts of examples/', () => {
+  const found = examples('excerpt', ['ts']);
+  found.forEach((ex, i) => {
+    it(`${ex.file} #${i + 1}: ${ex.name} holds the block verbatim`, () => {
+      expect(readFileSync(join(root, ex.name), 'utf8')).toContain(ex.code);
+    });
+  });
 });
 
 describe(`docs command transcripts [${BACKEND}]`, () => {

@@ -4,30 +4,12 @@
  * the attachment goes, and the async iterator.
  */
 import { describe, expect, it } from 'vitest';
-import { IOMMU_HWPT_DATA_SELFTEST, MOCK_FLAGS_DEVICE_PASID } from '../src/testing.js';
-import { BACKEND, expectErrno, useIommufd } from './helpers.js';
-
-const data = () => ({ type: IOMMU_HWPT_DATA_SELFTEST, bytes: new Uint8Array(8) });
+import { BACKEND, expectErrno, iopfSetup, useIommufd } from './helpers.js';
 
 describe(`fault queues [${BACKEND}]`, () => {
   const f = useIommufd();
 
-  /**
-   * A mock device with PASID 7 attached to an IOPF-capable nested HWPT (its RID on a
-   * PASID-compatible HWPT first: a RID on a non-compatible domain forbids PASID attaches).
-   */
-  function setup() {
-    const { ctx, test: t } = f;
-    const ioas = ctx.allocIoas();
-    const dev = t.mockDomainFlags(ioas.id, MOCK_FLAGS_DEVICE_PASID);
-    const s2 = ctx.allocHwpt({ devId: dev.idevId, ptId: ioas.id, pasid: true });
-    t.mockDomainReplace(dev.stdevId, s2.id);
-    const parent = ctx.allocHwpt({ devId: dev.idevId, ptId: ioas.id, nestParent: true });
-    const fq = ctx.allocFaultQueue();
-    const iopf = ctx.allocHwpt({ devId: dev.idevId, ptId: parent.id, pasid: true, faultId: fq.id, data: data() });
-    t.pasidAttach(dev.stdevId, 7, iopf.id);
-    return { ioas, dev, parent, fq, iopf };
-  }
+  const setup = () => iopfSetup(f, 7);
 
   it('an empty queue reads nothing; each read takes whole groups; cookies start at 1 and are reused once answered', () => {
     const { dev, fq } = setup();

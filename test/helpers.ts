@@ -7,7 +7,7 @@ import { afterEach, beforeEach, expect } from 'vitest';
 import { Iommufd, IommuError, containerUapi as V, type ErrnoCode, type Hwpt, type Ioas, type UserMemory } from '../src/index.js';
 import { defaultBackendName } from '../src/backends/index.js';
 import type { BackendName } from '../src/backends/types.js';
-import { IOMMU_HWPT_DATA_SELFTEST, IommufdTest, MOCK_IOMMUPT_HUGE } from '../src/testing.js';
+import { IOMMU_HWPT_DATA_SELFTEST, IommufdTest, MOCK_FLAGS_DEVICE_PASID, MOCK_IOMMUPT_HUGE } from '../src/testing.js';
 
 /** The tier's backend: IOASID_BACKEND, else the sim; a misspelt name fails every suite instead of running the sim. */
 export const BACKEND: BackendName = defaultBackendName();
@@ -25,6 +25,11 @@ export function expectErrno(fn: () => unknown, code: ErrnoCode): IommuError {
     return e as IommuError;
   }
   throw new Error(`expected ${code}, but the call succeeded`);
+}
+
+/** A wait's deadline: the options of an event wait whose signal aborts with a TimeoutError after `ms`. */
+export function within(ms: number): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(ms) };
 }
 
 /** The errno a call fails with, or 0 when it succeeds. */
@@ -68,6 +73,25 @@ export function useIommufd(): Fixture {
     }
   });
   return f;
+}
+
+/**
+ * A mock device whose PASID `pasid` is attached to an IOPF-capable nested HWPT, with the fault
+ * queue its page requests land in (the RID goes on a PASID-compatible HWPT first: a RID on a
+ * non-compatible domain forbids PASID attaches).
+ */
+export function iopfSetup(f: Fixture, pasid: number) {
+  const { ctx, test: t } = f;
+  const ioas = ctx.allocIoas();
+  const dev = t.mockDomainFlags(ioas.id, MOCK_FLAGS_DEVICE_PASID);
+  const s2 = ctx.allocHwpt({ devId: dev.idevId, ptId: ioas.id, pasid: true });
+  t.mockDomainReplace(dev.stdevId, s2.id);
+  const parent = ctx.allocHwpt({ devId: dev.idevId, ptId: ioas.id, nestParent: true });
+  const fq = ctx.allocFaultQueue();
+  const data = { type: IOMMU_HWPT_DATA_SELFTEST, bytes: new Uint8Array(8) };
+  const iopf = ctx.allocHwpt({ devId: dev.idevId, ptId: parent.id, pasid: true, faultId: fq.id, data });
+  t.pasidAttach(dev.stdevId, pasid, iopf.id);
+  return { ioas, dev, parent, fq, iopf };
 }
 
 export const HUGEPAGE_SIZE = 2 * 1024 * 1024;

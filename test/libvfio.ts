@@ -11,7 +11,7 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { openBinding } from '../src/backends/index.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, type Binding } from '../src/backends/types.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, POLLIN, PROT_READ, PROT_WRITE, type Binding } from '../src/backends/types.js';
 import type { EventFd } from '../src/device/eventfd.js';
 import { PciDevice } from '../src/device/pci.js';
 import type { RegionInfo } from '../src/device/region.js';
@@ -27,6 +27,14 @@ import { missingFor } from './compat_modes.js';
 import { claimDevices, deviceMachine } from './drivers/devices.js';
 import { EDU_DMA_LIMIT, EDU_IRQ_DMA, EDU_MAX_CHUNK, EduDriver } from './drivers/edu.js';
 import { BACKEND, U64_MAX } from './helpers.js';
+
+/**
+ * poll(2) on an eventfd for up to `timeoutMs`, as the C library does: these ports are synchronous,
+ * like the C they port, so they block (the library's EventFd.wait() never does).
+ */
+export function pollEventfd(efd: EventFd, timeoutMs: number): boolean {
+  return (efd.binding.poll(efd.fd, POLLIN, timeoutMs) & POLLIN) !== 0;
+}
 
 export const PAGE = 4096n;
 export const SZ_2M = 2n << 20n;
@@ -351,7 +359,7 @@ export class VfioPciDriver {
   /** The DMA-done interrupt: its eventfd fired; acknowledged at the device. */
   private waitMsi(edu: EduDriver): void {
     const efd = this.device.msiEventfds[this.msi]!;
-    if (!efd.wait(this.timeoutMs)) throw new Error(`edu: no DMA-done MSI after ${this.timeoutMs} ms`);
+    if (!pollEventfd(efd, this.timeoutMs)) throw new Error(`edu: no DMA-done MSI after ${this.timeoutMs} ms`);
     efd.read();
     edu.ackIrq(EDU_IRQ_DMA);
   }

@@ -1,9 +1,9 @@
 /**
  * What `npm install ioasid` gives a user. The checkout's package files (package.json, the
- * tsconfigs, src/, docs/, README.md, LICENSE) are copied to a temporary directory without dist/, as
- * a fresh clone has them, and packed there with `npm pack` (its prepack builds). The tarball is
- * installed into a fresh project with the oldest TypeScript docs/install.md promises and
- * @types/node (from the npm cache, else the registry). Then:
+ * tsconfigs, src/, docs/, examples/, README.md, LICENSE) are copied to a temporary directory
+ * without dist/, as a fresh clone has them, and packed there with `npm pack` (its prepack builds).
+ * The tarball is installed into a fresh project with the oldest TypeScript docs/install.md
+ * promises and @types/node (from the npm cache, else the registry). Then:
  * - the tarball holds what package.json promises and nothing else, and its source maps resolve;
  * - every export and the bin resolve in the installed package;
  * - every runnable example of README.md and docs/*.md (docs.test.ts's), importing 'ioasid' as a
@@ -11,7 +11,10 @@
  *   that TypeScript and with this repository's; a control file importing a name the package does
  *   not export fails, with that error and no other, so the check cannot pass vacuously;
  * - every example runs on the sim: TypeScript ones as tsc compiled them (ES2022: `using`
- *   downlevelled, as Node.js 20 needs), JavaScript ones as they are.
+ *   downlevelled, as Node.js 20 needs), JavaScript ones as they are;
+ * - the example programs the package ships (examples/*.ts: the edu driver of
+ *   docs/driver-guide.md), copied out of the installed package, typecheck with the docs' examples
+ *   and the edu driver runs on the sim with no hardware.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -51,12 +54,14 @@ const docs = examples();
 let tmp = '';
 let app = '';
 let packed: string[] = [];
+/** The example programs in the tarball (examples/*.ts), by file name. */
+let shipped: string[] = [];
 
 beforeAll(async () => {
   if (SKIP) return;
   tmp = mkdtempSync(join(tmpdir(), 'ioasid-packaging-'));
   const stage = join(tmp, 'clone');
-  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs']) {
+  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs', 'examples']) {
     cpSync(join(root, f), join(stage, f), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
@@ -73,6 +78,9 @@ beforeAll(async () => {
   if (install.code !== 0) throw new Error(`npm install of the tarball failed:\n${install.out}`);
 
   for (const ex of docs) writeFileSync(join(app, 'examples', exampleFile(ex)), `${ex.code}\nexport {};\n`);
+  // the programs the package ships in examples/, as a user copies them out of it
+  shipped = packed.filter((p) => p.startsWith('examples/')).map((p) => p.slice('examples/'.length));
+  for (const f of shipped) cpSync(join(app, 'node_modules', PKG.name, 'examples', f), join(app, 'examples', f));
   writeFileSync(join(app, 'examples', 'control.ts'), CONTROL);
   writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
     compilerOptions: {
@@ -94,7 +102,8 @@ const CONTROL_ERROR = new RegExp(`^examples/control\\.ts\\(1,10\\): error TS2305
 describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
   it('holds the build, the docs, the README and the LICENSE, and nothing else', () => {
     expect(packed).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'docs/install.md']));
-    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
+    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|examples\/[\w-]+\.ts|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
+    expect(packed).toContain('examples/edu-driver.ts'); // docs/driver-guide.md's driver
     const targets = Object.values(PKG.exports).flatMap((t) => (typeof t === 'string' ? [t] : [t.types, t.default]));
     for (const t of [...targets, ...Object.values(PKG.bin)]) expect(packed, t).toContain(t.replace(/^\.\//, ''));
     // a build from src alone: no tests, no benchmarks
@@ -146,8 +155,13 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
       expect(errors(r), r.out).toHaveLength(1);
       expect(errors(r)[0]).toMatch(CONTROL_ERROR);
     }
-    expect(readdirSync(join(app, 'out')).length).toBe(docs.length + 1);
+    expect(readdirSync(join(app, 'out')).length).toBe(docs.length + 1 + shipped.length);
   }, 120_000);
+
+  it.concurrent('runs the shipped examples/edu-driver.ts, compiled against the installed package, on the sim with no hardware', async ({ expect }) => {
+    const r = await run('node', [join('out', 'edu-driver.js')], app, { IOASID_BACKEND: 'sim' });
+    expect(r).toEqual({ code: 0, out: '0000:00:01.0: 10! = 3628800; 4096 bytes copied by DMA\n' });
+  });
 
   for (const ex of docs) {
     it.concurrent(`runs ${ex.file}: ${ex.name} from the installed package on the sim`, async ({ expect }) => {

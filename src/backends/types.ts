@@ -73,6 +73,14 @@ export interface Binding {
   eventfd(initval: number, flags: number): number;
   /** poll(2) on one descriptor: the returned revents, 0 on timeout. */
   poll(fd: number, events: number, timeoutMs: number): number;
+  /**
+   * poll(2) on one descriptor without blocking the caller: resolves with the revents once one of
+   * `events` (or POLLERR, POLLHUP, POLLNVAL) holds. linux polls on a worker thread (koffi's
+   * asynchronous call path), the sim is told by the file the moment its state changes; neither
+   * uses the main thread or a timer. Rejects with `signal.reason` on abort, and with EBADF when
+   * `fd` is closed through this binding meanwhile; either way nothing of the wait is left.
+   */
+  pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number>;
 
   // ---- the file system the device layer discovers devices through (sysfs, /dev) ----------------
 
@@ -94,6 +102,9 @@ export function innermostBinding(b: Binding): Binding {
 
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
 /** VFIO_PCI_OFFSET_SHIFT: region `index` starts at file offset index << 40. */

@@ -1,9 +1,12 @@
 /**
  * An eventfd: the counter the kernel signals a device interrupt through (VFIO_DEVICE_SET_IRQS with
  * DATA_EVENTFD). Non-blocking: `read()` returns the count and resets it, or 0n when nothing fired.
+ * `wait()` and `events()` wait for interrupts without blocking the event loop (Binding.pollAsync)
+ * and take an AbortSignal.
  */
 import { isErrno } from '../ioasid/errors.js';
-import { EFD_CLOEXEC, EFD_NONBLOCK, POLLIN, type Binding } from '../backends/types.js';
+import { eachEvent, nextEvent, type WaitOptions } from '../ioasid/wait.js';
+import { EFD_CLOEXEC, EFD_NONBLOCK, type Binding } from '../backends/types.js';
 
 export class EventFd implements Disposable {
   readonly fd: number;
@@ -35,10 +38,21 @@ export class EventFd implements Disposable {
     this.binding.write(this.fd, b);
   }
 
-  /** Wait up to `timeoutMs` for the counter to become non-zero; true if it did. */
-  wait(timeoutMs: number): boolean {
-    return (this.binding.poll(this.fd, POLLIN, timeoutMs) & POLLIN) !== 0;
+  /**
+   * The count once it is non-zero (and reset it to 0): the interrupts since the last read. Rejects
+   * with `signal.reason` on abort (`AbortSignal.timeout(ms)` for a deadline), with EBADF if the
+   * eventfd is closed meanwhile.
+   */
+  wait(opts: WaitOptions = {}): Promise<bigint> {
+    return nextEvent(this.binding, this.fd, this.readSome, opts);
   }
+
+  /** Each count as interrupts arrive (`for await`), until the eventfd is closed; an abort throws its reason. */
+  events(opts: WaitOptions = {}): AsyncGenerator<bigint, void, undefined> {
+    return eachEvent(this.binding, this.fd, this.readSome, () => this.closed, opts);
+  }
+
+  private readonly readSome = (): bigint | undefined => this.read() || undefined;
 
   close(): void {
     if (this.closed) return;

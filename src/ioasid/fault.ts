@@ -1,13 +1,15 @@
 /**
  * Fault queues (IOMMU_FAULT_QUEUE_ALLOC): I/O page faults on HWPTs allocated with a `faultId`
  * arrive here as page-request groups; each is answered by cookie (success or invalid). Reading
- * never blocks: `read()` returns what is queued, the async iterator waits for more by polling
- * the queue's fd (poll(2) with a zero timeout, then a timer), so it works the same on both backends.
+ * never blocks: `read()` returns what is queued; `wait()` and the async iterator wait for more
+ * without blocking the event loop (Binding.pollAsync: a worker thread's poll(2) on linux, the
+ * queue's own wake-up on the sim) and take an AbortSignal.
  */
 import { POLLIN } from '../backends/types.js';
 import { isErrno } from './errors.js';
 import type { Iommufd } from './iommufd.js';
 import { IOCTLS } from './uapi.js';
+import { EventQueue } from './eventq.js';
 
 /** struct iommu_hwpt_pgfault */
 export interface PageFault {
@@ -30,16 +32,9 @@ export const IOMMUFD_PAGE_RESP_SUCCESS = 0;
 export const IOMMUFD_PAGE_RESP_INVALID = 1;
 const FAULT_SIZE = 40;
 
-export class FaultQueue implements Disposable, AsyncIterable<PageFault[]> {
+export class FaultQueue extends EventQueue<PageFault> {
   private buf = new Uint8Array(FAULT_SIZE * 16);
   private readonly resp = new Uint8Array(8);
-  private closed = false;
-
-  constructor(
-    readonly ctx: Iommufd,
-    readonly id: number,
-    readonly fd: number,
-  ) {}
 
   static alloc(ctx: Iommufd): FaultQueue {
     const c = ctx.cmd(IOCTLS.FAULT_QUEUE_ALLOC);
@@ -48,7 +43,7 @@ export class FaultQueue implements Disposable, AsyncIterable<PageFault[]> {
   }
 
   /** Whole fault groups queued now (empty if none); never blocks. */
-  read(): PageFault[] {
+  override read(): PageFault[] {
     for (;;) {
       let n: number;
       try {
@@ -91,30 +86,5 @@ export class FaultQueue implements Disposable, AsyncIterable<PageFault[]> {
   /** Whether a read would return something now. */
   ready(): boolean {
     return (this.ctx.binding.poll(this.fd, POLLIN, 0) & POLLIN) !== 0;
-  }
-
-  /** Batches of faults as they arrive, until the queue is closed. `intervalMs` paces the polling. */
-  async *[Symbol.asyncIterator](intervalMs = 1): AsyncIterator<PageFault[]> {
-    while (!this.closed) {
-      const faults = this.read();
-      if (faults.length) yield faults;
-      else await new Promise((r) => setTimeout(r, intervalMs));
-    }
-  }
-
-  /** Close the fd (the object stays until destroy(); DESTROY is EBUSY while the fd is open). */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.ctx.binding.close(this.fd);
-  }
-
-  destroy(): void {
-    this.close();
-    this.ctx.destroy(this.id);
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

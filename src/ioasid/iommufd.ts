@@ -10,6 +10,7 @@ import { FaultQueue } from './fault.js';
 import { Hwpt, type HwptAllocOptions } from './hwpt.js';
 import { Ioas } from './ioas.js';
 import { MemFd, UserMemory, type MmapOptions } from './memory.js';
+import { VeventQueue, type VeventQueueOptions } from './veventq.js';
 import {
   IOCTLS, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE, IOMMU_VFIO_IOAS_CLEAR,
   IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, type IoctlDesc,
@@ -106,6 +107,11 @@ export class Iommufd implements Disposable {
   /** IOMMU_FAULT_QUEUE_ALLOC: a queue for I/O page faults of HWPTs allocated with its id. */
   allocFaultQueue(): FaultQueue {
     return FaultQueue.alloc(this);
+  }
+
+  /** IOMMU_VEVENTQ_ALLOC: a vIOMMU's queue of events of one type. */
+  allocVeventQueue(opts: VeventQueueOptions): VeventQueue {
+    return VeventQueue.alloc(this, opts);
   }
 
   /**

@@ -7,11 +7,14 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { openBinding } from '../../src/backends/index.js';
 import type { Binding } from '../../src/backends/types.js';
 import { findPciDevices, type PciDevice } from '../../src/device/pci.js';
+import { VfioDevice } from '../../src/device/vfio_device.js';
+import { Iommufd, type Ioas } from '../../src/index.js';
 import { BACKEND } from '../helpers.js';
-import { EDU_DEVICE, EDU_VENDOR } from './edu.js';
+import { EDU_DEVICE, EDU_VENDOR, EduDriver } from './edu.js';
 
 /** Every edu function of the backend's machine, in BDF order (bound to VFIO or not). */
 export function findEdus(binding: Binding): PciDevice[] {
@@ -101,4 +104,41 @@ export function claimDevices(bdfs: readonly string[], timeoutMs = 300_000): () =
   return () => {
     for (const p of held.splice(0)) unlinkSync(p);
   };
+}
+
+/** What useEdu() gives each test. */
+export interface EduFixture {
+  ctx: Iommufd;
+  dev: VfioDevice;
+  ioas: Ioas;
+  edu: EduDriver;
+}
+
+/**
+ * A suite that drives the edu at `bdf`: the device is claimed for the suite; each test gets a
+ * fresh iommufd, the device bound to it and attached to a fresh IOAS, and the driver initialised,
+ * all closed after the test.
+ */
+export function useEdu(bdf: string): EduFixture {
+  const f = {} as EduFixture;
+  let release: () => void = () => {};
+  beforeAll(() => {
+    release = claimDevices([bdf]);
+  });
+  afterAll(() => release());
+  beforeEach(() => {
+    f.ctx = Iommufd.open({ backend: BACKEND });
+    f.dev = VfioDevice.open(f.ctx.binding, bdf);
+    f.dev.bind(f.ctx);
+    f.ioas = f.ctx.allocIoas();
+    f.dev.attach(f.ioas);
+    f.edu = new EduDriver(f.dev);
+    f.edu.init();
+  });
+  afterEach(() => {
+    f.edu.remove();
+    f.dev.close();
+    f.ctx.close();
+  });
+  return f;
 }

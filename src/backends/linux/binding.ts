@@ -23,6 +23,7 @@ import {
   checkView, fdArg, intArg, uintArg,
 } from '../syscall_args.js';
 import { MAP_FAILED, cap_effective, libc } from './libc.js';
+import { poller } from './poller.js';
 
 /** The name an ioctl request goes by in errors: its uAPI macro name, else `ioctl(0x3b7f)`. */
 export function ioctl_name(request: number): string {
@@ -52,6 +53,7 @@ export class LinuxBinding implements Binding {
 
   close(fd: number): void {
     fdArg('close', fd);
+    poller.closing(fd);
     if (libc().close(fd) < 0) fail(libc().errno(), 'close');
   }
 
@@ -138,6 +140,12 @@ export class LinuxBinding implements Binding {
     const n = libc().poll(this.pollfd, 1, timeoutMs);
     if (n < 0) fail(libc().errno(), 'poll');
     return n === 0 ? 0 : dv.getUint16(6, true);
+  }
+
+  /** poll(2) on a worker thread (linux/poller.ts); the main thread never blocks. */
+  async pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+    checkPoll(fd, events, -1);
+    return poller.wait(fd, events, signal);
   }
 
   readText(path: string): string {

@@ -34,6 +34,8 @@ export interface Libc {
   eventfd(initval: number, flags: number): number;
   /** poll(struct pollfd *fds, nfds_t n, int timeout); a pollfd is { int fd; short events; short revents; }. */
   poll(fds: Uint8Array, nfds: number, timeout: number): number;
+  /** The same poll(2) on a worker thread (koffi's asynchronous call); `done` runs on the main thread. */
+  poll_async(fds: Uint8Array, nfds: number, timeout: number, done: (err: unknown, ret: number) => void): void;
   /** sysconf(_SC_PAGESIZE), or 4096 if libc cannot say. */
   page_size(): number;
   /** An ArrayBuffer over mapped memory at [addr, addr+length); no copy. */
@@ -63,6 +65,7 @@ function load(): Libc {
     throw new Error(`the linux backend needs Linux and glibc's libc.so.6, which did not load (${(e as Error).message}); the sim backend does not`, { cause: e });
   }
   const sysconf = lib.func('long sysconf(int name)') as (name: number) => number;
+  const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)');
   return {
     // open(2) is variadic; the mode argument is passed explicitly, which is what the ABI does anyway.
     open: lib.func('int open(const char *path, int flags, unsigned int mode)'),
@@ -78,7 +81,8 @@ function load(): Libc {
     read: lib.func('intptr_t read(int fd, void *buf, size_t count)'),
     write: lib.func('intptr_t write(int fd, const void *buf, size_t count)'),
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
-    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+    poll,
+    poll_async: (fds, nfds, timeout, done) => poll.async(fds, nfds, timeout, done),
     page_size: () => {
       const n = sysconf(_SC_PAGESIZE);
       return n > 0 ? n : 4096;

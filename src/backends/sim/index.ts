@@ -4,7 +4,10 @@
  */
 import { ERRNO, IommuError } from '../../ioasid/errors.js';
 import { U64_MAX } from '../../ioasid/uapi.js';
-import { EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MFD_CLOEXEC, POLLIN, POLLOUT, type Binding } from '../types.js';
+import {
+  EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MFD_CLOEXEC, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, type Binding,
+} from '../types.js';
+import { PollWaits } from '../poll_waits.js';
 import {
   checkEventfd, checkFtruncate, checkIoctl, checkIoctlInt, checkMmap, checkMunmap, checkPoll, checkPositioned,
   checkView, fdArg, intArg, uintArg,
@@ -15,6 +18,7 @@ import { IommufdCtx } from './iommufd/main.js';
 import { AccountMode } from './iommufd/pages.js';
 import { PAGE_SIZE, SimMemfd } from './kernel/mm.js';
 import { SimVfs } from './kernel/vfs.js';
+import { WaitQueueHead } from './kernel/wait.js';
 import { enterSyscall, leaveSyscall } from './kernel/fault_inject.js';
 import { ALL_CAPS, ProcFailNthFile, SimProcess, SimUser, type SimFile } from './kernel/process.js';
 import { VfioContainer } from './vfio/container.js';
@@ -83,6 +87,9 @@ export class SimBinding implements Binding {
   readonly name = 'sim' as const;
   readonly pageSize = PAGE_SIZE;
 
+  /** pollAsync's pending waits. */
+  private readonly waits = new PollWaits();
+
   constructor(
     readonly kernel: SimKernel,
     readonly proc: SimProcess,
@@ -111,6 +118,7 @@ export class SimBinding implements Binding {
 
   close(fd: number): void {
     fdArg('close', fd);
+    this.waits.closing(fd);
     this.sys('close', () => this.proc.close(fd));
   }
 
@@ -245,6 +253,27 @@ export class SimBinding implements Binding {
     return mask & ((events & 0xffff) | POLLERR | POLLHUP);
   }
 
+  /**
+   * poll(2) without blocking: ready now, it resolves at once; otherwise an entry on the file's
+   * wait queue re-polls at each wake-up (the write or interrupt that signals an eventfd, the fault
+   * or vEVENT that lands in a queue) and resolves there and then. No timer runs; a file without a
+   * wait queue never becomes ready by itself, so only an abort or a close ends the wait.
+   */
+  async pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+    checkPoll(fd, events, -1);
+    signal?.throwIfAborted();
+    const now = this.poll(fd, events, 0);
+    if (now) return now;
+    const wq = fd < 0 ? undefined : this.proc.file(fd).wq; // a negative fd is skipped: nothing wakes it
+    const entry = () => {
+      const revents = this.poll(fd, events, 0);
+      if (revents) wait?.resolve(revents);
+    };
+    const { wait, promise } = this.waits.start(fd, events, signal, () => wq?.remove(entry));
+    wq?.add(entry);
+    return promise;
+  }
+
   readText(path: string): string {
     return this.sys('read', () => this.kernel.vfs.readText(path), path);
   }
@@ -262,9 +291,6 @@ export class SimBinding implements Binding {
   }
 }
 
-const POLLERR = 0x8;
-const POLLHUP = 0x10;
-const POLLNVAL = 0x20;
 /** DEFAULT_POLLMASK: EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM. */
 const DEFAULT_POLLMASK = POLLIN | POLLOUT | 0x40 | 0x100;
 const EFD_SEMAPHORE = 1;
@@ -291,8 +317,8 @@ function fileOp<K extends 'read' | 'write' | 'pread' | 'pwrite'>(f: SimFile, nam
  */
 export class SimEventfd implements SimFile {
   readonly kind = 'eventfd';
-  /** Called whenever a write (or a device interrupt) raises the count. */
-  onSignal: (() => void) | null = null;
+  /** ctx->wqh: woken whenever the count changes (a write, a device interrupt, a read). */
+  readonly wq = new WaitQueueHead();
   constructor(
     public count: bigint,
     readonly nonblock: boolean,
@@ -305,6 +331,7 @@ export class SimEventfd implements SimFile {
     const n = this.semaphore ? 1n : this.count;
     new DataView(buf.buffer, buf.byteOffset, 8).setBigUint64(0, n, true);
     this.count -= n;
+    this.wq.wakeUp(); // room to write again (EPOLLOUT)
     return 8;
   }
 
@@ -314,7 +341,7 @@ export class SimEventfd implements SimFile {
     if (v === U64_MAX) kerr(ERRNO.EINVAL);
     if (U64_MAX - this.count <= v) kerr(ERRNO.EAGAIN);
     this.count += v;
-    this.onSignal?.();
+    this.wq.wakeUp();
     return 8;
   }
 
@@ -322,7 +349,7 @@ export class SimEventfd implements SimFile {
   signal(): void {
     if (this.count === U64_MAX) return;
     this.count++;
-    this.onSignal?.();
+    this.wq.wakeUp();
   }
 
   poll(): number {

@@ -407,9 +407,13 @@ export class PciFunction {
     return this.msiCap ? 1 << ((this.get16(this.msiCap + PCI_MSI_FLAGS) & PCI_MSI_FLAGS_QSIZE) >> 4) : 0;
   }
 
-  /** msi_notify: send vector `v` if MSI is enabled (no-op otherwise). */
+  /**
+   * msi_notify: send vector `v` if MSI is enabled (no-op otherwise). The message is a memory
+   * write through the function's bus-master address space (msi_send_message), so with bus
+   * mastering off it goes nowhere and the interrupt is lost, as in QEMU (edu in the VM: no count).
+   */
   msiNotify(v: number): void {
-    if (!this.msiEnabled || v >= this.msiVectors) return;
+    if (!this.msiEnabled || v >= this.msiVectors || !this.busMaster) return;
     this.irqSink?.msi(v);
   }
 

@@ -9,6 +9,7 @@ import { IOCTLS } from '../../../ioasid/uapi.js';
 import { POLLIN, POLLOUT } from '../../types.js';
 import { kerr } from '../kernel/errno.js';
 import { shouldFail } from '../kernel/fault_inject.js';
+import { WaitQueueHead } from '../kernel/wait.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { SimFile } from '../kernel/process.js';
 import type { Ucmd } from './ucmd.js';
@@ -48,12 +49,15 @@ export class FaultQueue implements SimObject, SimFile {
   private readonly awaiting = new Map<number, FaultGroup>();
   /** Every group answered so far, oldest first. */
   readonly answered: FaultGroup[] = [];
+  /** eventq->wait_queue */
+  readonly wq = new WaitQueueHead();
 
   constructor(readonly ctx: IommufdCtx) {}
 
   /** iommufd_fault_iopf_handler */
   enqueue(g: FaultGroup): void {
     this.deliver.push(g);
+    this.wq.wakeUp();
   }
 
   private respond(g: FaultGroup, code: number): void {
@@ -199,6 +203,8 @@ export class VeventQueue implements SimObject, SimFile {
   private readonly lostHeader: Vevent = { lost: true, sequence: 0, data: new Uint8Array(0) };
   private numEvents = 0;
   private sequence = 0;
+  /** eventq->wait_queue */
+  readonly wq = new WaitQueueHead();
 
   constructor(
     readonly ctx: IommufdCtx,
@@ -221,6 +227,7 @@ export class VeventQueue implements SimObject, SimFile {
     this.deliver.push(v);
     v.sequence = this.sequence;
     this.sequence = (this.sequence + 1) & INT_MAX;
+    this.wq.wakeUp();
   }
 
   /** iommufd_veventq_fops_read */

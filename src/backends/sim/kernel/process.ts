@@ -8,6 +8,7 @@ import { CAP_DAC_OVERRIDE } from '../../types.js';
 import { kerr } from './errno.js';
 import { shouldFail } from './fault_inject.js';
 import { SimMm } from './mm.js';
+import type { WaitQueueHead } from './wait.js';
 
 /** An open file: an iommufd, a memfd, a selftest access object, ... */
 export interface SimFile {
@@ -22,6 +23,8 @@ export interface SimFile {
   pwrite?(buf: Uint8Array, offset: number): number;
   /** poll(2): the ready events among `events`. Absent = always readable and writable. */
   poll?(events: number): number;
+  /** What poll_wait() waits on: woken whenever poll()'s answer may have changed. Absent = it never changes by itself. */
+  readonly wq?: WaitQueueHead;
   /** mmap(2) of the file into `mm` (f_op->mmap): the address. Absent: memfds map, others ENODEV. */
   mmap?(mm: SimMm, addr: number, length: number, prot: number, flags: number, offset: number): number;
   /**
