@@ -410,6 +410,20 @@ export class TracedBinding implements Binding {
     return this.record('poll', { fd, path: this.pathOf(fd), events, timeout_ms: timeoutMs }, () => this.wraps.poll(fd, events, timeoutMs));
   }
 
+  /** An asynchronous wait, recorded as `poll` with `async: true` when it settles (an abort is not a uAPI answer). */
+  async pollAsync(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+    const fields = { fd, path: this.pathOf(fd), events, async: true };
+    let revents: number;
+    try {
+      revents = await this.wraps.pollAsync(fd, events, signal);
+    } catch (e) {
+      if (!this.ended && e instanceof IommuError) this.emit(new RecordedCall(this.seq++, 'poll', fields, undefined, null, -1, e.code));
+      throw e;
+    }
+    if (!this.ended) this.emit(new RecordedCall(this.seq++, 'poll', fields, undefined, undefined, revents, null));
+    return revents;
+  }
+
   readText(path: string): string {
     return this.record('read_text', { path }, () => this.wraps.readText(path));
   }
