@@ -104,9 +104,11 @@ export function renderIovaLayoutSvg(layouts: SvgLayout | readonly SvgLane[], opt
   const tickH = Math.ceil(Math.max(...ticks.map((t) => t.text.length)) * 6.2 * Math.SQRT1_2) + 16;
   const legendY = axisY + tickH;
   const marked = lanes.some((l) => l.layout.regions?.length) || apRows > 0;
-  const keys = legend ? [...LAYOUT_LEGEND, ...(marked ? MARK_LEGEND : [])] : [];
+  const unknown = lanes.some((l) => l.layout.allowed === null);
+  const keys = legend ? [...LAYOUT_LEGEND.filter(([, t]) => unknown || t !== 'unknown'), ...(marked ? MARK_LEGEND : [])] : [];
+  const keyX = keys.reduce((xs, [, t]) => [...xs, xs[xs.length - 1]! + Math.max(90, 30 + t.length * 6.2)], [axis.x0]);
   const axisNote = 'axis compressed (log of each piece\'s size)';
-  const noteX = axis.x0 + keys.length * 90;
+  const noteX = keyX[keys.length]!;
   const lines = [...(legend && noteX + axisNote.length * 6.2 > width ? [axisNote] : []), ...(opts.notes ?? [])];
   const notesY = legendY + (legend ? 22 : 0);
   const height = notesY + lines.length * 13 + (lines.length ? 4 : 0);
@@ -157,7 +159,7 @@ export function renderIovaLayoutSvg(layouts: SvgLayout | readonly SvgLane[], opt
   if (legend) {
     out.push(`<g class="legend">`);
     keys.forEach(([fill, text], i) => {
-      const x = axis.x0 + i * 90;
+      const x = Math.round(keyX[i]! * 10) / 10;
       out.push(`<rect x="${x}" y="${legendY + 6}" width="12" height="10" fill="${fill}" stroke="#777"/><text x="${x + 16}" y="${legendY + 15}" fill="#333">${text}</text>`);
     });
     if (lines[0] !== axisNote) out.push(`<text x="${noteX}" y="${legendY + 15}" fill="#666">${escapeXml(axisNote)}</text>`);
