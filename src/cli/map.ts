@@ -103,8 +103,8 @@ function vfioFunction(binding: Binding, bdf: string, host: string): PciDevice {
   if (orMissing(() => binding.readlink(pci.path), null) === null) throw new Error(`no PCI function ${bdf} on ${host} (\`ioasid ls\` lists them)`);
   const driver = pci.driver;
   if (driver === null || !isVfioDriver(driver)) {
-    throw new Error(`${bdf} is ${driver === null ? 'bound to no driver' : `on ${driver}`}, not a VFIO driver, and \`ioasid map\` takes no device `
-      + `from the host -> \`ioasid bind ${bdf}\` hands it to vfio-pci (when the host does not use it)`);
+    throw new Error(`${bdf} is ${driver === null ? 'bound to no driver' : `on ${driver}`}: \`ioasid map\` attaches only a function already on a VFIO `
+      + `driver and takes none from the host -> \`ioasid bind ${bdf}\` hands it to vfio-pci (when the host does not use it)`);
   }
   if (pci.vfioCdev === null) throw new Error(`${bdf} is on ${driver} but has no VFIO cdev (/dev/vfio/devices): the kernel lacks CONFIG_VFIO_DEVICE_CDEV`);
   return pci;
