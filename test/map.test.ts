@@ -18,7 +18,7 @@
  *   page on the sim tier: the guest has no browser) and the areas drawn.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -248,8 +248,15 @@ describe.skipIf(noBrowser !== '')(`the drawing in headless chromium [${BACKEND}]
     const svgDom = dumpDom(pathToFileURL(svg).href);
     expect(svgDom).not.toContain('parsererror');
     expect(drawnAreas(svgDom)).toHaveLength(3);
-    const dom = dumpDom(pathToFileURL(html).href);
+    // the browser measures what it drew: each area's and region's rendered box, written into the DOM it dumps
+    const measured = join(dir, 'measured.html');
+    writeFileSync(measured, readFileSync(html, 'utf8').replace('</body>', `<script>
+for (const r of document.querySelectorAll('rect.area, rect.region, g.aperture')) { const b = r.getBoundingClientRect(); r.setAttribute('data-drawn', b.width.toFixed(1) + 'x' + b.height.toFixed(1)); }
+</script></body>`));
+    const dom = dumpDom(pathToFileURL(measured).href);
     expect(drawnAreas(dom)).toEqual(SCENARIO_AREAS.map((a) => [a.start, a.last]));
+    const boxes = [...dom.matchAll(/class="(area|region|aperture)"[^>]* data-drawn="([\d.]+)x([\d.]+)"/g)].map((m) => [m[1], Number(m[2]) > 5 && Number(m[3]) > 2]);
+    expect(boxes).toEqual([['region', true], ['aperture', true], ['area', true], ['area', true], ['area', true]]);
     const rows = (cls: string) => [...(new RegExp(`<table class="${cls}">([\\s\\S]*?)</table>`).exec(dom)?.[1] ?? '').matchAll(/<tr>/g)].length - 1;
     expect([rows('ranges'), rows('regions'), rows('areas'), rows('devices'), rows('hwpts')]).toEqual([4, 1, 3, 1, 1]);
     expect(JSON.parse(/<script type="application\/json" id="map">([\s\S]*?)<\/script>/.exec(dom)![1]!)).toMatchObject({ areas: SCENARIO_AREAS });
