@@ -31,15 +31,18 @@ export function parseModes(list: string | undefined): IommuModeName[] {
   return names.map((m) => iommuMode(m).name);
 }
 
-/** The scenario module's default export; a RangeError when the file is missing or exports no function. */
-export async function loadScenario(path: string, cwd = process.cwd()): Promise<Scenario> {
+/**
+ * The scenario module's default export; a RangeError when the file is missing or exports no
+ * function. `takes` says what the function is given, for the message (`ioasid map`'s take more).
+ */
+export async function loadScenario<T = Scenario>(path: string, cwd = process.cwd(), takes = ['a session', 's']): Promise<T> {
   const file = resolve(cwd, path);
   if (!existsSync(file)) throw new RangeError(`no scenario file ${JSON.stringify(path)} (looked for ${file})`);
   const mod = (await import(/* @vite-ignore */ pathToFileURL(file).href)) as { default?: unknown };
   if (typeof mod.default !== 'function') {
-    throw new RangeError(`${path} has no default export taking a session: write \`export default function (s) { ... }\``);
+    throw new RangeError(`${path} has no default export taking ${takes[0]}: write \`export default function (${takes[1]}) { ... }\``);
   }
-  return mod.default as Scenario;
+  return mod.default as T;
 }
 
 /** A recorded trace (docs/trace.md) replayed as the scenario; a RangeError when the file is missing or malformed. */

@@ -1,6 +1,6 @@
 /**
  * The `ioasid` command, parsed with node:util's parseArgs: `demo` (the default), `doctor`, `ls`,
- * `compare`, `bind` and `unbind`, each with --help; --version; --json where a command prints data;
+ * `compare`, `bind`, `unbind` and `map`, each with --help; --version; --json where a command prints data;
  * --machine PRESET to run against a sim machine instead of this host. Exit status: 0 ok, 1
  * findings that block use, modes that diverge, a refusal or a failure, 2 a usage error. Commands
  * load their code when they run, so --help and --version start fast.
@@ -32,6 +32,7 @@ const HELP: Record<string, string[]> = {
     '  compare  run a scenario in several IOMMU modes and report where their answers diverge',
     '  bind     hand a PCI function to a VFIO driver (driver_override), safely',
     '  unbind   put back the driver `ioasid bind` took a function from',
+    '  map      build an IOAS (devices attached, a scenario mapping memory) and draw its layout',
     '',
     'Options:',
     '  -h, --help     this text (`ioasid COMMAND --help` for a command\'s)',
@@ -114,6 +115,22 @@ const HELP: Record<string, string[]> = {
     '  --json            what changed, as JSON',
     MACHINE_HELP,
   ],
+  map: [
+    'usage: ioasid map [--device BDF]... [--scenario FILE] [--machine PRESET] [--json] [--svg FILE] [--html FILE]',
+    '',
+    'An IOAS lives in the process that made it, so this command makes one: it opens /dev/iommu,',
+    'allocates an IOAS, binds and attaches each --device through its VFIO cdev (a function already',
+    'on a VFIO driver: nothing is taken from the host), runs the scenario, then prints the layout:',
+    'allowed and reserved IOVA ranges, the devices\' reserved regions, the areas mapped, the HWPT',
+    'each device attached to and its aperture. Exit status 1 when a device is refused or it failed.',
+    '',
+    '  --device BDF      a PCI function on a VFIO driver to attach (repeatable)',
+    '  --scenario FILE   a module whose default export (ctx, ioas, devices) maps memory into the IOAS',
+    '  --json            the layout as JSON',
+    '  --svg FILE        also draw it as a standalone SVG',
+    '  --html FILE       also write a self-contained page: the drawing and tables',
+    MACHINE_HELP,
+  ],
 };
 
 const COMMON = { help: { type: 'boolean', short: 'h' } } as const;
@@ -128,6 +145,7 @@ const OPTIONS = {
   },
   bind: { ...COMMON, ...MACHINE, ...JSON_OPT, driver: { type: 'string' }, force: { type: 'boolean' } },
   unbind: { ...COMMON, ...MACHINE, ...JSON_OPT, to: { type: 'string' }, force: { type: 'boolean' } },
+  map: { ...COMMON, ...MACHINE, ...JSON_OPT, device: { type: 'string', multiple: true }, scenario: { type: 'string' }, svg: { type: 'string' }, html: { type: 'string' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 
 type Command = keyof typeof OPTIONS;
@@ -191,6 +209,9 @@ interface Values {
   driver?: string;
   to?: string;
   force?: boolean;
+  device?: string[];
+  scenario?: string;
+  svg?: string;
   positionals: string[];
 }
 
@@ -230,6 +251,7 @@ async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv):
     return 0;
   }
   const binding = await bindingFor(v.machine);
+  if (command === 'map') return (await import('./map.js')).mapCommand(binding, v, io);
   if (command === 'bind' || command === 'unbind') {
     const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
     const { bindCommand, pciAddress, recordsFor } = await import('./bind.js');

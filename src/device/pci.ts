@@ -27,6 +27,14 @@ export interface PciMatch {
   class?: number;
 }
 
+/** One line of /sys/kernel/iommu_groups/N/reserved_regions: an inclusive range the IOMMU does not translate for the group. */
+export interface ReservedRegion {
+  readonly start: bigint;
+  readonly last: bigint;
+  /** iommu_group_resv_type_string: 'direct', 'direct-relaxable', 'reserved' or 'msi' (hardware or software MSI window). */
+  readonly type: string;
+}
+
 export class PciDevice {
   constructor(
     readonly binding: Binding,
@@ -85,6 +93,20 @@ export class PciDevice {
   groupDevices(): string[] {
     const g = this.iommuGroup;
     return g === null ? [] : this.binding.readdir(`${SYS_IOMMU_GROUPS}/${g}/devices`);
+  }
+
+  /**
+   * The reserved regions of this device's IOMMU group (iommu_group_show_resv_regions: "0x%016llx
+   * 0x%016llx %s" per region, start and inclusive end); empty when no IOMMU translates it.
+   */
+  reservedRegions(): ReservedRegion[] {
+    const g = this.iommuGroup;
+    if (g === null) return [];
+    const text = orMissing(() => this.binding.readText(`${SYS_IOMMU_GROUPS}/${g}/reserved_regions`), '');
+    return text.split('\n').filter(Boolean).map((l) => {
+      const [start, last, type] = l.trim().split(/\s+/);
+      return { start: BigInt(start!), last: BigInt(last!), type: type ?? '' };
+    });
   }
 
   /** The bound driver and driver_override now: what restoreDriver() puts back. */

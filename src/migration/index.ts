@@ -17,7 +17,8 @@ export {
 } from './compare.js';
 export { answer, areasText, endText, formatReport, renderReportHtml, reportJson } from './report.js';
 export {
-  escapeXml, formatSize, LAYOUT_LEGEND, renderIovaLayoutSvg, type SvgLane, type SvgLayout, type SvgOptions, type SvgSpan,
+  escapeXml, formatSize, LAYOUT_LEGEND, MARK_LEGEND, renderIovaLayoutSvg, type SvgLane, type SvgLayout, type SvgMark, type SvgOptions,
+  type SvgSpan,
 } from './layout_svg.js';
 export {
   DIFFERENCES, observe, parseDifferences, renderDifferences, unshownHolds, type Difference, type DifferenceTable,

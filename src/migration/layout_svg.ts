@@ -4,6 +4,9 @@
  * space. The 64-bit axis is compressed: it is cut at every boundary the layouts name, and each
  * piece gets a width that grows with the logarithm of its size, so a 4 KiB area next to a 256 TiB
  * range is still a visible block. Exact values are in each block's tooltip and the tick labels.
+ * A layout may also carry marked regions (a device's reserved regions, drawn over the bar) and
+ * apertures (what an attached domain translates, drawn as brackets above it); `ioasid map` draws
+ * them, and notes under the legend name its devices and HWPTs.
  */
 
 /** An inclusive IOVA span: bigints or hex strings ('0x100000'), as compareModes reports them. */
@@ -19,6 +22,15 @@ export interface SvgLayout {
   readonly areas: readonly SvgSpan[];
   /** Further boundaries to mark on the axis (e.g. probed segments); not drawn as blocks. */
   readonly segments?: readonly SvgSpan[];
+  /** Regions drawn over the bar in their own colour, each with its label (e.g. a device's reserved 'msi' window). */
+  readonly regions?: readonly SvgMark[];
+  /** Apertures drawn as brackets above the bar, each with its label (e.g. an attached domain's). */
+  readonly apertures?: readonly SvgMark[];
+}
+
+/** A labelled span: a region or an aperture. */
+export interface SvgMark extends SvgSpan {
+  readonly label: string;
 }
 
 /** One lane of a drawing: a layout and what it belongs to (mode names). */
@@ -34,6 +46,8 @@ export interface SvgOptions {
   readonly legend?: boolean;
   /** The SVG's accessible title. */
   readonly title?: string;
+  /** Lines of text under the legend (e.g. the devices and the HWPTs they attached to). */
+  readonly notes?: readonly string[];
 }
 
 /** Text for HTML and SVG: &, <, >, " and ' escaped. */
@@ -44,9 +58,12 @@ export function escapeXml(text: string): string {
 const AXIS_END = 1n << 64n;
 
 const COLOR = { allowed: '#dcefd8', reserved: '#c8c8c8', mapped: '#2f62c9', unknown: '#ffffff' } as const;
+const MARK_COLOR = { 'reserved region': '#f0a04b', aperture: '#8a3ab9' } as const;
 
 /** The colours of the drawing: fill and meaning. */
 export const LAYOUT_LEGEND: readonly (readonly [string, string])[] = Object.entries(COLOR).map(([meaning, fill]) => [fill, meaning]);
+/** The colours of regions and apertures, in the legend when a layout has them. */
+export const MARK_LEGEND: readonly (readonly [string, string])[] = Object.entries(MARK_COLOR).map(([meaning, fill]) => [fill, meaning]);
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
 
@@ -77,21 +94,31 @@ export function renderIovaLayoutSvg(layouts: SvgLayout | readonly SvgLane[], opt
   const legend = opts.legend ?? true;
   const axis = compressedAxis(lanes, 32, width - 12);
   const labelH = lanes.some((l) => l.label) ? 14 : 0;
+  const apRows = Math.max(0, ...lanes.map((l) => l.layout.apertures?.length ?? 0));
+  const apH = apRows ? apRows * 5 + 2 : 0;
   const barH = 20;
-  const laneH = labelH + barH + 6;
+  const laneH = labelH + apH + barH + 6;
   const top = 4;
   const axisY = top + lanes.length * laneH;
   const ticks = tickLabels(axis);
   const tickH = Math.ceil(Math.max(...ticks.map((t) => t.text.length)) * 6.2 * Math.SQRT1_2) + 16;
   const legendY = axisY + tickH;
-  const height = legendY + (legend ? 22 : 0);
+  const marked = lanes.some((l) => l.layout.regions?.length) || apRows > 0;
+  const unknown = lanes.some((l) => l.layout.allowed === null);
+  const keys = legend ? [...LAYOUT_LEGEND.filter(([, t]) => unknown || t !== 'unknown'), ...(marked ? MARK_LEGEND : [])] : [];
+  const keyX = keys.reduce((xs, [, t]) => [...xs, xs[xs.length - 1]! + Math.max(90, 30 + t.length * 6.2)], [axis.x0]);
+  const axisNote = 'axis compressed (log of each piece\'s size)';
+  const noteX = keyX[keys.length]!;
+  const lines = [...(legend && noteX + axisNote.length * 6.2 > width ? [axisNote] : []), ...(opts.notes ?? [])];
+  const notesY = legendY + (legend ? 22 : 0);
+  const height = notesY + lines.length * 13 + (lines.length ? 4 : 0);
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" class="iova-layout" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" font-family="monospace" font-size="10">`);
   out.push(`<title>${escapeXml(opts.title ?? 'IOVA layout')}</title>`);
   out.push('<desc>The axis is compressed: each piece between two boundaries is as wide as the logarithm of its size.</desc>');
   lanes.forEach((lane, i) => {
     const y = top + i * laneH;
-    const barY = y + labelH;
+    const barY = y + labelH + apH;
     const l = lane.layout;
     out.push(`<g class="lane" data-label="${escapeXml(lane.label)}">`);
     if (lane.label) out.push(`<text class="lane-label" x="${axis.x0}" y="${y + 10}" fill="#333">${escapeXml(lane.label)}</text>`);
@@ -104,6 +131,20 @@ export function renderIovaLayoutSvg(layouts: SvgLayout | readonly SvgLane[], opt
           `${g.allowed ? 'allowed' : 'reserved'} ${hex(g.start)}-${hex(g.end - 1n)} (${formatSize(g.end - g.start)})`));
       }
     }
+    for (const m of l.regions ?? []) {
+      const g = span(m);
+      const [x, w] = axis.place(g.start, g.end);
+      out.push(rect('region', x, barY, Math.max(w, 1), barH, MARK_COLOR['reserved region'],
+        `${m.label} ${hex(g.start)}-${hex(g.end - 1n)} (${formatSize(g.end - g.start)})`, undefined, undefined, g));
+    }
+    (l.apertures ?? []).forEach((m, k) => {
+      const g = span(m);
+      const [x, w] = axis.place(g.start, g.end);
+      const ay = y + labelH + k * 5 + 3;
+      out.push(`<g class="aperture" data-start="${hex(g.start)}" data-last="${hex(g.end - 1n)}" stroke="${MARK_COLOR.aperture}">`
+        + `<title>${escapeXml(`${m.label} ${hex(g.start)}-${hex(g.end - 1n)} (${formatSize(g.end - g.start)})`)}</title>`
+        + `<path d="M${r(x)} ${ay + 3}V${ay}H${r(x + w)}V${ay + 3}" fill="none" stroke-width="1.5"/></g>`);
+    });
     for (const a of l.areas.map(span)) {
       const [x, w] = axis.place(a.start, a.end);
       out.push(rect('area', x + 0.5, barY + 3, Math.max(w - 1, 1), barH - 6, COLOR.mapped,
@@ -117,11 +158,17 @@ export function renderIovaLayoutSvg(layouts: SvgLayout | readonly SvgLane[], opt
   out.push('</g>');
   if (legend) {
     out.push(`<g class="legend">`);
-    LAYOUT_LEGEND.forEach(([fill, text], i) => {
-      const x = axis.x0 + i * 90;
+    keys.forEach(([fill, text], i) => {
+      const x = Math.round(keyX[i]! * 10) / 10;
       out.push(`<rect x="${x}" y="${legendY + 6}" width="12" height="10" fill="${fill}" stroke="#777"/><text x="${x + 16}" y="${legendY + 15}" fill="#333">${text}</text>`);
     });
-    out.push(`<text x="${axis.x0 + LAYOUT_LEGEND.length * 90}" y="${legendY + 15}" fill="#666">axis compressed (log of each piece's size)</text></g>`);
+    if (lines[0] !== axisNote) out.push(`<text x="${noteX}" y="${legendY + 15}" fill="#666">${escapeXml(axisNote)}</text>`);
+    out.push('</g>');
+  }
+  if (lines.length) {
+    out.push('<g class="notes">');
+    lines.forEach((t, i) => out.push(`<text x="${axis.x0}" y="${notesY + 10 + i * 13}" fill="#333">${escapeXml(t)}</text>`));
+    out.push('</g>');
   }
   out.push('</svg>');
   return out.join('');
@@ -160,7 +207,7 @@ interface Axis {
 function compressedAxis(lanes: readonly SvgLane[], x0: number, x1: number): Axis {
   const set = new Set<bigint>([0n, AXIS_END]);
   for (const { layout } of lanes) {
-    for (const s of [...(layout.allowed ?? []), ...layout.areas, ...(layout.segments ?? [])].map(span)) {
+    for (const s of [...(layout.allowed ?? []), ...layout.areas, ...(layout.segments ?? []), ...(layout.regions ?? []), ...(layout.apertures ?? [])].map(span)) {
       if (s.start < AXIS_END) set.add(s.start);
       if (s.end <= AXIS_END) set.add(s.end);
     }
