@@ -11,7 +11,7 @@ export { EventFd } from './eventfd.js';
 export {
   DriverChange, DriverError, PciDevice, findPciDevices, isVfioDriver, listPciDevices, matchVfioAlias, parseVfioAliases, pciDriverInfo,
   vfioDriverChooser, vfioDriverName, type DriverErrorReason, type DriverOptions, type DriverState, type PciDriverInfo,
-  type PciMatch, type VfioAlias,
+  type PciMatch, type ReservedRegion, type VfioAlias,
 } from './pci.js';
 export { describeHostUse, hostUses, vfioOpeners, type HostUse } from './host_use.js';
 export { decodeVtd, type VtdCap, type VtdEcap, type VtdInfo } from './vtd.js';
