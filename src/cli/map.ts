@@ -20,6 +20,7 @@ import type { Ioas, IovaRange } from '../ioasid/ioas.js';
 import { Iommufd } from '../ioasid/iommufd.js';
 import { IOMMU_HW_INFO_TYPE_SELFTEST } from '../ioasid/uapi.js';
 import type { IovaSpan } from '../migration/compare.js';
+import { hex } from '../migration/modes.js';
 import { escapeXml as esc, formatSize, renderIovaLayoutSvg, type SvgMark } from '../migration/layout_svg.js';
 import { loadScenario } from './compare.js';
 import { pciAddress } from './bind.js';
@@ -85,7 +86,6 @@ export interface MapOptions {
   readonly scenario?: MapScenario;
 }
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 const spanOf = (r: IovaRange): IovaSpan => ({ start: hex(r.start), last: hex(r.last) });
 const U64_LAST = (1n << 64n) - 1n;
 

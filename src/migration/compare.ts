@@ -22,7 +22,7 @@ import { IommuError } from '../ioasid/errors.js';
 import type { UserMemory } from '../ioasid/memory.js';
 import type { MachineDesc } from '../backends/sim/machine/machine.js';
 import { MACHINES } from '../backends/sim/machine/presets.js';
-import { IOMMU_MODE_NAMES, IommuSession, iommuMode, type IommuModeName, type Scenario, type SessionCall } from './modes.js';
+import { IOMMU_MODE_NAMES, IommuSession, hex, iommuMode, type IommuModeName, type Scenario, type SessionCall } from './modes.js';
 
 /** The report format's version: raised when a field changes meaning or goes away. */
 export const COMPARE_REPORT_VERSION = 1;
@@ -115,7 +115,6 @@ export interface CompareOptions {
   machine?: string | MachineDesc;
 }
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 const U64_END = 1n << 64n;
 
 /** Run `scenario` once per mode and compare the answers step by step. */

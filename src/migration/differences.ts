@@ -24,7 +24,7 @@ import {
   VFIO_IOMMU_GET_INFO, VFIO_IOMMU_UNMAP_DMA, VFIO_NOIOMMU_IOMMU, VFIO_SPAPR_TCE_IOMMU, VFIO_SPAPR_TCE_v2_IOMMU,
   VFIO_UPDATE_VADDR, vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info,
 } from '../ioasid/vfio_uapi.js';
-import { IOMMU_MODE_NAMES, IommuSession, type IommuModeName } from './modes.js';
+import { IOMMU_MODE_NAMES, IommuSession, hex, type IommuModeName } from './modes.js';
 
 /** What a probe needs from the machine: a device bound to vfio-pci, alone in its IOMMU group. */
 export interface ProbeEnv {
@@ -66,7 +66,6 @@ const DMA_ENTRY_LIMIT = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit
 const MSI_WINDOW = 0xfee0_0000n;
 const NO_CONTAINER = 'no container';
 
-const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
 /** 'ok' (with a returned number in hex), or the errno name of the refusal. */
 export function outcome(fn: () => unknown): string {

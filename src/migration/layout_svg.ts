@@ -8,6 +8,7 @@
  * apertures (what an attached domain translates, drawn as brackets above it); `ioasid map` draws
  * them, and notes under the legend name its devices and HWPTs.
  */
+import { hex } from './modes.js';
 
 /** An inclusive IOVA span: bigints or hex strings ('0x100000'), as compareModes reports them. */
 export interface SvgSpan {
@@ -64,7 +65,6 @@ const MARK_COLOR = { 'reserved region': '#f0a04b', aperture: '#8a3ab9' } as cons
 export const LAYOUT_LEGEND: readonly (readonly [string, string])[] = Object.entries(COLOR).map(([meaning, fill]) => [fill, meaning]);
 /** The colours of regions and apertures, in the legend when a layout has them. */
 export const MARK_LEGEND: readonly (readonly [string, string])[] = Object.entries(MARK_COLOR).map(([meaning, fill]) => [fill, meaning]);
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
 
 /** 4096n -> '4 KiB', 2n ** 48n -> '256 TiB' (whole units where exact, else one decimal). */

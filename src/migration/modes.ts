@@ -98,7 +98,8 @@ export interface SessionOptions {
   onCall?: (call: SessionCall) => void;
 }
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
+/** A number as the reports and traces print it: lowercase hex with 0x, every bit kept. */
+export const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
 /**
  * One program's view of DMA in one mode: the container (or iommufd and IOAS), the groups and

@@ -18,6 +18,7 @@ import { hostname, release } from 'node:os';
 import { innermostBinding, type Binding } from '../backends/types.js';
 import { IommuError } from '../ioasid/errors.js';
 import { IOCTLS } from '../ioasid/uapi.js';
+import { hex } from './modes.js';
 import {
   EVENTFD_ANON, FD_MAKING_REQUESTS, decodeArg, fdKind, fromHex, ioctlSpec, memfdPath, toHex, type Decoded, type IoctlSpec,
 } from './trace_decode.js';
@@ -225,7 +226,6 @@ export function traceHeader(binding: Binding, extra: Record<string, unknown> = {
   };
 }
 
-const addr = (v: bigint): string => `0x${v.toString(16)}`;
 const IOVA_RANGES = IOCTLS.IOAS_IOVA_RANGES;
 /** Requests whose record needs more than the argument's bytes: ranges written to memory, or a new fd to name. */
 const SPECIAL = new Set([IOVA_RANGES.request, ...FD_MAKING_REQUESTS]);
@@ -354,12 +354,12 @@ export class TracedBinding implements Binding {
   }
 
   mmap(address: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint {
-    const fields = { addr: addr(address), length, prot, flags, fd, path: fd >= 0 ? this.pathOf(fd) : null, offset };
-    return this.record('mmap', fields, () => this.wraps.mmap(address, length, prot, flags, fd, offset), addr);
+    const fields = { addr: hex(address), length, prot, flags, fd, path: fd >= 0 ? this.pathOf(fd) : null, offset };
+    return this.record('mmap', fields, () => this.wraps.mmap(address, length, prot, flags, fd, offset), hex);
   }
 
   munmap(address: bigint, length: number): void {
-    this.record('munmap', { addr: addr(address), length }, () => this.wraps.munmap(address, length), () => 0);
+    this.record('munmap', { addr: hex(address), length }, () => this.wraps.munmap(address, length), () => 0);
   }
 
   memfdCreate(name: string, flags?: number): number {
