@@ -287,10 +287,8 @@ function usageCheck<T>(f: () => T): T {
 
 /** A preset's description by name; a usage error listing the names otherwise. */
 async function machineDesc(name: string): Promise<import('../backends/sim/machine/machine.js').MachineDesc> {
-  const { MACHINES } = await import('../backends/sim/machine/presets.js');
-  const preset = Object.hasOwn(MACHINES, name) ? MACHINES[name] : undefined;
-  if (!preset) throw new UsageError(`--machine ${JSON.stringify(name)} is not a machine preset: valid names are ${Object.keys(MACHINES).join(', ')}`);
-  return preset();
+  const { machinePreset } = await import('../backends/sim/machine/presets.js');
+  return usageCheck(() => machinePreset(name, '--machine'))();
 }
 
 /** The sim machine named, else this host (read through the linux backend's file calls, no koffi). */

@@ -21,7 +21,7 @@ import type { BackendName, Binding } from '../backends/types.js';
 import { IommuError } from '../ioasid/errors.js';
 import type { UserMemory } from '../ioasid/memory.js';
 import type { MachineDesc } from '../backends/sim/machine/machine.js';
-import { MACHINES } from '../backends/sim/machine/presets.js';
+import { MACHINES, machinePreset } from '../backends/sim/machine/presets.js';
 import { IOMMU_MODE_NAMES, IommuSession, hex, iommuMode, type IommuModeName, type Scenario, type SessionCall } from './modes.js';
 
 /** The report format's version: raised when a field changes meaning or goes away. */
@@ -136,9 +136,7 @@ export async function compareModes(scenario: Scenario, opts: CompareOptions = {}
 function machineFactory(m: string | MachineDesc | undefined): { name: string; desc: () => MachineDesc } {
   if (m === undefined) return { name: 'q35Edu', desc: MACHINES.q35Edu! };
   if (typeof m !== 'string') return { name: 'custom', desc: () => m };
-  const preset = Object.hasOwn(MACHINES, m) ? MACHINES[m] : undefined;
-  if (!preset) throw new RangeError(`machine ${JSON.stringify(m)} is not a machine preset: valid names are ${Object.keys(MACHINES).join(', ')}`);
-  return { name: m, desc: preset };
+  return { name: m, desc: machinePreset(m) };
 }
 
 /** One mode's run: the steps with their layouts, and how it ended. */

@@ -238,3 +238,13 @@ export function mockOnly(): MachineDesc {
 export const MACHINES: Readonly<Record<string, () => MachineDesc>> = {
   q35Edu, q35EduBare, q35EduIommufdContainer, q35EduCdevOnly, q35Host, smmuv3Platform, mockOnly,
 };
+
+/**
+ * The preset called `name`; a RangeError listing the valid names for anything else (`source` says
+ * where the name came from, for the message).
+ */
+export function machinePreset(name: string, source = 'machine'): () => MachineDesc {
+  const preset = Object.hasOwn(MACHINES, name) ? MACHINES[name] : undefined;
+  if (!preset) throw new RangeError(`${source} ${JSON.stringify(name)} is not a machine preset: valid names are ${Object.keys(MACHINES).join(', ')}`);
+  return preset;
+}
