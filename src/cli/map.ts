@@ -18,7 +18,7 @@ import { VfioDevice } from '../device/vfio_device.js';
 import { IommuError } from '../ioasid/errors.js';
 import type { Ioas, IovaRange } from '../ioasid/ioas.js';
 import { Iommufd } from '../ioasid/iommufd.js';
-import { IOMMU_HW_INFO_TYPE_SELFTEST } from '../ioasid/uapi.js';
+import { IOMMU_HW_INFO_TYPE_SELFTEST, U64_MAX } from '../ioasid/uapi.js';
 import type { IovaSpan } from '../migration/compare.js';
 import { hex } from '../migration/modes.js';
 import { escapeXml as esc, formatSize, renderIovaLayoutSvg, type SvgMark } from '../migration/layout_svg.js';
@@ -87,7 +87,6 @@ export interface MapOptions {
 }
 
 const spanOf = (r: IovaRange): IovaSpan => ({ start: hex(r.start), last: hex(r.last) });
-const U64_LAST = (1n << 64n) - 1n;
 
 const IOMMU_NAMES: Record<number, string> = {
   0: 'none', [IOMMU_HW_INFO_TYPE_INTEL_VTD]: 'intel-vtd', [IOMMU_HW_INFO_TYPE_ARM_SMMUV3]: 'arm-smmuv3', 3: 'tegra241-cmdqv',
@@ -116,10 +115,10 @@ function complement(allowed: readonly IovaRange[]): IovaRange[] {
   let at = 0n;
   for (const r of allowed) {
     if (r.start > at) out.push({ start: at, last: r.start - 1n });
-    if (r.last === U64_LAST) return out;
+    if (r.last === U64_MAX) return out;
     at = r.last + 1n;
   }
-  out.push({ start: at, last: U64_LAST });
+  out.push({ start: at, last: U64_MAX });
   return out;
 }
 

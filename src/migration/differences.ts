@@ -19,6 +19,7 @@ import { VfioGroup } from '../compat/group.js';
 import { decodeInfo } from '../compat/container.js';
 import { IommuError } from '../ioasid/errors.js';
 import type { IovaRange } from '../ioasid/ioas.js';
+import { U64_MAX } from '../ioasid/uapi.js';
 import {
   VFIO_DMA_CC_IOMMU, VFIO_DMA_UNMAP_FLAG_VADDR, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
   VFIO_IOMMU_GET_INFO, VFIO_IOMMU_UNMAP_DMA, VFIO_NOIOMMU_IOMMU, VFIO_SPAPR_TCE_IOMMU, VFIO_SPAPR_TCE_v2_IOMMU,
@@ -61,11 +62,9 @@ export interface Difference {
 
 const PG = 0x1000n;
 const IOVA = 0x10_0000n;
-const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const DMA_ENTRY_LIMIT = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit';
 const MSI_WINDOW = 0xfee0_0000n;
 const NO_CONTAINER = 'no container';
-
 
 /** 'ok' (with a returned number in hex), or the errno name of the refusal. */
 export function outcome(fn: () => unknown): string {
