@@ -13,6 +13,9 @@ node_modules/.bin/tsc -p tsconfig.json --noEmit || { echo "typecheck failed"; ec
 
 # The layout test compiles against the real kernel headers: fetch the source first (cached).
 bash scripts/vm/fetch-source.sh >/dev/null || echo "warning: could not fetch linux-source-7.3 (the layout test will say why)"
+# The kernel's own selftest binaries and uAPI headers (cached), for the bridge test on both tiers:
+# the guest sees the host's cache read-only, so they are built here, before either tier.
+bash scripts/selftests/build.sh >/dev/null || echo "warning: could not build the kernel's selftests (test/bridge.test.ts will skip and say why)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ioasid-test.XXXXXX")
 total_p=0; total_f=0; total_s=0; status=0

@@ -133,6 +133,17 @@ const HELP: Record<string, string[]> = {
   ],
 };
 
+HELP.serve = [
+  'usage: ioasid serve [--machine PRESET] [-- COMMAND [ARGS...]]',
+  '',
+  'Serve a sim machine to unmodified programs: their calls on /dev/iommu and /dev/vfio/* go to',
+  'the sim through a preload library (built with cc on first use, cached). With a COMMAND, run',
+  'it against the machine and exit with its status; without, print the environment a program',
+  'needs (IOASID_BRIDGE_SOCKET, LD_PRELOAD) and serve until interrupted. See docs/bridge.md.',
+  '',
+  '  --machine PRESET  the sim machine preset (default q35Edu)',
+];
+
 const COMMON = { help: { type: 'boolean', short: 'h' } } as const;
 const MACHINE = { machine: { type: 'string' } } as const;
 const JSON_OPT = { json: { type: 'boolean' } } as const;
@@ -145,13 +156,14 @@ const OPTIONS = {
   },
   bind: { ...COMMON, ...MACHINE, ...JSON_OPT, driver: { type: 'string' }, force: { type: 'boolean' } },
   unbind: { ...COMMON, ...MACHINE, ...JSON_OPT, to: { type: 'string' }, force: { type: 'boolean' } },
+  serve: { ...COMMON, ...MACHINE },
   map: { ...COMMON, ...MACHINE, ...JSON_OPT, device: { type: 'string', multiple: true }, scenario: { type: 'string' }, svg: { type: 'string' }, html: { type: 'string' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 
 type Command = keyof typeof OPTIONS;
 
 /** The commands that take operands (a scenario module, a PCI address). */
-const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbind']);
+const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbind', 'serve']);
 
 /** The package's version, from its package.json (resolved by the package's own name). */
 export function version(): string {
@@ -184,6 +196,10 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
       return 0;
     }
     if (command === 'compare') return await compare(positionals, values as Values, io);
+    if (command === 'serve') {
+      const machine = values.machine === undefined ? undefined : await machineDesc(values.machine as string);
+      return await (await import('./serve.js')).serveCommand(positionals, machine, io, env);
+    }
     return await run(command, { ...values, positionals } as Values, io, env);
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);

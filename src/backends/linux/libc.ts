@@ -13,6 +13,9 @@ import { createRequire } from 'node:module';
 /** (void *)-1, what mmap returns on failure. */
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 const _SC_PAGESIZE = 30;
+/** x86-64 and the generic table agree on these (glibc 2.36 has wrappers; older ones do not). */
+const SYS_pidfd_open = 434;
+const SYS_pidfd_getfd = 438;
 
 type Ptr = Uint8Array | bigint | null;
 
@@ -42,6 +45,15 @@ export interface Libc {
   view(addr: bigint, length: number): ArrayBuffer;
   /** The live C errno of this thread. */
   errno(): number;
+  /**
+   * process_vm_readv/process_vm_writev with iovec arrays the caller laid out ({ u64 base; u64 len }
+   * each): the bytes moved, which stop at the first fault (-1 if none moved).
+   */
+  process_vm_readv(pid: number, local: Uint8Array, liovcnt: number, remote: Uint8Array, riovcnt: number, flags: number): number;
+  process_vm_writev(pid: number, local: Uint8Array, liovcnt: number, remote: Uint8Array, riovcnt: number, flags: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint8Array): number;
+  pidfd_open(pid: number, flags: number): number;
+  pidfd_getfd(pidfd: number, targetfd: number, flags: number): number;
 }
 
 let loaded: Libc | undefined;
@@ -89,6 +101,11 @@ function load(): Libc {
     },
     view: (addr, length) => koffi.view(addr, length),
     errno: () => koffi.errno(),
+    process_vm_readv: lib.func('intptr_t process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
+    process_vm_writev: lib.func('intptr_t process_vm_writev(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
+    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+    pidfd_open: lib.func('int syscall(long nr, int pid, unsigned int flags)').bind(null, SYS_pidfd_open) as (pid: number, flags: number) => number,
+    pidfd_getfd: lib.func('int syscall(long nr, int pidfd, int targetfd, unsigned int flags)').bind(null, SYS_pidfd_getfd) as (pidfd: number, fd: number, flags: number) => number,
   };
 }
 

@@ -14,7 +14,7 @@ import type { HwptPaging } from './hw_pagetable.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
 import type { SimFile } from '../kernel/process.js';
 import { PAGE_SIZE, SimMemfd } from '../kernel/mm.js';
-import { AccountMode, IoptPages } from './pages.js';
+import { AccountMode, IoptPages, updatePinned } from './pages.js';
 import type { Ucmd } from './ucmd.js';
 
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
@@ -205,18 +205,35 @@ function ioasUnmap(ctx: IommufdCtx, u: Ucmd): void {
 }
 
 /**
- * iommufd_ioas_change_process: every area of every IOAS must map a file (EINVAL otherwise); then
- * the kernel charges the caller for the pins of each pages whose source mm or user is not the
- * caller's (need_charge_update), uncharges the source and makes the caller the source. A sim
- * iommufd is only used by the process that opened it, and there is no fork, so every pages' source
- * is the caller: as in a change to the same process on the kernel, no charge moves.
+ * iommufd_ioas_change_process: every area of every IOAS must be a file mapping (EINVAL); the pins
+ * of pages whose charge belongs elsewhere (need_charge_update) are charged to the caller first,
+ * mode by mode (ENOMEM undoes them), then uncharged from their old process, and every pages' source
+ * becomes the caller.
  */
 const P = IOCTLS.IOAS_CHANGE_PROCESS.struct.off;
 function changeProcess(ctx: IommufdCtx, u: Ucmd): void {
   if (u.u32(P.__reserved!)) kerr(ERRNO.EOPNOTSUPP);
-  const all: IoasObject[] = [];
-  for (const e of ctx.objects.values()) if (e?.type === 'IOAS') all.push(e.obj as IoasObject);
-  for (const ioas of all) for (const a of ioas.iopt.areas.range(0n, MAX)) if (!a.pages.isFile) kerr(ERRNO.EINVAL);
+  const all = new Set<IoptPages>();
+  for (const e of ctx.objects.values()) {
+    if (e?.type !== 'IOAS') continue;
+    for (const a of (e.obj as IoasObject).iopt.areas.range(0n, MAX)) {
+      if (!a.pages.isFile) kerr(ERRNO.EINVAL);
+      all.add(a.pages);
+    }
+  }
+  const to = ctx.proc;
+  const moving = [...all].filter((p) => p.needsChargeUpdate(to));
+  const byMode = [0, 0, 0];
+  for (const p of moving) byMode[p.accountMode]! += p.npinned;
+  let mode = 0;
+  try {
+    for (; mode < byMode.length; mode++) updatePinned(to, mode, true, byMode[mode]!, true);
+  } catch (e) {
+    while (mode-- > 0) updatePinned(to, mode, true, byMode[mode]!, false);
+    throw e;
+  }
+  for (const p of moving) updatePinned(p.owner, p.accountMode, p.pinnedVm, p.npinned, false);
+  for (const p of all) p.owner = to;
 }
 
 /** A memfd as an open file (so MAP_FILE can resolve the fd). */

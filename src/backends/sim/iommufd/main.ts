@@ -15,10 +15,10 @@ import {
 import { VFIO_LEGACY_IOCTL_NAMES } from '../../../ioasid/vfio_uapi.js';
 import { CAP_SYS_RESOURCE } from '../../types.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { currentTask, shouldFail } from '../kernel/fault_inject.js';
 import { IoasObject, ioasHandlers } from './ioas.js';
 import { AccountMode } from './pages.js';
-import type { SimFile, SimProcess } from '../kernel/process.js';
+import { SimProcess, type SimFile } from '../kernel/process.js';
 import { selftestHandler } from './selftest.js';
 import { deviceHandlers } from './device_ioctls.js';
 import { eventqHandlers } from './eventq.js';
@@ -67,8 +67,18 @@ export class IommufdCtx implements SimFile {
   private readonly ucmd = new Ucmd();
   private readonly ops: (readonly [IoctlDesc, Handler] | undefined)[];
 
+  /**
+   * The calling process, as the kernel's handlers use `current` (its mm, its descriptors, its
+   * capabilities): a forked child calling on its parent's iommufd maps its own memory. Outside a
+   * syscall (a release, an async wake-up), the process that opened the file.
+   */
+  get proc(): SimProcess {
+    const task = currentTask();
+    return task instanceof SimProcess ? task : this.opener;
+  }
+
   constructor(
-    readonly proc: SimProcess,
+    readonly opener: SimProcess,
     readonly selftest: boolean,
     /** The machine whose devices this iommufd can bind (mock devices join its group numbering). */
     readonly machine: MockDeviceHost | null = null,

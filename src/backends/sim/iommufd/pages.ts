@@ -221,33 +221,42 @@ export class IoptPages {
     }
     const at = Number(this.base) + off;
     if (at + buf.length > src.file.size) kerr(ERRNO.EINVAL);
-    const bytes = src.file.store.bytes;
-    if (write) bytes.set(buf, at);
-    else buf.set(bytes.subarray(at, at + buf.length));
+    if (write) src.file.write(buf, at);
+    else src.file.read(buf, at);
   }
 
-  /**
-   * iopt_pages_update_pinned: charge the user or the mm by the account mode (nothing for NONE, the
-   * mode of a CAP_IPC_LOCK mapper), then pinned_vm (VmPin) in every mode.
-   */
   private charge(n: number): void {
-    if (n === 0) return;
-    const owner = this.owner;
-    const limit = Math.floor(owner.rlimitMemlock / PAGE_SIZE);
-    if (this.accountMode === AccountMode.USER) {
-      if (owner.user.lockedVm + n > limit) kerr(ERRNO.ENOMEM);
-      owner.user.lockedVm += n;
-    } else if (this.accountMode === AccountMode.MM) {
-      if (owner.mm.lockedVm + n > limit && !owner.ipcLock) kerr(ERRNO.ENOMEM);
-      owner.mm.lockedVm += n;
-    }
-    if (this.pinnedVm) owner.mm.pinnedVm += n;
+    updatePinned(this.owner, this.accountMode, this.pinnedVm, n, true);
   }
 
   private uncharge(n: number): void {
-    if (n === 0) return;
-    if (this.accountMode === AccountMode.USER) this.owner.user.lockedVm -= n;
-    else if (this.accountMode === AccountMode.MM) this.owner.mm.lockedVm -= n;
-    if (this.pinnedVm) this.owner.mm.pinnedVm -= n;
+    updatePinned(this.owner, this.accountMode, this.pinnedVm, n, false);
   }
+
+  /** need_charge_update: whether a change of process to `to` moves this pages' charge. */
+  needsChargeUpdate(to: SimProcess): boolean {
+    if (this.accountMode === AccountMode.NONE) return false;
+    if (this.accountMode === AccountMode.MM) return this.owner.mm !== to.mm;
+    return this.owner.user !== to.user || this.owner.mm !== to.mm;
+  }
+
+}
+
+/**
+ * iopt_pages_update_pinned for `owner`: charge (or uncharge) the user or the mm by the account
+ * mode (nothing for NONE, the mode of a CAP_IPC_LOCK mapper; ENOMEM past RLIMIT_MEMLOCK), then
+ * pinned_vm (VmPin) in every mode.
+ */
+export function updatePinned(owner: SimProcess, mode: AccountMode, pinnedVm: boolean, n: number, inc: boolean): void {
+  if (n === 0) return;
+  const d = inc ? n : -n;
+  const limit = Math.floor(owner.rlimitMemlock / PAGE_SIZE);
+  if (mode === AccountMode.USER) {
+    if (inc && owner.user.lockedVm + n > limit) kerr(ERRNO.ENOMEM);
+    owner.user.lockedVm += d;
+  } else if (mode === AccountMode.MM) {
+    if (inc && owner.mm.lockedVm + n > limit && !owner.ipcLock) kerr(ERRNO.ENOMEM);
+    owner.mm.lockedVm += d;
+  }
+  if (pinnedVm) owner.mm.pinnedVm += d;
 }

@@ -25,6 +25,11 @@ export function enterSyscall(task: FaultTask): FaultTask | null {
   return prev;
 }
 
+/** The kernel's `current`: the task whose syscall is running, null outside one. */
+export function currentTask(): FaultTask | null {
+  return current;
+}
+
 export function leaveSyscall(prev: FaultTask | null): void {
   current = prev;
 }

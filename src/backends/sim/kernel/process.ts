@@ -47,7 +47,7 @@ export const ALL_CAPS: ReadonlySet<number> = new Set(Array.from({ length: 41 }, 
 
 export class SimProcess {
   readonly mm = new SimMm();
-  private readonly fds = new Map<number, SimFile>();
+  protected readonly fds = new Map<number, SimFile>();
   caps: Set<number>;
   /** RLIMIT_MEMLOCK in bytes (8 MiB, the kernel's default). */
   rlimitMemlock = 8 * 1024 * 1024;

@@ -1,0 +1,81 @@
+/**
+ * An ioctl from a bridged program: copy its argument in from the program's memory the way the
+ * kernel's handler reads it, run the sim's ioctl, and copy back the bytes the sim changed.
+ *
+ * How much to read follows the uAPI: an iommufd command (nr >= 0x80) starts with its u32 size, a
+ * VFIO struct with its u32 argsz; a few VFIO commands take an integer, one a pointer to an int
+ * (GROUP_SET_CONTAINER) and one a string (GROUP_GET_DEVICE_FD). What the program's memory holds
+ * stops at the first unmapped byte, and the sim's handlers answer EFAULT where they need more,
+ * as copy_from_user does.
+ */
+import { ERRNO, IommuError } from '../ioasid/errors.js';
+import { IOMMUFD_CMD_BASE } from '../ioasid/uapi.js';
+import {
+  VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_SET_CONTAINER,
+  VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU, VFIO_TYPE,
+} from '../ioasid/vfio_uapi.js';
+import type { SimBinding } from '../backends/sim/index.js';
+import type { RemoteMm } from './remote_mm.js';
+
+/** VFIO_DEVICE_RESET and the SPAPR IOMMU_ENABLE/DISABLE: integer (or no) arguments. */
+const VFIO_INT_ARG = new Set([VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU, VFIO_GROUP_UNSET_CONTAINER, 0x3b6f, 0x3b73, 0x3b74]);
+/** The most the bridge copies in for one struct (a capability chain, a SET_IRQS data array). */
+const MAX_ARG = 1 << 20;
+const PAGE_SIZE = 4096;
+/** More than any VFIO struct's minsz. */
+const MIN_READ = 256;
+/** _IOC_SIZE: the 14-bit size field of an encoded request. */
+const iocSize = (request: number): number => (request >>> 16) & 0x3fff;
+
+export function bridgeIoctl(b: SimBinding, mm: RemoteMm, fd: number, request: number, arg: number): number {
+  const type = (request >>> 8) & 0xff;
+  const nr = request & 0xff;
+  if (type === VFIO_TYPE && nr < IOMMUFD_CMD_BASE && VFIO_INT_ARG.has(request)) return b.ioctlInt(fd, request, arg);
+  const buf = argBytes(mm, request, type, arg);
+  const before = buf.slice();
+  let ret: number;
+  try {
+    ret = b.ioctl(fd, request, buf);
+  } finally {
+    copyBack(mm, arg, before, buf);
+  }
+  return ret;
+}
+
+/** The argument's bytes as the handler will read them. */
+function argBytes(mm: RemoteMm, request: number, type: number, arg: number): Uint8Array {
+  if (type === VFIO_TYPE && request === VFIO_GROUP_GET_DEVICE_FD) return cString(mm, arg);
+  if (type === VFIO_TYPE && request === VFIO_GROUP_SET_CONTAINER) return prefix(mm, arg, 4);
+  if (type === VFIO_TYPE) {
+    // iommufd's size and VFIO's argsz are both the first u32. A VFIO handler copies its minsz in
+    // before it looks at argsz, so at least MIN_READ bytes are read (they stop at a fault anyway).
+    const head = prefix(mm, arg, 4);
+    if (head.length < 4) return head;
+    const size = new DataView(head.buffer).getUint32(0, true);
+    return prefix(mm, arg, Math.min(Math.max(size, MIN_READ), MAX_ARG));
+  }
+  // Any other ioctl: its encoded size (an unknown one gets ENOTTY from the sim either way).
+  return prefix(mm, arg, iocSize(request));
+}
+
+function prefix(mm: RemoteMm, addr: number, n: number): Uint8Array {
+  const buf = new Uint8Array(n);
+  return buf.subarray(0, mm.readPrefix(addr, buf));
+}
+
+/** strndup_user(arg, PAGE_SIZE) as the handler reads it: up to and including the NUL. */
+function cString(mm: RemoteMm, addr: number): Uint8Array {
+  const buf = prefix(mm, addr, PAGE_SIZE);
+  const nul = buf.indexOf(0);
+  return nul >= 0 ? buf.subarray(0, nul + 1) : buf;
+}
+
+/** copy_to_user of what the handler wrote: the span of changed bytes, EFAULT if it cannot land. */
+function copyBack(mm: RemoteMm, addr: number, before: Uint8Array, after: Uint8Array): void {
+  let first = 0;
+  while (first < after.length && before[first] === after[first]) first++;
+  if (first === after.length) return;
+  let last = after.length - 1;
+  while (before[last] === after[last]) last--;
+  if (!mm.writeRaw(addr + first, after.subarray(first, last + 1))) throw new IommuError(ERRNO.EFAULT, 'ioctl');
+}

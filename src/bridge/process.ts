@@ -1,0 +1,147 @@
+/**
+ * A bridged program as a sim process: its memory is the real process's (RemoteMm), and its sim
+ * descriptors sit at numbers free in the real process too, so the placeholder the preload library
+ * makes there is the same number the sim's structs carry (no descriptor is ever translated).
+ * A forked child shares its parent's open files, as fork(2) does, so a file is released when the
+ * last descriptor in any bridged process closes.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { ERRNO } from '../ioasid/errors.js';
+import { kerr } from '../backends/sim/kernel/errno.js';
+import { ALL_CAPS, SimProcess, type SimFile, type SimUser } from '../backends/sim/kernel/process.js';
+import { RemoteMm, type StoreRegistry } from './remote_mm.js';
+import { remoteFile } from './remote_files.js';
+
+/** The effective capabilities of a real process (CapEff in /proc/PID/status); none if it is gone. */
+function realCaps(pid: number): Set<number> {
+  let eff = 0n;
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+    if (m) eff = BigInt(`0x${m[1]}`);
+  } catch {
+    // gone
+  }
+  const caps = new Set<number>();
+  for (let c = 0; c < 64; c++) if ((eff >> BigInt(c)) & 1n) caps.add(c);
+  return caps;
+}
+
+/** Descriptors per open file across every bridged process (the file's f_count). */
+export class FileRefs {
+  private readonly counts = new Map<SimFile, number>();
+
+  /** How many sim files some bridged process holds. */
+  get size(): number {
+    return this.counts.size;
+  }
+
+  get(f: SimFile): void {
+    this.counts.set(f, (this.counts.get(f) ?? 0) + 1);
+  }
+
+  /** One descriptor less; the last one releases the file. */
+  put(f: SimFile): void {
+    const n = (this.counts.get(f) ?? 1) - 1;
+    if (n > 0) {
+      this.counts.set(f, n);
+      return;
+    }
+    this.counts.delete(f);
+    f.release();
+  }
+}
+
+export class BridgeProcess extends SimProcess {
+  declare readonly mm: RemoteMm;
+  /** Descriptors installed during the current request: the preload makes their placeholders. */
+  readonly installed: number[] = [];
+
+  constructor(
+    user: SimUser,
+    readonly pid: number,
+    private readonly registry: StoreRegistry,
+    private readonly refs: FileRefs,
+  ) {
+    super(user, ALL_CAPS);
+    Object.defineProperty(this, 'mm', { value: new RemoteMm(pid, registry) });
+    // capable() asks the real task: a program that drops CAP_IPC_LOCK is charged for its pins.
+    Object.defineProperty(this, 'caps', { get: () => (this.capsNow ??= realCaps(pid)) });
+  }
+
+  private capsNow: Set<number> | undefined;
+
+  /** A new call: the program may have mapped memory or changed its capabilities since the last. */
+  begin(): void {
+    this.installed.length = 0;
+    this.capsNow = undefined;
+    this.mm.invalidate();
+  }
+
+  /** The lowest number free both here and in the real process (whose /proc/PID/fd lists its own). */
+  override unusedFd(): number {
+    let real: Set<number>;
+    try {
+      real = new Set(readdirSync(`/proc/${this.pid}/fd`).map(Number));
+    } catch {
+      real = new Set();
+    }
+    let fd = 0;
+    while (this.fds.has(fd) || real.has(fd)) fd++;
+    return fd;
+  }
+
+  /** A sim descriptor, or else the program's own file at that number (fdget finds any file). */
+  override fileOrNull(fd: number): SimFile | undefined {
+    return this.fds.get(fd) ?? (Number.isInteger(fd) && fd >= 0 ? remoteFile(this.pid, fd, this.registry) ?? undefined : undefined);
+  }
+
+  override file(fd: number): SimFile {
+    const f = this.fileOrNull(fd);
+    if (!f) kerr(ERRNO.EBADF);
+    return f;
+  }
+
+  override installFd(file: SimFile): number {
+    const fd = this.unusedFd();
+    this.installAt(fd, file);
+    this.installed.push(fd);
+    return fd;
+  }
+
+  /** Put `file` at `fd` (dup2's target, or a descriptor inherited over fork). */
+  installAt(fd: number, file: SimFile): void {
+    if (this.fds.has(fd)) this.close(fd);
+    this.fds.set(fd, file);
+    this.refs.get(file);
+  }
+
+  override close(fd: number): void {
+    const f = this.fds.get(fd);
+    if (!f) kerr(ERRNO.EBADF);
+    this.fds.delete(fd);
+    this.refs.put(f);
+  }
+
+  /** A sim descriptor only (dup's source): the program's other files are not the sim's to share. */
+  simFile(fd: number): SimFile {
+    const f = this.fds.get(fd);
+    if (!f) kerr(ERRNO.EBADF);
+    return f;
+  }
+
+  /** A failed call leaves no descriptor behind: close what it installed. */
+  dropInstalled(): void {
+    for (const fd of this.installed.splice(0)) if (this.fds.has(fd)) this.close(fd);
+  }
+
+  /** Every descriptor, for a forked child to inherit. */
+  entries(): [number, SimFile][] {
+    return [...this.fds];
+  }
+
+  /** The process is gone: close everything it held. */
+  exit(): void {
+    for (const fd of [...this.fds.keys()]) this.close(fd);
+    this.mm.release();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The bridge's wire format, shared with native/bridge/ioasid_preload.c (keep the two in step).
+ * One stream per program process; every message is native byte order (little-endian here):
+ *
+ *   request:  u32 len; u32 op; u64 a[4]; then len - 40 bytes of payload (OPEN: the path)
+ *   response: u32 len; u32 nfds; i64 ret; then nfds i32 descriptors the sim installed
+ *
+ * `ret` is the call's result, or -errno. The server reads and writes the program's memory itself,
+ * so no struct travels on the socket.
+ */
+
+export const BRIDGE_VERSION = 1;
+export const REQ_HEADER = 40;
+export const RESP_HEADER = 16;
+/** The longest payload: a path of PATH_MAX bytes. */
+export const MAX_PAYLOAD = 4096;
+
+export const OP = {
+  /** a0: the parent's pid when a forked child connects (0 otherwise), a1: BRIDGE_VERSION. Answers the server's pid. */
+  HELLO: 1,
+  /** a0: flags, a1: mode; payload: the path. */
+  OPEN: 2,
+  /** a0: fd. */
+  CLOSE: 3,
+  /** a0: oldfd, a1: newfd (the program's dup already made newfd). */
+  DUP: 4,
+  /** a0: fd, a1: request, a2: the argument (a pointer or a value). */
+  IOCTL: 5,
+  /** a0: fd, a1: buffer address, a2: count (PREAD/PWRITE: a3 offset). */
+  READ: 6,
+  WRITE: 7,
+  PREAD: 8,
+  PWRITE: 9,
+  /** Sent by a process about to fork: the sim keeps its descriptors for the child. Answers a token for the child's HELLO (a2). */
+  FORK: 10,
+  /** a0: a pid. Answers that sim process's locked_vm * 2^32 + pinned_vm (pages), 0 when the pid is not bridged. */
+  VMSTAT: 11,
+} as const;
+
+export interface Request {
+  op: number;
+  a0: number;
+  a1: number;
+  a2: number;
+  a3: number;
+  payload: Uint8Array;
+}
+
+/** A u64 as a JS number: exact below 2^53, which every address, size and offset here is (beyond it, a fault either way). */
+function u64(v: DataView, at: number): number {
+  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+}
+
+/**
+ * Split whole requests off the front of `buf`. Returns the requests and the bytes consumed; a
+ * length outside [REQ_HEADER, REQ_HEADER + MAX_PAYLOAD] is a protocol error (`bad`).
+ */
+export function parseRequests(buf: Uint8Array): { requests: Request[]; used: number; bad: boolean } {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const requests: Request[] = [];
+  let at = 0;
+  while (buf.length - at >= 4) {
+    const len = v.getUint32(at, true);
+    if (len < REQ_HEADER || len > REQ_HEADER + MAX_PAYLOAD) return { requests, used: at, bad: true };
+    if (buf.length - at < len) break;
+    requests.push({
+      op: v.getUint32(at + 4, true),
+      a0: u64(v, at + 8),
+      a1: u64(v, at + 16),
+      a2: u64(v, at + 24),
+      a3: u64(v, at + 32),
+      payload: buf.slice(at + REQ_HEADER, at + len),
+    });
+    at += len;
+  }
+  return { requests, used: at, bad: false };
+}
+
+/** A response: the result (or -errno) and the descriptors the sim installed for the call. */
+export function encodeResponse(ret: number, fds: readonly number[]): Uint8Array {
+  const out = new Uint8Array(RESP_HEADER + 4 * fds.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.length, true);
+  v.setUint32(4, fds.length, true);
+  v.setBigInt64(8, BigInt(ret), true);
+  fds.forEach((fd, i) => v.setInt32(RESP_HEADER + 4 * i, fd, true));
+  return out;
+}

@@ -1,0 +1,311 @@
+/**
+ * A bridged program's address space as the sim kernel sees it (the sim's mm/process_vm_access.c
+ * and the program's /proc/PID/maps): user copies go to the real process with
+ * process_vm_readv/process_vm_writev, and what can be pinned is decided by the real mappings.
+ *
+ * Page identity (what MD_CHECK_MAP and MD_CHECK_REFS compare) follows the kernel's: pages of a
+ * shared or file mapping are the file's (keyed by device and inode, so a memfd mapped twice, or
+ * MAP_SHARED memory seen by a parent and its child, are the same pages); private anonymous pages
+ * are the process's own, keyed by the VMA's page offset, which Linux sets to the page number of
+ * the address first mapped there and keeps across merges and splits.
+ */
+import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { ERRNO } from '../ioasid/errors.js';
+import { kerr } from '../backends/sim/kernel/errno.js';
+import { PAGE_SIZE, PageStore, SimMm, type Vma } from '../backends/sim/kernel/mm.js';
+import { PROT_READ, PROT_WRITE } from '../backends/types.js';
+import { libc } from '../backends/linux/libc.js';
+
+/** x86-64's TASK_SIZE with 4-level page tables. */
+const TASK_SIZE = 2 ** 47 - PAGE_SIZE;
+/** A page store covers one chunk of 2^18 pages (1 GiB) of its object, so a sparse object costs only what is touched. */
+const CHUNK_PAGES = 2 ** 18;
+/** The most one process_vm_* call moves through the scratch buffer. */
+const SCRATCH = 1 << 20;
+const ENOSYS = 38;
+
+/** Pages of one chunk of a mapped object: only pin counts; the bytes stay in the program. */
+export class RemotePageStore extends PageStore {
+  constructor(readonly key: string) {
+    super(0);
+  }
+
+  /** Grow the pin counts to cover page index `n - 1`. */
+  cover(n: number): void {
+    if (n <= this.pins.length) return;
+    const pins = new Uint32Array(Math.min(CHUNK_PAGES, Math.max(n, this.pins.length * 2, 64)));
+    pins.set(this.pins);
+    this.pins = pins;
+  }
+
+  override get npages(): number {
+    return CHUNK_PAGES;
+  }
+}
+
+/** The page stores of every bridged process, shared so that shared pages are one store. */
+export class StoreRegistry {
+  private readonly stores = new Map<string, RemotePageStore>();
+
+  get(key: string): RemotePageStore {
+    let s = this.stores.get(key);
+    if (!s) this.stores.set(key, (s = new RemotePageStore(key)));
+    return s;
+  }
+
+  /** Drop a process's private stores that hold no pins (its exit). */
+  forgetProcess(pid: number): void {
+    for (const [k, s] of this.stores) if (k.startsWith(`a:${pid}:`) && !s.pins.some((n) => n)) this.stores.delete(k);
+  }
+}
+
+interface MapsLine {
+  start: number;
+  end: number;
+  prot: number;
+  shared: boolean;
+  /** Page offset in the object (vm_pgoff). */
+  pgoff: number;
+  /** The object: `f:dev:inode` for a file or shared mapping, `a:pid` for private anonymous memory. */
+  object: string;
+}
+
+/**
+ * Moves bytes between the server and a program: process_vm_readv/process_vm_writev, which keep
+ * the page protections as the kernel's user copies do, through one scratch buffer (no allocation
+ * per copy). On a kernel built without CROSS_MEMORY_ATTACH (ENOSYS), /proc/PID/mem, which ignores
+ * protections: `checksProt` is then false and RemoteMm checks them from the maps. A transfer stops
+ * at the first page that faults.
+ */
+class ProcessVm {
+  private static scratchAddr: bigint | undefined;
+  private static scratch: Uint8Array;
+  /** Whether process_vm_* works here (null: not tried yet). */
+  private static crossMemory: boolean | null = null;
+  private readonly local = new Uint8Array(16);
+  private readonly remote = new Uint8Array(16);
+  private readonly lv = new DataView(this.local.buffer);
+  private readonly rv = new DataView(this.remote.buffer);
+  private memFd = -1;
+
+  constructor(readonly pid: number) {}
+
+  /** Whether the transfers themselves refuse what the page protections refuse. */
+  get checksProt(): boolean {
+    return ProcessVm.crossMemory !== false;
+  }
+
+  read(addr: number, dst: Uint8Array): number {
+    return this.move(false, addr, dst);
+  }
+
+  write(addr: number, src: Uint8Array): number {
+    return this.move(true, addr, src);
+  }
+
+  close(): void {
+    if (this.memFd >= 0) closeSync(this.memFd);
+    this.memFd = -1;
+  }
+
+  private move(write: boolean, addr: number, buf: Uint8Array): number {
+    if (ProcessVm.crossMemory !== false) {
+      const n = this.crossMove(write, addr, buf);
+      if (n >= 0) return n;
+    }
+    return this.memMove(write, addr, buf);
+  }
+
+  /** process_vm_*: bytes moved, or -1 when the kernel lacks the calls. */
+  private crossMove(write: boolean, addr: number, buf: Uint8Array): number {
+    const c = libc();
+    if (ProcessVm.scratchAddr === undefined) {
+      const a = c.mmap(null, SCRATCH, PROT_READ | PROT_WRITE, 0x22 /* MAP_PRIVATE | MAP_ANONYMOUS */, -1, 0);
+      if (a === null || a === 0xffff_ffff_ffff_ffffn) throw new Error('bridge: no scratch memory');
+      ProcessVm.scratchAddr = a;
+      ProcessVm.scratch = new Uint8Array(c.view(a, SCRATCH));
+    }
+    this.lv.setBigUint64(0, ProcessVm.scratchAddr, true);
+    let done = 0;
+    while (done < buf.length) {
+      const n = Math.min(SCRATCH, buf.length - done);
+      if (write) ProcessVm.scratch.set(buf.subarray(done, done + n));
+      this.lv.setBigUint64(8, BigInt(n), true);
+      this.rv.setBigUint64(0, BigInt(addr + done), true);
+      this.rv.setBigUint64(8, BigInt(n), true);
+      const got = write ? c.process_vm_writev(this.pid, this.local, 1, this.remote, 1, 0) : c.process_vm_readv(this.pid, this.local, 1, this.remote, 1, 0);
+      if (got < 0 && c.errno() === ENOSYS) {
+        ProcessVm.crossMemory = false;
+        return -1;
+      }
+      ProcessVm.crossMemory = true;
+      if (got <= 0) break;
+      if (!write) buf.set(ProcessVm.scratch.subarray(0, got), done);
+      done += got;
+      if (got < n) break;
+    }
+    return done;
+  }
+
+  private memMove(write: boolean, addr: number, buf: Uint8Array): number {
+    if (this.memFd < 0) {
+      try {
+        this.memFd = openSync(`/proc/${this.pid}/mem`, 'r+');
+      } catch {
+        return 0;
+      }
+    }
+    let done = 0;
+    while (done < buf.length) {
+      let n: number;
+      try {
+        const part = buf.subarray(done);
+        n = write ? writeSync(this.memFd, part, 0, part.length, addr + done) : readSync(this.memFd, part, 0, part.length, addr + done);
+      } catch {
+        break; // EIO: the first page faults
+      }
+      if (n <= 0) break;
+      done += n;
+    }
+    return done;
+  }
+}
+
+export class RemoteMm extends SimMm {
+  private readonly vm: ProcessVm;
+  private maps: MapsLine[] | null = null;
+
+  constructor(
+    readonly pid: number,
+    private readonly registry: StoreRegistry,
+  ) {
+    super();
+    this.vm = new ProcessVm(pid);
+  }
+
+  /** The program may have mapped or unmapped memory since the last call: read its maps again when asked. */
+  invalidate(): void {
+    this.maps = null;
+  }
+
+  /** Read up to dst.length bytes: the count before the first fault. */
+  readPrefix(addr: number, dst: Uint8Array): number {
+    if (!(addr >= 0 && addr < TASK_SIZE)) return 0;
+    const n = this.vm.checksProt ? dst.length : this.accessible(addr, dst.length, PROT_READ);
+    return n ? this.vm.read(addr, dst.subarray(0, n)) : 0;
+  }
+
+  /** How many of `len` bytes from `addr` lie in mappings that allow `prot` (/proc/PID/mem would not ask). */
+  private accessible(addr: number, len: number, prot: number): number {
+    let a = addr;
+    while (a < addr + len) {
+      const v = this.find(a);
+      if (!v || (v.prot & prot) !== prot) break;
+      a = v.end;
+    }
+    return Math.min(len, a - addr);
+  }
+
+  /** copy_to_user: every byte lands in a writable mapping, or false (EFAULT). */
+  writeRaw(addr: number, src: Uint8Array): boolean {
+    if (!(addr >= 0 && addr + src.length <= TASK_SIZE)) return false;
+    if (!this.vm.checksProt && this.accessible(addr, src.length, PROT_WRITE) !== src.length) return false;
+    return this.vm.write(addr, src) === src.length;
+  }
+
+  override read(addr: number, dst: Uint8Array): void {
+    if (!(addr >= 0 && addr + dst.length <= TASK_SIZE)) kerr(ERRNO.EFAULT);
+    if (dst.length && this.readPrefix(addr, dst) !== dst.length) kerr(ERRNO.EFAULT);
+  }
+
+  override write(addr: number, src: Uint8Array): void {
+    if (!this.writeRaw(addr, src)) kerr(ERRNO.EFAULT);
+  }
+
+  /** The process is gone (or the server is done with it). */
+  release(): void {
+    this.vm.close();
+  }
+
+  /** The program's memory is its own: the sim cannot lend a live view of it. */
+  override view(): Uint8Array {
+    return kerr(ERRNO.EFAULT);
+  }
+
+  /** A VMA of the program, cut to one chunk of its object's pages. */
+  override find(addr: number): Vma | undefined {
+    const maps = (this.maps ??= this.readMaps());
+    let lo = 0;
+    let hi = maps.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (maps[mid]!.end <= addr) lo = mid + 1;
+      else hi = mid;
+    }
+    const m = maps[lo];
+    if (!m || m.start > addr) return undefined;
+    const page = m.pgoff + Math.floor((addr - m.start) / PAGE_SIZE);
+    const chunk = Math.floor(page / CHUNK_PAGES);
+    const chunkStart = m.start + (chunk * CHUNK_PAGES - m.pgoff) * PAGE_SIZE;
+    const start = Math.max(m.start, chunkStart);
+    const end = Math.min(m.end, chunkStart + CHUNK_PAGES * PAGE_SIZE);
+    const store = this.registry.get(`${m.object}:${chunk}`);
+    const pgoff = m.pgoff + (start - m.start) / PAGE_SIZE - chunk * CHUNK_PAGES;
+    store.cover(pgoff + (end - start) / PAGE_SIZE);
+    return { start, end, prot: m.prot, shared: m.shared, store, pgoff, file: null };
+  }
+
+  override phys(addr: number): { store: PageStore; offset: number } {
+    const v = this.find(addr);
+    if (!v) kerr(ERRNO.EFAULT);
+    return { store: v.store, offset: v.pgoff * PAGE_SIZE + (addr - v.start) };
+  }
+
+  /** The program maps its own memory through the real kernel; sim files cannot be mapped into it yet. */
+  override mmap(): number {
+    return kerr(ERRNO.ENODEV);
+  }
+
+  override mmapDevice(): number {
+    return kerr(ERRNO.ENODEV);
+  }
+
+  override munmap(): void {
+    kerr(ERRNO.EINVAL);
+  }
+
+  private readMaps(): MapsLine[] {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${this.pid}/maps`, 'latin1');
+    } catch {
+      return [];
+    }
+    const out: MapsLine[] = [];
+    for (const line of text.split('\n')) {
+      // start-end perms offset dev inode [path]
+      const m = /^([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])[x-]([sp]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)\s*(.*)$/.exec(line);
+      if (!m) continue;
+      const start = parseInt(m[1]!, 16);
+      const end = parseInt(m[2]!, 16);
+      if (start >= TASK_SIZE) continue; // [vsyscall]
+      const shared = m[5] === 's';
+      const inode = m[8]!;
+      const path = m[9] ?? '';
+      // pfnmap/io mappings (a device's BAR, /dev/mem) cannot be pinned: leave them out.
+      if (path.startsWith('/dev/') && !path.startsWith('/dev/zero') && !path.startsWith('/dev/shm/')) continue;
+      // maps shows a file's offset; an anonymous VMA's is 0 there, so its pages are named by address.
+      const anon = inode === '0';
+      const object = anon ? `a:${this.pid}` : shared ? `f:${m[7]}:${inode}` : `p:${this.pid}:${m[7]}:${inode}`;
+      out.push({
+        start,
+        end,
+        prot: (m[3] === 'r' ? PROT_READ : 0) | (m[4] === 'w' ? PROT_WRITE : 0),
+        shared,
+        pgoff: anon ? start / PAGE_SIZE : parseInt(m[6]!, 16) / PAGE_SIZE,
+        object,
+      });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * `ioasid serve`: a sim machine behind a unix socket, for unmodified programs running with the
+ * preload library (native/bridge/ioasid_preload.c). Each connected process is one sim process whose
+ * memory is the real program's; its calls on sim descriptors arrive as requests (protocol.ts) and
+ * run as the sim's syscalls.
+ *
+ * Safety: the socket lives in a fresh directory of mode 0700, and every connection's peer
+ * credentials (SO_PEERCRED) must carry the server's uid. A malformed message gets EPROTO and its
+ * connection is closed; a process that goes away mid-call loses only its own sim process, whose
+ * descriptors are closed (which releases its pins and DMA ownership).
+ */
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ERRNO, IommuError } from '../ioasid/errors.js';
+import { libc } from '../backends/linux/libc.js';
+import { SimBinding, SimKernel } from '../backends/sim/index.js';
+import type { MachineDesc } from '../backends/sim/machine/machine.js';
+import { BridgeProcess, FileRefs } from './process.js';
+import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Request } from './protocol.js';
+import { StoreRegistry } from './remote_mm.js';
+import { bridgeIoctl } from './ioctl.js';
+
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+/** The most one read(2)/write(2) moves through the bridge in one call. */
+const MAX_IO = 1 << 24;
+
+export interface ServeOptions {
+  /** The simulated hardware (default: the sim's default machine, presets.q35Edu()). */
+  machine?: MachineDesc;
+  /** Where the private socket directory is made (default: $XDG_RUNTIME_DIR or the OS temp dir). */
+  dir?: string;
+  /** Offer IOMMU_TEST_CMD (default true, as the kernel's selftests need). */
+  selftest?: boolean;
+}
+
+/** One connected program process. */
+interface Session {
+  pid: number;
+  proc: BridgeProcess;
+  binding: SimBinding;
+  socket: Socket;
+  /** Descriptor tables kept for children about to be forked, by token. */
+  forks: Map<number, [number, import('../backends/sim/kernel/process.js').SimFile][]>;
+}
+
+export class BridgeServer {
+  readonly kernel: SimKernel;
+  /** The socket's path: give it to programs as IOASID_BRIDGE_SOCKET. */
+  readonly socketPath: string;
+  private readonly dir: string;
+  private readonly server: Server;
+  private readonly sessions = new Map<number, Session>();
+  private readonly registry = new StoreRegistry();
+  private readonly refs = new FileRefs();
+  private nextToken = 1;
+  private readonly uid = process.getuid?.() ?? 0;
+
+  private constructor(opts: ServeOptions) {
+    this.kernel = new SimKernel(opts.selftest ?? true, opts.machine);
+    this.dir = mkdtempSync(join(opts.dir ?? process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'ioasid-bridge-'));
+    // mkdtemp makes it 0700; check rather than trust, since the directory is the access control.
+    if ((statSync(this.dir).mode & 0o777) !== 0o700) throw new Error(`bridge: ${this.dir} is not private (mode 0700)`);
+    this.socketPath = join(this.dir, 'sock');
+    this.server = createServer((s) => this.accept(s));
+  }
+
+  /** Start serving: resolves once the socket listens. */
+  static async listen(opts: ServeOptions = {}): Promise<BridgeServer> {
+    const b = new BridgeServer(opts);
+    await new Promise<void>((resolve, reject) => {
+      b.server.once('error', reject);
+      b.server.listen(b.socketPath, () => resolve());
+    });
+    return b;
+  }
+
+  /** The environment a program needs to run against this server with the preload library at `preload`. */
+  env(preload: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+    const prior = base.LD_PRELOAD ? ` ${base.LD_PRELOAD}` : '';
+    return { ...base, IOASID_BRIDGE_SOCKET: this.socketPath, LD_PRELOAD: `${preload}${prior}` };
+  }
+
+  /** How many sim files the connected programs hold open (0 once every one has gone). */
+  get openFiles(): number {
+    return this.refs.size;
+  }
+
+  /** How many program processes are connected now. */
+  get clients(): number {
+    return this.sessions.size;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sessions.values()) s.socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private accept(socket: Socket): void {
+    const peer = peerCred(socket);
+    if (!peer || peer.uid !== this.uid) {
+      socket.destroy();
+      return;
+    }
+    let pending = new Uint8Array(0);
+    let session: Session | undefined;
+    socket.on('data', (chunk: Buffer) => {
+      const buf = pending.length ? concat(pending, chunk) : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+      const { requests, used, bad } = parseRequests(buf);
+      for (const r of requests) {
+        if (r.op === OP.HELLO) {
+          if (session) {
+            socket.write(encodeResponse(-ERRNO.EPROTO, []));
+            continue;
+          }
+          const made = this.hello(peer.pid, r, socket);
+          if (typeof made === 'number') {
+            socket.end(encodeResponse(made, []));
+            return;
+          }
+          session = made;
+          socket.write(encodeResponse(process.pid, []));
+          continue;
+        }
+        if (!session) {
+          socket.end(encodeResponse(-ERRNO.EPROTO, []));
+          return;
+        }
+        socket.write(this.handle(session, r));
+      }
+      if (bad) {
+        socket.end(encodeResponse(-ERRNO.EPROTO, []));
+        return;
+      }
+      pending = buf.slice(used);
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (session) this.exit(session);
+    });
+  }
+
+  /** A process connects: a new sim process, or a forked child that inherits its parent's descriptors. */
+  private hello(pid: number, r: Request, socket: Socket): Session | number {
+    if (r.a1 !== BRIDGE_VERSION) return -ERRNO.EPROTO;
+    if (this.sessions.has(pid)) return -ERRNO.EBUSY;
+    const proc = new BridgeProcess(this.kernel.user(this.uid), pid, this.registry, this.refs);
+    const session: Session = { pid, proc, binding: new SimBinding(this.kernel, proc), socket, forks: new Map() };
+    if (r.a0) {
+      const parent = this.sessions.get(r.a0);
+      const kept = parent?.forks.get(r.a2);
+      if (kept) {
+        parent!.forks.delete(r.a2);
+        // the kept references move to the child
+        for (const [fd, f] of kept) {
+          proc.installAt(fd, f);
+          this.refs.put(f);
+        }
+      }
+    }
+    this.sessions.set(pid, session);
+    return session;
+  }
+
+  private exit(s: Session): void {
+    this.sessions.delete(s.pid);
+    for (const kept of s.forks.values()) for (const [, f] of kept) this.refs.put(f);
+    s.forks.clear();
+    s.proc.exit();
+    this.registry.forgetProcess(s.pid);
+  }
+
+  /** One call; never throws (a sim bug answers EIO and is reported on stderr). */
+  private handle(s: Session, r: Request): Uint8Array {
+    const proc = s.proc;
+    proc.begin();
+    let ret: number;
+    try {
+      ret = this.call(s, r);
+    } catch (e) {
+      if (e instanceof IommuError) ret = -e.errno;
+      else {
+        process.stderr.write(`ioasid serve: ${(e as Error).stack ?? e}\n`);
+        ret = -ERRNO.EIO;
+      }
+    }
+    // a failed call leaves no descriptor behind it
+    if (ret < 0) proc.dropInstalled();
+    return encodeResponse(ret, proc.installed);
+  }
+
+  private call(s: Session, r: Request): number {
+    const b = s.binding;
+    const mm = s.proc.mm;
+    switch (r.op) {
+      case OP.OPEN:
+        return b.open(new TextDecoder().decode(r.payload), r.a0 | 0);
+      case OP.CLOSE:
+        b.close(r.a0);
+        return 0;
+      case OP.DUP: {
+        const f = s.proc.simFile(r.a0);
+        s.proc.installAt(r.a1, f);
+        return r.a1;
+      }
+      case OP.IOCTL:
+        return bridgeIoctl(b, mm, r.a0, r.a1, r.a2);
+      case OP.READ:
+      case OP.PREAD: {
+        const buf = new Uint8Array(Math.min(r.a2, MAX_IO));
+        const n = r.op === OP.READ ? b.read(r.a0, buf) : b.pread(r.a0, buf, r.a3);
+        if (n > 0 && !mm.writeRaw(r.a1, buf.subarray(0, n))) throw new IommuError(ERRNO.EFAULT, 'read');
+        return n;
+      }
+      case OP.WRITE:
+      case OP.PWRITE: {
+        const buf = new Uint8Array(Math.min(r.a2, MAX_IO));
+        if (mm.readPrefix(r.a1, buf) < buf.length) throw new IommuError(ERRNO.EFAULT, 'write');
+        return r.op === OP.WRITE ? b.write(r.a0, buf) : b.pwrite(r.a0, buf, r.a3);
+      }
+      case OP.FORK: {
+        const token = this.nextToken++;
+        const kept = s.proc.entries();
+        for (const [, f] of kept) this.refs.get(f);
+        s.forks.set(token, kept);
+        return token;
+      }
+      case OP.VMSTAT: {
+        const mmOf = this.sessions.get(r.a0)?.proc.mm;
+        return mmOf ? mmOf.lockedVm * 2 ** 32 + mmOf.pinnedVm : 0;
+      }
+      default:
+        return -ERRNO.EPROTO;
+    }
+  }
+}
+
+/** SO_PEERCRED of a unix socket: the peer's pid and uid as the kernel recorded them at connect. */
+function peerCred(socket: Socket): { pid: number; uid: number } | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return null;
+  const cred = new Uint8Array(12);
+  const len = new Uint8Array(4);
+  new DataView(len.buffer).setUint32(0, 12, true);
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) !== 0) return null;
+  const v = new DataView(cred.buffer);
+  return { pid: v.getInt32(0, true), uid: v.getUint32(4, true) };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
