@@ -51,6 +51,9 @@ enum op {
 	OP_PWRITE = 9,
 	OP_FORK = 10,
 	OP_VMSTAT = 11,
+	OP_MMAP = 12,
+	OP_MMAP_PLACED = 13,
+	OP_MUNMAP = 14,
 };
 
 struct req {
@@ -78,6 +81,8 @@ static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pread)(int, void *, size_t, off_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static FILE *(*real_fopen)(const char *, const char *);
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+static int (*real_munmap)(void *, size_t);
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *sock_path;
@@ -90,6 +95,12 @@ static pid_t forked_from;
 static int64_t fork_token;
 /* Which descriptors are the sim's. */
 static unsigned char simfd[MAX_FDS];
+/* The server's pid (HELLO's answer): its /proc/PID/fd holds the memfds sim mappings share. */
+static pid_t server_pid;
+/* OP_MMAP answers values, not descriptors: call_locked leaves them here (lock held). */
+static int32_t vals[4];
+/* Whether this process has mapped a sim file (then munmap tells the server). */
+static int sim_mapped;
 
 static void resolve(void)
 {
@@ -105,6 +116,8 @@ static void resolve(void)
 	real_pread = dlsym(RTLD_NEXT, "pread");
 	real_pwrite = dlsym(RTLD_NEXT, "pwrite");
 	real_fopen = dlsym(RTLD_NEXT, "fopen");
+	real_mmap = dlsym(RTLD_NEXT, "mmap");
+	real_munmap = dlsym(RTLD_NEXT, "munmap");
 }
 
 static int64_t call(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
@@ -154,11 +167,12 @@ static int sim_path(const char *path)
 	return !strcmp(path, "/dev/iommu") || !strncmp(path, "/dev/vfio/", 10);
 }
 
-static int write_all(int fd, const void *buf, size_t n)
+/* All n bytes to (write) or from the connection; -1 when it breaks. */
+static int xfer_all(int fd, void *buf, size_t n, int write)
 {
-	const char *p = buf;
+	char *p = buf;
 	while (n) {
-		ssize_t k = real_write(fd, p, n);
+		ssize_t k = write ? real_write(fd, p, n) : real_read(fd, p, n);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
@@ -169,20 +183,8 @@ static int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-static int read_all(int fd, void *buf, size_t n)
-{
-	char *p = buf;
-	while (n) {
-		ssize_t k = real_read(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= k;
-	}
-	return 0;
-}
+#define write_all(fd, buf, n) xfer_all(fd, (void *)(buf), n, 1)
+#define read_all(fd, buf, n) xfer_all(fd, buf, n, 0)
 
 static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 			   const void *payload, uint32_t plen, int cloexec);
@@ -220,6 +222,7 @@ static int connect_locked(void)
 	}
 	forked_from = 0;
 	fork_token = 0;
+	server_pid = (pid_t)server;
 	/* Let the server read and write this process's memory under Yama's ptrace_scope = 1. */
 	prctl(PR_SET_PTRACER, (unsigned long)server, 0, 0, 0);
 	return 0;
@@ -258,7 +261,10 @@ static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, u
 		int32_t fd;
 		if (read_all(conn, &fd, 4))
 			return BROKEN;
-		place(fd, cloexec);
+		if (op == OP_MMAP)
+			vals[i < 4 ? i : 3] = fd;
+		else
+			place(fd, cloexec);
 	}
 	return s.ret;
 }
@@ -530,3 +536,52 @@ FILE *fopen(const char *path, const char *mode)
 }
 
 FILE *fopen64(const char *path, const char *mode) __attribute__((alias("fopen")));
+
+/*
+ * mmap of a sim file: the sim's driver decides (its checks, its errno) and puts the pages it maps
+ * in a memfd of the server's, which the program maps through /proc/SERVER/fd/N, so the program and
+ * the sim see the same bytes. The server holds the driver's VMA reference until munmap or exit.
+ */
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	char path[64];
+	int64_t ret;
+	int32_t memfd, pgoff, token;
+	int f, e;
+	void *p;
+
+	if (!is_sim(fd))
+		return real_mmap(addr, len, prot, flags, fd, off);
+	pthread_mutex_lock(&lock);
+	ret = connect_locked() ? -errno : call_locked(OP_MMAP, fd, len, ((uint64_t)(uint32_t)flags << 32) | (uint32_t)prot, off, NULL, 0, 0);
+	memfd = vals[0];
+	pgoff = vals[1];
+	token = vals[2];
+	pthread_mutex_unlock(&lock);
+	if (ret < 0) {
+		errno = ret == BROKEN ? EIO : (int)-ret;
+		return MAP_FAILED;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)server_pid, memfd);
+	f = real_open(path, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	p = f < 0 ? MAP_FAILED : real_mmap(addr, len, prot, flags, f, (off_t)pgoff * getpagesize());
+	e = errno;
+	if (f >= 0)
+		real_close(f);
+	call(OP_MMAP_PLACED, token, p == MAP_FAILED ? 0 : (uintptr_t)p, len, 0, NULL, 0, 0);
+	if (p == MAP_FAILED)
+		errno = e;
+	else
+		sim_mapped = 1;
+	return p;
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) __attribute__((alias("mmap")));
+
+int munmap(void *addr, size_t len)
+{
+	int r = real_munmap(addr, len);
+	if (r == 0 && sim_mapped && sock_path)
+		call(OP_MUNMAP, (uintptr_t)addr, len, 0, 0, NULL, 0, 0);
+	return r;
+}

@@ -48,11 +48,12 @@ function argBytes(mm: RemoteMm, request: number, type: number, arg: number): Uin
   if (type === VFIO_TYPE && request === VFIO_GROUP_SET_CONTAINER) return prefix(mm, arg, 4);
   if (type === VFIO_TYPE) {
     // iommufd's size and VFIO's argsz are both the first u32. A VFIO handler copies its minsz in
-    // before it looks at argsz, so at least MIN_READ bytes are read (they stop at a fault anyway).
-    const head = prefix(mm, arg, 4);
+    // before it looks at argsz, so at least MIN_READ bytes are read (they stop at a fault anyway);
+    // one read covers the common case.
+    const head = prefix(mm, arg, MIN_READ);
     if (head.length < 4) return head;
-    const size = new DataView(head.buffer).getUint32(0, true);
-    return prefix(mm, arg, Math.min(Math.max(size, MIN_READ), MAX_ARG));
+    const size = Math.min(Math.max(new DataView(head.buffer).getUint32(0, true), MIN_READ), MAX_ARG);
+    return size <= MIN_READ || head.length < MIN_READ ? head : prefix(mm, arg, size);
   }
   // Any other ioctl: its encoded size (an unknown one gets ENOTTY from the sim either way).
   return prefix(mm, arg, iocSize(request));

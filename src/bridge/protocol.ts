@@ -35,7 +35,19 @@ export const OP = {
   FORK: 10,
   /** a0: a pid. Answers that sim process's locked_vm * 2^32 + pinned_vm (pages), 0 when the pid is not bridged. */
   VMSTAT: 11,
+  /**
+   * a0: fd, a1: length, a2: prot | flags << 32, a3: offset. The driver's mmap; answers 0 with three
+   * values in the descriptor list: the server's memfd holding the pages, the page offset in it, and
+   * a token for MMAP_PLACED.
+   */
+  MMAP: 12,
+  /** a0: the token, a1: where the program mapped it (0: its mmap failed), a2: the length. */
+  MMAP_PLACED: 13,
+  /** a0: address, a1: length the program unmapped. */
+  MUNMAP: 14,
 } as const;
+
+const NO_PAYLOAD = new Uint8Array(0);
 
 export interface Request {
   op: number;
@@ -69,7 +81,7 @@ export function parseRequests(buf: Uint8Array): { requests: Request[]; used: num
       a1: u64(v, at + 16),
       a2: u64(v, at + 24),
       a3: u64(v, at + 32),
-      payload: buf.slice(at + REQ_HEADER, at + len),
+      payload: len > REQ_HEADER ? buf.slice(at + REQ_HEADER, at + len) : NO_PAYLOAD,
     });
     at += len;
   }
@@ -82,7 +94,10 @@ export function encodeResponse(ret: number, fds: readonly number[]): Uint8Array 
   const v = new DataView(out.buffer);
   v.setUint32(0, out.length, true);
   v.setUint32(4, fds.length, true);
-  v.setBigInt64(8, BigInt(ret), true);
+  // an i64 from a JS number (every result fits 53 bits): no BigInt
+  const high = Math.floor(ret / 2 ** 32);
+  v.setUint32(8, ret - high * 2 ** 32, true);
+  v.setInt32(12, high, true);
   fds.forEach((fd, i) => v.setInt32(RESP_HEADER + 4 * i, fd, true));
   return out;
 }

@@ -12,7 +12,7 @@
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { ERRNO } from '../ioasid/errors.js';
 import { kerr } from '../backends/sim/kernel/errno.js';
-import { PAGE_SIZE, PageStore, SimMm, type Vma } from '../backends/sim/kernel/mm.js';
+import { PAGE_SIZE, PageStore, rangeAt, SimMm, type DeviceMapping, type Vma, type VmaOps } from '../backends/sim/kernel/mm.js';
 import { PROT_READ, PROT_WRITE } from '../backends/types.js';
 import { libc } from '../backends/linux/libc.js';
 
@@ -46,6 +46,8 @@ export class RemotePageStore extends PageStore {
 /** The page stores of every bridged process, shared so that shared pages are one store. */
 export class StoreRegistry {
   private readonly stores = new Map<string, RemotePageStore>();
+  /** The address spaces of the processes still connected. */
+  readonly live = new Set<RemoteMm>();
 
   get(key: string): RemotePageStore {
     let s = this.stores.get(key);
@@ -57,6 +59,35 @@ export class StoreRegistry {
   forgetProcess(pid: number): void {
     for (const [k, s] of this.stores) if (k.startsWith(`a:${pid}:`) && !s.pins.some((n) => n)) this.stores.delete(k);
   }
+}
+
+interface SimMapping {
+  start: number;
+  end: number;
+  ops: VmaOps;
+}
+
+/** The server's memfd holding each shared sim page store (stores outlive no server). */
+const sharedStores = new WeakMap<PageStore, number>();
+
+/**
+ * Move a sim page store's bytes into a memfd the program can map: the store's bytes become a view
+ * of the server's own mapping of it, so what the sim writes the program reads, and the other way.
+ */
+function shareStore(store: PageStore): number {
+  const known = sharedStores.get(store);
+  if (known !== undefined) return known;
+  const c = libc();
+  const size = Math.max(PAGE_SIZE, Math.ceil(store.bytes.length / PAGE_SIZE) * PAGE_SIZE);
+  const fd = c.memfd_create('ioasid-sim-pages', 1 /* MFD_CLOEXEC */);
+  if (fd < 0 || c.ftruncate(fd, size) !== 0) kerr(ERRNO.ENOMEM);
+  const addr = c.mmap(null, size, PROT_READ | PROT_WRITE, 0x01 /* MAP_SHARED */, fd, 0);
+  if (addr === null || addr === 0xffff_ffff_ffff_ffffn) kerr(ERRNO.ENOMEM);
+  const bytes = new Uint8Array(c.view(addr, size));
+  bytes.set(store.bytes);
+  store.bytes = bytes.subarray(0, store.bytes.length);
+  sharedStores.set(store, fd);
+  return fd;
 }
 
 interface MapsLine {
@@ -130,9 +161,9 @@ class ProcessVm {
     while (done < buf.length) {
       const n = Math.min(SCRATCH, buf.length - done);
       if (write) ProcessVm.scratch.set(buf.subarray(done, done + n));
-      this.lv.setBigUint64(8, BigInt(n), true);
-      this.rv.setBigUint64(0, BigInt(addr + done), true);
-      this.rv.setBigUint64(8, BigInt(n), true);
+      setU64(this.lv, 8, n);
+      setU64(this.rv, 0, addr + done);
+      setU64(this.rv, 8, n);
       const got = write ? c.process_vm_writev(this.pid, this.local, 1, this.remote, 1, 0) : c.process_vm_readv(this.pid, this.local, 1, this.remote, 1, 0);
       if (got < 0 && c.errno() === ENOSYS) {
         ProcessVm.crossMemory = false;
@@ -171,9 +202,17 @@ class ProcessVm {
   }
 }
 
+/** A u64 field from a JS number (exact below 2^53, as every address and length here is): no BigInt. */
+function setU64(v: DataView, at: number, n: number): void {
+  v.setUint32(at, n >>> 0, true);
+  v.setUint32(at + 4, Math.floor(n / 2 ** 32), true);
+}
+
 export class RemoteMm extends SimMm {
-  private readonly vm: ProcessVm;
+  readonly vm: ProcessVm;
   private maps: MapsLine[] | null = null;
+  /** The maps as last read while the process lived: where its shared pages were, after it exits. */
+  private lastMaps: MapsLine[] = [];
 
   constructor(
     readonly pid: number,
@@ -181,6 +220,7 @@ export class RemoteMm extends SimMm {
   ) {
     super();
     this.vm = new ProcessVm(pid);
+    registry.live.add(this);
   }
 
   /** The program may have mapped or unmapped memory since the last call: read its maps again when asked. */
@@ -215,16 +255,55 @@ export class RemoteMm extends SimMm {
 
   override read(addr: number, dst: Uint8Array): void {
     if (!(addr >= 0 && addr + dst.length <= TASK_SIZE)) kerr(ERRNO.EFAULT);
-    if (dst.length && this.readPrefix(addr, dst) !== dst.length) kerr(ERRNO.EFAULT);
+    if (dst.length && this.readPrefix(addr, dst) !== dst.length && !this.throughSharers(false, addr, dst)) kerr(ERRNO.EFAULT);
   }
 
   override write(addr: number, src: Uint8Array): void {
-    if (!this.writeRaw(addr, src)) kerr(ERRNO.EFAULT);
+    if (!this.writeRaw(addr, src) && !this.throughSharers(true, addr, src)) kerr(ERRNO.EFAULT);
   }
 
-  /** The process is gone (or the server is done with it). */
+  /**
+   * The pages of a process that has exited stay as long as something pins them, as the kernel
+   * keeps pinned pages of a dead mm. Pages of a shared object are reached through a live process
+   * that maps the same object; private pages of a dead process are gone (EFAULT).
+   */
+  private throughSharers(write: boolean, addr: number, buf: Uint8Array): boolean {
+    if (this.registry.live.has(this) && this.readMaps().length) return false; // alive: a real fault
+    let done = 0;
+    while (done < buf.length) {
+      const a = addr + done;
+      const line = rangeAt(this.lastMaps, a);
+      if (!line?.object.startsWith('f:')) return false;
+      const page = line.pgoff + Math.floor((a - line.start) / PAGE_SIZE);
+      const via = this.sharer(line.object, page);
+      if (!via) return false;
+      const n = Math.min(buf.length - done, line.end - a, via.line.end - via.addr(page, a));
+      const part = buf.subarray(done, done + n);
+      const moved = write ? via.mm.vm.write(via.addr(page, a), part) : via.mm.vm.read(via.addr(page, a), part);
+      if (moved !== n) return false;
+      done += n;
+    }
+    return true;
+  }
+
+  /** A live process mapping page `page` of `object`, and where. */
+  private sharer(object: string, page: number): { mm: RemoteMm; line: MapsLine; addr: (page: number, a: number) => number } | null {
+    for (const mm of this.registry.live) {
+      if (mm === this) continue;
+      const line = (mm.maps ??= mm.readMaps()).find((l) => l.object === object && page >= l.pgoff && page < l.pgoff + (l.end - l.start) / PAGE_SIZE);
+      if (line) return { mm, line, addr: (p, a) => line.start + (p - line.pgoff) * PAGE_SIZE + (a % PAGE_SIZE) };
+    }
+    return null;
+  }
+
+  /** The process is gone (or the server is done with it): its mappings of sim files close. */
   release(): void {
+    for (const p of this.pending.values()) p.ops.close();
+    this.pending.clear();
+    for (const v of this.simMaps) v.ops.close();
+    this.simMaps = [];
     this.vm.close();
+    this.registry.live.delete(this);
   }
 
   /** The program's memory is its own: the sim cannot lend a live view of it. */
@@ -234,16 +313,8 @@ export class RemoteMm extends SimMm {
 
   /** A VMA of the program, cut to one chunk of its object's pages. */
   override find(addr: number): Vma | undefined {
-    const maps = (this.maps ??= this.readMaps());
-    let lo = 0;
-    let hi = maps.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (maps[mid]!.end <= addr) lo = mid + 1;
-      else hi = mid;
-    }
-    const m = maps[lo];
-    if (!m || m.start > addr) return undefined;
+    const m = rangeAt((this.maps ??= this.readMaps()), addr);
+    if (!m) return undefined;
     const page = m.pgoff + Math.floor((addr - m.start) / PAGE_SIZE);
     const chunk = Math.floor(page / CHUNK_PAGES);
     const chunkStart = m.start + (chunk * CHUNK_PAGES - m.pgoff) * PAGE_SIZE;
@@ -261,18 +332,70 @@ export class RemoteMm extends SimMm {
     return { store: v.store, offset: v.pgoff * PAGE_SIZE + (addr - v.start) };
   }
 
-  /** The program maps its own memory through the real kernel; sim files cannot be mapped into it yet. */
+  /** The program maps its own memory through the real kernel: the sim never places anonymous or memfd pages in it. */
   override mmap(): number {
     return kerr(ERRNO.ENODEV);
   }
 
-  override mmapDevice(): number {
-    return kerr(ERRNO.ENODEV);
+  /**
+   * A sim file's f_op->mmap for the program: the driver checks the request and hands its pages,
+   * which move into a memfd of the server's (shareStore) so the program can map them. Returns a
+   * token; the program's own mmap then places them, and placed() records where.
+   */
+  override mmapDevice(_addr: number, length: number, _prot: number, _flags: number, _offset: number, driverMmap: (len: number) => DeviceMapping): number {
+    if (length <= 0) kerr(ERRNO.EINVAL);
+    const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const m = driverMmap(len);
+    if (m.mmio) {
+      // a BAR's registers are computed on access: plain shared memory cannot stand for them
+      m.ops.close();
+      kerr(ERRNO.ENODEV);
+    }
+    const token = this.nextToken++;
+    this.pending.set(token, { ops: m.ops, memfd: shareStore(m.store), pgoff: m.pgoff ?? 0 });
+    return token;
   }
 
-  override munmap(): void {
-    kerr(ERRNO.EINVAL);
+  /** What the program needs to map a pending mapping: the server's memfd and the page offset in it. */
+  pendingMapping(token: number): { memfd: number; pgoff: number } | undefined {
+    return this.pending.get(token);
   }
+
+  /** The program mapped pending mapping `token` at `addr` (0: its mmap failed, the driver's hold goes). */
+  placed(token: number, addr: number, length: number): void {
+    const p = this.pending.get(token);
+    if (!p) return;
+    this.pending.delete(token);
+    if (!addr) {
+      p.ops.close();
+      return;
+    }
+    this.simMaps.push({ start: addr, end: addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE, ops: p.ops });
+  }
+
+  /** The program unmapped [addr, addr + length): the driver sees its VMAs close or split, as SimMm.munmap does. */
+  override munmap(addr: number, length: number): void {
+    const end = addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const out: SimMapping[] = [];
+    for (const v of this.simMaps) {
+      if (v.end <= addr || v.start >= end) {
+        out.push(v);
+        continue;
+      }
+      const pieces: SimMapping[] = [];
+      if (v.start < addr) pieces.push({ ...v, end: addr });
+      if (v.end > end) pieces.push({ ...v, start: end });
+      out.push(...pieces);
+      if (pieces.length === 0) v.ops.close();
+      if (pieces.length === 2) v.ops.open();
+    }
+    this.simMaps = out;
+  }
+
+  private nextToken = 1;
+  private readonly pending = new Map<number, { ops: VmaOps; memfd: number; pgoff: number }>();
+  /** The sim files' pages the program has mapped, with the driver's VMA operations. */
+  private simMaps: SimMapping[] = [];
 
   private readMaps(): MapsLine[] {
     let text: string;
@@ -281,6 +404,7 @@ export class RemoteMm extends SimMm {
     } catch {
       return [];
     }
+    if (!text) return [];
     const out: MapsLine[] = [];
     for (const line of text.split('\n')) {
       // start-end perms offset dev inode [path]
@@ -306,6 +430,7 @@ export class RemoteMm extends SimMm {
         object,
       });
     }
+    if (out.length) this.lastMaps = out;
     return out;
   }
 }

@@ -22,6 +22,7 @@ import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Request } from 
 import { StoreRegistry } from './remote_mm.js';
 import { bridgeIoctl } from './ioctl.js';
 
+const EMPTY = new Uint8Array(0);
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 /** The most one read(2)/write(2) moves through the bridge in one call. */
@@ -36,12 +37,21 @@ export interface ServeOptions {
   selftest?: boolean;
 }
 
+/** A connection before and after its HELLO: the bytes not yet parsed, and the session once made. */
+export interface Connection {
+  readonly pid: number;
+  readonly end: () => void;
+  pending: Uint8Array;
+  session?: Session;
+}
+
 /** One connected program process. */
 interface Session {
   pid: number;
   proc: BridgeProcess;
   binding: SimBinding;
-  socket: Socket;
+  /** Close the transport (the program's connection). */
+  end: () => void;
   /** Descriptor tables kept for children about to be forked, by token. */
   forks: Map<number, [number, import('../backends/sim/kernel/process.js').SimFile][]>;
 }
@@ -51,7 +61,7 @@ export class BridgeServer {
   /** The socket's path: give it to programs as IOASID_BRIDGE_SOCKET. */
   readonly socketPath: string;
   private readonly dir: string;
-  private readonly server: Server;
+  private server: Server | undefined;
   private readonly sessions = new Map<number, Session>();
   private readonly registry = new StoreRegistry();
   private readonly refs = new FileRefs();
@@ -64,17 +74,25 @@ export class BridgeServer {
     // mkdtemp makes it 0700; check rather than trust, since the directory is the access control.
     if ((statSync(this.dir).mode & 0o777) !== 0o700) throw new Error(`bridge: ${this.dir} is not private (mode 0700)`);
     this.socketPath = join(this.dir, 'sock');
-    this.server = createServer((s) => this.accept(s));
   }
 
-  /** Start serving: resolves once the socket listens. */
+  /** Start serving on Node's event loop: resolves once the socket listens. */
   static async listen(opts: ServeOptions = {}): Promise<BridgeServer> {
     const b = new BridgeServer(opts);
+    const server = (b.server = createServer((s) => b.accept(s)));
     await new Promise<void>((resolve, reject) => {
-      b.server.once('error', reject);
-      b.server.listen(b.socketPath, () => resolve());
+      server.once('error', reject);
+      server.listen(b.socketPath, () => resolve());
     });
     return b;
+  }
+
+  /**
+   * A server whose transport the caller drives (blocking.ts's loop, which `ioasid serve -- CMD`
+   * uses: a dedicated process that does nothing else answers faster than the event loop).
+   */
+  static create(opts: ServeOptions = {}): BridgeServer {
+    return new BridgeServer(opts);
   }
 
   /** The environment a program needs to run against this server with the preload library at `preload`. */
@@ -94,9 +112,59 @@ export class BridgeServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.sessions.values()) s.socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of [...this.sessions.values()]) s.end();
+    const server = this.server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** A new connection from `peer` (SO_PEERCRED): null when its uid is not the server's. */
+  connect(peer: { pid: number; uid: number } | null, end: () => void): Connection | null {
+    if (!peer || peer.uid !== this.uid) return null;
+    return { pid: peer.pid, end, pending: new Uint8Array(0) };
+  }
+
+  /**
+   * Bytes from a connection: the replies to send, in order, and whether to close it after them
+   * (a protocol error). Never throws.
+   */
+  feed(c: Connection, chunk: Uint8Array): { replies: Uint8Array[]; close: boolean } {
+    const buf = c.pending.length ? concat(c.pending, chunk) : chunk;
+    const { requests, used, bad } = parseRequests(buf);
+    const replies: Uint8Array[] = [];
+    for (const r of requests) {
+      if (r.op === OP.HELLO) {
+        if (c.session) {
+          replies.push(encodeResponse(-ERRNO.EPROTO, []));
+          continue;
+        }
+        const made = this.hello(c.pid, r, c.end);
+        if (typeof made === 'number') {
+          replies.push(encodeResponse(made, []));
+          return { replies, close: true };
+        }
+        c.session = made;
+        replies.push(encodeResponse(process.pid, []));
+        continue;
+      }
+      if (!c.session) {
+        replies.push(encodeResponse(-ERRNO.EPROTO, []));
+        return { replies, close: true };
+      }
+      replies.push(this.handle(c.session, r));
+    }
+    if (bad) {
+      replies.push(encodeResponse(-ERRNO.EPROTO, []));
+      return { replies, close: true };
+    }
+    c.pending = used === buf.length ? EMPTY : buf.slice(used);
+    return { replies, close: false };
+  }
+
+  /** The connection is gone: its process's sim process goes with it. */
+  disconnect(c: Connection): void {
+    if (c.session && this.sessions.get(c.session.pid) === c.session) this.exit(c.session);
+    c.session = undefined;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -104,55 +172,26 @@ export class BridgeServer {
   }
 
   private accept(socket: Socket): void {
-    const peer = peerCred(socket);
-    if (!peer || peer.uid !== this.uid) {
+    const c = this.connect(peerCred(socketFd(socket)), () => socket.destroy());
+    if (!c) {
       socket.destroy();
       return;
     }
-    let pending = new Uint8Array(0);
-    let session: Session | undefined;
     socket.on('data', (chunk: Buffer) => {
-      const buf = pending.length ? concat(pending, chunk) : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
-      const { requests, used, bad } = parseRequests(buf);
-      for (const r of requests) {
-        if (r.op === OP.HELLO) {
-          if (session) {
-            socket.write(encodeResponse(-ERRNO.EPROTO, []));
-            continue;
-          }
-          const made = this.hello(peer.pid, r, socket);
-          if (typeof made === 'number') {
-            socket.end(encodeResponse(made, []));
-            return;
-          }
-          session = made;
-          socket.write(encodeResponse(process.pid, []));
-          continue;
-        }
-        if (!session) {
-          socket.end(encodeResponse(-ERRNO.EPROTO, []));
-          return;
-        }
-        socket.write(this.handle(session, r));
-      }
-      if (bad) {
-        socket.end(encodeResponse(-ERRNO.EPROTO, []));
-        return;
-      }
-      pending = buf.slice(used);
+      const { replies, close } = this.feed(c, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+      for (const r of replies) socket.write(r);
+      if (close) socket.end();
     });
     socket.on('error', () => {});
-    socket.on('close', () => {
-      if (session) this.exit(session);
-    });
+    socket.on('close', () => this.disconnect(c));
   }
 
   /** A process connects: a new sim process, or a forked child that inherits its parent's descriptors. */
-  private hello(pid: number, r: Request, socket: Socket): Session | number {
+  private hello(pid: number, r: Request, end: () => void): Session | number {
     if (r.a1 !== BRIDGE_VERSION) return -ERRNO.EPROTO;
     if (this.sessions.has(pid)) return -ERRNO.EBUSY;
     const proc = new BridgeProcess(this.kernel.user(this.uid), pid, this.registry, this.refs);
-    const session: Session = { pid, proc, binding: new SimBinding(this.kernel, proc), socket, forks: new Map() };
+    const session: Session = { pid, proc, binding: new SimBinding(this.kernel, proc), end, forks: new Map() };
     if (r.a0) {
       const parent = this.sessions.get(r.a0);
       const kept = parent?.forks.get(r.a2);
@@ -183,6 +222,7 @@ export class BridgeServer {
     proc.begin();
     let ret: number;
     try {
+      if (r.op === OP.MMAP) return this.mmap(s, r);
       ret = this.call(s, r);
     } catch (e) {
       if (e instanceof IommuError) ret = -e.errno;
@@ -194,6 +234,16 @@ export class BridgeServer {
     // a failed call leaves no descriptor behind it
     if (ret < 0) proc.dropInstalled();
     return encodeResponse(ret, proc.installed);
+  }
+
+  /** OP.MMAP: the values the program needs travel in the descriptor list (protocol.ts). */
+  private mmap(s: Session, r: Request): Uint8Array {
+    const prot = r.a2 % 2 ** 32;
+    const flags = Math.floor(r.a2 / 2 ** 32);
+    s.proc.simFile(r.a0); // EBADF unless a sim descriptor
+    const token = Number(s.binding.mmap(0n, r.a1, prot, flags, r.a0, r.a3));
+    const m = s.proc.mm.pendingMapping(token)!;
+    return encodeResponse(0, [m.memfd, m.pgoff, token]);
   }
 
   private call(s: Session, r: Request): number {
@@ -232,6 +282,12 @@ export class BridgeServer {
         s.forks.set(token, kept);
         return token;
       }
+      case OP.MMAP_PLACED:
+        mm.placed(r.a0, r.a1, r.a2);
+        return 0;
+      case OP.MUNMAP:
+        mm.munmap(r.a0, r.a1);
+        return 0;
       case OP.VMSTAT: {
         const mmOf = this.sessions.get(r.a0)?.proc.mm;
         return mmOf ? mmOf.lockedVm * 2 ** 32 + mmOf.pinnedVm : 0;
@@ -242,10 +298,15 @@ export class BridgeServer {
   }
 }
 
-/** SO_PEERCRED of a unix socket: the peer's pid and uid as the kernel recorded them at connect. */
-function peerCred(socket: Socket): { pid: number; uid: number } | null {
+/** The descriptor under a net.Socket (libuv's pipe handle), or -1. */
+function socketFd(socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return null;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+/** SO_PEERCRED of a unix socket: the peer's pid and uid as the kernel recorded them at connect. */
+export function peerCred(fd: number): { pid: number; uid: number } | null {
+  if (fd < 0) return null;
   const cred = new Uint8Array(12);
   const len = new Uint8Array(4);
   new DataView(len.buffer).setUint32(0, 12, true);

@@ -1,16 +1,20 @@
 /** `ioasid serve`: a sim machine behind the preload bridge (src/bridge), for one command or until interrupted. */
 import { spawn } from 'node:child_process';
+import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { MachineDesc } from '../backends/sim/machine/machine.js';
+import { libc } from '../backends/linux/libc.js';
+import { listenBlocking, serveBlocking } from '../bridge/blocking.js';
 import { BridgeServer } from '../bridge/server.js';
 import { preloadLibrary } from '../bridge/preload.js';
 import type { Io } from './main.js';
 
 export async function serveCommand(command: readonly string[], machine: MachineDesc | undefined, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
   const lib = preloadLibrary(env);
-  const server = await BridgeServer.listen(machine ? { machine } : {});
-  try {
-    if (!command.length) {
+  const opts = machine ? { machine } : {};
+  if (!command.length) {
+    const server = await BridgeServer.listen(opts);
+    try {
       io.out(`IOASID_BRIDGE_SOCKET=${server.socketPath}`);
       io.out(`LD_PRELOAD=${lib}`);
       io.out('serving; interrupt to stop');
@@ -19,21 +23,37 @@ export async function serveCommand(command: readonly string[], machine: MachineD
         process.once('SIGTERM', resolve);
       });
       return 0;
+    } finally {
+      await server.close();
     }
+  }
+  // One command: this process only serves it, so the blocking transport (blocking.ts) answers.
+  const server = BridgeServer.create(opts);
+  const listenFd = listenBlocking(server);
+  try {
     const child = spawn(command[0]!, command.slice(1), { env: server.env(lib, env), stdio: 'inherit' });
-    return await new Promise<number>((resolve) => {
+    const status = new Promise<number>((resolve) => {
       child.once('error', (e) => {
         io.err(`ioasid serve: ${command[0]}: ${e.message}`);
         resolve(127);
       });
-      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? osSignal(signal) : 0)));
+      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] ?? 0 : 0)));
     });
+    if (child.pid !== undefined) {
+      const pidfd = libc().pidfd_open(child.pid, 0);
+      if (pidfd < 0) {
+        child.kill('SIGKILL');
+        throw new Error(`pidfd_open failed (errno ${libc().errno()}): Linux 5.3 or later is needed`);
+      }
+      try {
+        serveBlocking(server, listenFd, pidfd);
+      } finally {
+        closeSync(pidfd);
+      }
+    }
+    return await status;
   } finally {
+    closeSync(listenFd);
     await server.close();
   }
-}
-
-/** A signal's number, for the shell's 128 + N exit status. */
-function osSignal(name: NodeJS.Signals): number {
-  return constants.signals[name] ?? 0;
 }

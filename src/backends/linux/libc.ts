@@ -53,6 +53,10 @@ export interface Libc {
   process_vm_writev(pid: number, local: Uint8Array, liovcnt: number, remote: Uint8Array, riovcnt: number, flags: number): number;
   getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint8Array): number;
   pidfd_open(pid: number, flags: number): number;
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Uint8Array, len: number): number;
+  listen(fd: number, backlog: number): number;
+  accept4(fd: number, addr: Uint8Array | null, len: Uint8Array | null, flags: number): number;
   pidfd_getfd(pidfd: number, targetfd: number, flags: number): number;
 }
 
@@ -103,6 +107,10 @@ function load(): Libc {
     errno: () => koffi.errno(),
     process_vm_readv: lib.func('intptr_t process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
     process_vm_writev: lib.func('intptr_t process_vm_writev(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
+    socket: lib.func('int socket(int domain, int type, int protocol)'),
+    bind: lib.func('int bind(int fd, void *addr, unsigned int len)'),
+    listen: lib.func('int listen(int fd, int backlog)'),
+    accept4: lib.func('int accept4(int fd, void *addr, void *len, int flags)'),
     getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
     pidfd_open: lib.func('int syscall(long nr, int pid, unsigned int flags)').bind(null, SYS_pidfd_open) as (pid: number, flags: number) => number,
     pidfd_getfd: lib.func('int syscall(long nr, int pidfd, int targetfd, unsigned int flags)').bind(null, SYS_pidfd_getfd) as (pidfd: number, fd: number, flags: number) => number,

@@ -266,16 +266,7 @@ export class SimMm {
   }
 
   find(addr: number): Vma | undefined {
-    const vmas = this.vmas;
-    let lo = 0;
-    let hi = vmas.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (vmas[mid]!.end <= addr) lo = mid + 1;
-      else hi = mid;
-    }
-    const v = vmas[lo];
-    return v && v.start <= addr ? v : undefined;
+    return rangeAt(this.vmas, addr);
   }
 
   /**
@@ -386,6 +377,19 @@ export class SimMm {
     if (!v) kerr(ERRNO.EFAULT);
     return v.store.pins[v.pgoff + Math.floor((addr - v.start) / PAGE_SIZE)] ?? 0;
   }
+}
+
+/** The range of a sorted, non-overlapping list that holds `addr` (find_vma's walk), by bisection. */
+export function rangeAt<T extends { start: number; end: number }>(ranges: readonly T[], addr: number): T | undefined {
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ranges[mid]!.end <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  const r = ranges[lo];
+  return r && r.start <= addr ? r : undefined;
 }
 
 /** Zeroed bytes for a page store; ENOMEM when the host cannot give them. */

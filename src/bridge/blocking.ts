@@ -1,0 +1,119 @@
+/**
+ * The bridge's own transport for a dedicated server process (`ioasid serve -- CMD`): one blocking
+ * poll(2) over the listening socket, the connections and the command's pidfd, with read(2) and
+ * write(2) straight through libc. Node's streams cost tens of microseconds per message; this
+ * costs the syscalls. The event loop does not run meanwhile, so the loop returns once the command
+ * has exited and every program process it started has disconnected.
+ */
+import { libc } from '../backends/linux/libc.js';
+import type { BridgeServer, Connection } from './server.js';
+import { peerCred } from './server.js';
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const POLLIN = 0x1;
+const POLLERR = 0x8;
+const POLLHUP = 0x10;
+const EINTR = 4;
+const EAGAIN = 11;
+/** sizeof(struct sockaddr_un). */
+const SOCKADDR_UN = 110;
+const READ_SIZE = 1 << 16;
+
+interface Client {
+  fd: number;
+  conn: Connection;
+}
+
+/** Listen on `server.socketPath` with a socket of our own (not libuv's). */
+export function listenBlocking(server: BridgeServer): number {
+  const c = libc();
+  const fd = c.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new Error(`bridge: socket: errno ${c.errno()}`);
+  const addr = new Uint8Array(SOCKADDR_UN);
+  new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
+  const path = new TextEncoder().encode(server.socketPath);
+  if (path.length >= SOCKADDR_UN - 2) throw new Error(`bridge: socket path too long: ${server.socketPath}`);
+  addr.set(path, 2);
+  if (c.bind(fd, addr, 2 + path.length + 1) !== 0 || c.listen(fd, 128) !== 0) {
+    const e = c.errno();
+    c.close(fd);
+    throw new Error(`bridge: cannot listen on ${server.socketPath}: errno ${e}`);
+  }
+  return fd;
+}
+
+/** Serve until the process behind `pidfd` has exited and no program is connected. */
+export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: number): void {
+  const c = libc();
+  const clients: Client[] = [];
+  const buf = new Uint8Array(READ_SIZE);
+  let exited = false;
+  let pfds = new Uint8Array(0);
+  const drop = (cl: Client): void => {
+    const i = clients.indexOf(cl);
+    if (i < 0) return;
+    clients.splice(i, 1);
+    c.close(cl.fd);
+    server.disconnect(cl.conn);
+  };
+  while (!exited || clients.length) {
+    const n = 2 + clients.length;
+    if (pfds.length < n * 8) pfds = new Uint8Array(n * 16);
+    const v = new DataView(pfds.buffer);
+    const fds = [listenFd, exited ? -1 : pidfd, ...clients.map((cl) => cl.fd)];
+    fds.forEach((fd, i) => {
+      v.setInt32(i * 8, fd, true);
+      v.setInt16(i * 8 + 4, POLLIN, true);
+      v.setInt16(i * 8 + 6, 0, true);
+    });
+    const ready = c.poll(pfds, n, -1);
+    if (ready < 0) {
+      if (c.errno() === EINTR) continue;
+      throw new Error(`bridge: poll: errno ${c.errno()}`);
+    }
+    const revents = (i: number): number => v.getInt16(i * 8 + 6, true);
+    if (revents(1)) exited = true;
+    const current = [...clients];
+    current.forEach((cl, k) => {
+      const re = revents(2 + k);
+      if (!re) return;
+      const got = re & POLLIN ? c.read(cl.fd, buf, buf.length) : 0;
+      if (got < 0 && (c.errno() === EINTR || c.errno() === EAGAIN)) return;
+      if (got <= 0 || re & (POLLERR | POLLHUP) && !(re & POLLIN)) {
+        drop(cl);
+        return;
+      }
+      const { replies, close } = server.feed(cl.conn, buf.slice(0, got));
+      for (const r of replies) if (!writeAll(cl.fd, r)) return drop(cl);
+      if (close) drop(cl);
+    });
+    if (revents(0) & POLLIN) {
+      const fd = c.accept4(listenFd, null, null, SOCK_CLOEXEC);
+      if (fd >= 0) {
+        const cl: Client = { fd, conn: null as unknown as Connection };
+        const conn = server.connect(peerCred(fd), () => drop(cl));
+        if (conn) {
+          cl.conn = conn;
+          clients.push(cl);
+        } else {
+          c.close(fd);
+        }
+      }
+    }
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array): boolean {
+  const c = libc();
+  let done = 0;
+  while (done < bytes.length) {
+    const part = done ? bytes.subarray(done) : bytes;
+    const n = c.write(fd, part, part.length);
+    if (n < 0 && c.errno() === EINTR) continue;
+    if (n <= 0) return false;
+    done += n;
+  }
+  return true;
+}
