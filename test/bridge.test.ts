@@ -53,6 +53,11 @@ describe.skipIf(!built)('bridge: unmodified programs against the sim', () => {
     if (IN_GUEST) expect(execFileSync(bin, { encoding: 'utf8' })).toBe(shown![1]);
   });
 
+  it('a program that never touches the sim runs as without the bridge (a shell, ls with libselinux\'s early fopen)', async () => {
+    const r = await runBridged('sh', ['-c', `ls -d ${JSON.stringify(root)} && echo "$IOASID_BRIDGE_SOCKET" | grep -c sock`]);
+    expect(r).toEqual({ code: 0, stdout: `${root}\n1\n`, stderr: '' });
+  });
+
   it('serves only from a private directory (mode 0700)', async () => {
     await using server = await BridgeServer.listen();
     expect(statSync(dirname(server.socketPath)).mode & 0o777).toBe(0o700);

@@ -61,7 +61,7 @@ beforeAll(async () => {
   if (SKIP) return;
   tmp = mkdtempSync(join(tmpdir(), 'ioasid-packaging-'));
   const stage = join(tmp, 'clone');
-  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs', 'examples']) {
+  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs', 'examples', 'native']) {
     cpSync(join(root, f), join(stage, f), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
@@ -79,7 +79,7 @@ beforeAll(async () => {
 
   for (const ex of docs) writeFileSync(join(app, 'examples', exampleFile(ex)), `${ex.code}\nexport {};\n`);
   // the programs the package ships in examples/, as a user copies them out of it
-  shipped = packed.filter((p) => p.startsWith('examples/')).map((p) => p.slice('examples/'.length));
+  shipped = packed.filter((p) => /^examples\/[\w-]+\.ts$/.test(p)).map((p) => p.slice('examples/'.length));
   for (const f of shipped) cpSync(join(app, 'node_modules', PKG.name, 'examples', f), join(app, 'examples', f));
   writeFileSync(join(app, 'examples', 'control.ts'), CONTROL);
   writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
@@ -102,8 +102,9 @@ const CONTROL_ERROR = new RegExp(`^examples/control\\.ts\\(1,10\\): error TS2305
 describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
   it('holds the build, the docs, the README and the LICENSE, and nothing else', () => {
     expect(packed).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'docs/install.md']));
-    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|examples\/[\w-]+\.ts|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
+    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|examples\/[\w-]+\.ts|(examples|native)\/bridge\/[\w-]+\.c|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
     expect(packed).toContain('examples/edu-driver.ts'); // docs/driver-guide.md's driver
+    expect(packed).toContain('native/bridge/ioasid_preload.c'); // what `ioasid serve` compiles on first use
     const targets = Object.values(PKG.exports).flatMap((t) => (typeof t === 'string' ? [t] : [t.types, t.default]));
     for (const t of [...targets, ...Object.values(PKG.bin)]) expect(packed, t).toContain(t.replace(/^\.\//, ''));
     // a build from src alone: no tests, no benchmarks
@@ -156,6 +157,12 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
       expect(errors(r)[0]).toMatch(CONTROL_ERROR);
     }
     expect(readdirSync(join(app, 'out')).length).toBe(docs.length + 1 + shipped.length);
+  }, 120_000);
+
+  it.concurrent('the installed `ioasid serve` builds its preload library from the package and runs a command against the sim', async ({ expect }) => {
+    const r = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['serve', '--', 'sh', '-c', 'echo served'], app, { IOASID_CACHE: join(app, 'cache') });
+    expect(r).toEqual({ code: 0, out: 'served\n' });
+    expect(readdirSync(join(app, 'cache', 'bridge')).length).toBe(1);
   }, 120_000);
 
   it.concurrent('runs the shipped examples/edu-driver.ts, compiled against the installed package, on the sim with no hardware', async ({ expect }) => {

@@ -102,8 +102,11 @@ static int32_t vals[4];
 /* Whether this process has mapped a sim file (then munmap tells the server). */
 static int sim_mapped;
 
+/* Find the real functions (idempotent: another library's constructor may call in before ours runs). */
 static void resolve(void)
 {
+	if (real_mmap)
+		return;
 	real_open = dlsym(RTLD_NEXT, "open");
 	real_openat = dlsym(RTLD_NEXT, "openat");
 	real_close = dlsym(RTLD_NEXT, "close");
@@ -116,8 +119,8 @@ static void resolve(void)
 	real_pread = dlsym(RTLD_NEXT, "pread");
 	real_pwrite = dlsym(RTLD_NEXT, "pwrite");
 	real_fopen = dlsym(RTLD_NEXT, "fopen");
-	real_mmap = dlsym(RTLD_NEXT, "mmap");
 	real_munmap = dlsym(RTLD_NEXT, "munmap");
+	real_mmap = dlsym(RTLD_NEXT, "mmap");
 }
 
 static int64_t call(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
@@ -312,6 +315,8 @@ static mode_t mode_arg(int flags, va_list ap)
 
 int open(const char *path, int flags, ...)
 {
+	resolve();
+
 	va_list ap;
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
@@ -325,6 +330,8 @@ int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 int openat(int dirfd, const char *path, int flags, ...)
 {
+	resolve();
+
 	va_list ap;
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
@@ -353,6 +360,8 @@ int __openat64_2(int dirfd, const char *path, int flags) __attribute__((alias("_
 
 int close(int fd)
 {
+	resolve();
+
 	if (is_sim(fd)) {
 		simfd[fd] = 0;
 		call(OP_CLOSE, fd, 0, 0, 0, NULL, 0, 0);
@@ -386,11 +395,15 @@ static void replaced(int oldfd, int newfd)
 
 int dup(int oldfd)
 {
+	resolve();
+
 	return dup_done(oldfd, real_dup(oldfd));
 }
 
 int dup2(int oldfd, int newfd)
 {
+	resolve();
+
 	int r = real_dup2(oldfd, newfd);
 	if (r < 0 || oldfd == newfd)
 		return r;
@@ -400,6 +413,8 @@ int dup2(int oldfd, int newfd)
 
 int dup3(int oldfd, int newfd, int flags)
 {
+	resolve();
+
 	int r = real_dup3(oldfd, newfd, flags);
 	if (r < 0)
 		return r;
@@ -409,6 +424,8 @@ int dup3(int oldfd, int newfd, int flags)
 
 int ioctl(int fd, unsigned long request, ...)
 {
+	resolve();
+
 	va_list ap;
 	va_start(ap, request);
 	unsigned long arg = va_arg(ap, unsigned long);
@@ -420,6 +437,8 @@ int ioctl(int fd, unsigned long request, ...)
 
 ssize_t read(int fd, void *buf, size_t count)
 {
+	resolve();
+
 	if (is_sim(fd))
 		return result(call(OP_READ, fd, (uintptr_t)buf, count, 0, NULL, 0, 1));
 	return real_read(fd, buf, count);
@@ -427,6 +446,8 @@ ssize_t read(int fd, void *buf, size_t count)
 
 ssize_t write(int fd, const void *buf, size_t count)
 {
+	resolve();
+
 	if (is_sim(fd))
 		return result(call(OP_WRITE, fd, (uintptr_t)buf, count, 0, NULL, 0, 1));
 	return real_write(fd, buf, count);
@@ -434,6 +455,8 @@ ssize_t write(int fd, const void *buf, size_t count)
 
 ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
+	resolve();
+
 	if (is_sim(fd))
 		return result(call(OP_PREAD, fd, (uintptr_t)buf, count, offset, NULL, 0, 1));
 	return real_pread(fd, buf, count, offset);
@@ -443,6 +466,8 @@ ssize_t pread64(int fd, void *buf, size_t count, off_t offset) __attribute__((al
 
 ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
 {
+	resolve();
+
 	if (is_sim(fd))
 		return result(call(OP_PWRITE, fd, (uintptr_t)buf, count, offset, NULL, 0, 1));
 	return real_pwrite(fd, buf, count, offset);
@@ -528,6 +553,8 @@ static FILE *sim_status(const char *path, const char *mode, pid_t pid)
 
 FILE *fopen(const char *path, const char *mode)
 {
+	resolve();
+
 	pid_t pid;
 
 	if (sock_path && path && mode && mode[0] == 'r' && status_pid(path, &pid))
@@ -544,6 +571,8 @@ FILE *fopen64(const char *path, const char *mode) __attribute__((alias("fopen"))
  */
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
+	resolve();
+
 	char path[64];
 	int64_t ret;
 	int32_t memfd, pgoff, token;
@@ -580,6 +609,8 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) __a
 
 int munmap(void *addr, size_t len)
 {
+	resolve();
+
 	int r = real_munmap(addr, len);
 	if (r == 0 && sim_mapped && sock_path)
 		call(OP_MUNMAP, (uintptr_t)addr, len, 0, 0, NULL, 0, 0);

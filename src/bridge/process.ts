@@ -5,12 +5,26 @@
  * A forked child shares its parent's open files, as fork(2) does, so a file is released when the
  * last descriptor in any bridged process closes.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { POLLIN } from '../backends/types.js';
+import { libc } from '../backends/linux/libc.js';
 import { ERRNO } from '../ioasid/errors.js';
 import { kerr } from '../backends/sim/kernel/errno.js';
 import { ALL_CAPS, SimProcess, type SimFile, type SimUser } from '../backends/sim/kernel/process.js';
 import { RemoteMm, type StoreRegistry } from './remote_mm.js';
 import { remoteFile } from './remote_files.js';
+
+/** A copy of the program's descriptor `fd` in the server (pidfd_getfd), or -1. */
+export function programFd(pid: number, fd: number): number {
+  const c = libc();
+  const pidfd = c.pidfd_open(pid, 0);
+  if (pidfd < 0) return -1;
+  try {
+    return c.pidfd_getfd(pidfd, fd, 0);
+  } finally {
+    closeSync(pidfd);
+  }
+}
 
 /** The effective capabilities of a real process (CapEff in /proc/PID/status); none if it is gone. */
 function realCaps(pid: number): Set<number> {
@@ -51,6 +65,41 @@ export class FileRefs {
   }
 }
 
+/**
+ * poll(2) and epoll on a sim descriptor: the program polls its placeholder eventfd, so the server
+ * keeps that eventfd's counter non-zero exactly while the sim file is readable (its wait queue
+ * tells when that may have changed). Reads still come to the sim; only readiness is mirrored.
+ */
+class ReadyMirror {
+  private signalled = false;
+  private readonly wake = (): void => this.sync();
+  private static readonly one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
+
+  constructor(
+    private readonly file: SimFile,
+    private readonly copy: number,
+  ) {
+    file.wq!.add(this.wake);
+    this.sync();
+  }
+
+  sync(): void {
+    const ready = (this.file.poll!(POLLIN) & POLLIN) !== 0;
+    try {
+      if (ready && !this.signalled) writeSync(this.copy, ReadyMirror.one);
+      else if (!ready && this.signalled) readSync(this.copy, new Uint8Array(8));
+      this.signalled = ready;
+    } catch {
+      // the placeholder is gone with its process
+    }
+  }
+
+  close(): void {
+    this.file.wq!.remove(this.wake);
+    closeSync(this.copy);
+  }
+}
+
 export class BridgeProcess extends SimProcess {
   declare readonly mm: RemoteMm;
   /** Descriptors installed during the current request: the preload makes their placeholders. */
@@ -69,12 +118,29 @@ export class BridgeProcess extends SimProcess {
   }
 
   private capsNow: Set<number> | undefined;
+  /** Readiness mirrors by descriptor, and the pollable descriptors whose placeholder is not made yet. */
+  private readonly mirrors = new Map<number, ReadyMirror>();
+  private unmirrored: number[] = [];
 
   /** A new call: the program may have mapped memory or changed its capabilities since the last. */
   begin(): void {
     this.installed.length = 0;
     this.capsNow = undefined;
     this.mm.invalidate();
+    // placeholders of the descriptors the last call installed exist now
+    for (const fd of this.unmirrored.splice(0)) this.mirror(fd);
+  }
+
+  /** After a call: a read may have emptied a queue without waking its wait queue. */
+  end(): void {
+    for (const m of this.mirrors.values()) m.sync();
+  }
+
+  private mirror(fd: number): void {
+    const f = this.fds.get(fd);
+    if (!f?.wq || !f.poll || this.mirrors.has(fd)) return;
+    const copy = programFd(this.pid, fd);
+    if (copy >= 0) this.mirrors.set(fd, new ReadyMirror(f, copy));
   }
 
   /** The lowest number free both here and in the real process (whose /proc/PID/fd lists its own). */
@@ -113,11 +179,14 @@ export class BridgeProcess extends SimProcess {
     if (this.fds.has(fd)) this.close(fd);
     this.fds.set(fd, file);
     this.refs.get(file);
+    if (file.wq && file.poll) this.unmirrored.push(fd);
   }
 
   override close(fd: number): void {
     const f = this.fds.get(fd);
     if (!f) kerr(ERRNO.EBADF);
+    this.mirrors.get(fd)?.close();
+    this.mirrors.delete(fd);
     this.fds.delete(fd);
     this.refs.put(f);
   }

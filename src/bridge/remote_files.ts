@@ -12,7 +12,7 @@ import { kerr } from '../backends/sim/kernel/errno.js';
 import { SimMemfd } from '../backends/sim/kernel/mm.js';
 import type { SimFile } from '../backends/sim/kernel/process.js';
 import { SimMemfdFile } from '../backends/sim/iommufd/ioas.js';
-import { libc } from '../backends/linux/libc.js';
+import { programFd } from './process.js';
 import type { StoreRegistry } from './remote_mm.js';
 
 /** Closes a descriptor copy once nothing in the sim refers to its file any more. */
@@ -84,15 +84,7 @@ class ForeignFile implements SimFile {
 
 /** The program's descriptor `fd` as a sim file, or null when it has none there (EBADF). */
 export function remoteFile(pid: number, fd: number, registry: StoreRegistry): SimFile | null {
-  const c = libc();
-  const pidfd = c.pidfd_open(pid, 0);
-  if (pidfd < 0) return null;
-  let copy: number;
-  try {
-    copy = c.pidfd_getfd(pidfd, fd, 0);
-  } finally {
-    closeSync(pidfd);
-  }
+  const copy = programFd(pid, fd);
   if (copy < 0) return null;
   let target = '';
   try {

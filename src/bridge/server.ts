@@ -233,6 +233,7 @@ export class BridgeServer {
     }
     // a failed call leaves no descriptor behind it
     if (ret < 0) proc.dropInstalled();
+    proc.end();
     return encodeResponse(ret, proc.installed);
   }
 
