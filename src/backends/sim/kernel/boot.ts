@@ -29,8 +29,9 @@ export function publishBoot(vfs: SimVfs, kernel: KernelDesc, acpiTables: readonl
   vfs.addAttr('/proc/sys/kernel/osrelease', { read: () => `${kernel.release}\n` });
   vfs.addAttr('/proc/cmdline', { read: () => `${kernel.cmdline}\n` });
   if (/^CONFIG_IKCONFIG_PROC=y$/m.test(config)) {
-    const gz = gzipSync(config.endsWith('\n') ? config : `${config}\n`);
-    vfs.addAttr('/proc/config.gz', { bytes: () => gz.slice() });
+    // Compressed on first read: `ioasid ls` on a sim machine never reads it.
+    let gz: Uint8Array | undefined;
+    vfs.addAttr('/proc/config.gz', { bytes: () => (gz ??= gzipSync(config.endsWith('\n') ? config : `${config}\n`)).slice() });
   }
   // The signature is all userspace reads here; the table's body stays with the firmware.
   for (const sig of acpiTables) vfs.addAttr(`/sys/firmware/acpi/tables/${sig}`, { bytes: () => new TextEncoder().encode(sig) });

@@ -78,13 +78,17 @@ export class SimVfs {
     this.linkParents(path);
   }
 
-  /** Make every directory above `path` list the next component. */
+  /**
+   * Make every directory above `path` list the next component. A directory that already lists it
+   * is itself listed all the way up (remove() takes a directory out with everything below it).
+   */
   private linkParents(path: string): void {
     let p = path;
     while (p !== '/') {
       const { dir, name } = split(p);
       let set = this.dirs.get(dir);
       if (!set) this.dirs.set(dir, (set = new Set()));
+      else if (set.has(name)) return;
       set.add(name);
       p = dir;
     }
