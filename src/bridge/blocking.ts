@@ -50,46 +50,53 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
   const clients: Client[] = [];
   const buf = new Uint8Array(READ_SIZE);
   let exited = false;
+  // the pollfd array, rebuilt only when the set of descriptors changes
   let pfds = new Uint8Array(0);
+  let v = new DataView(pfds.buffer);
+  let dirty = true;
   const drop = (cl: Client): void => {
     const i = clients.indexOf(cl);
     if (i < 0) return;
     clients.splice(i, 1);
+    dirty = true;
     c.close(cl.fd);
     server.disconnect(cl.conn);
   };
+  const serve = (cl: Client, re: number): void => {
+    const got = re & POLLIN ? c.read(cl.fd, buf, buf.length) : 0;
+    if (got < 0 && (c.errno() === EINTR || c.errno() === EAGAIN)) return;
+    if (got <= 0) return drop(cl);
+    const { replies, close } = server.feed(cl.conn, buf.subarray(0, got));
+    for (const r of replies) if (!writeAll(cl.fd, r)) return drop(cl);
+    if (close) drop(cl);
+  };
   while (!exited || clients.length) {
     const n = 2 + clients.length;
-    if (pfds.length < n * 8) pfds = new Uint8Array(n * 16);
-    const v = new DataView(pfds.buffer);
-    const fds = [listenFd, exited ? -1 : pidfd, ...clients.map((cl) => cl.fd)];
-    fds.forEach((fd, i) => {
-      v.setInt32(i * 8, fd, true);
-      v.setInt16(i * 8 + 4, POLLIN, true);
-      v.setInt16(i * 8 + 6, 0, true);
-    });
+    if (dirty) {
+      pfds = new Uint8Array(n * 8);
+      v = new DataView(pfds.buffer);
+      for (let i = 0; i < n; i++) {
+        v.setInt32(i * 8, i === 0 ? listenFd : i === 1 ? (exited ? -1 : pidfd) : clients[i - 2]!.fd, true);
+        v.setInt16(i * 8 + 4, POLLIN, true);
+      }
+      dirty = false;
+    }
     const ready = c.poll(pfds, n, -1);
     if (ready < 0) {
       if (c.errno() === EINTR) continue;
       throw new Error(`bridge: poll: errno ${c.errno()}`);
     }
-    const revents = (i: number): number => v.getInt16(i * 8 + 6, true);
-    if (revents(1)) exited = true;
-    const current = [...clients];
-    current.forEach((cl, k) => {
-      const re = revents(2 + k);
-      if (!re) return;
-      const got = re & POLLIN ? c.read(cl.fd, buf, buf.length) : 0;
-      if (got < 0 && (c.errno() === EINTR || c.errno() === EAGAIN)) return;
-      if (got <= 0 || re & (POLLERR | POLLHUP) && !(re & POLLIN)) {
-        drop(cl);
-        return;
-      }
-      const { replies, close } = server.feed(cl.conn, buf.slice(0, got));
-      for (const r of replies) if (!writeAll(cl.fd, r)) return drop(cl);
-      if (close) drop(cl);
-    });
-    if (revents(0) & POLLIN) {
+    if (v.getInt16(14, true)) {
+      exited = true;
+      dirty = true;
+    }
+    // newest last: serving may drop clients, so walk a fixed list of those polled
+    const polled = dirty ? clients.slice() : clients;
+    for (let k = polled.length - 1; k >= 0; k--) {
+      const re = v.getInt16((2 + k) * 8 + 6, true);
+      if (re) serve(polled[k]!, re & (POLLIN | POLLERR | POLLHUP));
+    }
+    if (v.getInt16(6, true) & POLLIN) {
       const fd = c.accept4(listenFd, null, null, SOCK_CLOEXEC);
       if (fd >= 0) {
         const cl: Client = { fd, conn: null as unknown as Connection };
@@ -97,6 +104,7 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
         if (conn) {
           cl.conn = conn;
           clients.push(cl);
+          dirty = true;
         } else {
           c.close(fd);
         }
