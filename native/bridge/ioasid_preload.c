@@ -11,6 +11,7 @@
  * library never interprets a struct.
  *
  * Environment: IOASID_BRIDGE_SOCKET, the server's socket path. Without it every call passes through.
+ * IOASID_TRACE=PREFIX: record every VFIO/iommufd call, routed or passed through, to PREFIX.PID (trace.c).
  *
  * The wire format (native byte order; both ends run on one machine) is in src/bridge/protocol.ts.
  */
@@ -32,6 +33,8 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "trace.h"
 
 #define BRIDGE_VERSION 1
 #define MAX_FDS 65536
@@ -78,6 +81,8 @@ static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pread)(int, void *, size_t, off_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static FILE *(*real_fopen)(const char *, const char *);
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+static int (*real_munmap)(void *, size_t);
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *sock_path;
@@ -105,6 +110,8 @@ static void resolve(void)
 	real_pread = dlsym(RTLD_NEXT, "pread");
 	real_pwrite = dlsym(RTLD_NEXT, "pwrite");
 	real_fopen = dlsym(RTLD_NEXT, "fopen");
+	real_mmap = dlsym(RTLD_NEXT, "mmap");
+	real_munmap = dlsym(RTLD_NEXT, "munmap");
 }
 
 static int64_t call(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
@@ -310,9 +317,9 @@ int open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	if (sim_path(path))
-		return sim_open(path, flags, mode);
-	return real_open(path, flags, mode);
+	int fd = sim_path(path) ? sim_open(path, flags, mode) : real_open(path, flags, mode);
+	trace_open(path, flags, fd);
+	return fd;
 }
 
 int open64(const char *path, int flags, ...) __attribute__((alias("open")));
@@ -323,9 +330,10 @@ int openat(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	if (sim_path(path)) /* absolute paths: dirfd does not matter */
-		return sim_open(path, flags, mode);
-	return real_openat(dirfd, path, flags, mode);
+	/* absolute paths: dirfd does not matter */
+	int fd = sim_path(path) ? sim_open(path, flags, mode) : real_openat(dirfd, path, flags, mode);
+	trace_open(path, flags, fd);
+	return fd;
 }
 
 int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
@@ -351,7 +359,9 @@ int close(int fd)
 		simfd[fd] = 0;
 		call(OP_CLOSE, fd, 0, 0, 0, NULL, 0, 0);
 	}
-	return real_close(fd);
+	int r = real_close(fd);
+	trace_close(fd, r);
+	return r;
 }
 
 /* After a real dup of `oldfd` to `newfd`: the sim's newfd names oldfd's file too. */
@@ -380,7 +390,9 @@ static void replaced(int oldfd, int newfd)
 
 int dup(int oldfd)
 {
-	return dup_done(oldfd, real_dup(oldfd));
+	int r = dup_done(oldfd, real_dup(oldfd));
+	trace_dup(oldfd, r);
+	return r;
 }
 
 int dup2(int oldfd, int newfd)
@@ -389,7 +401,9 @@ int dup2(int oldfd, int newfd)
 	if (r < 0 || oldfd == newfd)
 		return r;
 	replaced(oldfd, newfd);
-	return dup_done(oldfd, r);
+	r = dup_done(oldfd, r);
+	trace_dup(oldfd, r);
+	return r;
 }
 
 int dup3(int oldfd, int newfd, int flags)
@@ -398,7 +412,9 @@ int dup3(int oldfd, int newfd, int flags)
 	if (r < 0)
 		return r;
 	replaced(oldfd, newfd);
-	return dup_done(oldfd, r);
+	r = dup_done(oldfd, r);
+	trace_dup(oldfd, r);
+	return r;
 }
 
 int ioctl(int fd, unsigned long request, ...)
@@ -407,42 +423,65 @@ int ioctl(int fd, unsigned long request, ...)
 	va_start(ap, request);
 	unsigned long arg = va_arg(ap, unsigned long);
 	va_end(ap);
-	if (is_sim(fd))
-		return (int)result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1));
-	return real_ioctl(fd, request, arg);
+	struct trace_ioctl t;
+	trace_ioctl_begin(&t, fd, request, arg);
+	int r = is_sim(fd) ? (int)result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1)) : real_ioctl(fd, request, arg);
+	trace_ioctl_end(&t, r);
+	return r;
 }
 
 ssize_t read(int fd, void *buf, size_t count)
 {
-	if (is_sim(fd))
-		return result(call(OP_READ, fd, (uintptr_t)buf, count, 0, NULL, 0, 1));
-	return real_read(fd, buf, count);
+	ssize_t r = is_sim(fd) ? result(call(OP_READ, fd, (uintptr_t)buf, count, 0, NULL, 0, 1)) : real_read(fd, buf, count);
+	trace_io("read", fd, buf, count, -1, r);
+	return r;
 }
 
 ssize_t write(int fd, const void *buf, size_t count)
 {
-	if (is_sim(fd))
-		return result(call(OP_WRITE, fd, (uintptr_t)buf, count, 0, NULL, 0, 1));
-	return real_write(fd, buf, count);
+	ssize_t r = is_sim(fd) ? result(call(OP_WRITE, fd, (uintptr_t)buf, count, 0, NULL, 0, 1)) : real_write(fd, buf, count);
+	trace_io("write", fd, buf, count, -1, r);
+	return r;
 }
 
 ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
-	if (is_sim(fd))
-		return result(call(OP_PREAD, fd, (uintptr_t)buf, count, offset, NULL, 0, 1));
-	return real_pread(fd, buf, count, offset);
+	ssize_t r = is_sim(fd) ? result(call(OP_PREAD, fd, (uintptr_t)buf, count, offset, NULL, 0, 1)) : real_pread(fd, buf, count, offset);
+	trace_io("pread", fd, buf, count, offset, r);
+	return r;
 }
 
 ssize_t pread64(int fd, void *buf, size_t count, off_t offset) __attribute__((alias("pread")));
 
 ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
 {
-	if (is_sim(fd))
-		return result(call(OP_PWRITE, fd, (uintptr_t)buf, count, offset, NULL, 0, 1));
-	return real_pwrite(fd, buf, count, offset);
+	ssize_t r = is_sim(fd) ? result(call(OP_PWRITE, fd, (uintptr_t)buf, count, offset, NULL, 0, 1)) : real_pwrite(fd, buf, count, offset);
+	trace_io("pwrite", fd, buf, count, offset, r);
+	return r;
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) __attribute__((alias("pwrite")));
+
+/* mmap and munmap pass through; only the recorder looks at them (mmaps of traced descriptors). */
+void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
+{
+	if (!real_mmap)
+		resolve();
+	void *r = real_mmap(addr, length, prot, flags, fd, offset);
+	trace_mmap(addr, length, prot, flags, fd, offset, r);
+	return r;
+}
+
+void *mmap64(void *addr, size_t length, int prot, int flags, int fd, off_t offset) __attribute__((alias("mmap")));
+
+int munmap(void *addr, size_t length)
+{
+	if (!real_munmap)
+		resolve();
+	int r = real_munmap(addr, length);
+	trace_munmap(addr, length, r);
+	return r;
+}
 
 /*
  * /proc/PID/status of a bridged process: the sim's pins are not the real kernel's, so VmLck and

@@ -20,17 +20,23 @@ export async function serveCommand(command: readonly string[], machine: MachineD
       });
       return 0;
     }
-    const child = spawn(command[0]!, command.slice(1), { env: server.env(lib, env), stdio: 'inherit' });
-    return await new Promise<number>((resolve) => {
-      child.once('error', (e) => {
-        io.err(`ioasid serve: ${command[0]}: ${e.message}`);
-        resolve(127);
-      });
-      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? osSignal(signal) : 0)));
-    });
+    return (await runCommand('serve', command, server.env(lib, env), io)).code;
   } finally {
     await server.close();
   }
+}
+
+/** Run `command` with the terminal's stdio; its exit status (the shell's 128 + N for a signal, 127 when it cannot start) and pid. */
+export async function runCommand(who: string, command: readonly string[], env: NodeJS.ProcessEnv, io: Io): Promise<{ code: number; pid: number | undefined }> {
+  const child = spawn(command[0]!, command.slice(1), { env, stdio: 'inherit' });
+  const code = await new Promise<number>((resolve) => {
+    child.once('error', (e) => {
+      io.err(`ioasid ${who}: ${command[0]}: ${e.message}`);
+      resolve(127);
+    });
+    child.once('exit', (c, signal) => resolve(c ?? 128 + (signal ? osSignal(signal) : 0)));
+  });
+  return { code, pid: child.pid };
 }
 
 /** A signal's number, for the shell's 128 + N exit status. */
