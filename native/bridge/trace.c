@@ -106,12 +106,20 @@ int trace_fd(int fd)
 	return prefix && fd >= 0 && fd < MAX_FDS && paths[fd];
 }
 
+/* Another thread may be naming the same slot in a record: paths change under the lock. */
 static void set_path(int fd, const char *path)
 {
-	if (fd < 0 || fd >= MAX_FDS)
+	char *old, *copy = path ? strdup(path) : NULL;
+
+	if (fd < 0 || fd >= MAX_FDS) {
+		free(copy);
 		return;
-	free(paths[fd]);
-	paths[fd] = path ? strdup(path) : NULL;
+	}
+	pthread_mutex_lock(&lock);
+	old = paths[fd];
+	paths[fd] = copy;
+	pthread_mutex_unlock(&lock);
+	free(old);
 }
 
 // ---- the program's memory ----------------------------------------------------------------------
@@ -393,11 +401,19 @@ static void emit(struct text *body)
 	free(body->p);
 }
 
+/* The path of `fd` as a JSON string (null when not traced). */
+static void put_path(struct text *t, int fd)
+{
+	pthread_mutex_lock(&lock);
+	put_str(t, fd >= 0 && fd < MAX_FDS ? paths[fd] : NULL);
+	pthread_mutex_unlock(&lock);
+}
+
 /* `"syscall":S,"fd":F,"path":P` */
 static void put_call(struct text *t, const char *syscall_name, int fd)
 {
 	put(t, "\"syscall\":\"%s\",\"fd\":%d,\"path\":", syscall_name, fd);
-	put_str(t, fd >= 0 && fd < MAX_FDS ? paths[fd] : NULL);
+	put_path(t, fd);
 }
 
 // ---- the calls ---------------------------------------------------------------------------------
@@ -453,7 +469,11 @@ void trace_dup(int oldfd, int newfd)
 	put_call(&t, "dup", oldfd);
 	put_result(&t, newfd, err);
 	emit(&t);
-	set_path(newfd, paths[oldfd]);
+	pthread_mutex_lock(&lock);
+	char *path = paths[oldfd] ? strdup(paths[oldfd]) : NULL;
+	pthread_mutex_unlock(&lock);
+	set_path(newfd, path);
+	free(path);
 	errno = err;
 }
 
@@ -614,7 +634,7 @@ void trace_mmap(void *addr, size_t length, int prot, int flags, int fd, off_t of
 		return;
 	put(&t, "\"syscall\":\"mmap\",\"addr\":\"0x%lx\",\"length\":%zu,\"prot\":%d,\"flags\":%d,\"fd\":%d,\"path\":",
 	    (unsigned long)(uintptr_t)addr, length, prot, flags, fd);
-	put_str(&t, paths[fd]);
+	put_path(&t, fd);
 	put(&t, ",\"offset\":%lld", (long long)offset);
 	if (ret == (void *)-1) {
 		put_result(&t, -1, err);
