@@ -35,7 +35,7 @@ export async function traceCommand(command: readonly string[], a: TraceArgs, io:
   const { code, files } = await runTraced(command, a, io, env);
   const main = files.find((f) => f.main);
   if (!main) io.err(`ioasid trace: ${command[0]} itself made no VFIO or iommufd call: nothing written to ${a.output}`);
-  for (const f of files) io.err(`ioasid trace: ${f.calls} calls of pid ${f.pid}${f.main ? '' : ' (a child)'} written to ${f.path}`);
+  for (const f of files) io.err(`ioasid trace: ${f.calls} call${f.calls === 1 ? '' : 's'} of pid ${f.pid}${f.main ? '' : ' (a child)'} written to ${f.path}`);
   return code;
 }
 
