@@ -8,33 +8,16 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BridgeServer, compareTap, parseTap, preloadLibrary, runBridged } from '../src/bridge/index.js';
+import { cc as cc_, selftests } from './bridge_build.js';
 import { root } from './doc_examples.js';
 
 const IN_GUEST = process.env.IOASID_IN_GUEST === '1';
 
-/** The selftest build (cached by test-all.sh before the tiers): binaries and the source's uAPI headers. */
-function selftests(): string | null {
-  try {
-    return execFileSync('bash', [join(root, 'scripts/selftests/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return null;
-  }
-}
-
 const built = selftests();
-const out = join(tmpdir(), `ioasid-bridge-test-${process.pid}`);
-
-/** Compile a C file against linux-source-7.3's uAPI headers. */
-function cc(src: string): string {
-  mkdirSync(out, { recursive: true });
-  const bin = join(out, src.replace(/\W+/g, '_'));
-  execFileSync('cc', ['-O2', '-Wall', '-isystem', join(built!, 'usr/include'), '-o', bin, join(root, src)]);
-  return bin;
-}
+const cc = (src: string): string => cc_(built!, src);
 
 /**
  * Cases whose verdict on the sim differs from the kernel's, each with its reason. The test fails

@@ -102,7 +102,7 @@ const CONTROL_ERROR = new RegExp(`^examples/control\\.ts\\(1,10\\): error TS2305
 describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
   it('holds the build, the docs, the README and the LICENSE, and nothing else', () => {
     expect(packed).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'docs/install.md']));
-    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|examples\/[\w-]+\.ts|(examples|native)\/bridge\/[\w-]+\.c|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
+    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|examples\/[\w-]+\.ts|(examples|native)\/bridge\/[\w-]+\.[ch]|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
     expect(packed).toContain('examples/edu-driver.ts'); // docs/driver-guide.md's driver
     expect(packed).toContain('native/bridge/ioasid_preload.c'); // what `ioasid serve` compiles on first use
     const targets = Object.values(PKG.exports).flatMap((t) => (typeof t === 'string' ? [t] : [t.types, t.default]));

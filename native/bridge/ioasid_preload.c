@@ -11,6 +11,7 @@
  * library never interprets a struct.
  *
  * Environment: IOASID_BRIDGE_SOCKET, the server's socket path. Without it every call passes through.
+ * IOASID_TRACE=PREFIX: record every VFIO/iommufd call, routed or passed through, to PREFIX.PID (trace.c).
  *
  * The wire format (native byte order; both ends run on one machine) is in src/bridge/protocol.ts.
  */
@@ -32,6 +33,8 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "trace.h"
 
 #define BRIDGE_VERSION 1
 #define MAX_FDS 65536
@@ -321,9 +324,9 @@ int open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	if (sim_path(path))
-		return sim_open(path, flags, mode);
-	return real_open(path, flags, mode);
+	int fd = sim_path(path) ? sim_open(path, flags, mode) : real_open(path, flags, mode);
+	trace_open(path, flags, fd);
+	return fd;
 }
 
 int open64(const char *path, int flags, ...) __attribute__((alias("open")));
@@ -336,9 +339,10 @@ int openat(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	if (sim_path(path)) /* absolute paths: dirfd does not matter */
-		return sim_open(path, flags, mode);
-	return real_openat(dirfd, path, flags, mode);
+	/* absolute paths: dirfd does not matter */
+	int fd = sim_path(path) ? sim_open(path, flags, mode) : real_openat(dirfd, path, flags, mode);
+	trace_open(path, flags, fd);
+	return fd;
 }
 
 int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
@@ -366,7 +370,9 @@ int close(int fd)
 		simfd[fd] = 0;
 		call(OP_CLOSE, fd, 0, 0, 0, NULL, 0, 0);
 	}
-	return real_close(fd);
+	int r = real_close(fd);
+	trace_close(fd, r);
+	return r;
 }
 
 /* After a real dup of `oldfd` to `newfd`: the sim's newfd names oldfd's file too. */
@@ -397,7 +403,9 @@ int dup(int oldfd)
 {
 	resolve();
 
-	return dup_done(oldfd, real_dup(oldfd));
+	int r = dup_done(oldfd, real_dup(oldfd));
+	trace_dup(oldfd, r);
+	return r;
 }
 
 int dup2(int oldfd, int newfd)
@@ -408,7 +416,9 @@ int dup2(int oldfd, int newfd)
 	if (r < 0 || oldfd == newfd)
 		return r;
 	replaced(oldfd, newfd);
-	return dup_done(oldfd, r);
+	r = dup_done(oldfd, r);
+	trace_dup(oldfd, r);
+	return r;
 }
 
 int dup3(int oldfd, int newfd, int flags)
@@ -419,7 +429,9 @@ int dup3(int oldfd, int newfd, int flags)
 	if (r < 0)
 		return r;
 	replaced(oldfd, newfd);
-	return dup_done(oldfd, r);
+	r = dup_done(oldfd, r);
+	trace_dup(oldfd, r);
+	return r;
 }
 
 int ioctl(int fd, unsigned long request, ...)
@@ -430,36 +442,38 @@ int ioctl(int fd, unsigned long request, ...)
 	va_start(ap, request);
 	unsigned long arg = va_arg(ap, unsigned long);
 	va_end(ap);
-	if (is_sim(fd))
-		return (int)result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1));
-	return real_ioctl(fd, request, arg);
+	struct trace_ioctl t;
+	trace_ioctl_begin(&t, fd, request, arg);
+	int r = is_sim(fd) ? (int)result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1)) : real_ioctl(fd, request, arg);
+	trace_ioctl_end(&t, r);
+	return r;
 }
 
 ssize_t read(int fd, void *buf, size_t count)
 {
 	resolve();
 
-	if (is_sim(fd))
-		return result(call(OP_READ, fd, (uintptr_t)buf, count, 0, NULL, 0, 1));
-	return real_read(fd, buf, count);
+	ssize_t r = is_sim(fd) ? result(call(OP_READ, fd, (uintptr_t)buf, count, 0, NULL, 0, 1)) : real_read(fd, buf, count);
+	trace_io("read", fd, buf, count, -1, r);
+	return r;
 }
 
 ssize_t write(int fd, const void *buf, size_t count)
 {
 	resolve();
 
-	if (is_sim(fd))
-		return result(call(OP_WRITE, fd, (uintptr_t)buf, count, 0, NULL, 0, 1));
-	return real_write(fd, buf, count);
+	ssize_t r = is_sim(fd) ? result(call(OP_WRITE, fd, (uintptr_t)buf, count, 0, NULL, 0, 1)) : real_write(fd, buf, count);
+	trace_io("write", fd, buf, count, -1, r);
+	return r;
 }
 
 ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
 	resolve();
 
-	if (is_sim(fd))
-		return result(call(OP_PREAD, fd, (uintptr_t)buf, count, offset, NULL, 0, 1));
-	return real_pread(fd, buf, count, offset);
+	ssize_t r = is_sim(fd) ? result(call(OP_PREAD, fd, (uintptr_t)buf, count, offset, NULL, 0, 1)) : real_pread(fd, buf, count, offset);
+	trace_io("pread", fd, buf, count, offset, r);
+	return r;
 }
 
 ssize_t pread64(int fd, void *buf, size_t count, off_t offset) __attribute__((alias("pread")));
@@ -468,9 +482,9 @@ ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
 {
 	resolve();
 
-	if (is_sim(fd))
-		return result(call(OP_PWRITE, fd, (uintptr_t)buf, count, offset, NULL, 0, 1));
-	return real_pwrite(fd, buf, count, offset);
+	ssize_t r = is_sim(fd) ? result(call(OP_PWRITE, fd, (uintptr_t)buf, count, offset, NULL, 0, 1)) : real_pwrite(fd, buf, count, offset);
+	trace_io("pwrite", fd, buf, count, offset, r);
+	return r;
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) __attribute__((alias("pwrite")));
@@ -569,18 +583,14 @@ FILE *fopen64(const char *path, const char *mode) __attribute__((alias("fopen"))
  * in a memfd of the server's, which the program maps through /proc/SERVER/fd/N, so the program and
  * the sim see the same bytes. The server holds the driver's VMA reference until munmap or exit.
  */
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+static void *sim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	resolve();
-
 	char path[64];
 	int64_t ret;
 	int32_t memfd, pgoff, token;
 	int f, e;
 	void *p;
 
-	if (!is_sim(fd))
-		return real_mmap(addr, len, prot, flags, fd, off);
 	pthread_mutex_lock(&lock);
 	ret = connect_locked() ? -errno : call_locked(OP_MMAP, fd, len, ((uint64_t)(uint32_t)flags << 32) | (uint32_t)prot, off, NULL, 0, 0);
 	memfd = vals[0];
@@ -605,6 +615,16 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	return p;
 }
 
+/* Other mmaps pass through; the recorder looks at those of traced descriptors. */
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	resolve();
+
+	void *r = is_sim(fd) ? sim_mmap(addr, len, prot, flags, fd, off) : real_mmap(addr, len, prot, flags, fd, off);
+	trace_mmap(addr, len, prot, flags, fd, off, r);
+	return r;
+}
+
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) __attribute__((alias("mmap")));
 
 int munmap(void *addr, size_t len)
@@ -614,5 +634,6 @@ int munmap(void *addr, size_t len)
 	int r = real_munmap(addr, len);
 	if (r == 0 && sim_mapped && sock_path)
 		call(OP_MUNMAP, (uintptr_t)addr, len, 0, 0, NULL, 0, 0);
+	trace_munmap(addr, len, r);
 	return r;
 }

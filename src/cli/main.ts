@@ -144,6 +144,21 @@ HELP.serve = [
   '  --machine PRESET  the sim machine preset (default q35Edu)',
 ];
 
+HELP.trace = [
+  'usage: ioasid trace [-o FILE] [--sim [--machine PRESET]] -- COMMAND [ARGS...]',
+  '',
+  'Run COMMAND with the preload library recording every call it makes on /dev/iommu and',
+  '/dev/vfio/* descriptors (open, close, ioctl with its struct bytes before and after, read,',
+  'write, pread, pwrite, mmap) as a trace (docs/trace.md), and exit with its status. The calls',
+  'go to this host\'s kernel, or with --sim to a sim machine through the bridge. COMMAND\'s own',
+  'process is written to FILE, each forked child to FILE.PID. `ioasid compare --trace FILE`',
+  'replays a trace in every IOMMU mode.',
+  '',
+  '  -o, --output FILE  where the trace goes (default trace.jsonl)',
+  '  --sim              run against a sim machine instead of this host\'s kernel',
+  '  --machine PRESET   the sim machine preset (implies --sim; default q35Edu)',
+];
+
 const COMMON = { help: { type: 'boolean', short: 'h' } } as const;
 const MACHINE = { machine: { type: 'string' } } as const;
 const JSON_OPT = { json: { type: 'boolean' } } as const;
@@ -157,13 +172,14 @@ const OPTIONS = {
   bind: { ...COMMON, ...MACHINE, ...JSON_OPT, driver: { type: 'string' }, force: { type: 'boolean' } },
   unbind: { ...COMMON, ...MACHINE, ...JSON_OPT, to: { type: 'string' }, force: { type: 'boolean' } },
   serve: { ...COMMON, ...MACHINE },
+  trace: { ...COMMON, ...MACHINE, output: { type: 'string', short: 'o' }, sim: { type: 'boolean' } },
   map: { ...COMMON, ...MACHINE, ...JSON_OPT, device: { type: 'string', multiple: true }, scenario: { type: 'string' }, svg: { type: 'string' }, html: { type: 'string' } },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
 
 type Command = keyof typeof OPTIONS;
 
 /** The commands that take operands (a scenario module, a PCI address). */
-const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbind', 'serve']);
+const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbind', 'serve', 'trace']);
 
 /** The package's version, from its package.json (resolved by the package's own name). */
 export function version(): string {
@@ -199,6 +215,13 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
     if (command === 'serve') {
       const machine = values.machine === undefined ? undefined : await machineDesc(values.machine as string);
       return await (await import('./serve.js')).serveCommand(positionals, machine, io, env);
+    }
+    if (command === 'trace') {
+      if (!positionals.length) throw new UsageError('give the COMMAND to trace, after --');
+      const v = values as { machine?: string; output?: string; sim?: boolean };
+      const machine = v.machine === undefined ? undefined : await machineDesc(v.machine);
+      const sim = v.sim || machine ? { machine } : undefined;
+      return await (await import('./trace.js')).traceCommand(positionals, { output: v.output ?? 'trace.jsonl', sim }, io, env);
     }
     return await run(command, { ...values, positionals } as Values, io, env);
   } catch (e) {

@@ -31,29 +31,44 @@ export async function serveCommand(command: readonly string[], machine: MachineD
   const server = BridgeServer.create(opts);
   const listenFd = listenBlocking(server);
   try {
-    const child = spawn(command[0]!, command.slice(1), { env: server.env(lib, env), stdio: 'inherit' });
-    const status = new Promise<number>((resolve) => {
-      child.once('error', (e) => {
-        io.err(`ioasid serve: ${command[0]}: ${e.message}`);
-        resolve(127);
-      });
-      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] ?? 0 : 0)));
-    });
-    if (child.pid !== undefined) {
-      const pidfd = libc().pidfd_open(child.pid, 0);
-      if (pidfd < 0) {
-        child.kill('SIGKILL');
-        throw new Error(`pidfd_open failed (errno ${libc().errno()}): Linux 5.3 or later is needed`);
-      }
-      try {
-        serveBlocking(server, listenFd, pidfd);
-      } finally {
-        closeSync(pidfd);
-      }
-    }
-    return await status;
+    return (await runCommand('serve', command, server.env(lib, env), io, { server, listenFd })).code;
   } finally {
     closeSync(listenFd);
     await server.close();
   }
+}
+
+/**
+ * Run `command` with the terminal's stdio; its exit status (the shell's 128 + N for a signal, 127
+ * when it cannot start) and pid. With `serve`, this process serves the bridge in the blocking
+ * loop until the command has exited and every process it started has disconnected.
+ */
+export async function runCommand(
+  who: string,
+  command: readonly string[],
+  env: NodeJS.ProcessEnv,
+  io: Io,
+  serve?: { server: BridgeServer; listenFd: number },
+): Promise<{ code: number; pid: number | undefined }> {
+  const child = spawn(command[0]!, command.slice(1), { env, stdio: 'inherit' });
+  const code = new Promise<number>((resolve) => {
+    child.once('error', (e) => {
+      io.err(`ioasid ${who}: ${command[0]}: ${e.message}`);
+      resolve(127);
+    });
+    child.once('exit', (c, signal) => resolve(c ?? 128 + (signal ? constants.signals[signal] ?? 0 : 0)));
+  });
+  if (serve && child.pid !== undefined) {
+    const pidfd = libc().pidfd_open(child.pid, 0);
+    if (pidfd < 0) {
+      child.kill('SIGKILL');
+      throw new Error(`pidfd_open failed (errno ${libc().errno()}): Linux 5.3 or later is needed`);
+    }
+    try {
+      serveBlocking(serve.server, serve.listenFd, pidfd);
+    } finally {
+      closeSync(pidfd);
+    }
+  }
+  return { code: await code, pid: child.pid };
 }

@@ -472,7 +472,7 @@ function callProblem(r: Record<string, unknown>, prevSeq: number): string {
   if (r.errno !== null && (typeof r.errno !== 'string' || !/^E[A-Z0-9_]+$/.test(r.errno))) return 'errno is neither null nor an errno name';
   if (r.fd !== undefined && !isInt(r.fd)) return 'fd is not an integer';
   if (r.path !== undefined && r.path !== null && typeof r.path !== 'string') return 'path is not a string';
-  if (!isHexOrNull(r.in_hex) || !isHexOrNull(r.out_hex)) return 'in_hex/out_hex is not hex';
+  if (!isHexOrNull(r.in_hex) || !isHexOrNull(r.out_hex) || !isHexOrNull(r.mem_hex)) return 'in_hex/out_hex/mem_hex is not hex';
   if (r.syscall !== 'ioctl') return '';
   if (!isInt(r.fd)) return 'an ioctl without an fd';
   if (!isInt(r.request) || r.request < 0) return 'an ioctl without a request number';
@@ -487,7 +487,7 @@ function completeIoctl(r: Record<string, unknown>): TraceCall {
   const o = { ...r };
   if (o.name === undefined) o.name = spec?.name ?? null;
   if (o.in === undefined && typeof o.in_hex === 'string') o.in = decodeArg(spec, fromHex(o.in_hex));
-  if (o.out === undefined && typeof o.out_hex === 'string') o.out = decodeArg(spec, fromHex(o.out_hex));
+  if (o.out === undefined && typeof o.out_hex === 'string') o.out = decodeArg(spec, fromHex(o.out_hex), typeof o.mem_hex === 'string' ? fromHex(o.mem_hex) : null);
   return o as TraceCall;
 }
 
