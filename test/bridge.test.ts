@@ -103,17 +103,6 @@ async function withHugepages<T>(n: number, fn: () => Promise<T>): Promise<{ resu
 }
 
 describe.skipIf(!built)('bridge: unmodified programs against the sim', () => {
-  it('the C example of docs/bridge.md prints what the page shows, on the sim (and in the VM, natively on the kernel too)', async () => {
-    const bin = cc('examples/bridge/ioas_map.c');
-    const r = await runBridged(bin, []);
-    const doc = readFileSync(join(root, 'docs/bridge.md'), 'utf8');
-    const shown = /<!-- bridge-output: examples\/bridge\/ioas_map.c -->\n```console\n\$ [^\n]*\n([\s\S]*?)```/.exec(doc);
-    expect(shown, 'docs/bridge.md shows the example run').not.toBeNull();
-    expect(r.code).toBe(0);
-    expect(r.stdout + r.stderr).toBe(shown![1]);
-    if (IN_GUEST) expect(execFileSync(bin, { encoding: 'utf8' })).toBe(shown![1]);
-  });
-
   it('a program that never touches the sim runs as without the bridge (a shell, ls with libselinux\'s early fopen)', async () => {
     const r = await runBridged('sh', ['-c', `ls -d ${JSON.stringify(root)} && echo "$IOASID_BRIDGE_SOCKET" | grep -c sock`]);
     expect(r).toEqual({ code: 0, stdout: `${root}\n1\n`, stderr: '' });

@@ -7,13 +7,17 @@
  * `<!-- excerpt: examples/file.ts -->` must be a verbatim part of that file. Every ```console block
  * preceded by `<!-- cli-example: name -->` is a transcript of the `ioasid` command: each `$ ioasid …`
  * line runs (src/cli/main.ts, in this process), `$ echo $?` prints the last exit status, and the
- * block must be exactly what they print. A doc that drifts from the code fails the suite. README.md
- * lists every page of docs/.
+ * block must be exactly what they print. A ```console block preceded by `<!-- bridge-output: FILE.c -->`
+ * is what that C program prints against the sim through the bridge (docs/bridge.md). A doc that
+ * drifts from the code fails the suite. README.md lists every page of docs/.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { runBridged } from '../src/bridge/index.js';
+import { cc, selftests } from './bridge_build.js';
 import { claimDevices } from './drivers/devices.js';
 import { docFiles, exampleFile, examples, packageEntries, root, type Example } from './doc_examples.js';
 import { BACKEND, ioasid } from './helpers.js';
@@ -81,6 +85,25 @@ describe(`docs command transcripts [${BACKEND}]`, () => {
   for (const ex of found) {
     it(`${ex.file}: ${ex.name}`, async () => {
       expect(await replay(ex.code)).toBe(ex.code);
+    });
+  }
+});
+
+describe(`docs C programs against the sim through the bridge [${BACKEND}]`, () => {
+  // `<!-- bridge-output: FILE.c -->` before a console block: FILE.c, compiled against the kernel's
+  // uAPI headers, prints the block's output under `ioasid serve`; in the VM, natively on the
+  // kernel too. The headers come from scripts/selftests/build.sh (npm test builds it first).
+  const found = examples('bridge-output', ['console']);
+  const built = found.length ? selftests() : null;
+  it('there are some', () => expect(found.length).toBeGreaterThan(0));
+  for (const ex of found) {
+    it.skipIf(!built)(`${ex.file}: ${ex.name}${built ? '' : ' (skipped: scripts/selftests/build.sh could not build the uAPI headers here)'}`, async () => {
+      const bin = cc(built!, ex.name);
+      const shown = ex.code.slice(ex.code.indexOf('\n') + 1);
+      const r = await runBridged(bin, []);
+      expect(r.code).toBe(0);
+      expect(r.stdout + r.stderr).toBe(shown);
+      if (process.env.IOASID_IN_GUEST === '1') expect(execFileSync(bin, { encoding: 'utf8' })).toBe(shown);
     });
   }
 });
