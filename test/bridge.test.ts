@@ -35,6 +35,12 @@ interface SimRunEnv {
   capSysResource: boolean;
 }
 
+/**
+ * The real 7.3 kernel's verdict per case of the iommufd binary (test/bridge/kernel-iommufd.verdicts.json,
+ * recorded in the VM; the VM tier checks it still holds).
+ */
+const KERNEL_VERDICTS = JSON.parse(readFileSync(join(root, 'test/bridge/kernel-iommufd.verdicts.json'), 'utf8')) as Record<string, string>;
+
 const RESULTS = join(root, '.test-results', 'bridge');
 const SIM_TAP = join(RESULTS, 'iommufd-sim.tap');
 const SIM_ENV = join(RESULTS, 'iommufd-sim.json');
@@ -160,11 +166,17 @@ describe.skipIf(!built)('bridge: unmodified programs against the sim', () => {
     writeFileSync(SIM_TAP, run.stdout + run.stderr);
     const env: SimRunEnv = { tree: treeHash(), hugepages: reserved, capSysResource: hasCapability(CAP_SYS_RESOURCE) };
     writeFileSync(SIM_ENV, JSON.stringify(env));
+    // Against the kernel's verdicts as recorded (the VM tier checks the record against the live kernel).
+    const differ = Object.fromEntries(tap.cases.filter((c) => KERNEL_VERDICTS[c.name] !== c.verdict).map((c) => [c.name, `${KERNEL_VERDICTS[c.name]} on the kernel, ${c.verdict} on the sim: ${c.output.slice(-3).join(' | ')}`]));
+    expect(Object.keys(differ).sort(), JSON.stringify(differ, null, 1)).toEqual(Object.keys({ ...KNOWN, ...environmentDifferences(env) }).sort());
+    expect(tap.cases.map((c) => c.name).sort()).toEqual(Object.keys(KERNEL_VERDICTS).sort());
   }, 900_000);
 
   it.skipIf(!IN_GUEST)('the kernel\'s iommufd selftest binary: the sim through the bridge (sim tier, this tree) gets the real kernel\'s verdict for every case', () => {
     const bin = join(built!, 'iommufd');
     const kernel = parseTap(execFileSync('bash', ['-c', `"${bin}" 2>&1; true`], { encoding: 'utf8', maxBuffer: 1 << 26 }));
+    // the record the sim tier compares with is this kernel's
+    expect(Object.fromEntries(kernel.cases.map((c) => [c.name, c.verdict]))).toEqual(KERNEL_VERDICTS);
     expect(existsSync(SIM_ENV), `${SIM_ENV}: the sim tier writes it (npm test runs the sim tier first)`).toBe(true);
     const env = JSON.parse(readFileSync(SIM_ENV, 'utf8')) as SimRunEnv;
     expect(env.tree, 'the sim tier\'s run is of this tree').toBe(treeHash());

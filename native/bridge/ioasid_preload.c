@@ -173,12 +173,13 @@ static int sim_path(const char *path)
 	return !strcmp(path, "/dev/iommu") || !strncmp(path, "/dev/vfio/", 10);
 }
 
-/* All n bytes to (write) or from the connection; -1 when it breaks. */
+/* All n bytes to (write) or from the server's connection; -1 when it breaks. */
 static int xfer_all(int fd, void *buf, size_t n, int write)
 {
 	char *p = buf;
 	while (n) {
-		ssize_t k = write ? real_write(fd, p, n) : real_read(fd, p, n);
+		/* send(MSG_NOSIGNAL): a server that went away is EIO for the call, not SIGPIPE for the program */
+		ssize_t k = write ? send(fd, p, n, MSG_NOSIGNAL) : real_read(fd, p, n);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
@@ -555,7 +556,7 @@ static FILE *sim_status(const char *path, const char *mode, pid_t pid)
 	len = patch_line(text, len, sizeof(text), "VmLck:", (unsigned long)(vm >> 32) * (getpagesize() / 1024));
 	len = patch_line(text, len, sizeof(text), "VmPin:", (unsigned long)(vm & 0xffffffff) * (getpagesize() / 1024));
 	fd = memfd_create("ioasid-status", MFD_CLOEXEC);
-	if (fd >= 0 && write_all(fd, text, len) == 0 && lseek(fd, 0, SEEK_SET) == 0) {
+	if (fd >= 0 && real_write(fd, text, len) == (ssize_t)len && lseek(fd, 0, SEEK_SET) == 0) {
 		pthread_mutex_unlock(&lock);
 		return fdopen(fd, mode);
 	}
@@ -596,6 +597,11 @@ static void *sim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
 	memfd = vals[0];
 	pgoff = vals[1];
 	token = vals[2];
+	if (ret == BROKEN && conn >= 0) {
+		/* as in call(): the sim process is gone with the connection */
+		real_close(conn);
+		conn = -1;
+	}
 	pthread_mutex_unlock(&lock);
 	if (ret < 0) {
 		errno = ret == BROKEN ? EIO : (int)-ret;

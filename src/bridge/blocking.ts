@@ -54,11 +54,14 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
   let pfds = new Uint8Array(0);
   let v = new DataView(pfds.buffer);
   let dirty = true;
+  // after a failed accept (EMFILE), stop polling the listening socket until a client goes
+  let acceptPaused = false;
   const drop = (cl: Client): void => {
     const i = clients.indexOf(cl);
     if (i < 0) return;
     clients.splice(i, 1);
     dirty = true;
+    acceptPaused = false;
     c.close(cl.fd);
     server.disconnect(cl.conn);
   };
@@ -76,7 +79,7 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
       pfds = new Uint8Array(n * 8);
       v = new DataView(pfds.buffer);
       for (let i = 0; i < n; i++) {
-        v.setInt32(i * 8, i === 0 ? listenFd : i === 1 ? (exited ? -1 : pidfd) : clients[i - 2]!.fd, true);
+        v.setInt32(i * 8, i === 0 ? (acceptPaused ? -1 : listenFd) : i === 1 ? (exited ? -1 : pidfd) : clients[i - 2]!.fd, true);
         v.setInt16(i * 8 + 4, POLLIN, true);
       }
       dirty = false;
@@ -98,6 +101,10 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
     }
     if (v.getInt16(6, true) & POLLIN) {
       const fd = c.accept4(listenFd, null, null, SOCK_CLOEXEC);
+      if (fd < 0 && c.errno() !== EINTR && c.errno() !== EAGAIN) {
+        acceptPaused = true;
+        dirty = true;
+      }
       if (fd >= 0) {
         const cl: Client = { fd, conn: null as unknown as Connection };
         const conn = server.connect(peerCred(fd), () => drop(cl));

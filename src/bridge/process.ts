@@ -61,7 +61,25 @@ export class FileRefs {
       return;
     }
     this.counts.delete(f);
+    this.mirrors.get(f)?.close();
+    this.mirrors.delete(f);
     f.release();
+  }
+
+  /**
+   * The readiness mirror of a pollable file. Every placeholder of one sim file is the same
+   * eventfd (dup and fork share it), so one mirror per file keeps its counter exact.
+   */
+  private readonly mirrors = new Map<SimFile, ReadyMirror>();
+
+  mirror(f: SimFile, copy: () => number): ReadyMirror | undefined {
+    let m = this.mirrors.get(f);
+    if (!m) {
+      const fd = copy();
+      if (fd < 0) return undefined;
+      this.mirrors.set(f, (m = new ReadyMirror(f, fd)));
+    }
+    return m;
   }
 }
 
@@ -118,8 +136,7 @@ export class BridgeProcess extends SimProcess {
   }
 
   private capsNow: Set<number> | undefined;
-  /** Readiness mirrors by descriptor, and the pollable descriptors whose placeholder is not made yet. */
-  private readonly mirrors = new Map<number, ReadyMirror>();
+  /** The pollable descriptors whose placeholder was not made yet when they were installed. */
   private unmirrored: number[] = [];
 
   /** A new call: the program may have mapped memory or changed its capabilities since the last. */
@@ -133,14 +150,16 @@ export class BridgeProcess extends SimProcess {
 
   /** After a call: a read may have emptied a queue without waking its wait queue. */
   end(): void {
-    for (const m of this.mirrors.values()) m.sync();
+    if (!this.pollable) return;
+    for (const f of new Set(this.fds.values())) if (f.wq && f.poll) this.refs.mirror(f, () => -1)?.sync();
   }
+
+  /** How many of this process's descriptors name a pollable file. */
+  private pollable = 0;
 
   private mirror(fd: number): void {
     const f = this.fds.get(fd);
-    if (!f?.wq || !f.poll || this.mirrors.has(fd)) return;
-    const copy = programFd(this.pid, fd);
-    if (copy >= 0) this.mirrors.set(fd, new ReadyMirror(f, copy));
+    if (f?.wq && f.poll) this.refs.mirror(f, () => programFd(this.pid, fd));
   }
 
   /** The lowest number free both here and in the real process (whose /proc/PID/fd lists its own). */
@@ -179,14 +198,16 @@ export class BridgeProcess extends SimProcess {
     if (this.fds.has(fd)) this.close(fd);
     this.fds.set(fd, file);
     this.refs.get(file);
-    if (file.wq && file.poll) this.unmirrored.push(fd);
+    if (file.wq && file.poll) {
+      this.unmirrored.push(fd);
+      this.pollable++;
+    }
   }
 
   override close(fd: number): void {
     const f = this.fds.get(fd);
     if (!f) kerr(ERRNO.EBADF);
-    this.mirrors.get(fd)?.close();
-    this.mirrors.delete(fd);
+    if (f.wq && f.poll) this.pollable--;
     this.fds.delete(fd);
     this.refs.put(f);
   }

@@ -41,7 +41,6 @@ export class RemoteMemfd extends SimMemfd {
     super(`remote:${st.ino}`);
     Object.defineProperty(this, 'store', { value: registry.get(`f:${devName(st.dev)}:${st.ino}:0`) });
     Object.defineProperty(this, 'size', { get: () => fstatSync(fd).size, set: () => {} });
-    closer.register(this, fd);
   }
 
   override read(buf: Uint8Array, pos: number): number {
@@ -92,7 +91,15 @@ export function remoteFile(pid: number, fd: number, registry: StoreRegistry): Si
   } catch {
     // an unnamed file is a foreign one
   }
-  if (target.startsWith('/memfd:')) return new SimMemfdFile(new RemoteMemfd(copy, registry));
+  if (target.startsWith('/memfd:')) {
+    // one copy per memfd for the server's life: pages keep reading through it
+    const st = fstatSync(copy);
+    const key = `${st.dev}:${st.ino}`;
+    let memfd = registry.memfds.get(key);
+    if (memfd) closeSync(copy);
+    else registry.memfds.set(key, (memfd = new RemoteMemfd(copy, registry)));
+    return new SimMemfdFile(memfd);
+  }
   if (target === 'anon_inode:[eventfd]') return new RemoteEventfd(copy);
   closeSync(copy);
   return new ForeignFile();

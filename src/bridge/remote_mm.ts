@@ -12,7 +12,7 @@
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { ERRNO } from '../ioasid/errors.js';
 import { kerr } from '../backends/sim/kernel/errno.js';
-import { PAGE_SIZE, PageStore, rangeAt, SimMm, type DeviceMapping, type Vma, type VmaOps } from '../backends/sim/kernel/mm.js';
+import { PAGE_SIZE, PageStore, rangeAt, SimMm, type DeviceMapping, type SimMemfd, type Vma, type VmaOps } from '../backends/sim/kernel/mm.js';
 import { PROT_READ, PROT_WRITE } from '../backends/types.js';
 import { libc } from '../backends/linux/libc.js';
 
@@ -48,6 +48,8 @@ export class StoreRegistry {
   private readonly stores = new Map<string, RemotePageStore>();
   /** The address spaces of the processes still connected. */
   readonly live = new Set<RemoteMm>();
+  /** The programs' memfds the sim has used, by device and inode (one descriptor copy each). */
+  readonly memfds = new Map<string, SimMemfd>();
 
   get(key: string): RemotePageStore {
     let s = this.stores.get(key);

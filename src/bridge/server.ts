@@ -18,6 +18,7 @@ import { libc } from '../backends/linux/libc.js';
 import { SimBinding, SimKernel } from '../backends/sim/index.js';
 import type { MachineDesc } from '../backends/sim/machine/machine.js';
 import { BridgeProcess, FileRefs } from './process.js';
+import type { SimFile } from '../backends/sim/kernel/process.js';
 import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Request } from './protocol.js';
 import { StoreRegistry } from './remote_mm.js';
 import { bridgeIoctl } from './ioctl.js';
@@ -52,8 +53,6 @@ interface Session {
   binding: SimBinding;
   /** Close the transport (the program's connection). */
   end: () => void;
-  /** Descriptor tables kept for children about to be forked, by token. */
-  forks: Map<number, [number, import('../backends/sim/kernel/process.js').SimFile][]>;
 }
 
 export class BridgeServer {
@@ -66,6 +65,11 @@ export class BridgeServer {
   private readonly registry = new StoreRegistry();
   private readonly refs = new FileRefs();
   private nextToken = 1;
+  /**
+   * Descriptor tables kept for children about to be forked, by token. They outlive the parent (a
+   * daemon's parent exits before its child connects); unclaimed ones go when the server closes.
+   */
+  private readonly forks = new Map<number, [number, SimFile][]>();
   private readonly uid = process.getuid?.() ?? 0;
 
   private constructor(opts: ServeOptions) {
@@ -113,6 +117,8 @@ export class BridgeServer {
 
   async close(): Promise<void> {
     for (const s of [...this.sessions.values()]) s.end();
+    for (const kept of this.forks.values()) for (const [, f] of kept) this.refs.put(f);
+    this.forks.clear();
     const server = this.server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.dir, { recursive: true, force: true });
@@ -120,7 +126,8 @@ export class BridgeServer {
 
   /** A new connection from `peer` (SO_PEERCRED): null when its uid is not the server's. */
   connect(peer: { pid: number; uid: number } | null, end: () => void): Connection | null {
-    if (!peer || peer.uid !== this.uid) return null;
+    // pid 0: a peer in a PID namespace the server cannot see, whose memory it cannot reach either
+    if (!peer || peer.uid !== this.uid || peer.pid <= 0) return null;
     return { pid: peer.pid, end, pending: new Uint8Array(0) };
   }
 
@@ -189,14 +196,18 @@ export class BridgeServer {
   /** A process connects: a new sim process, or a forked child that inherits its parent's descriptors. */
   private hello(pid: number, r: Request, end: () => void): Session | number {
     if (r.a1 !== BRIDGE_VERSION) return -ERRNO.EPROTO;
-    if (this.sessions.has(pid)) return -ERRNO.EBUSY;
+    // one live connection per process: a new one (after exec, or after a broken one) ends the old
+    const old = this.sessions.get(pid);
+    if (old) {
+      old.end();
+      if (this.sessions.get(pid) === old) this.exit(old);
+    }
     const proc = new BridgeProcess(this.kernel.user(this.uid), pid, this.registry, this.refs);
-    const session: Session = { pid, proc, binding: new SimBinding(this.kernel, proc), end, forks: new Map() };
+    const session: Session = { pid, proc, binding: new SimBinding(this.kernel, proc), end };
     if (r.a0) {
-      const parent = this.sessions.get(r.a0);
-      const kept = parent?.forks.get(r.a2);
+      const kept = this.forks.get(r.a2);
       if (kept) {
-        parent!.forks.delete(r.a2);
+        this.forks.delete(r.a2);
         // the kept references move to the child
         for (const [fd, f] of kept) {
           proc.installAt(fd, f);
@@ -210,8 +221,6 @@ export class BridgeServer {
 
   private exit(s: Session): void {
     this.sessions.delete(s.pid);
-    for (const kept of s.forks.values()) for (const [, f] of kept) this.refs.put(f);
-    s.forks.clear();
     s.proc.exit();
     this.registry.forgetProcess(s.pid);
   }
@@ -280,7 +289,7 @@ export class BridgeServer {
         const token = this.nextToken++;
         const kept = s.proc.entries();
         for (const [, f] of kept) this.refs.get(f);
-        s.forks.set(token, kept);
+        this.forks.set(token, kept);
         return token;
       }
       case OP.MMAP_PLACED:
