@@ -6,10 +6,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createConnection } from 'node:net';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { libc } from '../src/backends/linux/libc.js';
 import { BridgeServer, compareTap, parseTap, preloadLibrary, runBridged } from '../src/bridge/index.js';
 import { cc as cc_, selftests } from './bridge_build.js';
 import { root } from './doc_examples.js';
@@ -47,6 +49,7 @@ const SIM_ENV = join(RESULTS, 'iommufd-sim.json');
 /** scripts/vm/guest-init.sh reserves this many 2 MiB pages. */
 const VM_HUGEPAGES = 96;
 const CAP_SYS_RESOURCE = 24;
+const LOCK_EX = 2;
 
 /** The cases that map MAP_HUGETLB memory: they need reserved hugetlb pages. */
 const HUGETLB_CASES = [
@@ -93,18 +96,25 @@ function hasCapability(cap: number): boolean {
  */
 async function withHugepages<T>(n: number, fn: () => Promise<T>): Promise<{ result: T; reserved: boolean }> {
   const knob = '/proc/sys/vm/nr_hugepages';
+  // Runs on one host take turns: one run's restore must not take the pages from under another's.
+  const lock = openSync(join(tmpdir(), 'ioasid-hugepages.lock'), 'w');
+  libc().flock(lock, LOCK_EX);
   let before: string | null = null;
   try {
-    before = readFileSync(knob, 'utf8').trim();
-    if (Number(before) < n) writeFileSync(knob, String(n));
-  } catch {
-    before = null;
-  }
-  const reserved = before !== null && Number(readFileSync(knob, 'utf8').trim()) >= n;
-  try {
-    return { result: await fn(), reserved };
+    try {
+      before = readFileSync(knob, 'utf8').trim();
+      if (Number(before) < n) writeFileSync(knob, String(n));
+    } catch {
+      before = null;
+    }
+    const reserved = before !== null && Number(readFileSync(knob, 'utf8').trim()) >= n;
+    try {
+      return { result: await fn(), reserved };
+    } finally {
+      if (before !== null && Number(before) < n) writeFileSync(knob, before);
+    }
   } finally {
-    if (before !== null && Number(before) < n) writeFileSync(knob, before);
+    closeSync(lock); // releases the lock
   }
 }
 

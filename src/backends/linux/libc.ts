@@ -53,6 +53,7 @@ export interface Libc {
   process_vm_writev(pid: number, local: Uint8Array, liovcnt: number, remote: Uint8Array, riovcnt: number, flags: number): number;
   getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint8Array): number;
   pidfd_open(pid: number, flags: number): number;
+  flock(fd: number, operation: number): number;
   socket(domain: number, type: number, protocol: number): number;
   bind(fd: number, addr: Uint8Array, len: number): number;
   listen(fd: number, backlog: number): number;
@@ -108,6 +109,7 @@ function load(): Libc {
     process_vm_readv: lib.func('intptr_t process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
     process_vm_writev: lib.func('intptr_t process_vm_writev(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
     socket: lib.func('int socket(int domain, int type, int protocol)'),
+    flock: lib.func('int flock(int fd, int operation)'),
     bind: lib.func('int bind(int fd, void *addr, unsigned int len)'),
     listen: lib.func('int listen(int fd, int backlog)'),
     accept4: lib.func('int accept4(int fd, void *addr, void *len, int flags)'),
