@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { createConnection } from 'node:net';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { libc } from '../src/backends/linux/libc.js';
+import { cap_effective, libc } from '../src/backends/linux/libc.js';
 import { BridgeServer, compareTap, parseTap, preloadLibrary, runBridged } from '../src/bridge/index.js';
 import { cc as cc_, selftests } from './bridge_build.js';
 import { root } from './doc_examples.js';
@@ -86,8 +86,7 @@ function treeHash(): string {
 }
 
 function hasCapability(cap: number): boolean {
-  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? ((BigInt(`0x${m[1]}`) >> BigInt(cap)) & 1n) === 1n : false;
+  return ((cap_effective() >> BigInt(cap)) & 1n) === 1n;
 }
 
 /**

@@ -5,6 +5,8 @@
  * costs the syscalls. The event loop does not run meanwhile, so the loop returns once the command
  * has exited and every program process it started has disconnected.
  */
+import { ERRNO } from '../ioasid/errors.js';
+import { POLLERR, POLLHUP, POLLIN } from '../backends/types.js';
 import { libc } from '../backends/linux/libc.js';
 import type { BridgeServer, Connection } from './server.js';
 import { peerCred } from './server.js';
@@ -12,11 +14,6 @@ import { peerCred } from './server.js';
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_CLOEXEC = 0o2000000;
-const POLLIN = 0x1;
-const POLLERR = 0x8;
-const POLLHUP = 0x10;
-const EINTR = 4;
-const EAGAIN = 11;
 /** sizeof(struct sockaddr_un). */
 const SOCKADDR_UN = 110;
 const READ_SIZE = 1 << 16;
@@ -67,7 +64,7 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
   };
   const serve = (cl: Client, re: number): void => {
     const got = re & POLLIN ? c.read(cl.fd, buf, buf.length) : 0;
-    if (got < 0 && (c.errno() === EINTR || c.errno() === EAGAIN)) return;
+    if (got < 0 && (c.errno() === ERRNO.EINTR || c.errno() === ERRNO.EAGAIN)) return;
     if (got <= 0) return drop(cl);
     const { replies, close } = server.feed(cl.conn, buf.subarray(0, got));
     for (const r of replies) if (!writeAll(cl.fd, r)) return drop(cl);
@@ -86,7 +83,7 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
     }
     const ready = c.poll(pfds, n, -1);
     if (ready < 0) {
-      if (c.errno() === EINTR) continue;
+      if (c.errno() === ERRNO.EINTR) continue;
       throw new Error(`bridge: poll: errno ${c.errno()}`);
     }
     if (v.getInt16(14, true)) {
@@ -101,7 +98,7 @@ export function serveBlocking(server: BridgeServer, listenFd: number, pidfd: num
     }
     if (v.getInt16(6, true) & POLLIN) {
       const fd = c.accept4(listenFd, null, null, SOCK_CLOEXEC);
-      if (fd < 0 && c.errno() !== EINTR && c.errno() !== EAGAIN) {
+      if (fd < 0 && c.errno() !== ERRNO.EINTR && c.errno() !== ERRNO.EAGAIN) {
         acceptPaused = true;
         dirty = true;
       }
@@ -126,7 +123,7 @@ function writeAll(fd: number, bytes: Uint8Array): boolean {
   while (done < bytes.length) {
     const part = done ? bytes.subarray(done) : bytes;
     const n = c.write(fd, part, part.length);
-    if (n < 0 && c.errno() === EINTR) continue;
+    if (n < 0 && c.errno() === ERRNO.EINTR) continue;
     if (n <= 0) return false;
     done += n;
   }

@@ -9,16 +9,22 @@
  * as copy_from_user does.
  */
 import { ERRNO, IommuError } from '../ioasid/errors.js';
-import { IOMMUFD_CMD_BASE } from '../ioasid/uapi.js';
+import { _IO, IOMMUFD_CMD_BASE } from '../ioasid/uapi.js';
+import { VFIO_DEVICE_RESET } from '../device/uapi.js';
 import {
   VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_SET_CONTAINER,
-  VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU, VFIO_TYPE,
+  VFIO_BASE, VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU, VFIO_TYPE,
 } from '../ioasid/vfio_uapi.js';
 import type { SimBinding } from '../backends/sim/index.js';
 import type { RemoteMm } from './remote_mm.js';
 
-/** VFIO_DEVICE_RESET and the SPAPR IOMMU_ENABLE/DISABLE: integer (or no) arguments. */
-const VFIO_INT_ARG = new Set([VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU, VFIO_GROUP_UNSET_CONTAINER, 0x3b6f, 0x3b73, 0x3b74]);
+/** VFIO_IOMMU_ENABLE / VFIO_IOMMU_DISABLE (SPAPR): _IO(VFIO_TYPE, VFIO_BASE + 15 / 16). */
+const VFIO_IOMMU_ENABLE = _IO(VFIO_TYPE, VFIO_BASE + 15);
+const VFIO_IOMMU_DISABLE = _IO(VFIO_TYPE, VFIO_BASE + 16);
+/** The VFIO commands whose argument is an integer (or nothing). */
+const VFIO_INT_ARG = new Set([
+  VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU, VFIO_GROUP_UNSET_CONTAINER, VFIO_DEVICE_RESET, VFIO_IOMMU_ENABLE, VFIO_IOMMU_DISABLE,
+]);
 /** The most the bridge copies in for one struct (a capability chain, a SET_IRQS data array). */
 const MAX_ARG = 1 << 20;
 const PAGE_SIZE = 4096;

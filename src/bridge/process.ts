@@ -5,9 +5,9 @@
  * A forked child shares its parent's open files, as fork(2) does, so a file is released when the
  * last descriptor in any bridged process closes.
  */
-import { closeSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, readdirSync, readSync, writeSync } from 'node:fs';
 import { POLLIN } from '../backends/types.js';
-import { libc } from '../backends/linux/libc.js';
+import { cap_effective, libc } from '../backends/linux/libc.js';
 import { ERRNO } from '../ioasid/errors.js';
 import { kerr } from '../backends/sim/kernel/errno.js';
 import { ALL_CAPS, SimProcess, type SimFile, type SimUser } from '../backends/sim/kernel/process.js';
@@ -30,8 +30,7 @@ export function programFd(pid: number, fd: number): number {
 function realCaps(pid: number): Set<number> {
   let eff = 0n;
   try {
-    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
-    if (m) eff = BigInt(`0x${m[1]}`);
+    eff = cap_effective(pid);
   } catch {
     // gone
   }

@@ -58,9 +58,16 @@ export interface Request {
   payload: Uint8Array;
 }
 
-/** A u64 as a JS number: exact below 2^53, which every address, size and offset here is (beyond it, a fault either way). */
-function u64(v: DataView, at: number): number {
+/** A u64 as a JS number: exact below 2^53, which every address, size and offset here is (beyond it, a fault either way). No BigInt. */
+export function u64(v: DataView, at: number): number {
   return v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+}
+
+/** Store a JS number as a u64 (the other way of u64()); a negative one as its i64 two's complement. */
+export function setU64(v: DataView, at: number, n: number): void {
+  const high = Math.floor(n / 2 ** 32);
+  v.setUint32(at, n - high * 2 ** 32, true);
+  v.setInt32(at + 4, high, true);
 }
 
 /**
@@ -94,10 +101,7 @@ export function encodeResponse(ret: number, fds: readonly number[]): Uint8Array 
   const v = new DataView(out.buffer);
   v.setUint32(0, out.length, true);
   v.setUint32(4, fds.length, true);
-  // an i64 from a JS number (every result fits 53 bits): no BigInt
-  const high = Math.floor(ret / 2 ** 32);
-  v.setUint32(8, ret - high * 2 ** 32, true);
-  v.setInt32(12, high, true);
+  setU64(v, 8, ret); // an i64: every result fits 53 bits
   fds.forEach((fd, i) => v.setInt32(RESP_HEADER + 4 * i, fd, true));
   return out;
 }

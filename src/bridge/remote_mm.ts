@@ -12,9 +12,10 @@
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { ERRNO } from '../ioasid/errors.js';
 import { kerr } from '../backends/sim/kernel/errno.js';
-import { PAGE_SIZE, PageStore, rangeAt, SimMm, type DeviceMapping, type SimMemfd, type Vma, type VmaOps } from '../backends/sim/kernel/mm.js';
+import { PAGE_SIZE, PageStore, rangeAt, SimMm, unmapRanges, type DeviceMapping, type SimMemfd, type Vma, type VmaOps } from '../backends/sim/kernel/mm.js';
 import { PROT_READ, PROT_WRITE } from '../backends/types.js';
 import { libc } from '../backends/linux/libc.js';
+import { setU64 } from './protocol.js';
 
 /** x86-64's TASK_SIZE with 4-level page tables. */
 const TASK_SIZE = 2 ** 47 - PAGE_SIZE;
@@ -22,7 +23,6 @@ const TASK_SIZE = 2 ** 47 - PAGE_SIZE;
 const CHUNK_PAGES = 2 ** 18;
 /** The most one process_vm_* call moves through the scratch buffer. */
 const SCRATCH = 1 << 20;
-const ENOSYS = 38;
 
 /** Pages of one chunk of a mapped object: only pin counts; the bytes stay in the program. */
 export class RemotePageStore extends PageStore {
@@ -167,7 +167,7 @@ class ProcessVm {
       setU64(this.rv, 0, addr + done);
       setU64(this.rv, 8, n);
       const got = write ? c.process_vm_writev(this.pid, this.local, 1, this.remote, 1, 0) : c.process_vm_readv(this.pid, this.local, 1, this.remote, 1, 0);
-      if (got < 0 && c.errno() === ENOSYS) {
+      if (got < 0 && c.errno() === ERRNO.ENOSYS) {
         ProcessVm.crossMemory = false;
         return -1;
       }
@@ -202,12 +202,6 @@ class ProcessVm {
     }
     return done;
   }
-}
-
-/** A u64 field from a JS number (exact below 2^53, as every address and length here is): no BigInt. */
-function setU64(v: DataView, at: number, n: number): void {
-  v.setUint32(at, n >>> 0, true);
-  v.setUint32(at + 4, Math.floor(n / 2 ** 32), true);
 }
 
 export class RemoteMm extends SimMm {
@@ -378,20 +372,9 @@ export class RemoteMm extends SimMm {
   /** The program unmapped [addr, addr + length): the driver sees its VMAs close or split, as SimMm.munmap does. */
   override munmap(addr: number, length: number): void {
     const end = addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
-    const out: SimMapping[] = [];
-    for (const v of this.simMaps) {
-      if (v.end <= addr || v.start >= end) {
-        out.push(v);
-        continue;
-      }
-      const pieces: SimMapping[] = [];
-      if (v.start < addr) pieces.push({ ...v, end: addr });
-      if (v.end > end) pieces.push({ ...v, start: end });
-      out.push(...pieces);
-      if (pieces.length === 0) v.ops.close();
-      if (pieces.length === 2) v.ops.open();
-    }
-    this.simMaps = out;
+    const { kept, closed } = unmapRanges(this.simMaps, addr, end, (v) => ({ ...v, start: end }));
+    this.simMaps = kept;
+    for (const ops of closed) ops.close();
   }
 
   private nextToken = 1;

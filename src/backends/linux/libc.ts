@@ -119,9 +119,9 @@ function load(): Libc {
   };
 }
 
-/** The effective capability set, from the `CapEff:` line of /proc/self/status (no libc needed). */
-export function cap_effective(): bigint {
-  const status = readFileSync('/proc/self/status', 'utf8');
+/** The effective capability set of a process (default this one), from the `CapEff:` line of its /proc status (no libc needed). */
+export function cap_effective(pid: number | 'self' = 'self'): bigint {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
   return m?.[1] ? BigInt(`0x${m[1]}`) : 0n;
 }

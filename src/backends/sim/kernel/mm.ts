@@ -224,22 +224,8 @@ export class SimMm {
   munmap(addr: number, length: number): void {
     if (addr % PAGE_SIZE || addr > TASK_SIZE || length > TASK_SIZE - addr || length <= 0) kerr(ERRNO.EINVAL);
     const end = addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
-    const out: Vma[] = [];
-    const closed: VmaOps[] = [];
-    for (const v of this.vmas) {
-      if (v.end <= addr || v.start >= end) {
-        out.push(v);
-        continue;
-      }
-      const pieces: Vma[] = [];
-      if (v.start < addr) pieces.push({ ...v, end: addr });
-      if (v.end > end) pieces.push({ ...v, start: end, pgoff: v.pgoff + (end - v.start) / PAGE_SIZE });
-      out.push(...pieces);
-      // a VMA with nothing left is closed; a hole in the middle leaves one more VMA (opened)
-      if (v.ops && pieces.length === 0) closed.push(v.ops);
-      if (v.ops && pieces.length === 2) v.ops.open();
-    }
-    this.vmas = out;
+    const { kept, closed } = unmapRanges(this.vmas, addr, end, (v) => ({ ...v, start: end, pgoff: v.pgoff + (end - v.start) / PAGE_SIZE }));
+    this.vmas = kept;
     for (const ops of closed) ops.close();
   }
 
@@ -377,6 +363,30 @@ export class SimMm {
     if (!v) kerr(ERRNO.EFAULT);
     return v.store.pins[v.pgoff + Math.floor((addr - v.start) / PAGE_SIZE)] ?? 0;
   }
+}
+
+/**
+ * do_vmi_munmap's cut of [addr, end) out of mappings: what is left of each (`tail` makes the piece
+ * after `end`, which starts further into its pages). A hole in the middle leaves one more mapping
+ * (its vm_ops open, here); those with nothing left are returned for the caller to close once its
+ * list is updated.
+ */
+export function unmapRanges<T extends { start: number; end: number; ops?: VmaOps }>(ranges: readonly T[], addr: number, end: number, tail: (v: T) => T): { kept: T[]; closed: VmaOps[] } {
+  const out: T[] = [];
+  const closed: VmaOps[] = [];
+  for (const v of ranges) {
+    if (v.end <= addr || v.start >= end) {
+      out.push(v);
+      continue;
+    }
+    const pieces: T[] = [];
+    if (v.start < addr) pieces.push({ ...v, end: addr });
+    if (v.end > end) pieces.push(tail(v));
+    out.push(...pieces);
+    if (v.ops && pieces.length === 0) closed.push(v.ops);
+    if (v.ops && pieces.length === 2) v.ops.open();
+  }
+  return { kept: out, closed };
 }
 
 /** The range of a sorted, non-overlapping list that holds `addr` (find_vma's walk), by bisection. */
