@@ -187,11 +187,9 @@ const SELFTEST_DATA = new UserMemory(base, stack + 8192n + 36864n, HWPT_SELFTEST
 
 /**
  * setup_fault_injection: failslab and fail_page_alloc ignore sleeping allocations by default;
- * let every allocation be failed and quiet the log. The sim's points are always failable, as
- * after this setup.
+ * let every allocation be failed and quiet the log.
  */
 function setupFaultInjection(b: Binding): boolean {
-  if (BACKEND !== 'linux') return true;
   const D = '/sys/kernel/debug';
   try {
     b.writeText(`${D}/failslab/ignore-gfp-wait`, 'N');

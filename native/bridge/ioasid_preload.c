@@ -25,10 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -57,6 +59,11 @@ enum op {
 	OP_MMAP = 12,
 	OP_MMAP_PLACED = 13,
 	OP_MUNMAP = 14,
+	OP_STAT = 15,
+	OP_READLINK = 16,
+	OP_GETDENTS = 17,
+	OP_LSEEK = 18,
+	OP_ACCESS = 19,
 };
 
 struct req {
@@ -86,6 +93,7 @@ static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static FILE *(*real_fopen)(const char *, const char *);
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 static int (*real_munmap)(void *, size_t);
+static off_t (*real_lseek)(int, off_t, int);
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *sock_path;
@@ -100,8 +108,8 @@ static int64_t fork_token;
 static unsigned char simfd[MAX_FDS];
 /* The server's pid (HELLO's answer): its /proc/PID/fd holds the memfds sim mappings share. */
 static pid_t server_pid;
-/* OP_MMAP answers values, not descriptors: call_locked leaves them here (lock held). */
-static int32_t vals[4];
+/* OP_MMAP and OP_STAT answer values, not descriptors: call_locked leaves them here (lock held). */
+static int32_t vals[8];
 /* Whether this process has mapped a sim file (then munmap tells the server). */
 static int sim_mapped;
 
@@ -123,6 +131,7 @@ static void resolve(void)
 	real_pwrite = dlsym(RTLD_NEXT, "pwrite");
 	real_fopen = dlsym(RTLD_NEXT, "fopen");
 	real_munmap = dlsym(RTLD_NEXT, "munmap");
+	real_lseek = dlsym(RTLD_NEXT, "lseek");
 	real_mmap = dlsym(RTLD_NEXT, "mmap");
 }
 
@@ -165,12 +174,77 @@ static int is_sim(int fd)
 	return sock_path && fd >= 0 && fd < MAX_FDS && simfd[fd];
 }
 
-/* The sim's paths: the device nodes it serves. */
+/* `path` is `dir` or below it. */
+static int under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+	return !strncmp(path, dir, n) && (path[n] == 0 || path[n] == '/');
+}
+
+/* /proc/{self,thread-self,PID}[/task/TID]/fail-nth of this process: the sim's fault injection. */
+static int own_fail_nth(const char *path)
+{
+	const char *p;
+	char *end;
+
+	if (strncmp(path, "/proc/", 6))
+		return 0;
+	p = path + 6;
+	if (!strncmp(p, "self/", 5))
+		p += 5;
+	else if (!strncmp(p, "thread-self/", 12))
+		p += 12;
+	else if (strtol(p, &end, 10) == getpid() && *end == '/')
+		p = end + 1;
+	else
+		return 0;
+	if (!strncmp(p, "task/", 5)) {
+		strtol(p + 5, &end, 10);
+		if (end == p + 5 || *end != '/')
+			return 0;
+		p = end + 1;
+	}
+	return !strcmp(p, "fail-nth");
+}
+
+/*
+ * The sim's paths: the device nodes it serves, the sysfs and debugfs of its machine (PCI devices,
+ * IOMMU groups and units, VFIO devices, the modules' parameters, fault injection, the IOMMU
+ * driver's debugfs), and this process's fail-nth. The program sees the sim machine's, not the host's.
+ */
 static int sim_path(const char *path)
 {
-	if (!sock_path || !path)
+	static const char *const dirs[] = {
+		"/dev/iommu", "/dev/vfio", "/sys/bus/pci", "/sys/kernel/iommu_groups", "/sys/class/vfio-dev",
+		"/sys/class/iommu", "/sys/devices/virtual/iommu", "/sys/kernel/debug",
+		"/sys/module/vfio", "/sys/module/vfio_iommu_type1", "/sys/module/vfio_pci",
+	};
+
+	if (!sock_path || !path || path[0] != '/')
 		return 0;
-	return !strcmp(path, "/dev/iommu") || !strncmp(path, "/dev/vfio/", 10);
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (under(path, dirs[i]))
+			return 1;
+	/* the PCI host bridges' device trees the bus links point into */
+	if (!strncmp(path, "/sys/devices/pci", 16))
+		return 1;
+	return own_fail_nth(path);
+}
+
+/*
+ * Whether a path call goes to the sim, and the directory it is relative to there: 0 for none, or a
+ * sim directory descriptor + 1 (a relative path under a directory the program opened on the sim).
+ */
+static int routed(int dirfd, const char *path, uint64_t *dir)
+{
+	*dir = 0;
+	if (!path)
+		return 0;
+	if (path[0] != '/' && is_sim(dirfd)) {
+		*dir = (uint64_t)dirfd + 1;
+		return 1;
+	}
+	return sim_path(path);
 }
 
 /* All n bytes to (write) or from the server's connection; -1 when it breaks. */
@@ -268,8 +342,8 @@ static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, u
 		int32_t fd;
 		if (read_all(conn, &fd, 4))
 			return BROKEN;
-		if (op == OP_MMAP)
-			vals[i < 4 ? i : 3] = fd;
+		if (op == OP_MMAP || op == OP_STAT)
+			vals[i < 8 ? i : 7] = fd;
 		else
 			place(fd, cloexec);
 	}
@@ -306,10 +380,10 @@ static long result(int64_t ret)
 	return (long)ret;
 }
 
-static int sim_open(const char *path, int flags, mode_t mode)
+static int sim_open(uint64_t dir, const char *path, int flags, mode_t mode)
 {
 	size_t n = strnlen(path, MAX_PATH);
-	return (int)result(call(OP_OPEN, flags, mode, 0, 0, path, n, !!(flags & O_CLOEXEC)));
+	return (int)result(call(OP_OPEN, flags, mode, dir, 0, path, n, !!(flags & O_CLOEXEC)));
 }
 
 static mode_t mode_arg(int flags, va_list ap)
@@ -325,7 +399,8 @@ int open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	int fd = sim_path(path) ? sim_open(path, flags, mode) : real_open(path, flags, mode);
+	uint64_t dir;
+	int fd = routed(AT_FDCWD, path, &dir) ? sim_open(dir, path, flags, mode) : real_open(path, flags, mode);
 	trace_open(path, flags, fd);
 	return fd;
 }
@@ -340,8 +415,8 @@ int openat(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	/* absolute paths: dirfd does not matter */
-	int fd = sim_path(path) ? sim_open(path, flags, mode) : real_openat(dirfd, path, flags, mode);
+	uint64_t dir;
+	int fd = routed(dirfd, path, &dir) ? sim_open(dir, path, flags, mode) : real_openat(dirfd, path, flags, mode);
 	trace_open(path, flags, fd);
 	return fd;
 }
@@ -490,6 +565,466 @@ ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) __attribute__((alias("pwrite")));
 
+off_t lseek(int fd, off_t offset, int whence)
+{
+	resolve();
+
+	if (is_sim(fd))
+		return (off_t)result(call(OP_LSEEK, fd, (uint64_t)offset, whence, 0, NULL, 0, 1));
+	return real_lseek(fd, offset, whence);
+}
+
+off_t lseek64(int fd, off_t offset, int whence) __attribute__((alias("lseek")));
+
+/* ---- path calls on the sim's sysfs, debugfs and procfs: stat, access, readlink, directories ---- */
+
+/* OP_STAT into `st`: 1 filled, 0 for a descriptor without a path (pass through), -1 with errno. */
+static int sim_stat(uint64_t dir, const char *path, int flags, struct stat *st)
+{
+	int64_t ret;
+	int32_t v[6];
+
+	pthread_mutex_lock(&lock);
+	ret = connect_locked() ? -errno : call_locked(OP_STAT, dir, (uint64_t)flags, 0, 0, path, strnlen(path, MAX_PATH), 0);
+	memcpy(v, vals, sizeof(v));
+	if (ret == BROKEN && conn >= 0) {
+		real_close(conn);
+		conn = -1;
+	}
+	pthread_mutex_unlock(&lock);
+	if (ret < 0) {
+		errno = ret == BROKEN ? EIO : (int)-ret;
+		return -1;
+	}
+	if (ret == 0)
+		return 0;
+	memset(st, 0, sizeof(*st));
+	st->st_mode = (mode_t)v[0];
+	st->st_uid = (uid_t)v[1];
+	st->st_gid = (gid_t)v[2];
+	st->st_size = (off_t)(uint32_t)v[3];
+	st->st_nlink = (nlink_t)v[4];
+	st->st_ino = (ino_t)(uint32_t)v[5];
+	st->st_blksize = 4096;
+	st->st_dev = 0x1b; /* one device for the sim's file systems */
+	return 1;
+}
+
+/* fstatat(2) and everything built on it: the sim's paths and descriptors, else the real call. */
+static int any_stat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	uint64_t dir = 0;
+	int r;
+
+	resolve();
+	if (path && !path[0] && (flags & AT_EMPTY_PATH) && is_sim(dirfd)) {
+		r = sim_stat((uint64_t)dirfd + 1, "", flags, st);
+		if (r != 0)
+			return r < 0 ? -1 : 0;
+	} else if (routed(dirfd, path, &dir)) {
+		r = sim_stat(dir, path, flags, st);
+		return r < 0 ? -1 : 0;
+	}
+	return (int)syscall(SYS_newfstatat, dirfd, path, st, flags);
+}
+
+int stat(const char *path, struct stat *st)
+{
+	return any_stat(AT_FDCWD, path, st, 0);
+}
+
+int lstat(const char *path, struct stat *st)
+{
+	return any_stat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+int fstat(int fd, struct stat *st)
+{
+	return any_stat(fd, "", st, AT_EMPTY_PATH);
+}
+
+int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	return any_stat(dirfd, path, st, flags);
+}
+
+/* struct stat64 is struct stat on LP64. */
+int stat64(const char *path, struct stat64 *st)
+{
+	return any_stat(AT_FDCWD, path, (struct stat *)st, 0);
+}
+
+int lstat64(const char *path, struct stat64 *st)
+{
+	return any_stat(AT_FDCWD, path, (struct stat *)st, AT_SYMLINK_NOFOLLOW);
+}
+
+int fstat64(int fd, struct stat64 *st)
+{
+	return any_stat(fd, "", (struct stat *)st, AT_EMPTY_PATH);
+}
+
+int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+{
+	return any_stat(dirfd, path, (struct stat *)st, flags);
+}
+
+/* Programs built against glibc before 2.33 call these. */
+int __xstat(int ver, const char *path, struct stat *st)
+{
+	(void)ver;
+	return any_stat(AT_FDCWD, path, st, 0);
+}
+
+int __lxstat(int ver, const char *path, struct stat *st)
+{
+	(void)ver;
+	return any_stat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+int __fxstat(int ver, int fd, struct stat *st)
+{
+	(void)ver;
+	return any_stat(fd, "", st, AT_EMPTY_PATH);
+}
+
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
+{
+	(void)ver;
+	return any_stat(dirfd, path, st, flags);
+}
+
+int __xstat64(int ver, const char *path, struct stat64 *st)
+{
+	return __xstat(ver, path, (struct stat *)st);
+}
+
+int __lxstat64(int ver, const char *path, struct stat64 *st)
+{
+	return __lxstat(ver, path, (struct stat *)st);
+}
+
+int __fxstat64(int ver, int fd, struct stat64 *st)
+{
+	return __fxstat(ver, fd, (struct stat *)st);
+}
+
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
+{
+	return __fxstatat(ver, dirfd, path, (struct stat *)st, flags);
+}
+
+int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
+{
+	struct stat st;
+	uint64_t dir = 0;
+	int r;
+
+	resolve();
+	if (path && !path[0] && (flags & AT_EMPTY_PATH) && is_sim(dirfd))
+		r = sim_stat((uint64_t)dirfd + 1, "", flags, &st);
+	else if (routed(dirfd, path, &dir))
+		r = sim_stat(dir, path, flags, &st);
+	else
+		r = 0;
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return (int)syscall(SYS_statx, dirfd, path, flags, mask, stx);
+	memset(stx, 0, sizeof(*stx));
+	stx->stx_mask = STATX_BASIC_STATS & ~(unsigned)STATX_BLOCKS;
+	stx->stx_blksize = 4096;
+	stx->stx_nlink = (uint32_t)st.st_nlink;
+	stx->stx_uid = st.st_uid;
+	stx->stx_gid = st.st_gid;
+	stx->stx_mode = (uint16_t)st.st_mode;
+	stx->stx_ino = st.st_ino;
+	stx->stx_size = (uint64_t)st.st_size;
+	stx->stx_dev_minor = 0x1b;
+	return 0;
+}
+
+int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	uint64_t dir;
+
+	resolve();
+	if (routed(dirfd, path, &dir))
+		return (int)result(call(OP_ACCESS, dir, (uint64_t)mode, (uint64_t)flags, 0, path, strnlen(path, MAX_PATH), 0));
+	return (int)syscall(SYS_faccessat, dirfd, path, mode, flags);
+}
+
+int access(const char *path, int mode)
+{
+	return faccessat(AT_FDCWD, path, mode, 0);
+}
+
+ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
+{
+	uint64_t dir;
+
+	resolve();
+	if (routed(dirfd, path, &dir))
+		return result(call(OP_READLINK, dir, (uintptr_t)buf, size, 0, path, strnlen(path, MAX_PATH), 0));
+	return syscall(SYS_readlinkat, dirfd, path, buf, size);
+}
+
+ssize_t readlink(const char *path, char *buf, size_t size)
+{
+	return readlinkat(AT_FDCWD, path, buf, size);
+}
+
+/*
+ * A directory of the sim: a DIR of this library's own (glibc's is opaque), over a sim directory
+ * descriptor whose entries OP_GETDENTS fills in. Every DIR call checks whether the DIR is one of
+ * these before passing it on.
+ */
+struct sim_dir {
+	int fd;
+	long index; /* entries read so far: telldir's answer, seekdir's argument */
+	size_t len, at;
+	struct dirent64 ent;
+	struct sim_dir *next;
+	char buf[32768];
+};
+
+static struct sim_dir *sim_dirs;
+
+static struct sim_dir *sim_dir_of(void *d)
+{
+	struct sim_dir *p;
+
+	pthread_mutex_lock(&lock);
+	for (p = sim_dirs; p && (void *)p != d; p = p->next)
+		;
+	pthread_mutex_unlock(&lock);
+	return p;
+}
+
+static DIR *(*real_opendir)(const char *);
+static DIR *(*real_fdopendir)(int);
+static struct dirent *(*real_readdir)(DIR *);
+static struct dirent64 *(*real_readdir64)(DIR *);
+static int (*real_closedir)(DIR *);
+static int (*real_dirfd)(DIR *);
+static void (*real_rewinddir)(DIR *);
+static long (*real_telldir)(DIR *);
+static void (*real_seekdir)(DIR *, long);
+
+static void resolve_dir(void)
+{
+	if (real_seekdir)
+		return;
+	real_opendir = dlsym(RTLD_NEXT, "opendir");
+	real_fdopendir = dlsym(RTLD_NEXT, "fdopendir");
+	real_readdir = dlsym(RTLD_NEXT, "readdir");
+	real_readdir64 = dlsym(RTLD_NEXT, "readdir64");
+	real_closedir = dlsym(RTLD_NEXT, "closedir");
+	real_dirfd = dlsym(RTLD_NEXT, "dirfd");
+	real_rewinddir = dlsym(RTLD_NEXT, "rewinddir");
+	real_telldir = dlsym(RTLD_NEXT, "telldir");
+	real_seekdir = dlsym(RTLD_NEXT, "seekdir");
+}
+
+static DIR *sim_dir_new(int fd)
+{
+	struct sim_dir *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		close(fd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	d->fd = fd;
+	pthread_mutex_lock(&lock);
+	d->next = sim_dirs;
+	sim_dirs = d;
+	pthread_mutex_unlock(&lock);
+	return (DIR *)d;
+}
+
+DIR *opendir(const char *path)
+{
+	uint64_t dir;
+
+	resolve();
+	resolve_dir();
+	if (!routed(AT_FDCWD, path, &dir))
+		return real_opendir(path);
+	int fd = sim_open(dir, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	return fd < 0 ? NULL : sim_dir_new(fd);
+}
+
+DIR *fdopendir(int fd)
+{
+	struct stat st;
+
+	resolve();
+	resolve_dir();
+	if (!is_sim(fd))
+		return real_fdopendir(fd);
+	if (fstat(fd, &st))
+		return NULL;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return NULL;
+	}
+	return sim_dir_new(fd);
+}
+
+/* The next entry of a sim directory (NULL at the end, errno untouched, as readdir does). */
+static struct dirent64 *sim_readdir(struct sim_dir *d)
+{
+	if (d->at >= d->len) {
+		int64_t n = call(OP_GETDENTS, d->fd, (uintptr_t)d->buf, sizeof(d->buf), 0, NULL, 0, 0);
+		if (n < 0) {
+			errno = (int)-n;
+			return NULL;
+		}
+		if (n == 0)
+			return NULL;
+		d->len = (size_t)n;
+		d->at = 0;
+	}
+	uint64_t ino;
+	memcpy(&ino, d->buf + d->at, 8);
+	d->ent.d_ino = ino;
+	d->ent.d_type = (unsigned char)d->buf[d->at + 8];
+	size_t nlen = strnlen(d->buf + d->at + 9, d->len - d->at - 9);
+	if (nlen >= sizeof(d->ent.d_name))
+		nlen = sizeof(d->ent.d_name) - 1;
+	memcpy(d->ent.d_name, d->buf + d->at + 9, nlen);
+	d->ent.d_name[nlen] = 0;
+	d->at += 9 + strlen(d->buf + d->at + 9) + 1;
+	d->index++;
+	d->ent.d_off = d->index;
+	d->ent.d_reclen = sizeof(d->ent);
+	return &d->ent;
+}
+
+struct dirent64 *readdir64(DIR *dirp)
+{
+	struct sim_dir *d = sim_dir_of(dirp);
+
+	resolve_dir();
+	return d ? sim_readdir(d) : real_readdir64(dirp);
+}
+
+/* struct dirent and struct dirent64 are one layout on LP64. */
+struct dirent *readdir(DIR *dirp)
+{
+	struct sim_dir *d = sim_dir_of(dirp);
+
+	resolve_dir();
+	return d ? (struct dirent *)sim_readdir(d) : real_readdir(dirp);
+}
+
+int closedir(DIR *dirp)
+{
+	struct sim_dir *d = sim_dir_of(dirp), **pp;
+
+	resolve_dir();
+	if (!d)
+		return real_closedir(dirp);
+	pthread_mutex_lock(&lock);
+	for (pp = &sim_dirs; *pp != d; pp = &(*pp)->next)
+		;
+	*pp = d->next;
+	pthread_mutex_unlock(&lock);
+	int r = close(d->fd);
+	free(d);
+	return r;
+}
+
+int dirfd(DIR *dirp)
+{
+	struct sim_dir *d = sim_dir_of(dirp);
+
+	resolve_dir();
+	return d ? d->fd : real_dirfd(dirp);
+}
+
+void seekdir(DIR *dirp, long loc)
+{
+	struct sim_dir *d = sim_dir_of(dirp);
+
+	resolve_dir();
+	if (!d) {
+		real_seekdir(dirp, loc);
+		return;
+	}
+	if (lseek(d->fd, loc, SEEK_SET) == loc) {
+		d->index = loc;
+		d->len = d->at = 0;
+	}
+}
+
+void rewinddir(DIR *dirp)
+{
+	resolve_dir();
+	if (sim_dir_of(dirp))
+		seekdir(dirp, 0);
+	else
+		real_rewinddir(dirp);
+}
+
+long telldir(DIR *dirp)
+{
+	struct sim_dir *d = sim_dir_of(dirp);
+
+	resolve_dir();
+	return d ? d->index : real_telldir(dirp);
+}
+
+/* fopen of a sim path: a stdio stream whose reads, writes and seeks are the bridged calls. */
+static ssize_t cookie_read(void *c, char *buf, size_t n)
+{
+	return read((int)(intptr_t)c, buf, n);
+}
+
+static ssize_t cookie_write(void *c, const char *buf, size_t n)
+{
+	ssize_t r = write((int)(intptr_t)c, buf, n);
+	return r < 0 ? 0 : r;
+}
+
+static int cookie_seek(void *c, off64_t *pos, int whence)
+{
+	off_t r = lseek((int)(intptr_t)c, *pos, whence);
+	if (r < 0)
+		return -1;
+	*pos = r;
+	return 0;
+}
+
+static int cookie_close(void *c)
+{
+	return close((int)(intptr_t)c);
+}
+
+static FILE *sim_fopen(uint64_t dir, const char *path, const char *mode)
+{
+	int flags = strchr(mode, '+') ? O_RDWR : mode[0] == 'r' ? O_RDONLY : O_WRONLY;
+	FILE *f;
+
+	if (mode[0] == 'w')
+		flags |= O_CREAT | O_TRUNC;
+	else if (mode[0] == 'a')
+		flags |= O_CREAT | O_APPEND;
+	if (strchr(mode, 'e'))
+		flags |= O_CLOEXEC;
+	if (strchr(mode, 'x'))
+		flags |= O_EXCL;
+	int fd = sim_open(dir, path, flags, 0666);
+	if (fd < 0)
+		return NULL;
+	cookie_io_functions_t io = { cookie_read, cookie_write, cookie_seek, cookie_close };
+	f = fopencookie((void *)(intptr_t)fd, mode, io);
+	if (!f)
+		close(fd);
+	return f;
+}
+
 /*
  * /proc/PID/status of a bridged process: the sim's pins are not the real kernel's, so VmLck and
  * VmPin add what the sim charged to that process (mm->locked_vm and mm->pinned_vm), the values a
@@ -572,8 +1107,12 @@ FILE *fopen(const char *path, const char *mode)
 
 	pid_t pid;
 
+	uint64_t dir;
+
 	if (sock_path && path && mode && mode[0] == 'r' && status_pid(path, &pid))
 		return sim_status(path, mode, pid);
+	if (mode && routed(AT_FDCWD, path, &dir))
+		return sim_fopen(dir, path, mode);
 	return real_fopen(path, mode);
 }
 

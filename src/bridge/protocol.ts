@@ -18,7 +18,7 @@ export const MAX_PAYLOAD = 4096;
 export const OP = {
   /** a0: the parent's pid when a forked child connects (0 otherwise), a1: BRIDGE_VERSION. Answers the server's pid. */
   HELLO: 1,
-  /** a0: flags, a1: mode; payload: the path. */
+  /** a0: flags, a1: mode, a2: a sim directory descriptor + 1 for a relative path (0: none); payload: the path. */
   OPEN: 2,
   /** a0: fd. */
   CLOSE: 3,
@@ -45,6 +45,21 @@ export const OP = {
   MMAP_PLACED: 13,
   /** a0: address, a1: length the program unmapped. */
   MUNMAP: 14,
+  /**
+   * a0: a sim directory descriptor + 1 for a relative path (0: none), a1: AT_* flags; payload: the
+   * path (empty with AT_EMPTY_PATH: a0's own file). Answers 1 with st_mode, st_uid, st_gid,
+   * st_size, st_nlink and st_ino in the descriptor list, or 0 for a descriptor without a path (an
+   * anon inode: the placeholder's own fstat is the answer).
+   */
+  STAT: 15,
+  /** a0: directory descriptor + 1 (0: none), a1: buffer address, a2: its size; payload: the path. Answers the length written. */
+  READLINK: 16,
+  /** a0: a sim directory descriptor, a1: buffer address, a2: its size. Writes entries (u64 d_ino, u8 d_type, name, NUL); answers the bytes written, 0 at the end. */
+  GETDENTS: 17,
+  /** a0: fd, a1: offset (an i64), a2: whence. Answers the new position. */
+  LSEEK: 18,
+  /** a0: directory descriptor + 1 (0: none), a1: mode (F_OK, R_OK, W_OK, X_OK), a2: AT_* flags; payload: the path. */
+  ACCESS: 19,
 } as const;
 
 const NO_PAYLOAD = new Uint8Array(0);

@@ -22,6 +22,8 @@ import type { SimFile } from '../backends/sim/kernel/process.js';
 import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Request } from './protocol.js';
 import { StoreRegistry } from './remote_mm.js';
 import { bridgeIoctl } from './ioctl.js';
+import { accessPath, AT_EMPTY_PATH, getdents, lseekFile, openedPaths, simPath, statFile, statPath } from './fs.js';
+import { KernelErrno } from '../backends/sim/kernel/errno.js';
 
 const EMPTY = new Uint8Array(0);
 const SOL_SOCKET = 1;
@@ -232,9 +234,10 @@ export class BridgeServer {
     let ret: number;
     try {
       if (r.op === OP.MMAP) return this.mmap(s, r);
+      if (r.op === OP.STAT) return this.stat(s, r);
       ret = this.call(s, r);
     } catch (e) {
-      if (e instanceof IommuError) ret = -e.errno;
+      if (e instanceof IommuError || e instanceof KernelErrno) ret = -e.errno;
       else {
         process.stderr.write(`ioasid serve: ${(e as Error).stack ?? e}\n`);
         ret = -ERRNO.EIO;
@@ -256,12 +259,42 @@ export class BridgeServer {
     return encodeResponse(0, [m.memfd, m.pgoff, token]);
   }
 
+  /** OP.STAT: the values travel in the descriptor list (protocol.ts). */
+  private stat(s: Session, r: Request): Uint8Array {
+    const vfs = this.kernel.vfs;
+    const path = new TextDecoder().decode(r.payload);
+    const v = path === '' && r.a1 & AT_EMPTY_PATH ? statFile(vfs, s.proc, r.a0 - 1) : statPath(vfs, simPath(s.proc, r.a0 - 1, path), r.a1);
+    return v ? encodeResponse(1, v) : encodeResponse(0, []);
+  }
+
   private call(s: Session, r: Request): number {
     const b = s.binding;
     const mm = s.proc.mm;
+    const vfs = this.kernel.vfs;
     switch (r.op) {
-      case OP.OPEN:
-        return b.open(new TextDecoder().decode(r.payload), r.a0 | 0);
+      case OP.OPEN: {
+        const path = simPath(s.proc, r.a2 - 1, new TextDecoder().decode(r.payload));
+        const fd = b.open(path, r.a0 | 0);
+        openedPaths.set(s.proc.simFile(fd), path);
+        return fd;
+      }
+      case OP.READLINK: {
+        const target = new TextEncoder().encode(vfs.readlink(simPath(s.proc, r.a0 - 1, new TextDecoder().decode(r.payload))));
+        if (r.a2 <= 0 || r.a2 > 2 ** 31) return -ERRNO.EINVAL;
+        const n = Math.min(target.length, r.a2);
+        if (!mm.writeRaw(r.a1, target.subarray(0, n))) return -ERRNO.EFAULT;
+        return n;
+      }
+      case OP.GETDENTS: {
+        const out = getdents(s.proc, r.a0, Math.min(r.a2, MAX_IO));
+        if (out.length && !mm.writeRaw(r.a1, out)) return -ERRNO.EFAULT;
+        return out.length;
+      }
+      case OP.LSEEK:
+        return lseekFile(s.proc, r.a0, r.a1 >= 2 ** 63 ? r.a1 - 2 ** 64 : r.a1, r.a2);
+      case OP.ACCESS:
+        accessPath(vfs, s.proc, simPath(s.proc, r.a0 - 1, new TextDecoder().decode(r.payload)), r.a1, r.a2);
+        return 0;
       case OP.CLOSE:
         b.close(r.a0);
         return 0;

@@ -19,7 +19,7 @@ import { AccountMode } from './iommufd/pages.js';
 import { PAGE_SIZE, SimMemfd } from './kernel/mm.js';
 import { SimVfs } from './kernel/vfs.js';
 import { WaitQueueHead } from './kernel/wait.js';
-import { enterSyscall, leaveSyscall } from './kernel/fault_inject.js';
+import { enterSyscall, leaveSyscall, publishFaultDebugfs } from './kernel/fault_inject.js';
 import { ALL_CAPS, ProcFailNthFile, SimProcess, SimUser, type SimFile } from './kernel/process.js';
 import { VfioContainer } from './vfio/container.js';
 import { Machine, type MachineDesc } from './machine/machine.js';
@@ -54,6 +54,7 @@ export class SimKernel {
     const failNth = (proc: SimProcess) => new ProcFailNthFile(proc);
     this.vfs.addCharDev('/proc/thread-self/fail-nth', failNth);
     this.vfs.addCharDev('/proc/self/fail-nth', failNth);
+    publishFaultDebugfs(this.vfs);
     this.machine = new Machine(machine, this.vfs, { selftest });
     // /dev/vfio/vfio: VFIO's legacy container (vfio_container_init), or iommufd's misc device
     // (CONFIG_IOMMUFD_VFIO_CONTAINER), which accounts pins to the mm as VFIO does.

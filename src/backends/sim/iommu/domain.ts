@@ -11,7 +11,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import type { DmaFault, DmaFaultReason, DmaPageWalk, DmaTarget } from '../include/iommu.js';
 import { IOMMU_READ, IOMMU_WRITE, type UserArray } from './iommu.js';
 import { kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailPage, shouldFailSlab } from '../kernel/fault_inject.js';
 import { PAGE_SIZE, type PageStore } from '../kernel/mm.js';
 
 /**
@@ -90,7 +90,7 @@ export class PagingDomain implements DmaTarget {
 
   /** The driver's domain_alloc_paging: ENOMEM when fault injection fails its allocation. */
   constructor(cfg: DomainConfig) {
-    if (shouldFail()) kerr(ERRNO.ENOMEM);
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM);
     this.owner = cfg.owner;
     this.pgsizeBitmap = cfg.pgsizeBitmap;
     const low = cfg.pgsizeBitmap & -cfg.pgsizeBitmap;
@@ -171,7 +171,7 @@ export class PagingDomain implements DmaTarget {
     const key = Math.floor(u / LEAF);
     let leaf = this.leaves.get(key);
     if (!leaf) {
-      if (shouldFail()) kerr(ERRNO.ENOMEM); // a table page (fault injection)
+      if (shouldFailPage()) kerr(ERRNO.ENOMEM); // a table page (fault injection)
       this.leaves.set(key, (leaf = this.spare.pop() ?? new Leaf()));
     }
     const slot = u - key * LEAF;
@@ -400,7 +400,7 @@ export class NestedDomain implements DmaTarget {
     readonly invalidate: ((type: number, entries: UserArray) => number) | null,
     readonly data: Uint32Array = new Uint32Array(0),
   ) {
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // the driver's domain_alloc_nested
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // the driver's domain_alloc_nested
   }
 
   dmaRead(iova: bigint, dst: Uint8Array): Omit<DmaFault, 'rid' | 'pasid'> | null {

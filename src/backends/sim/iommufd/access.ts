@@ -7,7 +7,7 @@
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE, areaPage, areaPageOffset, type Area } from './io_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
@@ -51,7 +51,7 @@ export function accessPinPages(ioas: IoasObject | null, iova: bigint, length: bi
       if (!(area.prot & (write ? IOMMU_WRITE : IOMMU_READ))) kerr(ERRNO.EPERM);
       const first = areaPage(area, cur);
       const lastIdx = areaPage(area, end);
-      if (shouldFail()) kerr(ERRNO.ENOMEM); // iopt_area_add_access's iopt_pages_access (fault injection)
+      if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // iopt_area_add_access's iopt_pages_access (fault injection)
       area.pages.pin(first, lastIdx, write);
       area.numAccesses++;
       if (lock) area.numLocks++;
@@ -100,7 +100,7 @@ export class InternalAccess implements SimObject {
 
   /** iommufd_access_attach_internal: the IOAS's alignment rises to PAGE_SIZE (EADDRINUSE if an area breaks it). */
   attach(ioas: IoasObject): void {
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // iopt_add_access's xa_alloc (fault injection)
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // iopt_add_access's xa_alloc (fault injection)
     ioas.iopt.accessAlignments.set(this, PAGE);
     try {
       ioas.iopt.recalculateAlignment();

@@ -15,7 +15,7 @@ import {
   type BoundDevice, type SimDevice, type SimGroup,
 } from '../iommu/iommu.js';
 import { KernelErrno, kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import { HwptNested, HwptPaging, type Hwpt, type UserData } from './hw_pagetable.js';
 import type { IoasObject } from './ioas.js';
 import type { IommufdCtx, SimObject } from './main.js';
@@ -79,7 +79,7 @@ export class IommufdDevice implements SimObject {
 function getGroup(ctx: IommufdCtx, group: SimGroup): IommufdGroup {
   let g = ctx.igroups.get(group.id);
   if (!g) {
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // iommufd_alloc_group (fault injection)
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // iommufd_alloc_group (fault injection)
     ctx.igroups.set(group.id, (g = new IommufdGroup(group)));
   }
   g.refs++;
@@ -220,7 +220,7 @@ function doAttach(idev: IommufdDevice, pasid: number, hwpt: Hwpt): null {
 export function hwptAttach(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   const g = idev.group;
   const existing = g.pasidAttach.get(pasid);
-  if (!existing && shouldFail()) kerr(ERRNO.ENOMEM); // the iommufd_attach (fault injection)
+  if (!existing && shouldFailSlab()) kerr(ERRNO.ENOMEM); // the iommufd_attach (fault injection)
   const attach: Attach = existing ?? { hwpt: null, handle: {}, devices: new Map() };
   if (attach.devices.has(idev.id)) kerr(ERRNO.EBUSY);
   if (attach.hwpt && attach.hwpt !== hwpt) kerr(ERRNO.EINVAL);
@@ -343,7 +343,7 @@ function checkPasidWidth(group: SimGroup, pasid: number): void {
 /** iommufd_hwpt_attach_device: the whole group on the RID, or one device on a PASID. */
 function attachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   pasidCompat(hwpt, idev, pasid);
-  if (shouldFail()) kerr(ERRNO.ENOMEM); // the attach handle (fault injection)
+  if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // the attach handle (fault injection)
   const domain = hwpt.domain;
   if (pasid === NO_PASID) {
     iommuAttachGroup(domain, idev.group.group);

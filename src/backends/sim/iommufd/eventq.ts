@@ -8,7 +8,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { IOCTLS } from '../../../ioasid/uapi.js';
 import { POLLIN, POLLOUT } from '../../types.js';
 import { kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import { WaitQueueHead } from '../kernel/wait.js';
 import type { IommufdCtx, SimObject } from './main.js';
 import type { SimFile } from '../kernel/process.js';
@@ -165,7 +165,7 @@ function faultQueueAlloc(ctx: IommufdCtx, u: Ucmd): void {
  * (its release drops both holds) and the caller aborts the object.
  */
 function eventqFile(ctx: IommufdCtx, u: Ucmd, q: FaultQueue | VeventQueue, idOff: number, fdOff: number): void {
-  if (shouldFail()) kerr(ERRNO.ENOMEM);
+  if (shouldFailSlab()) kerr(ERRNO.ENOMEM);
   ctx.ref(q.id, 1);
   ctx.hold();
   u.setU32(idOff, q.id);

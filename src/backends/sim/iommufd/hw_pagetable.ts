@@ -13,7 +13,7 @@ export type { UserArray, UserData };
 import type { FaultQueue } from './eventq.js';
 import { viommuNestedAlloc, type Viommu } from './viommu.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import type { IoasObject } from './ioas.js';
 import { hwptNestedAlloc, hwptPagingAlloc, NO_PASID, type IommufdDevice } from './device.js';
 import type { IommufdCtx, SimObject } from './main.js';
@@ -180,7 +180,7 @@ function getDirtyBitmap(ctx: IommufdCtx, u: Ucmd): void {
   if (!pageSize) kerr(ERRNO.EINVAL);
   if (iova % pageSize || (last + 1n) % pageSize) kerr(ERRNO.EINVAL);
   if (!domain.dirtyOps) kerr(ERRNO.EOPNOTSUPP);
-  if (shouldFail()) kerr(ERRNO.ENOMEM); // iova_bitmap_alloc (fault injection)
+  if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // iova_bitmap_alloc (fault injection)
   // iommu_read_and_clear_dirty: walk the areas contiguous from iova; at a gap the walk stops with
   // EINVAL, which 7.3 drops (iova_bitmap_for_each's return is ignored): the ioctl succeeds.
   let cur = iova;

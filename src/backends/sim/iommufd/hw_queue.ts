@@ -9,7 +9,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { IOCTLS } from '../../../ioasid/uapi.js';
 import { InternalAccess, type PhysAddr } from './access.js';
 import { kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 import type { Ucmd } from './ucmd.js';
@@ -76,7 +76,7 @@ function allocPhys(q: HwQueue, viommu: Viommu): [InternalAccess, PhysAddr] {
   const [aligned, length] = pinnedRange(q.baseAddr, q.length);
   const npages = Number(length / PAGE);
   if (npages * 8 > INT_MAX) kerr(ERRNO.ENOMEM); // kvzalloc of the page array refuses > INT_MAX bytes
-  if (shouldFail()) kerr(ERRNO.ENOMEM); // ... or fails (fault injection)
+  if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // ... or fails (fault injection)
   const access = InternalAccess.create(q.ctx);
   const pages: PhysAddr[] = [];
   try {

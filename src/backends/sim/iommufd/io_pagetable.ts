@@ -12,7 +12,7 @@ import { SpanList, type Span } from './area_list.js';
 import { kerr } from '../kernel/errno.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 import type { PagingDomain } from '../iommu/domain.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import type { IoptPages } from './pages.js';
 
 import { IOMMU_READ, IOMMU_WRITE } from '../iommu/iommu.js';
@@ -342,7 +342,7 @@ export class IoPagetable {
     let area = this.areas.first(cur, cur);
     while (area && area.start <= cur) {
       const end = last < area.last ? last : area.last;
-      if (shouldFail()) kerr(ERRNO.ENOMEM); // the iopt_pages_list element
+      if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // the iopt_pages_list element
       out.push({ pages: area.pages, pageIndex: areaPage(area, cur), pageOffset: areaPageOffset(area, cur), length: end - cur + 1n });
       if (last <= area.last) {
         for (const s of out) s.pages.refs++;
@@ -426,7 +426,7 @@ export class IoPagetable {
   /** iopt_reserve_iova: EADDRINUSE over an area or an allowed range; ENOMEM (fault injection) for its node. */
   reserve(start: bigint, last: bigint, owner: unknown): void {
     if (this.areas.first(start, last) || this.intersectsAllowed(start, last)) kerr(ERRNO.EADDRINUSE);
-    if (shouldFail()) kerr(ERRNO.ENOMEM);
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM);
     let i = 0;
     while (i < this.reserved.length && this.reserved[i]!.start <= start) i++;
     this.reserved.splice(i, 0, { start, last, owner });
@@ -469,7 +469,7 @@ export class IoPagetable {
 
 /** iopt_alloc_area_pages' first loop: one iopt_area_alloc per slice, before any check (ENOMEM: fault injection). */
 function allocAreas(n: number): void {
-  for (let i = 0; i < n; i++) if (shouldFail()) kerr(ERRNO.ENOMEM);
+  for (let i = 0; i < n; i++) if (shouldFailSlab()) kerr(ERRNO.ENOMEM);
 }
 
 interface AllocRequest {

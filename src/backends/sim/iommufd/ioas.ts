@@ -8,7 +8,7 @@ import {
 } from '../../../ioasid/uapi.js';
 import type { Span } from './area_list.js';
 import { kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import { IOMMU_READ, IOMMU_WRITE, IoPagetable, type Area, type PagesSlice } from './io_pagetable.js';
 import type { HwptPaging } from './hw_pagetable.js';
 import type { Handler, IommufdCtx, SimObject } from './main.js';
@@ -50,7 +50,7 @@ function prot(flags: number): number {
 /** iopt_alloc_pages: EINVAL for a zero or absurd length, ENOMEM when fault injection fails its kzalloc. */
 function allocPages(ctx: IommufdCtx, source: IoptPages['source'], pageOffset: number, length: bigint, writable: boolean): IoptPages {
   if (length > SIZE_MAX_LESS_PAGE || length === 0n) kerr(ERRNO.EINVAL);
-  if (shouldFail()) kerr(ERRNO.ENOMEM);
+  if (shouldFailSlab()) kerr(ERRNO.ENOMEM);
   const npages = length < SAFE
     ? Math.ceil((Number(length) + pageOffset) / PAGE_SIZE)
     : Number((length + BigInt(pageOffset) + PAGE - 1n) / PAGE);
@@ -123,7 +123,7 @@ function allowIovas(ctx: IommufdCtx, u: Ucmd): void {
     const last = dv.getBigUint64(8, true);
     if (start >= last) kerr(ERRNO.EINVAL);
     if (ranges.some((r) => r.start <= last && r.last >= start)) kerr(ERRNO.EINVAL);
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // the iopt_allowed node (fault injection)
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // the iopt_allowed node (fault injection)
     ranges.push({ start, last });
   }
   ranges.sort((a, b) => (a.start < b.start ? -1 : 1));

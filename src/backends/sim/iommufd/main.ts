@@ -15,7 +15,7 @@ import {
 import { VFIO_LEGACY_IOCTL_NAMES } from '../../../ioasid/vfio_uapi.js';
 import { CAP_SYS_RESOURCE } from '../../types.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
-import { currentTask, shouldFail } from '../kernel/fault_inject.js';
+import { currentTask, shouldFailSlab } from '../kernel/fault_inject.js';
 import { IoasObject, ioasHandlers } from './ioas.js';
 import { AccountMode } from './pages.js';
 import { SimProcess, type SimFile } from '../kernel/process.js';
@@ -83,7 +83,7 @@ export class IommufdCtx implements SimFile {
     /** The machine whose devices this iommufd can bind (mock devices join its group numbering). */
     readonly machine: MockDeviceHost | null = null,
   ) {
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // iommufd_fops_open's kzalloc of the context
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // iommufd_fops_open's kzalloc of the context
     this.ops = buildOps(selftest);
   }
 
@@ -146,7 +146,7 @@ export class IommufdCtx implements SimFile {
 
   /** xa_alloc: the entry at the lowest free id in [1, ID_MAX] (ENOMEM: the object's kzalloc, fault injection). */
   private insert(entry: ObjEntry): number {
-    if (shouldFail()) kerr(ERRNO.ENOMEM);
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM);
     let id = 1;
     while (this.objects.has(id)) id++;
     if (id > ID_MAX) kerr(ERRNO.ENOSPC);

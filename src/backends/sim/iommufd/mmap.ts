@@ -8,7 +8,7 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { MAP_SHARED } from '../../types.js';
 import { kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import type { IommufdCtx } from './main.js';
 import { PAGE_SIZE, type PageStore, type SimMm, type VmaOps } from '../kernel/mm.js';
 
@@ -33,7 +33,7 @@ export class IommufdMmaps {
   /** _iommufd_alloc_mmap: the lowest free range from PAGE_SIZE (offset 0 is never handed out). */
   alloc(ownerId: number, store: PageStore, length: number): number {
     if (!length || length % PAGE_SIZE) kerr(ERRNO.EINVAL);
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // the immap and its maple tree range (fault injection)
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // the immap and its maple tree range (fault injection)
     let start = PAGE_SIZE;
     let i = 0;
     for (; i < this.regions.length; i++) {

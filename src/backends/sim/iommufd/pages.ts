@@ -8,7 +8,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from '../kernel/errno.js';
 import { PAGE_SIZE, type PageStore, type SimMemfd } from '../kernel/mm.js';
 import type { SimProcess } from '../kernel/process.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailPage } from '../kernel/fault_inject.js';
 
 export const enum AccountMode {
   NONE = 0,
@@ -187,7 +187,7 @@ export class IoptPages {
 
   /** Pin `n` pages from page `page` into slots [k, k + n) of a batch. */
   private pinRun(b: PinBatch, page: number, k: number, n: number, write: boolean): void {
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // the pin step (fault injection)
+    if (shouldFailPage(true)) kerr(ERRNO.ENOMEM); // the pin step: a user page faulted in (GFP_HIGHUSER) (fault injection)
     const src = this.source;
     if (src.kind === 'user') {
       src.proc.mm.pinInto(Number(src.uptr) + page * PAGE_SIZE, n, write, b.stores, b.index, k, this.followPfnmap);

@@ -13,7 +13,7 @@ import {
 } from '../../../ioasid/uapi.js';
 import type { HwptNested, HwptPaging } from './hw_pagetable.js';
 import { kerr } from '../kernel/errno.js';
-import { shouldFail } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from './eventq.js';
 import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind, faultTarget, NO_PASID, type IommufdDevice } from './device.js';
 import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MockDevice, isMockPaging, isMockNested } from './mock_iommu.js';
@@ -58,7 +58,7 @@ class SelftestAccess implements SimObject, SimFile {
     if (ioasId === this.ioasId) return;
     const next = ioasId ? this.ctx.get<IoasObject>(ioasId, 'IOAS') : null;
     if (next) {
-      if (shouldFail()) kerr(ERRNO.ENOMEM); // iopt_add_access's xa_alloc (fault injection)
+      if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // iopt_add_access's xa_alloc (fault injection)
       next.iopt.accessAlignments.set(this, this.alignment);
       try {
         next.iopt.recalculateAlignment();
@@ -177,7 +177,7 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
     case IOMMU_TEST_OP.CREATE_ACCESS: {
       const flags = u.u32(o('create_access', 'flags'));
       if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) kerr(ERRNO.EOPNOTSUPP);
-      if (shouldFail()) kerr(ERRNO.ENOMEM); // iommufd_test_alloc_access: the selftest_access and its file
+      if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // iommufd_test_alloc_access: the selftest_access and its file
       const access = new SelftestAccess(ctx, !!(flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES));
       ctx.abortOnError(ctx.add('ACCESS', access), () => {
         access.attach(id);
@@ -199,10 +199,10 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) kerr(ERRNO.EOPNOTSUPP);
       const access = accessFromFd(ctx, id);
       if (!access.needsPin) kerr(ERRNO.EOPNOTSUPP);
-      if (shouldFail()) kerr(ERRNO.ENOMEM); // the page array (fault injection)
+      if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // the page array (fault injection)
       access.pinPages(iova, length, !!(flags & MOCK_FLAGS_ACCESS_WRITE));
       try {
-        if (shouldFail()) kerr(ERRNO.ENOMEM); // the item
+        if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // the item
         u.setU32(o('access_pages', 'out_access_pages_id'), access.nextId);
         u.respond();
       } catch (e) {
@@ -229,7 +229,7 @@ export function selftestHandler(ctx: IommufdCtx, u: Ucmd): void {
       if (length > 16n * 1024n * 1024n) kerr(ERRNO.ENOMEM);
       if (flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ)) kerr(ERRNO.EOPNOTSUPP);
       const access = accessFromFd(ctx, id);
-      if (shouldFail()) kerr(ERRNO.ENOMEM); // kvzalloc of the bounce buffer (fault injection)
+      if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // kvzalloc of the bounce buffer (fault injection)
       const tmp = new Uint8Array(Number(length));
       const write = !!(flags & MOCK_ACCESS_RW_WRITE);
       if (write) ctx.proc.mm.copyFromUser(uptr, tmp);
@@ -381,7 +381,7 @@ function mockDomain(ctx: IommufdCtx, u: Ucmd, ptId: number, devFlags: number): v
   const sobj = new SelftestDevice(ctx);
   const stdevId = ctx.alloc('SELFTEST', sobj);
   try {
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // mock_dev_create (fault injection)
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // mock_dev_create (fault injection)
     const mock = (sobj.mock = ctx.machine ? ctx.machine.addMockDevice(devFlags) : new MockDevice(devFlags));
     const idev = (sobj.idev = deviceBind(ctx, mock, false));
     u.setU32(o('mock_domain', 'out_hwpt_id'), deviceAttach(idev, NO_PASID, ptId));
@@ -431,7 +431,7 @@ function testDirty(ctx: IommufdCtx, id: number, u: Ucmd): number {
   if (max > 16 * 1024 * 1024 * 8) kerr(ERRNO.EOVERFLOW);
   const hwpt = mockPaging(ctx, id);
   if (!hwpt.domain.dirtyTracking) kerr(ERRNO.EINVAL);
-  if (shouldFail()) kerr(ERRNO.ENOMEM); // kvzalloc of the bitmap copy (fault injection)
+  if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // kvzalloc of the bitmap copy (fault injection)
   const bits = new Uint8Array(Math.ceil(max / 8));
   ctx.proc.mm.copyFromUser(Number(uptr), bits);
   let count = 0;

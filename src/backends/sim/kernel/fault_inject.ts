@@ -6,6 +6,9 @@
  * and copies from and to user memory (EFAULT: fail_usercopy). Each is one `shouldFail()` check,
  * a single compare while nothing is armed.
  */
+import { ERRNO } from '../../../ioasid/errors.js';
+import { kerr } from './errno.js';
+import type { SimVfs } from './vfs.js';
 
 /** What fault injection needs of a task: its task->fail_nth. */
 export interface FaultTask {
@@ -43,4 +46,88 @@ export function shouldFail(): boolean {
   const t = current;
   if (t === null || t.failNth === 0) return false;
   return --t.failNth === 0;
+}
+
+// ---- mm/failslab.c, mm/fail_page_alloc.c: which allocations may fail ---------------------------
+
+/**
+ * failslab.ignore_gfp_reclaim, fail_page_alloc.ignore_gfp_reclaim and .ignore_gfp_highmem: true by
+ * default, as in the kernel, so sleeping allocations (GFP_KERNEL: every allocation the sim models)
+ * are not failed and do not count until debugfs says `N`, as the iommufd_fail_nth selftest does.
+ */
+export const faultAttrs = {
+  failslabIgnoreGfpWait: true,
+  pageAllocIgnoreGfpWait: true,
+  pageAllocIgnoreGfpHighmem: true,
+};
+
+/** should_failslab for a GFP_KERNEL object (kzalloc, xa_alloc...): a step only when sleeping allocations may fail. */
+export function shouldFailSlab(): boolean {
+  return !faultAttrs.failslabIgnoreGfpWait && shouldFail();
+}
+
+/**
+ * should_fail_alloc_page for a GFP_KERNEL page (a page table page) or, with `highmem`, a
+ * GFP_HIGHUSER page (a user page faulted in while pinning).
+ */
+export function shouldFailPage(highmem = false): boolean {
+  if (faultAttrs.pageAllocIgnoreGfpWait || (highmem && faultAttrs.pageAllocIgnoreGfpHighmem)) return false;
+  return shouldFail();
+}
+
+/** The debugfs attributes a fault_attr gets (fault_create_debugfs_attr), each a plain value. */
+const COMMON_ATTRS: Record<string, 'ul' | 'u32' | 'bool' | 'xul'> = {
+  probability: 'ul',
+  interval: 'ul',
+  times: 'ul',
+  space: 'ul',
+  verbose: 'ul',
+  verbose_ratelimit_interval_ms: 'u32',
+  verbose_ratelimit_burst: 'u32',
+  'task-filter': 'bool',
+};
+
+/** The debugfs directories of fault injection (CONFIG_FAULT_INJECTION_DEBUG_FS, FAILSLAB, FAIL_PAGE_ALLOC). */
+export function publishFaultDebugfs(vfs: Pick<SimVfs, 'addAttr'>): void {
+  const D = '/sys/kernel/debug';
+  const defaults: Record<string, number> = { interval: 1, times: 1, verbose: 2, verbose_ratelimit_interval_ms: 5000, verbose_ratelimit_burst: 10 };
+  for (const dir of ['failslab', 'fail_page_alloc']) {
+    for (const [name, kind] of Object.entries(COMMON_ATTRS)) {
+      let value = defaults[name] ?? 0;
+      vfs.addAttr(`${D}/${dir}/${name}`, numberAttr(kind, () => value, (v) => (value = v)));
+    }
+  }
+  const flag = (key: keyof typeof faultAttrs) => numberAttr('bool', () => +faultAttrs[key], (v) => (faultAttrs[key] = v !== 0));
+  vfs.addAttr(`${D}/failslab/ignore-gfp-wait`, flag('failslabIgnoreGfpWait'));
+  let cacheFilter = 0;
+  vfs.addAttr(`${D}/failslab/cache-filter`, numberAttr('bool', () => cacheFilter, (v) => (cacheFilter = v)));
+  vfs.addAttr(`${D}/fail_page_alloc/ignore-gfp-wait`, flag('pageAllocIgnoreGfpWait'));
+  vfs.addAttr(`${D}/fail_page_alloc/ignore-gfp-highmem`, flag('pageAllocIgnoreGfpHighmem'));
+  let minOrder = 1;
+  vfs.addAttr(`${D}/fail_page_alloc/min-order`, numberAttr('u32', () => minOrder, (v) => (minOrder = v)));
+}
+
+/**
+ * A debugfs number file: debugfs_create_bool prints Y/N and takes kstrtobool's words; the others
+ * print "%llu\n" and take kstrtoull (base 0, one trailing newline). EINVAL for anything else.
+ */
+function numberAttr(kind: 'ul' | 'u32' | 'bool' | 'xul', get: () => number, set: (v: number) => void) {
+  return {
+    read: () => (kind === 'bool' ? (get() ? 'Y\n' : 'N\n') : `${get()}\n`),
+    write: (text: string) => {
+      const t = text.endsWith('\n') ? text.slice(0, -1) : text;
+      if (kind === 'bool') {
+        const c = t[0]?.toLowerCase();
+        if (c === 'y' || c === '1' || t.toLowerCase() === 'on') set(1);
+        else if (c === 'n' || c === '0' || t.toLowerCase() === 'off') set(0);
+        else kerr(ERRNO.EINVAL);
+        return;
+      }
+      const m = /^(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$/i.exec(t);
+      if (!m) kerr(ERRNO.EINVAL);
+      const v = Number(t.startsWith('0x') || t.startsWith('0X') ? parseInt(t, 16) : t.startsWith('0') && t.length > 1 ? parseInt(t, 8) : parseInt(t, 10));
+      if (kind === 'u32' && v > 0xffffffff) kerr(ERRNO.ERANGE);
+      set(v);
+    },
+  };
 }

@@ -6,7 +6,8 @@
  */
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from './errno.js';
-import { shouldFail } from './fault_inject.js';
+import { shouldFailSlab } from './fault_inject.js';
+import { DT_CHR, DT_DIR, DT_LNK, DT_REG, KernfsDirFile, KernfsOpenFile, O_ACCMODE, O_RDONLY, type Dirent } from './kernfs.js';
 import type { SimFile, SimProcess } from './process.js';
 
 export interface SimAttr {
@@ -161,17 +162,46 @@ export class SimVfs {
     return [...set].sort();
   }
 
+  /** getdents64's view of a directory: each entry with its d_type, sorted by name. */
+  entries(path: string): Dirent[] {
+    const real = this.resolve(path);
+    return this.readdir(real).map((name) => {
+      const child = `${real === '/' ? '' : real}/${name}`;
+      const node = this.nodes.get(child);
+      const type = !node ? DT_DIR : node.kind === 'link' ? DT_LNK : node.kind === 'chr' ? DT_CHR : DT_REG;
+      return { name, type };
+    });
+  }
+
+  /**
+   * open(2): a device node opens its driver's file; an attribute or a directory opens as kernfs
+   * does (kernfs.ts), with may_open's checks first: EISDIR for a directory opened to write,
+   * ENOTDIR for O_DIRECTORY on a file.
+   */
   open(path: string, proc: SimProcess, flags: number): SimFile {
-    const node = this.nodes.get(this.resolve(path));
-    if (!node) return kerr(ERRNO.ENOENT);
-    if (node.kind !== 'chr') return kerr(ERRNO.ENXIO);
-    if (!proc.mayAccess(node.mode, 0, ACC_MODE[flags & 3]!)) return kerr(ERRNO.EACCES); // may_open
-    if (shouldFail()) kerr(ERRNO.ENOMEM); // alloc_empty_file (fault injection)
+    const real = this.resolve(path);
+    const node = this.nodes.get(real);
+    if (!node) {
+      if (!this.dirs.has(real)) return kerr(ERRNO.ENOENT);
+      if ((flags & O_ACCMODE) !== O_RDONLY) return kerr(ERRNO.EISDIR);
+      if (!proc.mayAccess(0o555, 0, 4)) return kerr(ERRNO.EACCES);
+      if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // alloc_empty_file
+      return new KernfsDirFile(real, () => this.entries(real));
+    }
+    if (node.kind === 'link') return kerr(ERRNO.ENOENT); // a dangling link
+    if (flags & O_DIRECTORY) return kerr(ERRNO.ENOTDIR);
+    const mode = node.kind === 'chr' ? node.mode : this.stat(real).mode;
+    if (!proc.mayAccess(mode, 0, ACC_MODE[flags & 3]!)) return kerr(ERRNO.EACCES); // may_open
+    if (shouldFailSlab()) kerr(ERRNO.ENOMEM); // alloc_empty_file (fault injection)
+    if (node.kind === 'attr') return new KernfsOpenFile(real, node.attr, flags);
     const f = node.open(proc, flags);
     f.fmodePread = true;
     return f;
   }
 }
+
+/** O_DIRECTORY: open(2) fails with ENOTDIR unless the path is a directory. */
+const O_DIRECTORY = 0o200000;
 
 /** ACC_MODE: the MAY_READ (4) / MAY_WRITE (2) bits an open's O_ACCMODE asks for. */
 const ACC_MODE = [4, 2, 6, 6];
