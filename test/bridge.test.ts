@@ -1,8 +1,10 @@
 /**
  * The preload bridge (docs/bridge.md): unmodified C programs against a sim machine. The kernel's
- * own iommufd selftest binary, built from linux-source-7.3 (scripts/selftests/build.sh), runs
- * against the sim through the bridge and, in the VM, natively on the real 7.3 kernel in the same
- * run; every case must get the kernel's verdict except the ones listed below with their reasons.
+ * own selftest binaries, built from linux-source-7.3 (scripts/selftests/build.sh): iommufd,
+ * iommufd_fail_nth and the VFIO ones edu can run (vfio_dma_mapping_test in its five iommu modes,
+ * vfio_iommufd_setup_test, vfio_pci_device_test), run against the sim through the bridge and, in
+ * the VM, natively on the real 7.3 kernel in the same run; every case must get the kernel's
+ * verdict except the ones listed below with their reasons.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -14,6 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { cap_effective, libc } from '../src/backends/linux/libc.js';
 import { BridgeServer, compareTap, parseTap, preloadLibrary, runBridged } from '../src/bridge/index.js';
 import { cc as cc_, selftests } from './bridge_build.js';
+import { claimDevices } from './drivers/devices.js';
 import { root } from './doc_examples.js';
 
 const IN_GUEST = process.env.IOASID_IN_GUEST === '1';
@@ -27,6 +30,36 @@ const cc = (src: string): string => cc_(built!, src);
  */
 const KNOWN: Record<string, string> = {};
 
+/** The edu device the VFIO selftests drive: the VM's first edu, which the q35Edu preset has at the same address. */
+const EDU_BDF = '0000:00:01.0';
+
+/** A selftest binary of the build, how it is run, and the kernel's verdicts recorded in the VM (test/bridge/kernel-NAME.verdicts.json). */
+interface Selftest {
+  name: string;
+  path: string;
+  env: Record<string, string>;
+  /** The edu devices it takes (the VM tier claims them from other test files). */
+  devices: string[];
+}
+
+const SELFTESTS: Selftest[] = [
+  { name: 'iommufd', path: 'iommufd', env: {}, devices: [] },
+  { name: 'iommufd_fail_nth', path: 'iommufd_fail_nth', env: {}, devices: [] },
+  ...['vfio_dma_mapping_test', 'vfio_iommufd_setup_test', 'vfio_pci_device_test'].map((name) => ({
+    name,
+    path: `vfio/${name}`,
+    env: { VFIO_SELFTESTS_BDF: EDU_BDF },
+    devices: [EDU_BDF],
+  })),
+];
+
+const verdictsFile = (t: Selftest) => join(root, `test/bridge/kernel-${t.name}.verdicts.json`);
+/** The kernel's recorded verdicts of `t`'s cases ({} before the first record). */
+const kernelVerdicts = (t: Selftest): Record<string, string> =>
+  existsSync(verdictsFile(t)) ? (JSON.parse(readFileSync(verdictsFile(t), 'utf8')) as Record<string, string>) : {};
+/** IOASID_WRITE_VERDICTS=1 in the VM: write the kernel's verdicts to the results directory instead of checking them. */
+const WRITE_VERDICTS = process.env.IOASID_WRITE_VERDICTS === '1' && IN_GUEST;
+
 /** What the VM's kernel run has that the host's sim run may lack. */
 interface SimRunEnv {
   /** treeHash() of the tree the sim tier ran. */
@@ -37,15 +70,9 @@ interface SimRunEnv {
   capSysResource: boolean;
 }
 
-/**
- * The real 7.3 kernel's verdict per case of the iommufd binary (test/bridge/kernel-iommufd.verdicts.json,
- * recorded in the VM; the VM tier checks it still holds).
- */
-const KERNEL_VERDICTS = JSON.parse(readFileSync(join(root, 'test/bridge/kernel-iommufd.verdicts.json'), 'utf8')) as Record<string, string>;
-
 const RESULTS = join(root, '.test-results', 'bridge');
-const SIM_TAP = join(RESULTS, 'iommufd-sim.tap');
-const SIM_ENV = join(RESULTS, 'iommufd-sim.json');
+const simTap = (t: Selftest) => join(RESULTS, `${t.name}-sim.tap`);
+const simEnv = (t: Selftest) => join(RESULTS, `${t.name}-sim.json`);
 /** scripts/vm/guest-init.sh reserves this many 2 MiB pages. */
 const VM_HUGEPAGES = 96;
 const CAP_SYS_RESOURCE = 24;
@@ -53,6 +80,7 @@ const LOCK_EX = 2;
 
 /** The cases that map MAP_HUGETLB memory: they need reserved hugetlb pages. */
 const HUGETLB_CASES = [
+  ...['vfio_type1_iommu', 'vfio_type1v2_iommu', 'iommufd_compat_type1', 'iommufd_compat_type1v2', 'iommufd'].map((m) => `vfio_dma_mapping_test.${m}_anonymous_hugetlb_2mb.dma_map_unmap`),
   ...['no_domain', 'mock_domain', 'two_mock_domain', 'mock_domain_limit'].map((v) => `iommufd_ioas.${v}.access_domain_destory`),
   ...['one_domain_hugepage', 'two_domains_hugepage'].flatMap((v) => ['basic', 'all_aligns', 'all_aligns_copy'].map((t) => `iommufd_mock_domain.${v}.${t}`)),
   ...['domain_dirty64M_huge', 'domain_dirty128M_huge'].flatMap((v) => ['enforce_dirty', 'set_dirty_tracking', 'pasid_set_dirty_tracking', 'device_dirty_capability', 'get_dirty_bitmap', 'get_dirty_bitmap_no_clear'].map((t) => `iommufd_dirty_tracking.${v}.${t}`)),
@@ -69,6 +97,12 @@ function environmentDifferences(env: SimRunEnv): Record<string, string> {
   }
   if (!env.hugepages) for (const c of HUGETLB_CASES) out[c] = 'the host could not reserve hugetlb pages (mmap MAP_HUGETLB fails in the program itself)';
   return out;
+}
+
+/** The differences expected among `cases`: the known ones and those the host's environment explains. */
+function expectedDifferences(cases: string[], env: SimRunEnv): Record<string, string> {
+  const all = { ...KNOWN, ...environmentDifferences(env) };
+  return Object.fromEntries(cases.filter((c) => c in all).map((c) => [c, all[c]!]));
 }
 
 /** A hash of the library's source (src/, native/): which tree a result came from. */
@@ -161,42 +195,107 @@ describe.skipIf(!built)('bridge: unmodified programs against the sim', () => {
     expect(server.openFiles).toBe(0);
   });
 
+  /** test/bridge/sysfs.c on the q35Edu machine's first edu, as the real kernel in the VM answers it for its own. */
+  const SYSFS_EXPECTED = `vendor: 0x1234
+  lseek to 0: ok, read again: same
+device: 0x11e8
+  lseek to 0: ok, read again: same
+iommu_group link: into /sys/kernel/iommu_groups
+driver: vfio-pci
+opendir vfio-dev: ok
+  entry vfio0 (dir)
+  after rewinddir, first entry is a dot: yes
+stat vendor: ok, regular 1, mode 444, size 4096
+lstat iommu_group: ok, link 1
+stat iommu_group: ok, dir 1
+stat /dev/vfio/vfio: ok, chr 1, mode 666
+open vendor to write: EACCES
+open the device's directory to write: EISDIR
+open vendor as a directory: ENOTDIR
+readlink of vendor: EINVAL
+open a missing attribute: ENOENT
+access of a missing attribute: ENOENT
+access intel-iommu debugfs: ok
+fopen domain_translation_struct: ok
+opendir debugfs: ok
+openat failslab/ignore-gfp-wait: ok
+  write "maybe": EINVAL
+  failslab and fail_page_alloc listed: 2
+open fail-nth: ok
+  write 5: ok
+  reads 5
+  write 0: ok
+`;
+
+  it('a VFIO tool finds its device in the machine\'s sysfs and debugfs, with the kernel\'s errnos (natively on the kernel in the VM)', async () => {
+    const bin = cc('test/bridge/sysfs.c');
+    let out: string;
+    if (IN_GUEST) {
+      const release = claimDevices([EDU_BDF]);
+      try {
+        out = execFileSync(bin, [EDU_BDF], { encoding: 'utf8' });
+      } finally {
+        release();
+      }
+    } else {
+      const r = await runBridged(bin, [EDU_BDF]);
+      expect(r.stderr).toBe('');
+      out = r.stdout;
+    }
+    expect(out).toBe(SYSFS_EXPECTED);
+  });
+
   // The sim's side runs on the host in the sim tier: under the VM's TCG every bridged call costs
   // milliseconds, and cases making thousands of calls (access_rw, ioas_iova_alloc) would pass the
   // harness's 30 s timeout. The VM tier reads that run and compares it with the kernel's.
-  it.skipIf(IN_GUEST)('runs the kernel\'s iommufd selftest binary on the sim through the bridge (the VM tier compares every case with the kernel\'s run)', async () => {
-    const bin = join(built!, 'iommufd');
-    const { result: run, reserved } = await withHugepages(VM_HUGEPAGES, () => runBridged(bin, [], { timeoutMs: 600_000 }));
-    const tap = parseTap(run.stdout + run.stderr);
-    expect(tap.planned).toBe(tap.cases.length);
-    expect(tap.cases.filter((c) => c.verdict === 'incomplete' || c.verdict === 'error').map((c) => c.name)).toEqual([]);
-    expect(tap.totals).toEqual(tap.counted);
-    mkdirSync(RESULTS, { recursive: true });
-    writeFileSync(SIM_TAP, run.stdout + run.stderr);
-    const env: SimRunEnv = { tree: treeHash(), hugepages: reserved, capSysResource: hasCapability(CAP_SYS_RESOURCE) };
-    writeFileSync(SIM_ENV, JSON.stringify(env));
-    // Against the kernel's verdicts as recorded (the VM tier checks the record against the live kernel).
-    const differ = Object.fromEntries(tap.cases.filter((c) => KERNEL_VERDICTS[c.name] !== c.verdict).map((c) => [c.name, `${KERNEL_VERDICTS[c.name]} on the kernel, ${c.verdict} on the sim: ${c.output.slice(-3).join(' | ')}`]));
-    expect(Object.keys(differ).sort(), JSON.stringify(differ, null, 1)).toEqual(Object.keys({ ...KNOWN, ...environmentDifferences(env) }).sort());
-    expect(tap.cases.map((c) => c.name).sort()).toEqual(Object.keys(KERNEL_VERDICTS).sort());
-  }, 900_000);
+  for (const t of SELFTESTS) {
+    it.skipIf(IN_GUEST)(`runs the kernel's ${t.name} selftest binary on the sim through the bridge (the VM tier compares every case with the kernel's run)`, async () => {
+      const bin = join(built!, t.path);
+      const { result: run, reserved } = await withHugepages(VM_HUGEPAGES, () => runBridged(bin, [], { timeoutMs: 600_000, env: t.env }));
+      const tap = parseTap(run.stdout + run.stderr);
+      expect(tap.planned).toBe(tap.cases.length);
+      expect(tap.cases.filter((c) => c.verdict === 'incomplete' || c.verdict === 'error').map((c) => c.name)).toEqual([]);
+      expect(tap.totals).toEqual(tap.counted);
+      mkdirSync(RESULTS, { recursive: true });
+      writeFileSync(simTap(t), run.stdout + run.stderr);
+      const env: SimRunEnv = { tree: treeHash(), hugepages: reserved, capSysResource: hasCapability(CAP_SYS_RESOURCE) };
+      writeFileSync(simEnv(t), JSON.stringify(env));
+      // Against the kernel's verdicts as recorded (the VM tier checks the record against the live kernel).
+      const kernel = kernelVerdicts(t);
+      const differ = Object.fromEntries(tap.cases.filter((c) => kernel[c.name] !== c.verdict).map((c) => [c.name, `${kernel[c.name]} on the kernel, ${c.verdict} on the sim: ${c.output.slice(-3).join(' | ')}`]));
+      expect(Object.keys(differ).sort(), JSON.stringify(differ, null, 1)).toEqual(Object.keys(expectedDifferences(tap.cases.map((c) => c.name), env)).sort());
+      expect(tap.cases.map((c) => c.name).sort()).toEqual(Object.keys(kernel).sort());
+    }, 900_000);
 
-  it.skipIf(!IN_GUEST)('the kernel\'s iommufd selftest binary: the sim through the bridge (sim tier, this tree) gets the real kernel\'s verdict for every case', () => {
-    const bin = join(built!, 'iommufd');
-    const kernel = parseTap(execFileSync('bash', ['-c', `"${bin}" 2>&1; true`], { encoding: 'utf8', maxBuffer: 1 << 26 }));
-    // the record the sim tier compares with is this kernel's
-    expect(Object.fromEntries(kernel.cases.map((c) => [c.name, c.verdict]))).toEqual(KERNEL_VERDICTS);
-    expect(existsSync(SIM_ENV), `${SIM_ENV}: the sim tier writes it (npm test runs the sim tier first)`).toBe(true);
-    const env = JSON.parse(readFileSync(SIM_ENV, 'utf8')) as SimRunEnv;
-    expect(env.tree, 'the sim tier\'s run is of this tree').toBe(treeHash());
-    const sim = parseTap(readFileSync(SIM_TAP, 'utf8'));
-    expect(sim.planned).toBe(kernel.planned);
-    const cmp = compareTap(kernel, sim);
-    expect(cmp.onlyA).toEqual([]);
-    expect(cmp.onlyB).toEqual([]);
-    const expected = { ...KNOWN, ...environmentDifferences(env) };
-    const differ = Object.fromEntries(cmp.differ.map((d) => [d.name, `${d.a} on the kernel, ${d.b} on the sim: ${d.bReason ?? ''}`]));
-    expect(Object.keys(differ).sort(), JSON.stringify(differ, null, 1)).toEqual(Object.keys(expected).sort());
-    expect(cmp.same + cmp.differ.length).toBe(kernel.cases.length);
-  }, 600_000);
+    it.skipIf(!IN_GUEST)(`the kernel's ${t.name} selftest binary: the sim through the bridge (sim tier, this tree) gets the real kernel's verdict for every case`, () => {
+      const bin = join(built!, t.path);
+      const release = claimDevices(t.devices);
+      let out: string;
+      try {
+        out = execFileSync('bash', ['-c', `"${bin}" 2>&1; true`], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, ...t.env } });
+      } finally {
+        release();
+      }
+      const kernel = parseTap(out);
+      const verdicts = Object.fromEntries(kernel.cases.map((c) => [c.name, c.verdict]));
+      if (WRITE_VERDICTS) {
+        writeFileSync(join('/run/results', `kernel-${t.name}.verdicts.json`), JSON.stringify(verdicts, null, 1) + '\n');
+        return;
+      }
+      // the record the sim tier compares with is this kernel's
+      expect(verdicts).toEqual(kernelVerdicts(t));
+      expect(existsSync(simEnv(t)), `${simEnv(t)}: the sim tier writes it (npm test runs the sim tier first)`).toBe(true);
+      const env = JSON.parse(readFileSync(simEnv(t), 'utf8')) as SimRunEnv;
+      expect(env.tree, 'the sim tier\'s run is of this tree').toBe(treeHash());
+      const sim = parseTap(readFileSync(simTap(t), 'utf8'));
+      expect(sim.planned).toBe(kernel.planned);
+      const cmp = compareTap(kernel, sim);
+      expect(cmp.onlyA).toEqual([]);
+      expect(cmp.onlyB).toEqual([]);
+      const expected = expectedDifferences(kernel.cases.map((c) => c.name), env);
+      const differ = Object.fromEntries(cmp.differ.map((d) => [d.name, `${d.a} on the kernel, ${d.b} on the sim: ${d.bReason ?? ''}`]));
+      expect(Object.keys(differ).sort(), JSON.stringify(differ, null, 1)).toEqual(Object.keys(expected).sort());
+      expect(cmp.same + cmp.differ.length).toBe(kernel.cases.length);
+    }, 600_000);
+  }
 });

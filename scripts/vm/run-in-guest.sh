@@ -22,7 +22,7 @@ case "$cwd" in /tmp/*) cwd="/run/hosttmp/${cwd#/tmp/}" ;; esac
   # The guest's HOME is a tmpfs: point it at the host's cache (read-only there) explicitly.
   echo "export IOASID_IN_GUEST=1 IOASID_VITEST_CACHE=/tmp/vite NO_COLOR=1 CI='${CI:-}'"
   echo "export IOASID_CACHE='${IOASID_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ioasid}'"
-  for v in IOASID_BACKEND IOASID_BENCH_N IOASID_WRITE_DIFFERENCES; do
+  for v in IOASID_BACKEND IOASID_BENCH_N IOASID_WRITE_DIFFERENCES IOASID_WRITE_VERDICTS; do
     [ -n "${!v:-}" ] && echo "export $v='${!v}'"
   done
   printf '%q ' "$@"; echo

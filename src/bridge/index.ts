@@ -20,11 +20,11 @@ export interface BridgedRun {
 }
 
 /** Run `command` against a fresh sim machine through the bridge; resolves when it exits. */
-export async function runBridged(command: string, args: readonly string[], opts: { machine?: MachineDesc; timeoutMs?: number } = {}): Promise<BridgedRun> {
+export async function runBridged(command: string, args: readonly string[], opts: { machine?: MachineDesc; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<BridgedRun> {
   const lib = preloadLibrary();
   const server = await BridgeServer.listen(opts.machine ? { machine: opts.machine } : {});
   try {
-    const child = spawn(command, args, { env: server.env(lib), stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs });
+    const child = spawn(command, args, { env: { ...server.env(lib), ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
