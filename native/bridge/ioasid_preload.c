@@ -94,6 +94,16 @@ static FILE *(*real_fopen)(const char *, const char *);
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 static int (*real_munmap)(void *, size_t);
 static off_t (*real_lseek)(int, off_t, int);
+static DIR *(*real_opendir)(const char *);
+static DIR *(*real_fdopendir)(int);
+static struct dirent *(*real_readdir)(DIR *);
+static struct dirent64 *(*real_readdir64)(DIR *);
+static int (*real_closedir)(DIR *);
+static int (*real_dirfd)(DIR *);
+static void (*real_rewinddir)(DIR *);
+static long (*real_telldir)(DIR *);
+static void (*real_seekdir)(DIR *, long);
+
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *sock_path;
@@ -132,6 +142,15 @@ static void resolve(void)
 	real_fopen = dlsym(RTLD_NEXT, "fopen");
 	real_munmap = dlsym(RTLD_NEXT, "munmap");
 	real_lseek = dlsym(RTLD_NEXT, "lseek");
+	real_opendir = dlsym(RTLD_NEXT, "opendir");
+	real_fdopendir = dlsym(RTLD_NEXT, "fdopendir");
+	real_readdir = dlsym(RTLD_NEXT, "readdir");
+	real_readdir64 = dlsym(RTLD_NEXT, "readdir64");
+	real_closedir = dlsym(RTLD_NEXT, "closedir");
+	real_dirfd = dlsym(RTLD_NEXT, "dirfd");
+	real_rewinddir = dlsym(RTLD_NEXT, "rewinddir");
+	real_telldir = dlsym(RTLD_NEXT, "telldir");
+	real_seekdir = dlsym(RTLD_NEXT, "seekdir");
 	real_mmap = dlsym(RTLD_NEXT, "mmap");
 }
 
@@ -610,21 +629,26 @@ static int sim_stat(uint64_t dir, const char *path, int flags, struct stat *st)
 	return 1;
 }
 
+/* The sim's stat of a sim path or descriptor into `st`: 1 done, 0 not the sim's (or a descriptor without a path), -1 with errno. */
+static int stat_routed(int dirfd, const char *path, int flags, struct stat *st)
+{
+	uint64_t dir = 0;
+
+	resolve();
+	if (path && !path[0] && (flags & AT_EMPTY_PATH) && is_sim(dirfd))
+		return sim_stat((uint64_t)dirfd + 1, "", flags, st);
+	if (routed(dirfd, path, &dir))
+		return sim_stat(dir, path, flags, st);
+	return 0;
+}
+
 /* fstatat(2) and everything built on it: the sim's paths and descriptors, else the real call. */
 static int any_stat(int dirfd, const char *path, struct stat *st, int flags)
 {
-	uint64_t dir = 0;
-	int r;
+	int r = stat_routed(dirfd, path, flags, st);
 
-	resolve();
-	if (path && !path[0] && (flags & AT_EMPTY_PATH) && is_sim(dirfd)) {
-		r = sim_stat((uint64_t)dirfd + 1, "", flags, st);
-		if (r != 0)
-			return r < 0 ? -1 : 0;
-	} else if (routed(dirfd, path, &dir)) {
-		r = sim_stat(dir, path, flags, st);
+	if (r != 0)
 		return r < 0 ? -1 : 0;
-	}
 	return (int)syscall(SYS_newfstatat, dirfd, path, st, flags);
 }
 
@@ -717,16 +741,8 @@ int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int fl
 int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
 	struct stat st;
-	uint64_t dir = 0;
-	int r;
+	int r = stat_routed(dirfd, path, flags, &st);
 
-	resolve();
-	if (path && !path[0] && (flags & AT_EMPTY_PATH) && is_sim(dirfd))
-		r = sim_stat((uint64_t)dirfd + 1, "", flags, &st);
-	else if (routed(dirfd, path, &dir))
-		r = sim_stat(dir, path, flags, &st);
-	else
-		r = 0;
 	if (r < 0)
 		return -1;
 	if (r == 0)
@@ -801,31 +817,6 @@ static struct sim_dir *sim_dir_of(void *d)
 	return p;
 }
 
-static DIR *(*real_opendir)(const char *);
-static DIR *(*real_fdopendir)(int);
-static struct dirent *(*real_readdir)(DIR *);
-static struct dirent64 *(*real_readdir64)(DIR *);
-static int (*real_closedir)(DIR *);
-static int (*real_dirfd)(DIR *);
-static void (*real_rewinddir)(DIR *);
-static long (*real_telldir)(DIR *);
-static void (*real_seekdir)(DIR *, long);
-
-static void resolve_dir(void)
-{
-	if (real_seekdir)
-		return;
-	real_opendir = dlsym(RTLD_NEXT, "opendir");
-	real_fdopendir = dlsym(RTLD_NEXT, "fdopendir");
-	real_readdir = dlsym(RTLD_NEXT, "readdir");
-	real_readdir64 = dlsym(RTLD_NEXT, "readdir64");
-	real_closedir = dlsym(RTLD_NEXT, "closedir");
-	real_dirfd = dlsym(RTLD_NEXT, "dirfd");
-	real_rewinddir = dlsym(RTLD_NEXT, "rewinddir");
-	real_telldir = dlsym(RTLD_NEXT, "telldir");
-	real_seekdir = dlsym(RTLD_NEXT, "seekdir");
-}
-
 static DIR *sim_dir_new(int fd)
 {
 	struct sim_dir *d = calloc(1, sizeof(*d));
@@ -848,7 +839,6 @@ DIR *opendir(const char *path)
 	uint64_t dir;
 
 	resolve();
-	resolve_dir();
 	if (!routed(AT_FDCWD, path, &dir))
 		return real_opendir(path);
 	int fd = sim_open(dir, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
@@ -860,7 +850,6 @@ DIR *fdopendir(int fd)
 	struct stat st;
 
 	resolve();
-	resolve_dir();
 	if (!is_sim(fd))
 		return real_fdopendir(fd);
 	if (fstat(fd, &st))
@@ -906,7 +895,7 @@ struct dirent64 *readdir64(DIR *dirp)
 {
 	struct sim_dir *d = sim_dir_of(dirp);
 
-	resolve_dir();
+	resolve();
 	return d ? sim_readdir(d) : real_readdir64(dirp);
 }
 
@@ -915,7 +904,7 @@ struct dirent *readdir(DIR *dirp)
 {
 	struct sim_dir *d = sim_dir_of(dirp);
 
-	resolve_dir();
+	resolve();
 	return d ? (struct dirent *)sim_readdir(d) : real_readdir(dirp);
 }
 
@@ -923,7 +912,7 @@ int closedir(DIR *dirp)
 {
 	struct sim_dir *d = sim_dir_of(dirp), **pp;
 
-	resolve_dir();
+	resolve();
 	if (!d)
 		return real_closedir(dirp);
 	pthread_mutex_lock(&lock);
@@ -940,7 +929,7 @@ int dirfd(DIR *dirp)
 {
 	struct sim_dir *d = sim_dir_of(dirp);
 
-	resolve_dir();
+	resolve();
 	return d ? d->fd : real_dirfd(dirp);
 }
 
@@ -948,7 +937,7 @@ void seekdir(DIR *dirp, long loc)
 {
 	struct sim_dir *d = sim_dir_of(dirp);
 
-	resolve_dir();
+	resolve();
 	if (!d) {
 		real_seekdir(dirp, loc);
 		return;
@@ -961,7 +950,7 @@ void seekdir(DIR *dirp, long loc)
 
 void rewinddir(DIR *dirp)
 {
-	resolve_dir();
+	resolve();
 	if (sim_dir_of(dirp))
 		seekdir(dirp, 0);
 	else
@@ -972,7 +961,7 @@ long telldir(DIR *dirp)
 {
 	struct sim_dir *d = sim_dir_of(dirp);
 
-	resolve_dir();
+	resolve();
 	return d ? d->index : real_telldir(dirp);
 }
 
