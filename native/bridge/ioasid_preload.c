@@ -27,6 +27,8 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <linux/close_range.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -94,6 +96,7 @@ static FILE *(*real_fopen)(const char *, const char *);
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 static int (*real_munmap)(void *, size_t);
 static off_t (*real_lseek)(int, off_t, int);
+static int (*real_fcntl)(int, int, ...);
 static DIR *(*real_opendir)(const char *);
 static DIR *(*real_fdopendir)(int);
 static struct dirent *(*real_readdir)(DIR *);
@@ -142,6 +145,7 @@ static void resolve(void)
 	real_fopen = dlsym(RTLD_NEXT, "fopen");
 	real_munmap = dlsym(RTLD_NEXT, "munmap");
 	real_lseek = dlsym(RTLD_NEXT, "lseek");
+	real_fcntl = dlsym(RTLD_NEXT, "fcntl");
 	real_opendir = dlsym(RTLD_NEXT, "opendir");
 	real_fdopendir = dlsym(RTLD_NEXT, "fdopendir");
 	real_readdir = dlsym(RTLD_NEXT, "readdir");
@@ -529,6 +533,12 @@ int dup3(int oldfd, int newfd, int flags)
 	return r;
 }
 
+/* do_vfs_ioctl's descriptor ioctls: the VFS answers them before any driver, on the descriptor itself. */
+static int vfs_ioctl(unsigned long request)
+{
+	return request == FIOCLEX || request == FIONCLEX || request == FIONBIO || request == FIOASYNC;
+}
+
 int ioctl(int fd, unsigned long request, ...)
 {
 	resolve();
@@ -539,9 +549,67 @@ int ioctl(int fd, unsigned long request, ...)
 	va_end(ap);
 	struct trace_ioctl t;
 	trace_ioctl_begin(&t, fd, request, arg);
-	int r = is_sim(fd) ? (int)result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1)) : real_ioctl(fd, request, arg);
+	int r = is_sim(fd) && !vfs_ioctl(request) ? (int)result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1)) : real_ioctl(fd, request, arg);
 	trace_ioctl_end(&t, r);
 	return r;
+}
+
+/*
+ * fcntl: F_DUPFD and F_DUPFD_CLOEXEC of a sim descriptor are dups (the sim's new number names the
+ * same file); the rest act on the descriptor itself (the placeholder: its flags and locks).
+ */
+int fcntl(int fd, int cmd, ...)
+{
+	resolve();
+
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	int r = real_fcntl(fd, cmd, arg);
+	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0) {
+		r = dup_done(fd, r);
+		trace_dup(fd, r);
+	}
+	return r;
+}
+
+int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
+/* The sim descriptors in [first, last] are closed: the sim closes its files there too. */
+static void closed_range(unsigned int first, unsigned int last)
+{
+	for (unsigned int fd = first; fd <= last && fd < MAX_FDS; fd++) {
+		if (is_sim((int)fd)) {
+			simfd[fd] = 0;
+			call(OP_CLOSE, fd, 0, 0, 0, NULL, 0, 0);
+		}
+	}
+}
+
+int close_range(unsigned int first, unsigned int last, int flags)
+{
+	resolve();
+
+	int r = (int)syscall(SYS_close_range, first, last, flags);
+	/* CLOSE_RANGE_CLOEXEC only marks them; the placeholders close at exec */
+	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
+		closed_range(first, last);
+	return r;
+}
+
+void closefrom(int lowfd)
+{
+	resolve();
+
+	unsigned int first = lowfd < 0 ? 0 : (unsigned int)lowfd;
+	if (syscall(SYS_close_range, first, ~0U, 0) == 0) {
+		closed_range(first, ~0U);
+		return;
+	}
+	/* no close_range (before 5.9): one by one, through close() */
+	for (int fd = (int)first; fd < MAX_FDS; fd++)
+		close(fd);
 }
 
 ssize_t read(int fd, void *buf, size_t count)

@@ -119,6 +119,7 @@ int main(int argc, char **argv)
 	fd = dbg ? openat(dirfd(dbg), "failslab/ignore-gfp-wait", O_WRONLY) : -1;
 	printf("openat failslab/ignore-gfp-wait: %s\n", res(fd));
 	if (fd >= 0) {
+		/* debugfs_write_file_bool takes what kstrtobool does not know and changes nothing */
 		printf("  write \"maybe\": %s\n", res(write(fd, "maybe", 5)));
 		close(fd);
 	}

@@ -108,8 +108,8 @@ export function publishFaultDebugfs(vfs: Pick<SimVfs, 'addAttr'>): void {
 }
 
 /**
- * A debugfs number file: debugfs_create_bool prints Y/N and takes kstrtobool's words; the others
- * print "%llu\n" and take kstrtoull (base 0, one trailing newline). EINVAL for anything else.
+ * A debugfs number file: debugfs_create_bool prints Y/N and takes kstrtobool's words (ignoring
+ * others); the rest print "%llu\n" and take kstrtoull (base 0, one trailing newline), EINVAL else.
  */
 function numberAttr(kind: 'ul' | 'u32' | 'bool' | 'xul', get: () => number, set: (v: number) => void) {
   return {
@@ -117,10 +117,11 @@ function numberAttr(kind: 'ul' | 'u32' | 'bool' | 'xul', get: () => number, set:
     write: (text: string) => {
       const t = text.endsWith('\n') ? text.slice(0, -1) : text;
       if (kind === 'bool') {
-        const c = t[0]?.toLowerCase();
-        if (c === 'y' || c === '1' || t.toLowerCase() === 'on') set(1);
-        else if (c === 'n' || c === '0' || t.toLowerCase() === 'off') set(0);
-        else kerr(ERRNO.EINVAL);
+        // debugfs_write_file_bool: kstrtobool's first letter (e/y/t/1, d/n/f/0, on/off); anything
+        // else leaves the value and the write still succeeds
+        const c = t[0] ?? '';
+        if ('eEyYtT1'.includes(c) || ((c === 'o' || c === 'O') && 'nN'.includes(t[1] ?? ' '))) set(1);
+        else if ('dDnNfF0'.includes(c) || ((c === 'o' || c === 'O') && 'fF'.includes(t[1] ?? ' '))) set(0);
         return;
       }
       const m = /^(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$/i.exec(t);
