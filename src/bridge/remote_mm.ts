@@ -255,6 +255,8 @@ export class RemoteMm extends SimMm {
   private maps: MapsLine[] | null = null;
   /** The maps as last read while the process lived: where its shared pages were, after it exits. */
   private lastMaps: MapsLine[] = [];
+  /** What its private anonymous memory is called (MapsLine.object). */
+  private readonly anonObject: string;
 
   constructor(
     readonly pid: number,
@@ -262,6 +264,7 @@ export class RemoteMm extends SimMm {
   ) {
     super();
     this.vm = new ProcessVm(pid);
+    this.anonObject = `a:${pid}`;
     registry.live.add(this);
   }
 
@@ -334,9 +337,13 @@ export class RemoteMm extends SimMm {
    * object's pages follow there. Only the process itself maps its private objects.
    */
   where(object: string, page: number): { addr: number; pages: number } | null {
-    if (!object.startsWith('f:') && object !== `a:${this.pid}` && !object.startsWith(`p:${this.pid}:`)) return null;
-    const line = (this.maps ??= this.readMaps()).find((l) => l.object === object && page >= l.pgoff && page < l.pgoff + (l.end - l.start) / PAGE_SIZE);
-    return line ? { addr: line.start + (page - line.pgoff) * PAGE_SIZE, pages: line.pgoff + (line.end - line.start) / PAGE_SIZE - page } : null;
+    const maps = (this.maps ??= this.readMaps());
+    let line: MapsLine | undefined;
+    // private anonymous pages are named by address: bisect; others are looked for by object
+    if (object === this.anonObject) line = rangeAt(maps, page * PAGE_SIZE);
+    else if (object.startsWith('f:') || object.startsWith(`p:${this.pid}:`)) line = maps.find((l) => l.object === object && page >= l.pgoff && page < l.pgoff + (l.end - l.start) / PAGE_SIZE);
+    if (line?.object !== object) return null;
+    return { addr: line.start + (page - line.pgoff) * PAGE_SIZE, pages: line.pgoff + (line.end - line.start) / PAGE_SIZE - page };
   }
 
   /** The process is gone (or the server is done with it): its mappings of sim files close. */
@@ -452,7 +459,7 @@ export class RemoteMm extends SimMm {
       if (path.startsWith('/dev/') && !path.startsWith('/dev/zero') && !path.startsWith('/dev/shm/')) continue;
       // maps shows a file's offset; an anonymous VMA's is 0 there, so its pages are named by address.
       const anon = inode === '0';
-      const object = anon ? `a:${this.pid}` : shared ? `f:${m[7]}:${inode}` : `p:${this.pid}:${m[7]}:${inode}`;
+      const object = anon ? this.anonObject : shared ? `f:${m[7]}:${inode}` : `p:${this.pid}:${m[7]}:${inode}`;
       out.push({
         start,
         end,
