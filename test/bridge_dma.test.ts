@@ -1,8 +1,8 @@
 /**
  * Device DMA into a bridged program's own memory (docs/bridge.md): test/bridge/edu_dma.c maps
- * anonymous memory and memfds into an IOAS, has edu's DMA engine copy RAM -> device -> RAM, and
- * checks in its own memory where the bytes landed; pages pinned by a child that has exited, an
- * unmapped IOVA and a read-only one too. It runs against the sim through the bridge, and in the
+ * anonymous memory and memfds into an IOAS (or a type1 container), has edu's DMA engine copy
+ * RAM -> device -> RAM, and checks in its own memory where the bytes landed; pages pinned by a
+ * child that has exited, an unmapped IOVA and a read-only one too. It runs against the sim through the bridge, and in the
  * VM natively on the real kernel, which decides what it must print.
  */
 import { execFileSync } from 'node:child_process';
@@ -37,11 +37,15 @@ unmapped 81920 bytes
 
 const kernelEdu = BACKEND === 'linux' ? deviceMachine().soloEdu : null;
 
-describe.skipIf(!built)('bridge: edu\'s DMA reaches the program\'s own memory', () => {
+/** The program's arguments for an edu: its cdev (iommufd), or its group and name (a type1 container). */
+const MODES: [string, (d: PciDevice) => string[]][] = [
+  ['its VFIO cdev bound to an iommufd, an IOAS', (d) => [d.vfioCdev ?? 'no cdev']],
+  ['its group in a type1 container', (d) => [`/dev/vfio/${d.iommuGroup}`, d.bdf]],
+];
+
+describe.skipIf(!built).each(MODES)('bridge: edu\'s DMA reaches the program\'s own memory, through %s', (_mode, args) => {
   it('through the bridge on the sim (q35Edu)', async () => {
-    const cdev = new PciDevice(openBinding('sim'), SIM_EDU).vfioCdev;
-    expect(cdev).not.toBeNull();
-    const r = await runBridged(cc(built!, 'test/bridge/edu_dma.c'), [cdev!], { machine: q35Edu() });
+    const r = await runBridged(cc(built!, 'test/bridge/edu_dma.c'), args(new PciDevice(openBinding('sim'), SIM_EDU)), { machine: q35Edu() });
     expect(r.stdout + r.stderr).toBe(EXPECTED);
     expect(r.code).toBe(0);
   }, 120_000);
@@ -49,9 +53,8 @@ describe.skipIf(!built)('bridge: edu\'s DMA reaches the program\'s own memory', 
   it.skipIf(!IN_GUEST || !kernelEdu)(`natively on the real kernel (the VM's edu${kernelEdu ? ` ${kernelEdu}` : ''})`, () => {
     const release = claimDevices([kernelEdu!]);
     try {
-      const cdev = new PciDevice(openBinding('linux'), kernelEdu!).vfioCdev;
-      expect(cdev).not.toBeNull();
-      expect(execFileSync(cc(built!, 'test/bridge/edu_dma.c'), [cdev!], { encoding: 'utf8', timeout: 120_000 })).toBe(EXPECTED);
+      const argv = args(new PciDevice(openBinding('linux'), kernelEdu!));
+      expect(execFileSync(cc(built!, 'test/bridge/edu_dma.c'), argv, { encoding: 'utf8', timeout: 120_000 })).toBe(EXPECTED);
     } finally {
       release();
     }

@@ -1,7 +1,9 @@
 /*
- * edu's DMA engine into the program's own memory, through an IOAS: a plain iommufd + VFIO cdev
- * program (test/bridge_dma.test.ts runs it on the sim through the bridge and natively on the
- * kernel; both must print the same). argv[1] is edu's VFIO cdev (/dev/vfio/devices/vfioN).
+ * edu's DMA engine into the program's own memory: a plain VFIO program (test/bridge_dma.test.ts
+ * runs it on the sim through the bridge and natively on the kernel; both must print the same).
+ *   edu_dma /dev/vfio/devices/vfioN     the cdev, bound to an iommufd, attached to an IOAS
+ *   edu_dma /dev/vfio/GROUP BDF         the group in a type1 container (VFIO_TYPE1v2_IOMMU)
+ * A memfd goes in by IOMMU_IOAS_MAP_FILE through the IOAS, by its MAP_SHARED mapping through type1.
  *
  * edu (QEMU hw/misc/edu.c) copies between an IOVA and its 4 KiB buffer at device address 0x40000,
  * one direction per command: DMA_CMD bit 1 clear is RAM -> device, set is device -> RAM; bit 0
@@ -35,7 +37,7 @@
 #define SZ 0x4000
 #define LEN 1024
 
-static int dev, iommufd;
+static int dev, iommufd, container = -1;
 static uint32_t ioas;
 static off_t bar0;
 
@@ -90,6 +92,20 @@ static void to_ram(uint64_t iova)
 
 static void map(void *va, uint64_t iova, uint32_t flags)
 {
+	if (container >= 0) {
+		struct vfio_iommu_type1_dma_map d = {
+			.argsz = sizeof(d),
+			.flags = (flags & IOMMU_IOAS_MAP_READABLE ? VFIO_DMA_MAP_FLAG_READ : 0) |
+				 (flags & IOMMU_IOAS_MAP_WRITEABLE ? VFIO_DMA_MAP_FLAG_WRITE : 0),
+			.vaddr = (uintptr_t)va,
+			.iova = iova,
+			.size = SZ,
+		};
+
+		if (ioctl(container, VFIO_IOMMU_MAP_DMA, &d))
+			die("VFIO_IOMMU_MAP_DMA");
+		return;
+	}
 	struct iommu_ioas_map m = {
 		.size = sizeof(m),
 		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | flags,
@@ -139,16 +155,13 @@ static uint64_t region(uint32_t index)
 	return r.offset;
 }
 
-int main(int argc, char **argv)
+/* The cdev bound to a new iommufd, attached to a new IOAS. */
+static void open_cdev(const char *path)
 {
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s /dev/vfio/devices/vfioN\n", argv[0]);
-		return 2;
-	}
 	iommufd = open("/dev/iommu", O_RDWR);
 	if (iommufd < 0)
 		die("open /dev/iommu");
-	dev = open(argv[1], O_RDWR);
+	dev = open(path, O_RDWR);
 	if (dev < 0)
 		die("open the cdev");
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
@@ -161,6 +174,38 @@ int main(int argc, char **argv)
 	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = ioas };
 	if (ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
 		die("VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+}
+
+/* The group in a new type1 container, and the device from it. */
+static void open_group(const char *path, const char *bdf)
+{
+	int group = open(path, O_RDWR);
+	struct vfio_group_status st = { .argsz = sizeof(st) };
+
+	container = open("/dev/vfio/vfio", O_RDWR);
+	if (group < 0 || container < 0)
+		die("open the group and the container");
+	if (ioctl(group, VFIO_GROUP_GET_STATUS, &st) || !(st.flags & VFIO_GROUP_FLAGS_VIABLE))
+		die("VFIO_GROUP_GET_STATUS");
+	if (ioctl(group, VFIO_GROUP_SET_CONTAINER, &container))
+		die("VFIO_GROUP_SET_CONTAINER");
+	if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
+		die("VFIO_SET_IOMMU");
+	dev = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (dev < 0)
+		die("VFIO_GROUP_GET_DEVICE_FD");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2) {
+		open_cdev(argv[1]);
+	} else if (argc == 3) {
+		open_group(argv[1], argv[2]);
+	} else {
+		fprintf(stderr, "usage: %s /dev/vfio/devices/vfioN | /dev/vfio/GROUP BDF\n", argv[0]);
+		return 2;
+	}
 
 	bar0 = region(VFIO_PCI_BAR0_REGION_INDEX);
 	off_t config = region(VFIO_PCI_CONFIG_REGION_INDEX);
@@ -202,7 +247,9 @@ int main(int argc, char **argv)
 		.length = SZ,
 		.iova = 0x200000,
 	};
-	if (ioctl(iommufd, IOMMU_IOAS_MAP_FILE, &mf))
+	if (container >= 0)
+		map(m, 0x200000, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
+	else if (ioctl(iommufd, IOMMU_IOAS_MAP_FILE, &mf))
 		die("IOMMU_IOAS_MAP_FILE");
 	fill(a, 7);
 	to_device(0x100800);
@@ -282,8 +329,14 @@ int main(int argc, char **argv)
 	report("read-only iova 0x700000: a device write there changed nothing", !memcmp(a, b, SZ));
 
 	struct iommu_ioas_unmap un = { .size = sizeof(un), .ioas_id = ioas, .length = UINT64_MAX };
-	if (ioctl(iommufd, IOMMU_IOAS_UNMAP, &un))
+	struct vfio_iommu_type1_dma_unmap all = { .argsz = sizeof(all), .flags = VFIO_DMA_UNMAP_FLAG_ALL };
+	if (container >= 0) {
+		if (ioctl(container, VFIO_IOMMU_UNMAP_DMA, &all))
+			die("VFIO_IOMMU_UNMAP_DMA");
+		un.length = all.size;
+	} else if (ioctl(iommufd, IOMMU_IOAS_UNMAP, &un)) {
 		die("IOMMU_IOAS_UNMAP");
+	}
 	printf("unmapped %llu bytes\n", (unsigned long long)un.length);
 	return 0;
 }
