@@ -3,7 +3,7 @@
  * measures a C loop, the linux backend and the sim on the same kernel, printing the ratios.
  */
 import { Iommufd, sim, traceBinding, type Binding } from '../src/index.js';
-import { bridgeRoundTrip } from './bridge.js';
+import { bridgeDma, bridgeRoundTrip } from './bridge.js';
 import { coldStart } from './cli.js';
 import { dmaTranslations, mapUnmapPair, scale, unpinnableRefusals } from './sim.js';
 
@@ -73,4 +73,5 @@ if (mode === 'host') {
   await coldStart();
   hostRefusals();
   bridgeRoundTrip();
+  bridgeDma();
 }

@@ -3,6 +3,7 @@
  * implements the DmaTarget seam the iommufd core's domains implement.
  */
 import type { DmaFaultReason, DmaPageWalk, DmaTarget } from '../src/backends/sim/include/iommu.js';
+import { PageStore } from '../src/backends/sim/kernel/mm.js';
 
 type Fault = { iova: bigint; write: boolean; reason: DmaFaultReason };
 
@@ -10,12 +11,19 @@ type Fault = { iova: bigint; write: boolean; reason: DmaFaultReason };
 export class FlatMap implements DmaTarget {
   generation = 0;
   walks = 0;
-  readonly pages = new Map<number, { bytes: Uint8Array; offset: number; writable: boolean }>();
+  readonly pages = new Map<number, { memory: PageStore; offset: number; writable: boolean }>();
+  /** The backing bytes as memory pages (one store per buffer, as RAM is one). */
+  private readonly memories = new WeakMap<Uint8Array, PageStore>();
   constructor(readonly shift = 12) {}
 
   map(iova: bigint, bytes: Uint8Array, offset: number, len: number, writable = true): void {
     const ps = 1 << this.shift;
-    for (let i = 0; i < len; i += ps) this.pages.set(Number(iova >> BigInt(this.shift)) + i / ps, { bytes, offset: offset + i, writable });
+    let memory = this.memories.get(bytes);
+    if (!memory) {
+      this.memories.set(bytes, (memory = new PageStore(0)));
+      memory.bytes = bytes;
+    }
+    for (let i = 0; i < len; i += ps) this.pages.set(Number(iova >> BigInt(this.shift)) + i / ps, { memory, offset: offset + i, writable });
   }
 
   unmap(iova: bigint, len: number): void {
@@ -28,7 +36,7 @@ export class FlatMap implements DmaTarget {
     this.walks++;
     const p = this.pages.get(Math.floor((pfn * 2 ** pageShift) / 2 ** this.shift));
     if (!p) return 'not-present';
-    out.bytes = p.bytes;
+    out.memory = p.memory;
     out.offset = p.offset + ((pfn * 2 ** pageShift) % 2 ** this.shift);
     out.writable = p.writable;
     return null;
@@ -43,7 +51,7 @@ export class FlatMap implements DmaTarget {
   }
 
   private copy(iova: bigint, buf: Uint8Array, write: boolean): Fault | null {
-    const out: DmaPageWalk = { bytes: new Uint8Array(0), offset: 0, writable: false };
+    const out: DmaPageWalk = { memory: null, offset: 0, writable: false };
     for (let i = 0; i < buf.length; i++) {
       const a = iova + BigInt(i);
       const r = this.walk(Number(a >> BigInt(this.shift)), this.shift, out);
@@ -54,8 +62,7 @@ export class FlatMap implements DmaTarget {
       const a = iova + BigInt(i);
       this.walk(Number(a >> BigInt(this.shift)), this.shift, out);
       const o = out.offset + Number(a & BigInt((1 << this.shift) - 1));
-      if (write) out.bytes[o] = buf[i]!;
-      else buf[i] = out.bytes[o]!;
+      out.memory!.dmaCopy(write, o, buf, i, 1);
     }
     return null;
   }

@@ -31,6 +31,11 @@ function devName(dev: number): string {
   return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
 }
 
+/** The object a shared mapping of this file shows in /proc/PID/maps (RemoteMm's page identity). */
+function fileObject(st: { dev: number; ino: number }): string {
+  return `f:${devName(st.dev)}:${st.ino}`;
+}
+
 /** A program's memfd: size and bytes are the real file's, pages named as its mappings name them. */
 export class RemoteMemfd extends SimMemfd {
   constructor(
@@ -39,7 +44,7 @@ export class RemoteMemfd extends SimMemfd {
   ) {
     const st = fstatSync(fd);
     super(`remote:${st.ino}`);
-    Object.defineProperty(this, 'store', { value: registry.get(`f:${devName(st.dev)}:${st.ino}:0`) });
+    Object.defineProperty(this, 'store', { value: registry.get(`${fileObject(st)}:0`) });
     Object.defineProperty(this, 'size', { get: () => fstatSync(fd).size, set: () => {} });
   }
 
@@ -93,8 +98,7 @@ export function remoteFile(pid: number, fd: number, registry: StoreRegistry): Si
   }
   if (target.startsWith('/memfd:')) {
     // one copy per memfd for the server's life: pages keep reading through it
-    const st = fstatSync(copy);
-    const key = `${st.dev}:${st.ino}`;
+    const key = fileObject(fstatSync(copy));
     let memfd = registry.memfds.get(key);
     if (memfd) closeSync(copy);
     else registry.memfds.set(key, (memfd = new RemoteMemfd(copy, registry)));

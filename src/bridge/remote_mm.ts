@@ -16,6 +16,7 @@ import { PAGE_SIZE, PageStore, rangeAt, SimMm, unmapRanges, type DeviceMapping, 
 import { PROT_READ, PROT_WRITE } from '../backends/types.js';
 import { libc } from '../backends/linux/libc.js';
 import { setU64 } from './protocol.js';
+import { programDma } from './remote_dma.js';
 
 /** x86-64's TASK_SIZE with 4-level page tables. */
 const TASK_SIZE = 2 ** 47 - PAGE_SIZE;
@@ -26,8 +27,25 @@ const SCRATCH = 1 << 20;
 
 /** Pages of one chunk of a mapped object: only pin counts; the bytes stay in the program. */
 export class RemotePageStore extends PageStore {
-  constructor(readonly key: string) {
+  /** The object (`f:dev:inode`, `a:pid`, `p:pid:dev:inode`: see MapsLine) and its page at this store's page 0. */
+  readonly object: string;
+  readonly firstPage: number;
+  /** Pages that no live process maps any more, kept for devices (remote_dma.ts); by page index. */
+  detached: Map<number, Uint8Array> | null = null;
+
+  constructor(
+    readonly key: string,
+    private readonly registry: StoreRegistry,
+  ) {
     super(0);
+    const colon = key.lastIndexOf(':');
+    this.object = key.slice(0, colon);
+    this.firstPage = Number(key.slice(colon + 1)) * CHUNK_PAGES;
+  }
+
+  /** A device's DMA reaches the page in the program, wherever it is reachable now (remote_dma.ts). */
+  override dmaCopy(write: boolean, offset: number, buf: Uint8Array, at: number, n: number): void {
+    programDma(this.registry, this, write, offset, buf.subarray(at, at + n));
   }
 
   /** Grow the pin counts to cover page index `n - 1`. */
@@ -48,18 +66,36 @@ export class StoreRegistry {
   private readonly stores = new Map<string, RemotePageStore>();
   /** The address spaces of the processes still connected. */
   readonly live = new Set<RemoteMm>();
-  /** The programs' memfds the sim has used, by device and inode (one descriptor copy each). */
+  /** The programs' memfds the sim has used, by object (`f:dev:inode`: one descriptor copy each). */
   readonly memfds = new Map<string, SimMemfd>();
 
   get(key: string): RemotePageStore {
     let s = this.stores.get(key);
-    if (!s) this.stores.set(key, (s = new RemotePageStore(key)));
+    if (!s) this.stores.set(key, (s = new RemotePageStore(key, this)));
     return s;
   }
 
-  /** Drop a process's private stores that hold no pins (its exit). */
+  /** Drop a process's private stores that hold no pins (its exit), and kept pages no longer pinned. */
   forgetProcess(pid: number): void {
-    for (const [k, s] of this.stores) if (k.startsWith(`a:${pid}:`) && !s.pins.some((n) => n)) this.stores.delete(k);
+    for (const [k, s] of this.stores) {
+      if (k.startsWith(`a:${pid}:`) && !s.pins.some((n) => n)) this.stores.delete(k);
+      else if (s.detached) for (const i of s.detached.keys()) if (!s.pins[i]) s.detached.delete(i);
+    }
+  }
+
+  /** A live process (other than `except`) that maps page `page` of `object` now: where, and how many pages follow there. */
+  mapper(object: string, page: number, except?: RemoteMm): { mm: RemoteMm; addr: number; pages: number } | null {
+    for (const mm of this.live) {
+      if (mm === except) continue;
+      const at = mm.where(object, page);
+      if (at) return { mm, ...at };
+    }
+    return null;
+  }
+
+  /** The live processes may have mapped or unmapped memory: read their maps again when asked. */
+  invalidate(): void {
+    for (const mm of this.live) mm.invalidate();
   }
 }
 
@@ -136,6 +172,16 @@ class ProcessVm {
     return this.move(true, addr, src);
   }
 
+  /**
+   * A device's access to pinned pages: read or write, and where the page protections refuse the
+   * rest (the program made the page read-only after pinning it writable; a device never sees the
+   * CPU's protections, only the IOMMU's), /proc/PID/mem, which does not ask them.
+   */
+  dma(write: boolean, addr: number, buf: Uint8Array): number {
+    const n = this.move(write, addr, buf);
+    return n < buf.length && this.checksProt ? n + this.memMove(write, addr + n, buf.subarray(n)) : n;
+  }
+
   close(): void {
     if (this.memFd >= 0) closeSync(this.memFd);
     this.memFd = -1;
@@ -209,6 +255,8 @@ export class RemoteMm extends SimMm {
   private maps: MapsLine[] | null = null;
   /** The maps as last read while the process lived: where its shared pages were, after it exits. */
   private lastMaps: MapsLine[] = [];
+  /** What its private anonymous memory is called (MapsLine.object). */
+  private readonly anonObject: string;
 
   constructor(
     readonly pid: number,
@@ -216,6 +264,7 @@ export class RemoteMm extends SimMm {
   ) {
     super();
     this.vm = new ProcessVm(pid);
+    this.anonObject = `a:${pid}`;
     registry.live.add(this);
   }
 
@@ -271,25 +320,30 @@ export class RemoteMm extends SimMm {
       const line = rangeAt(this.lastMaps, a);
       if (!line?.object.startsWith('f:')) return false;
       const page = line.pgoff + Math.floor((a - line.start) / PAGE_SIZE);
-      const via = this.sharer(line.object, page);
+      const via = this.registry.mapper(line.object, page, this);
       if (!via) return false;
-      const n = Math.min(buf.length - done, line.end - a, via.line.end - via.addr(page, a));
+      const within = a % PAGE_SIZE;
+      const n = Math.min(buf.length - done, line.end - a, via.pages * PAGE_SIZE - within);
       const part = buf.subarray(done, done + n);
-      const moved = write ? via.mm.vm.write(via.addr(page, a), part) : via.mm.vm.read(via.addr(page, a), part);
+      const moved = write ? via.mm.vm.write(via.addr + within, part) : via.mm.vm.read(via.addr + within, part);
       if (moved !== n) return false;
       done += n;
     }
     return true;
   }
 
-  /** A live process mapping page `page` of `object`, and where. */
-  private sharer(object: string, page: number): { mm: RemoteMm; line: MapsLine; addr: (page: number, a: number) => number } | null {
-    for (const mm of this.registry.live) {
-      if (mm === this) continue;
-      const line = (mm.maps ??= mm.readMaps()).find((l) => l.object === object && page >= l.pgoff && page < l.pgoff + (l.end - l.start) / PAGE_SIZE);
-      if (line) return { mm, line, addr: (p, a) => line.start + (p - line.pgoff) * PAGE_SIZE + (a % PAGE_SIZE) };
-    }
-    return null;
+  /**
+   * Where this process maps page `page` of `object` now: the address, and how many of the
+   * object's pages follow there. Only the process itself maps its private objects.
+   */
+  where(object: string, page: number): { addr: number; pages: number } | null {
+    const maps = (this.maps ??= this.readMaps());
+    let line: MapsLine | undefined;
+    // private anonymous pages are named by address: bisect; others are looked for by object
+    if (object === this.anonObject) line = rangeAt(maps, page * PAGE_SIZE);
+    else if (object.startsWith('f:') || object.startsWith(`p:${this.pid}:`)) line = maps.find((l) => l.object === object && page >= l.pgoff && page < l.pgoff + (l.end - l.start) / PAGE_SIZE);
+    if (line?.object !== object) return null;
+    return { addr: line.start + (page - line.pgoff) * PAGE_SIZE, pages: line.pgoff + (line.end - line.start) / PAGE_SIZE - page };
   }
 
   /** The process is gone (or the server is done with it): its mappings of sim files close. */
@@ -405,7 +459,7 @@ export class RemoteMm extends SimMm {
       if (path.startsWith('/dev/') && !path.startsWith('/dev/zero') && !path.startsWith('/dev/shm/')) continue;
       // maps shows a file's offset; an anonymous VMA's is 0 there, so its pages are named by address.
       const anon = inode === '0';
-      const object = anon ? `a:${this.pid}` : shared ? `f:${m[7]}:${inode}` : `p:${this.pid}:${m[7]}:${inode}`;
+      const object = anon ? this.anonObject : shared ? `f:${m[7]}:${inode}` : `p:${this.pid}:${m[7]}:${inode}`;
       out.push({
         start,
         end,

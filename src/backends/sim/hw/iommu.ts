@@ -8,12 +8,11 @@
  * below 2^52 is exact). The IOTLB is direct-mapped over typed arrays; a hit allocates nothing.
  */
 import type {
-  DmaFault, DmaPageWalk, DmaPort, DmaTarget, IommuCaps, SimIommuUnit,
+  DmaFault, DmaMemory, DmaPageWalk, DmaPort, DmaTarget, IommuCaps, SimIommuUnit,
 } from '../include/iommu.js';
 
 const IOTLB_ENTRIES = 1024;
 const FAULT_LOG_MAX = 4096;
-const EMPTY = new Uint8Array(0);
 
 /** Counters the bench reads: pages translated, IOTLB hits and misses, faults. */
 export interface IommuStats {
@@ -47,11 +46,11 @@ export class IommuUnit implements SimIommuUnit {
   private readonly tlbOff = new Float64Array(IOTLB_ENTRIES);
   private readonly tlbWritable = new Uint8Array(IOTLB_ENTRIES);
   private readonly tlbTarget: (DmaTarget | null)[] = new Array<DmaTarget | null>(IOTLB_ENTRIES).fill(null);
-  private readonly tlbBytes: Uint8Array[] = new Array<Uint8Array>(IOTLB_ENTRIES).fill(EMPTY);
-  private readonly walkOut: DmaPageWalk = { bytes: EMPTY, offset: 0, writable: false };
+  private readonly tlbMemory: (DmaMemory | null)[] = new Array<DmaMemory | null>(IOTLB_ENTRIES).fill(null);
+  private readonly walkOut: DmaPageWalk = { memory: null, offset: 0, writable: false };
 
   // Per-call segments (pass 1 translates all pages, pass 2 copies): grown, never shrunk.
-  private segBytes: Uint8Array[] = [];
+  private segMemory: (DmaMemory | null)[] = [];
   private segOff = new Float64Array(16);
   private segLen = new Float64Array(16);
 
@@ -114,7 +113,7 @@ export class IommuUnit implements SimIommuUnit {
       if (target && this.tlbTarget[i] !== target) continue;
       this.tlbPfn[i] = -1;
       this.tlbTarget[i] = null;
-      this.tlbBytes[i] = EMPTY;
+      this.tlbMemory[i] = null;
     }
   }
 
@@ -152,49 +151,54 @@ export class IommuUnit implements SimIommuUnit {
     const out = this.walkOut;
     let done = 0;
     for (let i = 0; i < npages; i++, pfn++) {
-      let bytes: Uint8Array;
+      let memory: DmaMemory;
       let base: number;
       let writable: boolean;
       const e = pfn % IOTLB_ENTRIES;
       if (cache && this.tlbPfn[e] === pfn && this.tlbTarget[e] === target && this.tlbGen[e] === gen) {
         this.stats.iotlbHits++;
-        bytes = this.tlbBytes[e]!;
+        memory = this.tlbMemory[e]!;
         base = this.tlbOff[e]!;
         writable = this.tlbWritable[e] === 1;
       } else {
         if (cache) this.stats.iotlbMisses++;
         const reason = walk.call(target, pfn, this.pageShift, out, write);
         if (reason) return this.fault({ iova: iova + BigInt(done), write, reason, rid, pasid });
-        bytes = out.bytes;
+        memory = out.memory!;
         base = out.offset;
         writable = out.writable;
         if (cache) {
           this.tlbPfn[e] = pfn;
           this.tlbTarget[e] = target;
           this.tlbGen[e] = gen;
-          this.tlbBytes[e] = bytes;
+          this.tlbMemory[e] = memory;
           this.tlbOff[e] = base;
           this.tlbWritable[e] = writable ? 1 : 0;
         }
       }
       if (write && !writable) return this.fault({ iova: iova + BigInt(done), write, reason: 'permission', rid, pasid });
       const n = Math.min(pageSize - off, len - done);
-      this.segBytes[i] = bytes;
+      this.segMemory[i] = memory;
       this.segOff[i] = base + off;
       this.segLen[i] = n;
       done += n;
       off = 0;
     }
     this.stats.translations += npages;
+    // Pages that follow each other in one memory move in one copy (for a bridged program's pages,
+    // one process_vm call).
     let pos = 0;
-    for (let i = 0; i < npages; i++) {
-      const bytes = this.segBytes[i]!;
+    for (let i = 0; i < npages; ) {
+      const memory = this.segMemory[i]!;
       const o = this.segOff[i]!;
-      const n = this.segLen[i]!;
-      if (write) bytes.set(buf.subarray(pos, pos + n), o);
-      else buf.set(bytes.subarray(o, o + n), pos);
+      let n = this.segLen[i]!;
+      this.segMemory[i++] = null;
+      while (i < npages && this.segMemory[i] === memory && this.segOff[i] === o + n) {
+        n += this.segLen[i]!;
+        this.segMemory[i++] = null;
+      }
+      memory.dmaCopy(write, o, buf, pos, n);
       pos += n;
-      this.segBytes[i] = EMPTY;
     }
     return null;
   }

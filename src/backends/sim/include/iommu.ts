@@ -47,10 +47,19 @@ export interface DmaTarget {
   readonly generation?: number;
 }
 
-/** What a page walk yields: the bytes backing one IOVA page and whether DMA may write them. */
+/**
+ * Page frames a DMA reaches once translated: the memory side of the bus. The sim's own RAM is a
+ * PageStore's bytes; a bridged program's pages live in the real process (src/bridge).
+ */
+export interface DmaMemory {
+  /** Move `n` bytes between byte `offset` of these frames and `buf` from `at` (write: into memory). */
+  dmaCopy(write: boolean, offset: number, buf: Uint8Array, at: number, n: number): void;
+}
+
+/** What a page walk yields: the memory backing one IOVA page and whether DMA may write it. */
 export interface DmaPageWalk {
-  bytes: Uint8Array;
-  /** Offset of the page's first byte in `bytes`. */
+  memory: DmaMemory | null;
+  /** Offset of the page's first byte in `memory`. */
   offset: number;
   writable: boolean;
 }

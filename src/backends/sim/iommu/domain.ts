@@ -330,7 +330,7 @@ export class PagingDomain implements DmaTarget {
       const [l2, s2] = rk;
       if (l2.stores[s2] !== store || l2.offsets[s2] !== off + k * this.pageSize || (l2.flags[s2]! & 3) !== (flags & 3)) return 'not-present';
     }
-    out.bytes = store.bytes;
+    out.memory = store;
     out.offset = off;
     out.writable = (flags & IOMMU_WRITE) !== 0;
     if (write && out.writable && this.dirtyTracking) {
@@ -347,7 +347,10 @@ export class PagingDomain implements DmaTarget {
     return this.dma(iova, src, true);
   }
 
-  /** Translate every unit first (a fault moves no byte), then copy unit by unit. */
+  /**
+   * Translate every unit first (a fault moves no byte), then copy: units that follow each other
+   * in one store move in one copy (for a bridged program's pages, one process_vm call).
+   */
   private dma(iova: bigint, buf: Uint8Array, write: boolean): Omit<DmaFault, 'rid' | 'pasid'> | null {
     if (!buf.length) return null;
     const lastIova = iova + BigInt(buf.length - 1);
@@ -364,21 +367,27 @@ export class PagingDomain implements DmaTarget {
     }
     let done = 0;
     let within = Number(iova & BigInt(size - 1));
+    let run: PageStore | null = null;
+    let runOff = 0;
+    let runLen = 0;
     for (let u = first; u <= last; u++) {
       const leaf = this.leaves.get(Math.floor(u / LEAF))!;
       const slot = u % LEAF;
       const n = Math.min(size - within, buf.length - done);
       const store = leaf.stores[slot]!;
       const off = leaf.offsets[slot]! + within;
-      if (write) {
-        store.bytes.set(buf.subarray(done, done + n), off);
-        if (this.dirtyTracking) this.markDirtyUnit(u);
-      } else {
-        buf.set(store.bytes.subarray(off, off + n), done);
+      if (write && this.dirtyTracking) this.markDirtyUnit(u);
+      if (store === run && off === runOff + runLen) runLen += n;
+      else {
+        run?.dmaCopy(write, runOff, buf, done - runLen, runLen);
+        run = store;
+        runOff = off;
+        runLen = n;
       }
       done += n;
       within = 0;
     }
+    run!.dmaCopy(write, runOff, buf, done - runLen, runLen);
     return null;
   }
 }

@@ -15,10 +15,10 @@ import {
 import { VFIO_LEGACY_IOCTL_NAMES } from '../../../ioasid/vfio_uapi.js';
 import { CAP_SYS_RESOURCE } from '../../types.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
-import { currentTask, shouldFailSlab } from '../kernel/fault_inject.js';
+import { shouldFailSlab } from '../kernel/fault_inject.js';
 import { IoasObject, ioasHandlers } from './ioas.js';
 import { AccountMode } from './pages.js';
-import { SimProcess, type SimFile } from '../kernel/process.js';
+import { currentProcess, type SimFile, type SimProcess } from '../kernel/process.js';
 import { selftestHandler } from './selftest.js';
 import { deviceHandlers } from './device_ioctls.js';
 import { eventqHandlers } from './eventq.js';
@@ -73,8 +73,7 @@ export class IommufdCtx implements SimFile {
    * syscall (a release, an async wake-up), the process that opened the file.
    */
   get proc(): SimProcess {
-    const task = currentTask();
-    return task instanceof SimProcess ? task : this.opener;
+    return currentProcess(this.opener);
   }
 
   constructor(

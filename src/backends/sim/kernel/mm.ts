@@ -8,6 +8,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { MAP_FIXED, MAP_HUGETLB, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../types.js';
 import { kerr } from './errno.js';
 import { shouldFail } from './fault_inject.js';
+import type { DmaMemory } from '../include/iommu.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
@@ -47,7 +48,7 @@ export const SIM_MAX_BACKING = 2 ** 31;
 export const SIM_MAX_FILE = 2 ** 27;
 
 /** Backing memory: an anonymous mapping's own pages or a memfd's page cache. */
-export class PageStore {
+export class PageStore implements DmaMemory {
   bytes: Uint8Array;
   /** Pins per page (pin_user_pages), as page_ref_count / GUP_PIN_COUNTING_BIAS shows. */
   pins: Uint32Array;
@@ -59,6 +60,12 @@ export class PageStore {
 
   get npages(): number {
     return this.pins.length;
+  }
+
+  /** A device's DMA to these pages once translated (DmaMemory): `n` bytes at byte `offset`, to or from buf[at]. */
+  dmaCopy(write: boolean, offset: number, buf: Uint8Array, at: number, n: number): void {
+    if (write) this.bytes.set(buf.subarray(at, at + n), offset);
+    else buf.set(this.bytes.subarray(offset, offset + n), at);
   }
 
   resize(npages: number): void {

@@ -6,7 +6,7 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { CAP_DAC_OVERRIDE } from '../../types.js';
 import { kerr } from './errno.js';
-import { shouldFail } from './fault_inject.js';
+import { currentTask, shouldFail } from './fault_inject.js';
 import { SimMm } from './mm.js';
 import type { WaitQueueHead } from './wait.js';
 
@@ -166,4 +166,14 @@ function parseUint(text: string): number {
   const v = /^0[xX]/.test(body) ? parseInt(body.slice(2), 16) : body.length > 1 && body[0] === '0' ? parseInt(body, 8) : Number(body);
   if (v > 0xffff_ffff) kerr(ERRNO.ERANGE);
   return v;
+}
+
+/**
+ * The kernel's `current` as a process: the one whose syscall is running (a forked child calling
+ * on its parent's file maps its own memory); outside a syscall (a release, an async wake-up),
+ * `opener`, the process that opened the file.
+ */
+export function currentProcess(opener: SimProcess): SimProcess {
+  const task = currentTask();
+  return task instanceof SimProcess ? task : opener;
 }

@@ -30,7 +30,7 @@ import type { DomainMapSource, PagingDomain } from '../iommu/domain.js';
 import { kerr, KernelErrno } from '../kernel/errno.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 import { AccountMode, IoptPages } from '../iommufd/pages.js';
-import type { SimProcess } from '../kernel/process.js';
+import { currentProcess, type SimProcess } from '../kernel/process.js';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const PAGE_MASK = U64_MAX & ~BigInt(PAGE_SIZE - 1);
@@ -145,11 +145,16 @@ export class VfioIommu {
 
   constructor(
     readonly v2: boolean,
-    /** The process the container's ioctls come from (current). */
-    readonly proc: SimProcess,
+    /** The process that opened the container. */
+    readonly opener: SimProcess,
     params: Type1Params,
   ) {
     this.dmaAvail = params.dmaEntryLimit;
+  }
+
+  /** `current`: the process whose ioctl runs (vfio_dma_do_map pins and charges current->mm). */
+  get proc(): SimProcess {
+    return currentProcess(this.opener);
   }
 
   /** vfio_iommu_type1_ioctl (VFIO_CHECK_EXTENSION never gets here: the container answers it). */
