@@ -267,6 +267,19 @@ closefrom: opens
     expect(await runOnMachine(cc('test/bridge/fdtable.c'))).toBe(FDTABLE_EXPECTED);
   });
 
+  /** test/bridge/exec_keep.c on the first edu's group, as the real kernel in the VM answers it. */
+  const EXEC_EXPECTED = `before exec: group EBUSY, IOAS allocated
+after exec: the close-on-exec iommufd: closed
+the group's descriptor: GET_STATUS 0, viable 1
+the group is still held: EBUSY
+the IOAS made before exec: IOVA_RANGES 0, 1 range(s)
+after closing the group's descriptor: opens
+`;
+
+  it('sim descriptors without close-on-exec survive exec with their objects, the others close, as the kernel\'s (natively on the kernel in the VM)', async () => {
+    expect(await runOnMachine(cc('test/bridge/exec_keep.c'))).toBe(EXEC_EXPECTED);
+  });
+
   // The sim's side runs on the host in the sim tier: under the VM's TCG every bridged call costs
   // milliseconds, and cases making thousands of calls (access_rw, ioas_iova_alloc) would pass the
   // harness's 30 s timeout. The VM tier reads that run and compares it with the kernel's.

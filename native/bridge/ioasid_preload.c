@@ -66,6 +66,7 @@ enum op {
 	OP_GETDENTS = 17,
 	OP_LSEEK = 18,
 	OP_ACCESS = 19,
+	OP_EXEC = 20,
 };
 
 struct req {
@@ -123,6 +124,10 @@ static unsigned char simfd[MAX_FDS];
 static pid_t server_pid;
 /* OP_MMAP and OP_STAT answer values, not descriptors: call_locked leaves them here (lock held). */
 static int32_t vals[8];
+/* OP_EXEC's answer: the descriptors the sim process held when the process called exec. */
+#define MAX_EXEC_FDS 4096
+static int32_t exec_fds[MAX_EXEC_FDS];
+static uint32_t n_exec_fds;
 /* Whether this process has mapped a sim file (then munmap tells the server). */
 static int sim_mapped;
 
@@ -185,11 +190,15 @@ static void after_fork_child(void)
 		connect_locked();
 }
 
+static void after_exec(void);
+
 __attribute__((constructor)) static void init(void)
 {
 	resolve();
 	sock_path = getenv("IOASID_BRIDGE_SOCKET");
 	pthread_atfork(before_fork, NULL, after_fork_child);
+	if (sock_path)
+		after_exec();
 }
 
 static int is_sim(int fd)
@@ -367,6 +376,8 @@ static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, u
 			return BROKEN;
 		if (op == OP_MMAP || op == OP_STAT)
 			vals[i < 8 ? i : 7] = fd;
+		else if (op == OP_EXEC)
+			exec_fds[n_exec_fds < MAX_EXEC_FDS ? n_exec_fds++ : MAX_EXEC_FDS - 1] = fd;
 		else
 			place(fd, cloexec);
 	}
@@ -464,6 +475,10 @@ int __openat64_2(int dirfd, const char *path, int flags) __attribute__((alias("_
 int close(int fd)
 {
 	resolve();
+
+	/* the library's own connection: a program closing every descriptor it did not open leaves it */
+	if (fd == conn && conn >= 0 && conn_pid == getpid())
+		return 0;
 
 	if (is_sim(fd)) {
 		simfd[fd] = 0;
@@ -591,7 +606,16 @@ int close_range(unsigned int first, unsigned int last, int flags)
 {
 	resolve();
 
-	int r = (int)syscall(SYS_close_range, first, last, flags);
+	int r;
+	unsigned int c = (unsigned int)conn;
+	/* around the library's own connection (as close() leaves it) */
+	if (conn >= 0 && conn_pid == getpid() && first <= c && c <= last) {
+		r = c > first ? (int)syscall(SYS_close_range, first, c - 1, flags) : 0;
+		if (r == 0 && c < last)
+			r = (int)syscall(SYS_close_range, c + 1, last, flags);
+	} else {
+		r = (int)syscall(SYS_close_range, first, last, flags);
+	}
 	/* CLOSE_RANGE_CLOEXEC only marks them; the placeholders close at exec */
 	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
 		closed_range(first, last);
@@ -603,10 +627,8 @@ void closefrom(int lowfd)
 	resolve();
 
 	unsigned int first = lowfd < 0 ? 0 : (unsigned int)lowfd;
-	if (syscall(SYS_close_range, first, ~0U, 0) == 0) {
-		closed_range(first, ~0U);
+	if (close_range(first, ~0U, 0) == 0)
 		return;
-	}
 	/* no close_range (before 5.9): one by one, through close() */
 	for (int fd = (int)first; fd < MAX_FDS; fd++)
 		close(fd);
@@ -1238,4 +1260,149 @@ int munmap(void *addr, size_t len)
 		call(OP_MUNMAP, (uintptr_t)addr, len, 0, 0, NULL, 0, 0);
 	trace_munmap(addr, len, r);
 	return r;
+}
+
+/* ---- exec: the sim descriptors without close-on-exec survive it, as real ones do ---- */
+
+/*
+ * The new image of a process that called exec with a connection: the exec interposers below let
+ * the connection through, so find it (the socket connected to the server), and tell the server the
+ * process runs a new image. Its sim process keeps the descriptors that are still open here (the
+ * kernel closed the close-on-exec placeholders) and closes the others; its memory is the new
+ * image's.
+ */
+static void after_exec(void)
+{
+	char path[64], link[64];
+	struct sockaddr_un peer;
+	DIR *d = real_opendir ? real_opendir("/proc/self/fd") : NULL;
+	struct dirent *e;
+	int found = -1;
+
+	if (!d)
+		return;
+	while ((e = real_readdir(d))) {
+		int fd = atoi(e->d_name);
+		socklen_t len = sizeof(peer);
+		if (e->d_name[0] == '.' || fd == real_dirfd(d))
+			continue;
+		if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0 && peer.sun_family == AF_UNIX &&
+		    len > offsetof(struct sockaddr_un, sun_path) && !strcmp(peer.sun_path, sock_path)) {
+			found = fd;
+			break;
+		}
+	}
+	real_closedir(d);
+	if (found < 0)
+		return;
+	fcntl(found, F_SETFD, FD_CLOEXEC);
+	pthread_mutex_lock(&lock);
+	conn = found;
+	conn_pid = getpid();
+	n_exec_fds = 0;
+	int64_t ret = call_locked(OP_EXEC, (uint64_t)getpid(), 0, 0, 0, NULL, 0, 0);
+	if (ret < 0) {
+		/* not this process's connection: leave it and connect anew when needed */
+		conn = -1;
+		real_close(found);
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+	for (uint32_t i = 0; i < n_exec_fds; i++) {
+		int fd = exec_fds[i];
+		ssize_t n;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0)
+			link[n] = 0;
+		if (n > 0 && !strcmp(link, "anon_inode:[eventfd]") && fd < MAX_FDS)
+			simfd[fd] = 1;
+		else if (call_locked(OP_CLOSE, fd, 0, 0, 0, NULL, 0, 0) == BROKEN)
+			break;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+/* Let the connection through an exec of this process (not of a vfork child sharing our memory). */
+static void exec_keep(int keep)
+{
+	if (conn >= 0 && conn_pid == getpid())
+		real_fcntl(conn, F_SETFD, keep ? 0 : FD_CLOEXEC);
+}
+
+#define EXEC_THROUGH(call)                 \
+	do {                               \
+		resolve();                 \
+		exec_keep(1);              \
+		int r_ = (call);           \
+		int e_ = errno;            \
+		exec_keep(0);              \
+		errno = e_;                \
+		return r_;                 \
+	} while (0)
+
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execv_fn)(const char *, char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+
+int execve(const char *path, char *const argv[], char *const envp[])
+{
+	EXEC_THROUGH(((execve_fn)dlsym(RTLD_NEXT, "execve"))(path, argv, envp));
+}
+
+int execv(const char *path, char *const argv[])
+{
+	EXEC_THROUGH(((execv_fn)dlsym(RTLD_NEXT, "execv"))(path, argv));
+}
+
+int execvp(const char *file, char *const argv[])
+{
+	EXEC_THROUGH(((execv_fn)dlsym(RTLD_NEXT, "execvp"))(file, argv));
+}
+
+int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	EXEC_THROUGH(((execve_fn)dlsym(RTLD_NEXT, "execvpe"))(file, argv, envp));
+}
+
+int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	EXEC_THROUGH(((fexecve_fn)dlsym(RTLD_NEXT, "fexecve"))(fd, argv, envp));
+}
+
+/* execl, execlp and execle: the arguments up to the NULL as an array. */
+#define LIST_ARGS(arg, argv)                                             \
+	va_list ap;                                                      \
+	size_t n_ = 1;                                                   \
+	va_start(ap, arg);                                               \
+	while (va_arg(ap, char *))                                       \
+		n_++;                                                    \
+	va_end(ap);                                                      \
+	char *argv[n_ + 1];                                              \
+	argv[0] = (char *)arg;                                           \
+	va_start(ap, arg);                                               \
+	for (size_t i_ = 1; i_ <= n_; i_++)                              \
+		argv[i_] = va_arg(ap, char *)
+
+int execl(const char *path, const char *arg, ...)
+{
+	LIST_ARGS(arg, argv);
+	va_end(ap);
+	return execv(path, argv);
+}
+
+int execlp(const char *file, const char *arg, ...)
+{
+	LIST_ARGS(arg, argv);
+	va_end(ap);
+	return execvp(file, argv);
+}
+
+/* execle's environment follows the NULL that ends the arguments. */
+int execle(const char *path, const char *arg, ...)
+{
+	LIST_ARGS(arg, argv);
+	char *const *envp = va_arg(ap, char *const *);
+	va_end(ap);
+	return execve(path, argv, envp);
 }

@@ -60,6 +60,12 @@ export const OP = {
   LSEEK: 18,
   /** a0: directory descriptor + 1 (0: none), a1: mode (F_OK, R_OK, W_OK, X_OK), a2: AT_* flags; payload: the path. */
   ACCESS: 19,
+  /**
+   * a0: the caller's pid. Sent by a process's new image on the connection its exec kept: the sim
+   * process goes on with a new memory (the old image's mappings are gone) and answers, in the
+   * descriptor list, the descriptors it holds; the program closes those exec closed (OP.CLOSE).
+   */
+  EXEC: 20,
 } as const;
 
 const NO_PAYLOAD = new Uint8Array(0);

@@ -156,6 +156,16 @@ export class BridgeServer {
         replies.push(encodeResponse(process.pid, []));
         continue;
       }
+      if (r.op === OP.EXEC && c.session) {
+        // only the process itself, in its new image: not a child that inherited the connection
+        if (r.a0 !== c.session.pid) {
+          replies.push(encodeResponse(-ERRNO.EPERM, []));
+          continue;
+        }
+        c.session = this.exec(c.session);
+        replies.push(encodeResponse(0, c.session.proc.entries().map(([fd]) => fd)));
+        continue;
+      }
       if (!c.session) {
         replies.push(encodeResponse(-ERRNO.EPROTO, []));
         return { replies, close: true };
@@ -204,21 +214,34 @@ export class BridgeServer {
       old.end();
       if (this.sessions.get(pid) === old) this.exit(old);
     }
+    const kept = r.a0 ? this.forks.get(r.a2) : undefined;
+    if (kept) this.forks.delete(r.a2);
+    return this.start(pid, end, kept ?? []);
+  }
+
+  /** A new sim process for `pid`, holding `kept` (files whose references the caller took for it). */
+  private start(pid: number, end: () => void, kept: [number, SimFile][]): Session {
     const proc = new BridgeProcess(this.kernel.user(this.uid), pid, this.registry, this.refs);
     const session: Session = { pid, proc, binding: new SimBinding(this.kernel, proc), end };
-    if (r.a0) {
-      const kept = this.forks.get(r.a2);
-      if (kept) {
-        this.forks.delete(r.a2);
-        // the kept references move to the child
-        for (const [fd, f] of kept) {
-          proc.installAt(fd, f);
-          this.refs.put(f);
-        }
-      }
+    // the kept references move to the new process
+    for (const [fd, f] of kept) {
+      proc.installAt(fd, f);
+      this.refs.put(f);
     }
     this.sessions.set(pid, session);
     return session;
+  }
+
+  /**
+   * exec(2) in the program: the process keeps its files (the program closes those exec closed)
+   * and gets a new memory, so the old image's mappings and the driver holds on them go, as
+   * exec_mmap drops the old mm. Pins stay with the IOAS areas that hold them.
+   */
+  private exec(old: Session): Session {
+    const kept = old.proc.entries();
+    for (const [, f] of kept) this.refs.get(f);
+    this.exit(old);
+    return this.start(old.pid, old.end, kept);
   }
 
   private exit(s: Session): void {
