@@ -61,20 +61,34 @@ export class RemoteMemfd extends SimMemfd {
   }
 }
 
-/** A program's eventfd: eventfd_signal adds one to the real counter. */
+/**
+ * A program's eventfd: eventfd_signal adds one to the real counter. The copy closes when the sim
+ * puts its reference (eventfd_ctx_put: the IRQ is disabled or given another eventfd), or, for a
+ * lookup that kept no reference, when garbage collection finds it.
+ */
 export class RemoteEventfd implements SimFile {
   readonly kind = 'eventfd';
   private readonly one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
-  constructor(private readonly fd: number) {
-    closer.register(this, fd);
+  private fd: number;
+  constructor(fd: number) {
+    this.fd = fd;
+    closer.register(this, fd, this);
   }
 
   signal(): void {
+    if (this.fd < 0) return;
     try {
       writeSync(this.fd, this.one);
     } catch {
       // a full counter (EAGAIN) drops the signal, as eventfd_signal does
     }
+  }
+
+  put(): void {
+    if (this.fd < 0) return;
+    closer.unregister(this);
+    closeSync(this.fd);
+    this.fd = -1;
   }
 
   release(): void {}

@@ -19,10 +19,16 @@ import {
   VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_REQ_IRQ_INDEX,
 } from '../../../device/uapi.js';
 
-/** What an eventfd offers the kernel: eventfd_signal. */
+/** What an eventfd offers the kernel: eventfd_signal, and eventfd_ctx_put when the reference goes. */
 export interface EventfdCtx extends SimFile {
   readonly kind: 'eventfd';
   signal(): void;
+  put?(): void;
+}
+
+/** eventfd_ctx_put: the reference eventfdCtxFdget took goes. */
+function eventfdCtxPut(ctx: EventfdCtx | null | undefined): void {
+  ctx?.put?.();
 }
 
 /** eventfd_ctx_fdget: EBADF for a closed descriptor, EINVAL for a file that is not an eventfd. */
@@ -172,8 +178,10 @@ export class VfioPciIrqs implements IrqSink {
     if (flags & VFIO_IRQ_SET_DATA_EVENTFD) {
       const fd = s32(data!, 0);
       const trigger = fd >= 0 ? eventfdCtxFdget(this.lookup, fd) : null;
-      if (isIntx) this.intxCtx!.trigger = trigger;
-      else this.intxEnable(trigger);
+      if (isIntx) {
+        eventfdCtxPut(this.intxCtx!.trigger);
+        this.intxCtx!.trigger = trigger;
+      } else this.intxEnable(trigger);
       return;
     }
     if (!isIntx) kerr(ERRNO.EINVAL);
@@ -193,6 +201,7 @@ export class VfioPciIrqs implements IrqSink {
   }
 
   private intxDisable(): void {
+    eventfdCtxPut(this.intxCtx?.trigger);
     this.intxCtx = null;
     this.irqType = VFIO_PCI_NUM_IRQS;
   }
@@ -240,12 +249,13 @@ export class VfioPciIrqs implements IrqSink {
     try {
       for (let i = 0; i < count; i++, j++) this.msiSetVectorSignal(j, s32(data, 4 * i));
     } catch (e) {
-      for (let i = start; i <= j; i++) this.msiCtx.delete(i);
+      for (let i = start; i <= j; i++) this.msiSetVectorSignal(i, -1);
       throw e;
     }
   }
 
   private msiSetVectorSignal(vector: number, fd: number): void {
+    eventfdCtxPut(this.msiCtx.get(vector));
     this.msiCtx.delete(vector);
     if (fd < 0) return;
     this.msiCtx.set(vector, eventfdCtxFdget(this.lookup, fd));
@@ -256,6 +266,7 @@ export class VfioPciIrqs implements IrqSink {
    * vector's message zeroed (msi_domain_deactivate writes an all-zero message).
    */
   private msiDisable(): void {
+    for (const ctx of this.msiCtx.values()) eventfdCtxPut(ctx);
     this.msiCtx.clear();
     const cap = this.fn.msiCap;
     if (cap) {
@@ -278,6 +289,7 @@ export class VfioPciIrqs implements IrqSink {
   private setTriggerSingle(index: number, count: number, flags: number, data: Uint8Array | null): void {
     const get = (): EventfdCtx | null => (index === VFIO_PCI_ERR_IRQ_INDEX ? this.errTrigger : this.reqTrigger);
     const set = (t: EventfdCtx | null): void => {
+      eventfdCtxPut(get());
       if (index === VFIO_PCI_ERR_IRQ_INDEX) this.errTrigger = t;
       else this.reqTrigger = t;
     };
@@ -306,6 +318,8 @@ export class VfioPciIrqs implements IrqSink {
   disableAll(): void {
     if (this.irqType === VFIO_PCI_INTX_IRQ_INDEX) this.intxDisable();
     else if (this.irqType === VFIO_PCI_MSI_IRQ_INDEX) this.msiDisable();
+    eventfdCtxPut(this.errTrigger);
+    eventfdCtxPut(this.reqTrigger);
     this.errTrigger = null;
     this.reqTrigger = null;
     this.virqDisabled = false;
