@@ -14,13 +14,14 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERRNO, IommuError } from '../ioasid/errors.js';
+import { KernelErrno } from '../backends/sim/kernel/errno.js';
 import { libc } from '../backends/linux/libc.js';
 import { SimBinding, SimKernel } from '../backends/sim/index.js';
 import type { MachineDesc } from '../backends/sim/machine/machine.js';
 import { BridgeProcess, FileRefs } from './process.js';
 import type { SimFile } from '../backends/sim/kernel/process.js';
 import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Request } from './protocol.js';
-import { StoreRegistry } from './remote_mm.js';
+import { StoreRegistry, type SimMapping } from './remote_mm.js';
 import { bridgeIoctl } from './ioctl.js';
 
 const EMPTY = new Uint8Array(0);
@@ -66,10 +67,14 @@ export class BridgeServer {
   private readonly refs = new FileRefs();
   private nextToken = 1;
   /**
-   * Descriptor tables kept for children about to be forked, by token. They outlive the parent (a
-   * daemon's parent exits before its child connects); unclaimed ones go when the server closes.
+   * Descriptor tables and sim mappings kept for children about to be forked, by token. They
+   * outlive the parent (a daemon's parent exits before its child connects); unclaimed ones go
+   * when the server closes.
    */
-  private readonly forks = new Map<number, [number, SimFile][]>();
+  private readonly forks = new Map<number, { fds: [number, SimFile][]; maps: SimMapping[] }>();
+  /** OP.MMIO's value: a store's from the request, a load's for the reply. */
+  private readonly mmioValue = new Uint8Array(8);
+  private readonly mmioView = new DataView(this.mmioValue.buffer);
   private readonly uid = process.getuid?.() ?? 0;
 
   private constructor(opts: ServeOptions) {
@@ -117,7 +122,10 @@ export class BridgeServer {
 
   async close(): Promise<void> {
     for (const s of [...this.sessions.values()]) s.end();
-    for (const kept of this.forks.values()) for (const [, f] of kept) this.refs.put(f);
+    for (const kept of this.forks.values()) {
+      for (const m of kept.maps) m.ops.close();
+      for (const [, f] of kept.fds) this.refs.put(f);
+    }
     this.forks.clear();
     const server = this.server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -208,8 +216,9 @@ export class BridgeServer {
       const kept = this.forks.get(r.a2);
       if (kept) {
         this.forks.delete(r.a2);
-        // the kept references move to the child
-        for (const [fd, f] of kept) {
+        // the kept references move to the child, and the mappings fork(2) copies with them
+        proc.mm.inherit(kept.maps);
+        for (const [fd, f] of kept.fds) {
           proc.installAt(fd, f);
           this.refs.put(f);
         }
@@ -232,6 +241,7 @@ export class BridgeServer {
     let ret: number;
     try {
       if (r.op === OP.MMAP) return this.mmap(s, r);
+      if (r.op === OP.MMIO) return this.mmio(s, r);
       ret = this.call(s, r);
     } catch (e) {
       if (e instanceof IommuError) ret = -e.errno;
@@ -254,6 +264,22 @@ export class BridgeServer {
     const token = Number(s.binding.mmap(0n, r.a1, prot, flags, r.a0, r.a3));
     const m = s.proc.mm.pendingMapping(token)!;
     return encodeResponse(0, [m.memfd, m.pgoff, token]);
+  }
+
+  /** OP.MMIO: a load's value travels in the descriptor list, as two u32 halves (protocol.ts). */
+  private mmio(s: Session, r: Request): Uint8Array {
+    if (r.a1 > 0x1ff) return encodeResponse(-ERRNO.EINVAL, []);
+    const write = r.a1 >= 0x100;
+    const v = this.mmioView;
+    v.setUint32(0, r.a2 % 2 ** 32, true);
+    v.setUint32(4, r.a3 % 2 ** 32, true);
+    try {
+      s.proc.mm.mmio(r.a0, r.a1 & 0xff, write, this.mmioValue);
+    } catch (e) {
+      if (e instanceof KernelErrno) return encodeResponse(-e.errno, []);
+      throw e;
+    }
+    return encodeResponse(0, write ? [] : [v.getInt32(0, true), v.getInt32(4, true)]);
   }
 
   private call(s: Session, r: Request): number {
@@ -287,9 +313,9 @@ export class BridgeServer {
       }
       case OP.FORK: {
         const token = this.nextToken++;
-        const kept = s.proc.entries();
-        for (const [, f] of kept) this.refs.get(f);
-        this.forks.set(token, kept);
+        const fds = s.proc.entries();
+        for (const [, f] of fds) this.refs.get(f);
+        this.forks.set(token, { fds, maps: mm.forkMappings() });
         return token;
       }
       case OP.MMAP_PLACED:
