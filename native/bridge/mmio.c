@@ -363,7 +363,10 @@ static void bus_error(void *addr, ucontext_t *uc)
 static void unsupported(const uint8_t *ip, uintptr_t addr, int readable, ucontext_t *uc)
 {
 	char msg[256];
-	int n = snprintf(msg, sizeof(msg), "ioasid bridge: the instruction at %p accesses BAR memory at 0x%lx in a way the bridge does not emulate (only mov, movzx, movsx, movsxd);", (void *)ip, (unsigned long)addr);
+	int n = snprintf(msg, sizeof(msg),
+			 "ioasid bridge: the instruction at %p accesses BAR memory at 0x%lx in a way the bridge "
+			 "does not emulate (only mov, movzx, movsx, movsxd);",
+			 (void *)ip, (unsigned long)addr);
 	for (int i = 0; readable && i < 8 && n < (int)sizeof(msg) - 8; i++)
 		n += snprintf(msg + n, sizeof(msg) - n, " %02x", ip[i]);
 	if (n < (int)sizeof(msg) - 1)
@@ -387,8 +390,9 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 
 	if (si->si_code != SEGV_ACCERR || !find(a, &r)) {
 		chain(sig, si, uc);
-	} else if ((fetch = find((uintptr_t)ip, &code)) || decode(ip, g, &in) || in.ea > a || a - in.ea >= in.size || in.ea < r.start || in.ea + in.size > r.end) {
-		/* executing from a BAR, or an instruction not decoded here (or touching two ranges) */
+	} else if ((fetch = find((uintptr_t)ip, &code)) || decode(ip, g, &in) || in.ea > a || a - in.ea >= in.size ||
+		   in.ea < r.start || in.ea + in.size > r.end) {
+		/* executing from a BAR, an instruction not decoded here, or an access leaving the range */
 		unsupported(ip, a, !fetch, uc);
 	} else if (!(r.prot & (in.write ? PROT_WRITE : PROT_READ | PROT_WRITE | PROT_EXEC))) {
 		/* what the mapping's protection refuses is a real SEGV_ACCERR (on x86 every mapping that is not PROT_NONE reads) */
