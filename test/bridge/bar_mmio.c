@@ -237,10 +237,13 @@ static void accesses(char *bar)
 	printf("liveness (SIB, index 1 scale 4): 0x%08x\n", load_sib(bar, 1));
 	printf("liveness (movsxd): 0x%016llx\n", (unsigned long long)LOAD("movslq (%1), %0", 0, bar + 4));
 	STORE("movb $0x55, 4(%0)\n\tmovw $0x1234, 4(%0)", bar);
-	printf("liveness after a u8 and a u16 immediate store: 0x%08x\n", *(vu32 *)(bar + 4));
+	__asm__ volatile("movb %b1, 4(%0)\n\tmovw %w1, 4(%0)" : : "r"(bar), "r"(0x7777) : "memory");
+	printf("liveness after u8 and u16 stores (immediates, registers): 0x%08x\n", *(vu32 *)(bar + 4));
 	printf("id (u8): 0x%02x, into %%ah: 0x%016llx\n", *(vu8 *)bar, (unsigned long long)load_ah(bar));
 	/* movzbw: the low 16 bits replaced, the rest kept */
 	printf("id (u16): 0x%04x, movzbw: 0x%016llx\n", *(vu16 *)bar, (unsigned long long)LOAD("movzbw (%1), %w0", 0xaaaaaaaaaaaaaaaaULL, bar));
+	printf("id (movsbl, movswq): 0x%016llx 0x%016llx\n", (unsigned long long)LOAD("movsbl (%1), %k0", ~0ULL, bar),
+	       (unsigned long long)LOAD("movswq (%1), %0", ~0ULL, bar));
 	printf("id (u64, below 0x80): 0x%016llx\n", (unsigned long long)*(vu64 *)bar);
 	/* REX.W C7 with a disp32: the immediate sign-extended */
 	STORE("movq $-0x10000000, 0x80(%0)", bar);
