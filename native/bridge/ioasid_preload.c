@@ -38,6 +38,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "mmio.h"
 #include "trace.h"
 
 #define BRIDGE_VERSION 1
@@ -67,6 +68,7 @@ enum op {
 	OP_LSEEK = 18,
 	OP_ACCESS = 19,
 	OP_EXEC = 20,
+	OP_MMIO = 21,
 };
 
 struct req {
@@ -122,7 +124,7 @@ static int64_t fork_token;
 static unsigned char simfd[MAX_FDS];
 /* The server's pid (HELLO's answer): its /proc/PID/fd holds the memfds sim mappings share. */
 static pid_t server_pid;
-/* OP_MMAP and OP_STAT answer values, not descriptors: call_locked leaves them here (lock held). */
+/* OP_MMAP, OP_STAT and OP_MMIO answer values, not descriptors: call_locked leaves them here (lock held). */
 static int32_t vals[8];
 /* OP_EXEC's answer: the descriptors the sim process held when the process called exec. */
 #define MAX_EXEC_FDS 4096
@@ -374,7 +376,7 @@ static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, u
 		int32_t fd;
 		if (read_all(conn, &fd, 4))
 			return BROKEN;
-		if (op == OP_MMAP || op == OP_STAT)
+		if (op == OP_MMAP || op == OP_STAT || op == OP_MMIO)
 			vals[i < 8 ? i : 7] = fd;
 		else if (op == OP_EXEC)
 			exec_fds[n_exec_fds < MAX_EXEC_FDS ? n_exec_fds++ : MAX_EXEC_FDS - 1] = fd;
@@ -1197,46 +1199,78 @@ FILE *fopen(const char *path, const char *mode)
 
 FILE *fopen64(const char *path, const char *mode) __attribute__((alias("fopen")));
 
-/*
- * mmap of a sim file: the sim's driver decides (its checks, its errno) and puts the pages it maps
- * in a memfd of the server's, which the program maps through /proc/SERVER/fd/N, so the program and
- * the sim see the same bytes. The server holds the driver's VMA reference until munmap or exit.
- */
-static void *sim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+/* A call answering values (OP_MMAP, OP_MMIO): the first n go to out. */
+static int64_t call_values(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, int32_t *out, int n)
 {
-	char path[64];
 	int64_t ret;
-	int32_t memfd, pgoff, token;
-	int f, e;
-	void *p;
 
 	pthread_mutex_lock(&lock);
-	ret = connect_locked() ? -errno : call_locked(OP_MMAP, fd, len, ((uint64_t)(uint32_t)flags << 32) | (uint32_t)prot, off, NULL, 0, 0);
-	memfd = vals[0];
-	pgoff = vals[1];
-	token = vals[2];
+	ret = connect_locked() ? -errno : call_locked(op, a0, a1, a2, a3, NULL, 0, 0);
+	memcpy(out, vals, n * sizeof(*out));
 	if (ret == BROKEN && conn >= 0) {
 		/* as in call(): the sim process is gone with the connection */
 		real_close(conn);
 		conn = -1;
 	}
 	pthread_mutex_unlock(&lock);
+	return ret == BROKEN ? -EIO : ret;
+}
+
+/* mmio.c's access to a BAR: a read's value comes back as two u32 halves. */
+int64_t bridge_mmio(uintptr_t addr, unsigned size, int write, uint64_t *val)
+{
+	int32_t v[2];
+	int64_t ret = call_values(OP_MMIO, addr, size | (write ? 0x100 : 0), (uint32_t)*val, *val >> 32, v, 2);
+
+	if (ret == 0 && !write)
+		*val = (uint32_t)v[0] | (uint64_t)(uint32_t)v[1] << 32;
+	return ret;
+}
+
+/*
+ * mmap of a sim file: the sim's driver decides (its checks, its errno) and puts the pages it maps
+ * in a memfd of the server's, which the program maps through /proc/SERVER/fd/N, so the program and
+ * the sim see the same bytes. A BAR has no such pages (memfd -1): mmio.c maps it so that each
+ * access reaches the device. The server holds the driver's VMA reference until munmap or exit.
+ */
+static void *sim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	char path[64];
+	int32_t v[3]; /* the memfd (-1: a BAR), the page offset in it, the token */
+	int64_t ret;
+	int f, e;
+	void *p;
+
+	ret = call_values(OP_MMAP, fd, len, ((uint64_t)(uint32_t)flags << 32) | (uint32_t)prot, off, v, 3);
 	if (ret < 0) {
-		errno = ret == BROKEN ? EIO : (int)-ret;
+		errno = (int)-ret;
 		return MAP_FAILED;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)server_pid, memfd);
-	f = real_open(path, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	p = f < 0 ? MAP_FAILED : real_mmap(addr, len, prot, flags, f, (off_t)pgoff * getpagesize());
-	e = errno;
-	if (f >= 0)
-		real_close(f);
-	call(OP_MMAP_PLACED, token, p == MAP_FAILED ? 0 : (uintptr_t)p, len, 0, NULL, 0, 0);
+	if (v[0] < 0) {
+		p = mmio_map(addr, len, prot, flags, off);
+		e = errno;
+	} else {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)server_pid, v[0]);
+		f = real_open(path, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		p = f < 0 ? MAP_FAILED : real_mmap(addr, len, prot, flags, f, (off_t)v[1] * getpagesize());
+		e = errno;
+		if (f >= 0)
+			real_close(f);
+	}
+	call(OP_MMAP_PLACED, v[2], p == MAP_FAILED ? 0 : (uintptr_t)p, len, 0, NULL, 0, 0);
 	if (p == MAP_FAILED)
 		errno = e;
 	else
 		sim_mapped = 1;
 	return p;
+}
+
+/* [addr, addr + len) maps nothing of the sim's any more: munmap, or a MAP_FIXED mapping over it. */
+static void unmapped(void *addr, size_t len)
+{
+	mmio_forget((uintptr_t)addr, len);
+	if (sim_mapped && sock_path)
+		call(OP_MUNMAP, (uintptr_t)addr, len, 0, 0, NULL, 0, 0);
 }
 
 /* Other mmaps pass through; the recorder looks at those of traced descriptors. */
@@ -1245,6 +1279,8 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	resolve();
 
 	void *r = is_sim(fd) ? sim_mmap(addr, len, prot, flags, fd, off) : real_mmap(addr, len, prot, flags, fd, off);
+	if (r != MAP_FAILED && (flags & MAP_FIXED) && !is_sim(fd))
+		unmapped(r, len);
 	trace_mmap(addr, len, prot, flags, fd, off, r);
 	return r;
 }
@@ -1256,8 +1292,8 @@ int munmap(void *addr, size_t len)
 	resolve();
 
 	int r = real_munmap(addr, len);
-	if (r == 0 && sim_mapped && sock_path)
-		call(OP_MUNMAP, (uintptr_t)addr, len, 0, 0, NULL, 0, 0);
+	if (r == 0)
+		unmapped(addr, len);
 	trace_munmap(addr, len, r);
 	return r;
 }

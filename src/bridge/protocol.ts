@@ -66,6 +66,14 @@ export const OP = {
    * descriptor list, the descriptors it holds; the program closes those exec closed (OP.CLOSE).
    */
   EXEC: 20,
+  /**
+   * A load or store the program made in a BAR it mapped (the preload's fault handler, mmio.c).
+   * a0: the address, a1: the size (1, 2, 4, 8) | 0x100 for a store, a2 and a3: a store's value,
+   * low and high 32 bits. Answers 0, and a load's value as two values (low, high) in the
+   * descriptor list; EIO when the device refuses it (memory decode off: SIGBUS), EFAULT where
+   * no BAR is mapped.
+   */
+  MMIO: 21,
 } as const;
 
 const NO_PAYLOAD = new Uint8Array(0);

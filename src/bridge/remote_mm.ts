@@ -99,10 +99,15 @@ export class StoreRegistry {
   }
 }
 
-interface SimMapping {
+/** A sim file's pages the program mapped, with the driver's VMA operations. */
+export interface SimMapping {
   start: number;
   end: number;
   ops: VmaOps;
+  /** The page of the driver's pages at `start`. */
+  pgoff: number;
+  /** A BAR (VM_IO | VM_PFNMAP): its pages, the protection asked for, and the registers behind them. */
+  bar?: { store: PageStore; prot: number; io: NonNullable<DeviceMapping['io']> };
 }
 
 /** The server's memfd holding each shared sim page store (stores outlive no server). */
@@ -285,7 +290,7 @@ export class RemoteMm extends SimMm {
     let a = addr;
     while (a < addr + len) {
       const v = this.find(a);
-      if (!v || (v.prot & prot) !== prot) break;
+      if (!v || v.mmio || (v.prot & prot) !== prot) break;
       a = v.end;
     }
     return Math.min(len, a - addr);
@@ -361,8 +366,10 @@ export class RemoteMm extends SimMm {
     return kerr(ERRNO.EFAULT);
   }
 
-  /** A VMA of the program, cut to one chunk of its object's pages. */
+  /** A VMA of the program, cut to one chunk of its object's pages; a BAR it mapped is the device's (VM_PFNMAP). */
   override find(addr: number): Vma | undefined {
+    const d = rangeAt(this.simMaps, addr);
+    if (d?.bar) return { start: d.start, end: d.end, prot: d.bar.prot, shared: true, store: d.bar.store, pgoff: d.pgoff, file: null, ops: d.ops, mmio: true };
     const m = rangeAt((this.maps ??= this.readMaps()), addr);
     if (!m) return undefined;
     const page = m.pgoff + Math.floor((addr - m.start) / PAGE_SIZE);
@@ -390,28 +397,44 @@ export class RemoteMm extends SimMm {
   /**
    * A sim file's f_op->mmap for the program: the driver checks the request and hands its pages,
    * which move into a memfd of the server's (shareStore) so the program can map them. Returns a
-   * token; the program's own mmap then places them, and placed() records where.
+   * token; the program's own mmap then places them, and placed() records where. A BAR's registers
+   * are computed on access, so no memory can stand for them (memfd -1): the program maps them
+   * inaccessible and sends each load and store it makes there (mmio()).
    */
-  override mmapDevice(_addr: number, length: number, _prot: number, _flags: number, _offset: number, driverMmap: (len: number) => DeviceMapping): number {
+  override mmapDevice(_addr: number, length: number, prot: number, _flags: number, _offset: number, driverMmap: (len: number) => DeviceMapping): number {
     if (length <= 0) kerr(ERRNO.EINVAL);
     const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     const m = driverMmap(len);
-    if (m.mmio) {
-      // a BAR's registers are computed on access: plain shared memory cannot stand for them
-      m.ops.close();
-      kerr(ERRNO.ENODEV);
-    }
     const token = this.nextToken++;
-    this.pending.set(token, { ops: m.ops, memfd: shareStore(m.store), pgoff: m.pgoff ?? 0 });
+    const bar = m.mmio && m.io ? { store: m.store, prot, io: m.io } : undefined;
+    this.pending.set(token, { ops: m.ops, memfd: bar ? -1 : shareStore(m.store), pgoff: m.pgoff ?? 0, bar });
     return token;
   }
 
-  /** What the program needs to map a pending mapping: the server's memfd and the page offset in it. */
+  /** What the program needs to map a pending mapping: the server's memfd (-1 for a BAR) and the page offset in it. */
   pendingMapping(token: number): { memfd: number; pgoff: number } | undefined {
     return this.pending.get(token);
   }
 
-  /** The program mapped pending mapping `token` at `addr` (0: its mmap failed, the driver's hold goes). */
+  /**
+   * A load (`write` false: the value lands in `value`) or store (of `value`) of `size` bytes at
+   * `addr` that the program made in a BAR it mapped; the preload's fault handler sends it. The
+   * VMA's fault handler decides first (vfio_pci_mmap_huge_fault's VM_FAULT_SIGBUS while memory
+   * decode is off: EIO here, SIGBUS for the program), then the access reaches the registers as
+   * the region's read and write do. EFAULT where the program has no BAR mapped.
+   */
+  mmio(addr: number, size: number, write: boolean, value: Uint8Array): void {
+    if (size < 1 || size > 8 || size & (size - 1)) kerr(ERRNO.EINVAL);
+    const d = rangeAt(this.simMaps, addr);
+    if (!d?.bar || addr + size > d.end) kerr(ERRNO.EFAULT);
+    if (!(d.ops.fault?.() ?? true)) kerr(ERRNO.EIO);
+    d.bar.io(value.subarray(0, size), d.pgoff * PAGE_SIZE + (addr - d.start), write);
+  }
+
+  /**
+   * The program mapped pending mapping `token` at `addr` (0: its mmap failed, the driver's hold
+   * goes). Whatever was recorded there before is gone: a MAP_FIXED mapping replaced it.
+   */
   placed(token: number, addr: number, length: number): void {
     const p = this.pending.get(token);
     if (!p) return;
@@ -420,20 +443,36 @@ export class RemoteMm extends SimMm {
       p.ops.close();
       return;
     }
-    this.simMaps.push({ start: addr, end: addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE, ops: p.ops });
+    this.munmap(addr, length);
+    const at = this.simMaps.findIndex((v) => v.start > addr);
+    const m: SimMapping = { start: addr, end: addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE, ops: p.ops, pgoff: p.pgoff, bar: p.bar };
+    this.simMaps.splice(at < 0 ? this.simMaps.length : at, 0, m);
   }
 
   /** The program unmapped [addr, addr + length): the driver sees its VMAs close or split, as SimMm.munmap does. */
   override munmap(addr: number, length: number): void {
     const end = addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
-    const { kept, closed } = unmapRanges(this.simMaps, addr, end, (v) => ({ ...v, start: end }));
+    const { kept, closed } = unmapRanges(this.simMaps, addr, end, (v) => ({ ...v, start: end, pgoff: v.pgoff + (end - v.start) / PAGE_SIZE }));
     this.simMaps = kept;
     for (const ops of closed) ops.close();
   }
 
+  /** Before a fork: the child's copies of the mappings, each one more VMA for its driver (dup_mmap's vm_ops->open). */
+  forkMappings(): SimMapping[] {
+    return this.simMaps.map((v) => {
+      v.ops.open();
+      return { ...v };
+    });
+  }
+
+  /** A forked child's mappings, as forkMappings() copied them from its parent. */
+  inherit(maps: SimMapping[]): void {
+    this.simMaps = maps;
+  }
+
   private nextToken = 1;
-  private readonly pending = new Map<number, { ops: VmaOps; memfd: number; pgoff: number }>();
-  /** The sim files' pages the program has mapped, with the driver's VMA operations. */
+  private readonly pending = new Map<number, { ops: VmaOps; memfd: number; pgoff: number; bar: SimMapping['bar'] }>();
+  /** The sim files' pages the program has mapped, sorted. */
   private simMaps: SimMapping[] = [];
 
   private readMaps(): MapsLine[] {

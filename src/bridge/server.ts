@@ -14,16 +14,16 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERRNO, IommuError } from '../ioasid/errors.js';
+import { KernelErrno } from '../backends/sim/kernel/errno.js';
 import { libc } from '../backends/linux/libc.js';
 import { SimBinding, SimKernel } from '../backends/sim/index.js';
 import type { MachineDesc } from '../backends/sim/machine/machine.js';
 import { BridgeProcess, FileRefs } from './process.js';
 import type { SimFile } from '../backends/sim/kernel/process.js';
 import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Request } from './protocol.js';
-import { StoreRegistry } from './remote_mm.js';
+import { StoreRegistry, type SimMapping } from './remote_mm.js';
 import { bridgeIoctl } from './ioctl.js';
 import { accessPath, AT_EMPTY_PATH, getdents, lseekFile, openedPaths, simPath, statFile, statPath } from './fs.js';
-import { KernelErrno } from '../backends/sim/kernel/errno.js';
 
 const EMPTY = new Uint8Array(0);
 const SOL_SOCKET = 1;
@@ -68,10 +68,14 @@ export class BridgeServer {
   private readonly refs = new FileRefs();
   private nextToken = 1;
   /**
-   * Descriptor tables kept for children about to be forked, by token. They outlive the parent (a
-   * daemon's parent exits before its child connects); unclaimed ones go when the server closes.
+   * Descriptor tables and sim mappings kept for children about to be forked, by token. They
+   * outlive the parent (a daemon's parent exits before its child connects); unclaimed ones go
+   * when the server closes.
    */
-  private readonly forks = new Map<number, [number, SimFile][]>();
+  private readonly forks = new Map<number, { fds: [number, SimFile][]; maps: SimMapping[] }>();
+  /** OP.MMIO's value: a store's from the request, a load's for the reply. */
+  private readonly mmioValue = new Uint8Array(8);
+  private readonly mmioView = new DataView(this.mmioValue.buffer);
   private readonly uid = process.getuid?.() ?? 0;
 
   private constructor(opts: ServeOptions) {
@@ -119,7 +123,10 @@ export class BridgeServer {
 
   async close(): Promise<void> {
     for (const s of [...this.sessions.values()]) s.end();
-    for (const kept of this.forks.values()) for (const [, f] of kept) this.refs.put(f);
+    for (const kept of this.forks.values()) {
+      for (const m of kept.maps) m.ops.close();
+      for (const [, f] of kept.fds) this.refs.put(f);
+    }
     this.forks.clear();
     const server = this.server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -216,14 +223,18 @@ export class BridgeServer {
     }
     const kept = r.a0 ? this.forks.get(r.a2) : undefined;
     if (kept) this.forks.delete(r.a2);
-    return this.start(pid, end, kept ?? []);
+    return this.start(pid, end, kept?.fds ?? [], kept?.maps);
   }
 
-  /** A new sim process for `pid`, holding `kept` (files whose references the caller took for it). */
-  private start(pid: number, end: () => void, kept: [number, SimFile][]): Session {
+  /**
+   * A new sim process for `pid`, holding `kept` (files whose references the caller took for it)
+   * and, after a fork, the parent's sim mappings.
+   */
+  private start(pid: number, end: () => void, kept: [number, SimFile][], maps?: SimMapping[]): Session {
     const proc = new BridgeProcess(this.kernel.user(this.uid), pid, this.registry, this.refs);
     const session: Session = { pid, proc, binding: new SimBinding(this.kernel, proc), end };
-    // the kept references move to the new process
+    // the kept references move to the new process, and the mappings fork(2) copies with them
+    if (maps) proc.mm.inherit(maps);
     for (const [fd, f] of kept) {
       proc.installAt(fd, f);
       this.refs.put(f);
@@ -258,6 +269,7 @@ export class BridgeServer {
     try {
       if (r.op === OP.MMAP) return this.mmap(s, r);
       if (r.op === OP.STAT) return this.stat(s, r);
+      if (r.op === OP.MMIO) return this.mmio(s, r);
       ret = this.call(s, r);
     } catch (e) {
       if (e instanceof IommuError || e instanceof KernelErrno) ret = -e.errno;
@@ -288,6 +300,22 @@ export class BridgeServer {
     const path = new TextDecoder().decode(r.payload);
     const v = path === '' && r.a1 & AT_EMPTY_PATH ? statFile(vfs, s.proc, r.a0 - 1) : statPath(vfs, simPath(s.proc, r.a0 - 1, path), r.a1);
     return v ? encodeResponse(1, v) : encodeResponse(0, []);
+  }
+
+  /** OP.MMIO: a load's value travels in the descriptor list, as two u32 halves (protocol.ts). */
+  private mmio(s: Session, r: Request): Uint8Array {
+    if (r.a1 > 0x1ff) return encodeResponse(-ERRNO.EINVAL, []);
+    const write = r.a1 >= 0x100;
+    const v = this.mmioView;
+    v.setUint32(0, r.a2 % 2 ** 32, true);
+    v.setUint32(4, r.a3 % 2 ** 32, true);
+    try {
+      s.proc.mm.mmio(r.a0, r.a1 & 0xff, write, this.mmioValue);
+    } catch (e) {
+      if (e instanceof KernelErrno) return encodeResponse(-e.errno, []);
+      throw e;
+    }
+    return encodeResponse(0, write ? [] : [v.getInt32(0, true), v.getInt32(4, true)]);
   }
 
   private call(s: Session, r: Request): number {
@@ -343,9 +371,9 @@ export class BridgeServer {
       }
       case OP.FORK: {
         const token = this.nextToken++;
-        const kept = s.proc.entries();
-        for (const [, f] of kept) this.refs.get(f);
-        this.forks.set(token, kept);
+        const fds = s.proc.entries();
+        for (const [, f] of fds) this.refs.get(f);
+        this.forks.set(token, { fds, maps: mm.forkMappings() });
         return token;
       }
       case OP.MMAP_PLACED:

@@ -149,6 +149,12 @@ export interface DeviceMapping {
   ops: VmaOps;
   pgoff?: number;
   mmio?: boolean;
+  /**
+   * Device memory's registers (mmio): a load (or store, `write`) of buf.length bytes at byte `at`
+   * of `store`'s pages reaches the device, as the region's read and write do. The sim's own
+   * processes cannot make such accesses; a bridged program's are trapped (src/bridge/remote_mm.ts).
+   */
+  io?: (buf: Uint8Array, at: number, write: boolean) => number;
 }
 
 export class SimMm {

@@ -20,7 +20,7 @@ import type { BoundDevice } from '../iommu/iommu.js';
 import type { IommufdCtx } from '../iommufd/main.js';
 import { compatIoasGetId } from '../iommufd/vfio_compat.js';
 import { kerr } from '../kernel/errno.js';
-import { PAGE_SIZE, PageStore } from '../kernel/mm.js';
+import { PAGE_SIZE, PageStore, type DeviceMapping } from '../kernel/mm.js';
 import type { SimProcess } from '../kernel/process.js';
 import type { PciDriver } from '../pci/pci_driver.js';
 import type { PciDevice, PciHost } from '../pci/pci_device.js';
@@ -259,9 +259,9 @@ export class VfioPciDevice implements VfioConfigHost {
   /**
    * vfio_pci_core_mmap for `len` bytes at the device file's `offset`: a BAR whose mmap is
    * supported, mapped shared and within the BAR's page-aligned length (EINVAL otherwise). The
-   * BAR's pages from the offset, as device memory.
+   * BAR's pages from the offset, as device memory, whose loads and stores reach its registers.
    */
-  mmapBar(len: number, flags: number, offset: number): { store: PageStore; pgoff: number } {
+  mmapBar(len: number, flags: number, offset: number): Pick<DeviceMapping, 'store' | 'pgoff' | 'io'> {
     const index = Math.floor(offset / OFFSET_MASK);
     if (index >= VFIO_PCI_NUM_REGIONS || !(flags & MAP_SHARED)) kerr(ERRNO.EINVAL);
     if (index >= VFIO_PCI_ROM_REGION_INDEX || !this.barMmapSupported[index]) kerr(ERRNO.EINVAL);
@@ -269,7 +269,7 @@ export class VfioPciDevice implements VfioConfigHost {
     const reqStart = offset % OFFSET_MASK;
     if (reqStart + len > physLen) kerr(ERRNO.EINVAL);
     const store = (this.barPages[index] ??= new PageStore(physLen / PAGE_SIZE));
-    return { store, pgoff: reqStart / PAGE_SIZE };
+    return { store, pgoff: reqStart / PAGE_SIZE, io: (buf, at, write) => this.rw(buf, index * OFFSET_MASK + at, write) };
   }
 
   /** vfio_pci_mmap_huge_fault: VM_FAULT_SIGBUS unless memory decode is on in the virtual command register. */
