@@ -73,4 +73,7 @@ if (mode === 'host') {
   await coldStart();
   hostRefusals();
   bridgeRoundTrip();
+} else if (mode === 'cli') {
+  // only the cold start of the command (`node dist/bench/run.js cli`)
+  await coldStart();
 }

@@ -14,7 +14,9 @@
  *   downlevelled, as Node.js 20 needs), JavaScript ones as they are;
  * - the example programs the package ships (examples/*.ts: the edu driver of
  *   docs/driver-guide.md), copied out of the installed package, typecheck with the docs' examples
- *   and the edu driver runs on the sim with no hardware.
+ *   and the edu driver runs on the sim with no hardware;
+ * - the installed `ioasid` runs its commands from the cold-start bundle prepack built (src/cli/cold.ts)
+ *   with a V8 code cache, and prints what the ES modules print.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -22,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleFile, examples, packageEntries, root } from './doc_examples.js';
-import { BACKEND } from './helpers.js';
+import { BACKEND, ioasid } from './helpers.js';
 
 const SKIP = BACKEND === 'linux';
 const WHY = SKIP
@@ -61,7 +63,7 @@ beforeAll(async () => {
   if (SKIP) return;
   tmp = mkdtempSync(join(tmpdir(), 'ioasid-packaging-'));
   const stage = join(tmp, 'clone');
-  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs', 'examples', 'native']) {
+  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs', 'examples', 'native', 'scripts/cli-bundle.mjs']) {
     cpSync(join(root, f), join(stage, f), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
@@ -157,6 +159,36 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
       expect(errors(r)[0]).toMatch(CONTROL_ERROR);
     }
     expect(readdirSync(join(app, 'out')).length).toBe(docs.length + 1 + shipped.length);
+  }, 120_000);
+
+  it('the installed `ioasid` runs demo, doctor, ls, bind and unbind from its cold-start bundle, with a code cache, printing what the ES modules print', async () => {
+    expect(packed).toEqual(expect.arrayContaining(['dist/src/cli/commands.bundle.js', 'dist/src/cli/commands.bundle.js.map']));
+    const bin = join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!);
+    const cache = join(app, 'cli-cache');
+    const runBin = (args: string[]): Promise<{ code: number; out: string; err: string }> => new Promise((done) => {
+      execFile(bin, args, { cwd: app, env: { ...env, IOASID_CACHE: cache } }, (e, stdout, stderr) => {
+        done({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out: stdout.replace(/\n$/, ''), err: stderr.replace(/\n$/, '') });
+      });
+    });
+    const commands = [
+      ['ls'], ['doctor'], ['ls', '--machine', 'q35Edu', '--json'], ['doctor', '--machine', 'mockOnly'], ['bind', '00:05.0', '--machine', 'q35Host'],
+      ['bind', '0000:00:02.0', '--machine', 'q35Host', '--json'], ['unbind', '0000:00:01.0', '--to', 'none', '--machine', 'q35Edu'], ['demo', '--machine', 'q35Edu'],
+    ];
+    for (const args of commands) {
+      const esm = await ioasid(...args);
+      // the first run compiles the bundle and writes the cache, the second runs from the cache
+      expect(await runBin(args), args.join(' ')).toEqual(esm);
+      expect(await runBin(args), args.join(' ')).toEqual(esm);
+    }
+    // one cache per command (only the bundle writes one): ls, doctor, their --machine forms, bind, unbind, demo
+    const files = readdirSync(join(cache, 'cli'));
+    expect(files.map((f) => f.replace(/^\w+-([\w-]+)\.\w+\.v8$/, '$1')).sort())
+      .toEqual(['bind-machine', 'demo-machine', 'doctor', 'doctor-machine', 'ls', 'ls-machine', 'unbind-machine']);
+    // a cache V8 rejects: the next run compiles afresh, prints the same, and writes a good one
+    const ls = join(cache, 'cli', files.find((f) => f.includes('-ls-machine.'))!);
+    writeFileSync(ls, 'not a code cache');
+    expect(await runBin(['ls', '--machine', 'q35Edu', '--json'])).toEqual(await ioasid('ls', '--machine', 'q35Edu', '--json'));
+    expect(readFileSync(ls).length).toBeGreaterThan(100_000);
   }, 120_000);
 
   it.concurrent('the installed `ioasid serve` builds its preload library from the package and runs a command against the sim', async ({ expect }) => {

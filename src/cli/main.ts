@@ -3,11 +3,13 @@
  * `compare`, `bind`, `unbind` and `map`, each with --help; --version; --json where a command prints data;
  * --machine PRESET to run against a sim machine instead of this host. Exit status: 0 ok, 1
  * findings that block use, modes that diverge, a refusal or a failure, 2 a usage error. Commands
- * load their code when they run, so --help and --version start fast.
+ * load their code when they run, so --help and --version start fast; demo, doctor, ls, bind and
+ * unbind load it through cold.ts, from one script with a V8 code cache where the package has it.
  */
 import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { BackendName, Binding } from '../backends/types.js';
+import type { Modules } from './commands.js';
 
 export interface Io {
   out(line: string): void;
@@ -213,13 +215,13 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
     }
     if (command === 'compare') return await compare(positionals, values as Values, io);
     if (command === 'serve') {
-      const machine = values.machine === undefined ? undefined : await machineDesc(values.machine as string);
+      const machine = values.machine === undefined ? undefined : await machineDesc(await esmModules(), values.machine as string);
       return await (await import('./serve.js')).serveCommand(positionals, machine, io, env);
     }
     if (command === 'trace') {
       if (!positionals.length) throw new UsageError('give the COMMAND to trace, after --');
       const v = values as { machine?: string; output?: string; sim?: boolean };
-      const machine = v.machine === undefined ? undefined : await machineDesc(v.machine);
+      const machine = v.machine === undefined ? undefined : await machineDesc(await esmModules(), v.machine);
       const sim = v.sim || machine ? { machine } : undefined;
       return await (await import('./trace.js')).traceCommand(positionals, { output: v.output ?? 'trace.jsonl', sim }, io, env);
     }
@@ -262,7 +264,7 @@ async function compare(positionals: readonly string[], v: Values, io: Io): Promi
   const { compareCommand, loadScenario, loadTraceScenario, parseModes } = await import('./compare.js');
   const backend = usageCheck(() => backendName(v.backend ?? 'sim', '--backend'));
   if (v.machine !== undefined && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
-  if (v.machine !== undefined) await machineDesc(v.machine);
+  if (v.machine !== undefined) await machineDesc(await esmModules(), v.machine);
   usageCheck(() => parseModes(v.modes));
   let scenario;
   try {
@@ -275,25 +277,39 @@ async function compare(positionals: readonly string[], v: Values, io: Io): Promi
 }
 
 async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
+  // map runs the user's scenario on the package's own modules; the others may run from the bundle
+  if (command === 'map') return (await import('./map.js')).mapCommand(await bindingFor(await esmModules(), v.machine), v, io);
+  const commands = await (await import('./cold.js')).loadCommands(v.machine === undefined ? command : `${command}-machine`, env);
+  const status = await runFrom(commands.modules, command, v, io, env);
+  commands.save();
+  return status;
+}
+
+/** The command modules as ES modules: what compare, map, serve and trace use (see commands.ts). */
+async function esmModules(): Promise<Modules> {
+  return (await import('./commands.js')).modules;
+}
+
+/** `ioasid demo`, `doctor`, `ls`, `bind` or `unbind`, with the code of `m`. */
+async function runFrom(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
   const print = (data: unknown, lines: () => string[]): void => {
     if (v.json) io.out(JSON.stringify(data, null, 2));
     else for (const l of lines()) io.out(l);
   };
   if (command === 'demo') {
-    const { demo } = await import('../demo.js');
-    const { backendName } = await import('../backends/index.js');
-    const machine = v.machine === undefined ? undefined : await machineDesc(v.machine);
+    const { demo } = await m.demo();
+    const { backendName } = await m.backends();
+    const machine = v.machine === undefined ? undefined : await machineDesc(m, v.machine);
     const backend: BackendName = v.backend !== undefined ? usageCheck(() => backendName(v.backend!, '--backend'))
       : machine ? 'sim' : usageCheck(() => backendName(env.IOASID_BACKEND || 'sim', 'IOASID_BACKEND'));
     if (machine && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
     demo(backend, io.out, machine ? { machine } : undefined);
     return 0;
   }
-  const binding = await bindingFor(v.machine);
-  if (command === 'map') return (await import('./map.js')).mapCommand(binding, v, io);
+  const binding = await bindingFor(m, v.machine);
   if (command === 'bind' || command === 'unbind') {
     const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
-    const { bindCommand, pciAddress, recordsFor } = await import('./bind.js');
+    const { bindCommand, pciAddress, recordsFor } = await m.bind();
     if (v.positionals.length !== 1) throw new UsageError(`give one PCI address (BDF, e.g. 0000:00:05.0), not ${v.positionals.length}`);
     const bdf = pciAddress(v.positionals[0]!);
     if (bdf === null) throw new UsageError(`${JSON.stringify(v.positionals[0])} is not a PCI address: domain:bus:device.function, e.g. 0000:00:05.0`);
@@ -302,14 +318,14 @@ async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv):
     return bindCommand(command, binding, recordsFor(binding, env), { host, bdf, driver, force: v.force, json: v.json }, io);
   }
   if (command === 'doctor') {
-    const { diagnose } = await import('../doctor/checks.js');
-    const { formatDiagnosis } = await import('./doctor.js');
+    const { diagnose } = await m.checks();
+    const { formatDiagnosis } = await m.doctor();
     const need = v.memlock === undefined ? undefined : usageCheck(() => parseSize(v.memlock!));
     const d = diagnose(binding, need === undefined ? {} : { memlockNeed: need });
     print(d, () => formatDiagnosis(d));
     return d.findings.some((f) => f.level === 'fail') ? 1 : 0;
   }
-  const { listing, formatListing } = await import('./ls.js');
+  const { listing, formatListing } = await m.ls();
   const l = listing(binding, v.machine === undefined ? 'this host' : `sim machine ${v.machine}`);
   print(l, () => formatListing(l));
   return 0;
@@ -324,21 +340,19 @@ function usageCheck<T>(f: () => T): T {
   }
 }
 
-/** A preset's description by name; a usage error listing the names otherwise. */
-async function machineDesc(name: string): Promise<import('../backends/sim/machine/machine.js').MachineDesc> {
-  const { machinePreset } = await import('../backends/sim/machine/presets.js');
+/** A preset's description by name (from the modules `m`); a usage error listing the names otherwise. */
+async function machineDesc(m: Modules, name: string): Promise<import('../backends/sim/machine/machine.js').MachineDesc> {
+  const { machinePreset } = await m.presets();
   return usageCheck(() => machinePreset(name, '--machine'))();
 }
 
 /** The sim machine named, else this host (read through the linux backend's file calls, no koffi). */
-async function bindingFor(machine: string | undefined): Promise<Binding> {
+async function bindingFor(m: Modules, machine: string | undefined): Promise<Binding> {
   if (machine !== undefined) {
-    const desc = await machineDesc(machine);
-    const { sim } = await import('../backends/sim/index.js');
-    return sim({ machine: desc });
+    const desc = await machineDesc(m, machine);
+    return (await m.sim()).sim({ machine: desc });
   }
-  const { LinuxBinding } = await import('../backends/linux/binding.js');
-  return new LinuxBinding();
+  return new (await m.linux()).LinuxBinding();
 }
 
 /** "1G", "512M", "64k", "1GiB" or bytes. */
