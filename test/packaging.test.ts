@@ -16,7 +16,8 @@
  *   docs/driver-guide.md), copied out of the installed package, typecheck with the docs' examples
  *   and the edu driver runs on the sim with no hardware;
  * - the installed `ioasid` runs its commands from the cold-start bundle prepack built (src/cli/cold.ts)
- *   with a V8 code cache, and prints what the ES modules print.
+ *   with a V8 code cache, and prints what the ES modules print; a scenario module that imports the
+ *   package gets the package's own classes from `ioasid compare`.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -48,6 +49,15 @@ function run(cmd: string, args: string[], cwd: string, extra: NodeJS.ProcessEnv 
   return new Promise((done) => {
     execFile(cmd, args, { cwd, env: { ...env, ...extra }, maxBuffer: 64 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
       done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out: `${stdout}${stderr}` });
+    });
+  });
+}
+
+/** The installed bin, its stdout and stderr apart (without their last newline). */
+function runBin(args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((done) => {
+    execFile(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), args, { cwd: app, env: { ...env, ...extra } }, (e, stdout, stderr) => {
+      done({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out: stdout.replace(/\n$/, ''), err: stderr.replace(/\n$/, '') });
     });
   });
 }
@@ -161,35 +171,50 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
     expect(readdirSync(join(app, 'out')).length).toBe(docs.length + 1 + shipped.length);
   }, 120_000);
 
-  it('the installed `ioasid` runs demo, doctor, ls, bind and unbind from its cold-start bundle, with a code cache, printing what the ES modules print', async () => {
+  it('the installed `ioasid` runs its commands from the cold-start bundle, with a code cache, printing what the ES modules print', async () => {
     expect(packed).toEqual(expect.arrayContaining(['dist/src/cli/commands.bundle.js', 'dist/src/cli/commands.bundle.js.map']));
-    const bin = join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!);
     const cache = join(app, 'cli-cache');
-    const runBin = (args: string[]): Promise<{ code: number; out: string; err: string }> => new Promise((done) => {
-      execFile(bin, args, { cwd: app, env: { ...env, IOASID_CACHE: cache } }, (e, stdout, stderr) => {
-        done({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out: stdout.replace(/\n$/, ''), err: stderr.replace(/\n$/, '') });
-      });
-    });
+    const trace = join(root, 'examples/unmap-subrange.jsonl');
     const commands = [
       ['ls'], ['doctor'], ['ls', '--machine', 'q35Edu', '--json'], ['doctor', '--machine', 'mockOnly'], ['bind', '00:05.0', '--machine', 'q35Host'],
       ['bind', '0000:00:02.0', '--machine', 'q35Host', '--json'], ['unbind', '0000:00:01.0', '--to', 'none', '--machine', 'q35Edu'], ['demo', '--machine', 'q35Edu'],
+      ['compare', '--trace', trace, '--modes', 'vfio_type1v2_iommu,iommufd'], ['map', '--machine', 'q35Edu', '--device', '0000:00:01.0', '--json'],
     ];
     for (const args of commands) {
       const esm = await ioasid(...args);
       // the first run compiles the bundle and writes the cache, the second runs from the cache
-      expect(await runBin(args), args.join(' ')).toEqual(esm);
-      expect(await runBin(args), args.join(' ')).toEqual(esm);
+      expect(await runBin(args, { IOASID_CACHE: cache }), args.join(' ')).toEqual(esm);
+      expect(await runBin(args, { IOASID_CACHE: cache }), args.join(' ')).toEqual(esm);
     }
-    // one cache per command (only the bundle writes one): ls, doctor, their --machine forms, bind, unbind, demo
+    // one cache per command (only the bundle writes one)
     const files = readdirSync(join(cache, 'cli'));
     expect(files.map((f) => f.replace(/^\w+-([\w-]+)\.\w+\.v8$/, '$1')).sort())
-      .toEqual(['bind-machine', 'demo-machine', 'doctor', 'doctor-machine', 'ls', 'ls-machine', 'unbind-machine']);
+      .toEqual(['bind-machine', 'compare', 'demo-machine', 'doctor', 'doctor-machine', 'ls', 'ls-machine', 'map-machine', 'unbind-machine']);
     // a cache V8 rejects: the next run compiles afresh, prints the same, and writes a good one
     const ls = join(cache, 'cli', files.find((f) => f.includes('-ls-machine.'))!);
     writeFileSync(ls, 'not a code cache');
-    expect(await runBin(['ls', '--machine', 'q35Edu', '--json'])).toEqual(await ioasid('ls', '--machine', 'q35Edu', '--json'));
+    expect(await runBin(['ls', '--machine', 'q35Edu', '--json'], { IOASID_CACHE: cache })).toEqual(await ioasid('ls', '--machine', 'q35Edu', '--json'));
     expect(readFileSync(ls).length).toBeGreaterThan(100_000);
   }, 120_000);
+
+  it('the installed `ioasid compare` gives a scenario that imports the package the package\'s own classes (the ES modules, not the bundle)', async () => {
+    const mark = join(app, 'identity.txt');
+    writeFileSync(join(app, 'identity.mjs'), [
+      "import { writeFileSync } from 'node:fs';",
+      `import { IommuError, isErrno } from '${PKG.name}';`,
+      'export default function (s) {',
+      '  try {',
+      '    s.unmap({ iova: 0x100000n, size: 0x1000n });',
+      '  } catch (e) {',
+      `    writeFileSync(${JSON.stringify(mark)}, String(e instanceof IommuError && isErrno(e, 'ENOENT')));`,
+      '    throw e;',
+      '  }',
+      '}',
+    ].join('\n'));
+    const r = await runBin(['compare', 'identity.mjs', '--modes', 'iommufd'], { IOASID_CACHE: join(app, 'cli-cache') });
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(mark, 'utf8')).toBe('true');
+  });
 
   it.concurrent('the installed `ioasid serve` builds its preload library from the package and runs a command against the sim', async ({ expect }) => {
     const r = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['serve', '--', 'sh', '-c', 'echo served'], app, { IOASID_CACHE: join(app, 'cache') });

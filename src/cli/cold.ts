@@ -91,6 +91,7 @@ function fromBundle(bundle: string, command: string, env: NodeJS.ProcessEnv): Co
   } catch {
     if (!matches(dir, trailer)) return null;
   }
+  // no importModuleDynamically: the bundle never loads the user's module (main.ts takes the ES modules then)
   const script = new Script(source, { filename: bundle, ...(cachedData ? { cachedData } : {}) });
   const module = { exports: {} as { modules?: Modules } };
   (script.runInThisContext() as (...a: unknown[]) => void)(module.exports, createRequire(bundle), module, bundle, dir);

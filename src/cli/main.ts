@@ -3,8 +3,8 @@
  * `compare`, `bind`, `unbind` and `map`, each with --help; --version; --json where a command prints data;
  * --machine PRESET to run against a sim machine instead of this host. Exit status: 0 ok, 1
  * findings that block use, modes that diverge, a refusal or a failure, 2 a usage error. Commands
- * load their code when they run, so --help and --version start fast; demo, doctor, ls, bind and
- * unbind load it through cold.ts, from one script with a V8 code cache where the package has it.
+ * load their code when they run, so --help and --version start fast, through cold.ts: from one
+ * script with a V8 code cache where the package has it (commands.ts says which code).
  */
 import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -213,7 +213,10 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
       for (const l of HELP[command]!) io.out(l);
       return 0;
     }
-    if (command === 'compare') return await compare(positionals, values as Values, io);
+    if (command === 'compare') {
+      // a scenario module is the user's code: it runs on the ES modules, as it imports them
+      return await withCommands(command, values.machine, !positionals.length, env, (m) => compare(m, positionals, values as Values, io));
+    }
     if (command === 'serve') {
       const machine = values.machine === undefined ? undefined : await machineDesc(await esmModules(), values.machine as string);
       return await (await import('./serve.js')).serveCommand(positionals, machine, io, env);
@@ -225,7 +228,8 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
       const sim = v.sim || machine ? { machine } : undefined;
       return await (await import('./trace.js')).traceCommand(positionals, { output: v.output ?? 'trace.jsonl', sim }, io, env);
     }
-    return await run(command, { ...values, positionals } as Values, io, env);
+    const v = { ...values, positionals } as Values;
+    return await withCommands(command, v.machine, !(command === 'map' && v.scenario !== undefined), env, (m) => run(m, command, v, io, env));
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
     io.err(`ioasid ${command}: ${e instanceof Error ? e.message : String(e)}`);
@@ -257,14 +261,14 @@ interface Values {
 }
 
 /** `ioasid compare SCENARIO`: the sim unless --backend linux; exit 1 when the modes diverge. */
-async function compare(positionals: readonly string[], v: Values, io: Io): Promise<number> {
+async function compare(m: Modules, positionals: readonly string[], v: Values, io: Io): Promise<number> {
   if (v.trace !== undefined && positionals.length) throw new UsageError('give a SCENARIO module or --trace FILE, not both');
   if (v.trace === undefined && positionals.length !== 1) throw new UsageError(`give one SCENARIO module (got ${positionals.length})`);
-  const { backendName } = await import('../backends/index.js');
-  const { compareCommand, loadScenario, loadTraceScenario, parseModes } = await import('./compare.js');
+  const { backendName } = await m.backends();
+  const { compareCommand, loadScenario, loadTraceScenario, parseModes } = await m.compare();
   const backend = usageCheck(() => backendName(v.backend ?? 'sim', '--backend'));
   if (v.machine !== undefined && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
-  if (v.machine !== undefined) await machineDesc(await esmModules(), v.machine);
+  if (v.machine !== undefined) await machineDesc(m, v.machine);
   usageCheck(() => parseModes(v.modes));
   let scenario;
   try {
@@ -276,22 +280,26 @@ async function compare(positionals: readonly string[], v: Values, io: Io): Promi
   return compareCommand({ ...v, scenario: v.trace !== undefined ? `--trace ${v.trace}` : positionals[0]!, backend }, scenario, io.out);
 }
 
-async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
-  // map runs the user's scenario on the package's own modules; the others may run from the bundle
-  if (command === 'map') return (await import('./map.js')).mapCommand(await bindingFor(await esmModules(), v.machine), v, io);
-  const commands = await (await import('./cold.js')).loadCommands(v.machine === undefined ? command : `${command}-machine`, env);
-  const status = await runFrom(commands.modules, command, v, io, env);
+/**
+ * `f` with the commands' code: from the cold-start bundle with its code cache (cold.ts, one cache
+ * per command and whether it runs on a --machine), else (`bundle` false: a command that loads the
+ * user's module, which imports the package's own classes) the ES modules.
+ */
+async function withCommands(command: string, machine: unknown, bundle: boolean, env: NodeJS.ProcessEnv, f: (m: Modules) => Promise<number>): Promise<number> {
+  if (!bundle) return f(await esmModules());
+  const commands = await (await import('./cold.js')).loadCommands(machine === undefined ? command : `${command}-machine`, env);
+  const status = await f(commands.modules);
   commands.save();
   return status;
 }
 
-/** The command modules as ES modules: what compare, map, serve and trace use (see commands.ts). */
+/** The commands' code as ES modules: what serve, trace, and compare and map with the user's module use (commands.ts). */
 async function esmModules(): Promise<Modules> {
   return (await import('./commands.js')).modules;
 }
 
-/** `ioasid demo`, `doctor`, `ls`, `bind` or `unbind`, with the code of `m`. */
-async function runFrom(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
+/** `ioasid demo`, `doctor`, `ls`, `bind`, `unbind` or `map`, with the code of `m`. */
+async function run(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
   const print = (data: unknown, lines: () => string[]): void => {
     if (v.json) io.out(JSON.stringify(data, null, 2));
     else for (const l of lines()) io.out(l);
@@ -307,6 +315,7 @@ async function runFrom(m: Modules, command: Command, v: Values, io: Io, env: Nod
     return 0;
   }
   const binding = await bindingFor(m, v.machine);
+  if (command === 'map') return (await m.map()).mapCommand(binding, v, io);
   if (command === 'bind' || command === 'unbind') {
     const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
     const { bindCommand, pciAddress, recordsFor } = await m.bind();
