@@ -31,6 +31,8 @@ const COMMANDS: string[][] = [
   ['bind', '0000:00:05.0', '--machine', 'q35Host'], ['unbind', '0000:00:01.0', '--to', 'none', '--machine', 'q35Edu'],
   ['demo'], ['map', '--machine', 'q35Edu', '--device', '0000:00:01.0'],
   ['compare', '--trace', 'examples/unmap-subrange.jsonl', '--modes', 'vfio_type1v2_iommu,iommufd'],
+  // a scenario module imports the package: this one runs on the ES modules (src/cli/commands.ts)
+  ['compare', 'examples/unmap-subrange.mjs', '--modes', 'vfio_type1v2_iommu,iommufd'],
 ];
 
 export interface Stats {

@@ -6,7 +6,9 @@
  * load their code when they run, so --help and --version start fast, through cold.ts: from one
  * script with a V8 code cache where the package has it (commands.ts says which code).
  */
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { BackendName, Binding } from '../backends/types.js';
 import type { Modules } from './commands.js';
@@ -183,9 +185,18 @@ type Command = keyof typeof OPTIONS;
 /** The commands that take operands (a scenario module, a PCI address). */
 const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbind', 'serve', 'trace']);
 
-/** The package's version, from its package.json (resolved by the package's own name). */
+/**
+ * The package's version, from the nearest package.json above this module: the package's own (read
+ * directly: resolving 'ioasid/package.json' through the package's exports costs ~10 ms at start).
+ */
 export function version(): string {
-  return (createRequire(import.meta.url)('ioasid/package.json') as { version: string }).version;
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    try {
+      return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir)) throw e;
+    }
+  }
 }
 
 /** Run the command line `argv` (without node and the script); resolves to the exit status. */
