@@ -22,12 +22,13 @@ let bundle = '';
 let cache = '';
 const MODULES = { 'a.js': 'export const a = 1;\n', 'sub/b.js': 'export const b = 2;\n' };
 
-/** Write the stand-in bundle: its `modules.ls()` resolves to { fromBundle: true }. */
-function writeBundle(trailer = true): void {
+/** Write the stand-in bundle: its `modules.ls()` resolves to { fromBundle: true, file, text }. */
+function writeBundle(trailer = true, text = 'ASCII'): void {
   const code = '(function (exports, require, module, __filename, __dirname) {"use strict";\n'
-    + 'exports.modules = { ls: () => Promise.resolve({ fromBundle: true, file: __filename }) };\n})\n';
+    + `exports.modules = { ls: () => Promise.resolve({ fromBundle: true, file: __filename, text: ${JSON.stringify(text)} }) };\n})\n`;
   const inputs = Object.entries(MODULES).map(([path, text]) => ({ path: `../${path}`, sha256: sha256(text) }));
-  writeFileSync(bundle, trailer ? `${code}//# ioasid-cli-bundle ${JSON.stringify({ hash: sha256(code).slice(0, 16), inputs })}\n` : code);
+  const ascii = !/[^\x00-\x7f]/.test(code);
+  writeFileSync(bundle, trailer ? `${code}//# ioasid-cli-bundle ${JSON.stringify({ hash: sha256(code).slice(0, 16), ascii, inputs })}\n` : code);
 }
 
 function writeModule(path: keyof typeof MODULES, text: string = MODULES[path]): void {
@@ -53,13 +54,18 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
   it('runs the bundle; the first run writes the code cache, the next uses it', async () => {
     const first = await load();
     expect(first).toMatchObject({ from: 'bundle', cached: false });
-    expect(await first.modules.ls()).toEqual({ fromBundle: true, file: bundle });
+    expect(await first.modules.ls()).toEqual({ fromBundle: true, file: bundle, text: 'ASCII' });
     first.save();
     expect(cacheFiles()).toHaveLength(1);
     const second = await load();
     expect(second).toMatchObject({ from: 'bundle', cached: true, cache: first.cache });
     second.save();
     expect(cacheFiles()).toHaveLength(1);
+  });
+
+  it('reads a bundle that is not all ASCII as UTF-8', async () => {
+    writeBundle(true, 'the first record is not a header {\u2026}');
+    expect(await (await load()).modules.ls()).toMatchObject({ text: 'the first record is not a header {\u2026}' });
   });
 
   it('keeps one cache per command', async () => {

@@ -39,14 +39,17 @@ const TRAILER = '\n//# ioasid-cli-bundle ';
 
 interface Trailer {
   hash: string;
+  /** Whether the bundle is all ASCII (absent: not known, so not). */
+  ascii?: boolean;
   inputs: { path: string; sha256: string }[];
 }
 
 export interface Commands {
   modules: Modules;
   from: 'bundle' | 'esm';
-  /** The bundle's: its code cache file, and whether the cache was used (not: none yet, or rejected). */
+  /** From the bundle: the code cache's file. */
   cache?: string;
+  /** From the bundle: whether the code cache was there and V8 took it. */
   cached?: boolean;
   /** Write the code cache if this run had none: call once the command has run. */
   save(): void;
@@ -68,14 +71,18 @@ export async function loadCommands(command: string, env: NodeJS.ProcessEnv = pro
 function fromBundle(bundle: string, command: string, env: NodeJS.ProcessEnv): Commands | null {
   let source: string;
   let state: string;
+  let bytes: Buffer;
   try {
     state = fileState(bundle)!;
-    source = readFileSync(bundle, 'utf8');
+    bytes = readFileSync(bundle);
   } catch {
     return null;
   }
+  // latin1 makes a string of an ASCII bundle ~2 ms sooner than UTF-8 does; the trailer is ASCII
+  source = bytes.toString('latin1');
   const trailer = readTrailer(source);
   if (!trailer) return null;
+  if (!trailer.ascii) source = bytes.toString('utf8');
   const dir = dirname(bundle);
   for (const input of trailer.inputs) {
     const s = fileState(`${dir}/${input.path}`, false);
