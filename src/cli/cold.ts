@@ -23,13 +23,17 @@
  * - compiling the bundle without a cache, when V8 rejects the cache (other V8 flags) or the cache
  *   directory cannot be written (then each run checks the hashes and compiles).
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { homedir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
 import type { Modules } from './commands.js';
+
+// Node's built-in modules through require: an ES import of one makes a facade module for it (its
+// exports as an ES module namespace), about 1 ms each at start.
+const require = createRequire(import.meta.url);
+const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs') as typeof import('node:fs');
+const { homedir } = require('node:os') as typeof import('node:os');
+const { basename, dirname, join } = require('node:path') as typeof import('node:path');
+const { fileURLToPath } = require('node:url') as typeof import('node:url');
+const { Script } = require('node:vm') as typeof import('node:vm');
 
 /** Where scripts/cli-bundle.mjs writes the bundle: beside tsc's commands.js. */
 const BUNDLE = join(dirname(fileURLToPath(import.meta.url)), 'commands.bundle.js');
@@ -132,7 +136,7 @@ function readTrailer(source: string): Trailer | null {
 /** Whether every module still has the content the bundle was made from. */
 function matches(dir: string, trailer: Trailer): boolean {
   // node:crypto only here: loading it costs a few ms, and a run with a cache never needs it
-  const { createHash } = createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
   return trailer.inputs.every((input) => createHash('sha256').update(readFileSync(join(dir, input.path))).digest('hex') === input.sha256);
 }
 

@@ -6,9 +6,7 @@
  * load their code when they run, so --help and --version start fast, through cold.ts: from one
  * script with a V8 code cache where the package has it (commands.ts says which code).
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { BackendName, Binding } from '../backends/types.js';
 import type { Modules } from './commands.js';
@@ -190,11 +188,12 @@ const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbin
  * directly: resolving 'ioasid/package.json' through the package's exports costs ~10 ms at start).
  */
 export function version(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+  const { readFileSync } = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+  for (let dir = new URL('./', import.meta.url); ; dir = new URL('../', dir)) {
     try {
-      return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+      return (JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { version: string }).version;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir)) throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir.pathname === '/') throw e;
     }
   }
 }
