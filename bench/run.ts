@@ -66,6 +66,8 @@ function hostTrace(): void {
 }
 
 const mode = process.argv[2] ?? 'host';
+// `node dist/bench/run.js cli`: only the cold start of the command
+if (mode === 'cli') await coldStart();
 if (mode === 'host') {
   hostSim();
   hostTrace();

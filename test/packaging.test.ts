@@ -14,7 +14,10 @@
  *   downlevelled, as Node.js 20 needs), JavaScript ones as they are;
  * - the example programs the package ships (examples/*.ts: the edu driver of
  *   docs/driver-guide.md), copied out of the installed package, typecheck with the docs' examples
- *   and the edu driver runs on the sim with no hardware.
+ *   and the edu driver runs on the sim with no hardware;
+ * - the installed `ioasid` runs its commands from the cold-start bundle prepack built (src/cli/cold.ts)
+ *   with a V8 code cache, and prints what the ES modules print; a scenario module that imports the
+ *   package gets the package's own classes from `ioasid compare`.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -22,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleFile, examples, packageEntries, root } from './doc_examples.js';
-import { BACKEND } from './helpers.js';
+import { BACKEND, ioasid } from './helpers.js';
 
 const SKIP = BACKEND === 'linux';
 const WHY = SKIP
@@ -50,6 +53,15 @@ function run(cmd: string, args: string[], cwd: string, extra: NodeJS.ProcessEnv 
   });
 }
 
+/** The installed bin, its stdout and stderr apart (without their last newline). */
+function runBin(args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((done) => {
+    execFile(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), args, { cwd: app, env: { ...env, ...extra } }, (e, stdout, stderr) => {
+      done({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out: stdout.replace(/\n$/, ''), err: stderr.replace(/\n$/, '') });
+    });
+  });
+}
+
 const docs = examples();
 let tmp = '';
 let app = '';
@@ -61,7 +73,7 @@ beforeAll(async () => {
   if (SKIP) return;
   tmp = mkdtempSync(join(tmpdir(), 'ioasid-packaging-'));
   const stage = join(tmp, 'clone');
-  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs', 'examples', 'native']) {
+  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs', 'examples', 'native', 'scripts/cli-bundle.mjs']) {
     cpSync(join(root, f), join(stage, f), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
@@ -158,6 +170,51 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
     }
     expect(readdirSync(join(app, 'out')).length).toBe(docs.length + 1 + shipped.length);
   }, 120_000);
+
+  it('the installed `ioasid` runs its commands from the cold-start bundle, with a code cache, printing what the ES modules print', async () => {
+    expect(packed).toEqual(expect.arrayContaining(['dist/src/cli/commands.bundle.js', 'dist/src/cli/commands.bundle.js.map']));
+    const cache = join(app, 'cli-cache');
+    const trace = join(root, 'examples/unmap-subrange.jsonl');
+    const commands = [
+      ['ls'], ['doctor'], ['ls', '--machine', 'q35Edu', '--json'], ['doctor', '--machine', 'mockOnly'], ['bind', '00:05.0', '--machine', 'q35Host'],
+      ['bind', '0000:00:02.0', '--machine', 'q35Host', '--json'], ['unbind', '0000:00:01.0', '--to', 'none', '--machine', 'q35Edu'], ['demo', '--machine', 'q35Edu'],
+      ['compare', '--trace', trace, '--modes', 'vfio_type1v2_iommu,iommufd'], ['map', '--machine', 'q35Edu', '--device', '0000:00:01.0', '--json'],
+    ];
+    for (const args of commands) {
+      const esm = await ioasid(...args);
+      // the first run compiles the bundle and writes the cache, the second runs from the cache
+      expect(await runBin(args, { IOASID_CACHE: cache }), args.join(' ')).toEqual(esm);
+      expect(await runBin(args, { IOASID_CACHE: cache }), args.join(' ')).toEqual(esm);
+    }
+    // one cache per command (only the bundle writes one)
+    const files = readdirSync(join(cache, 'cli'));
+    expect(files.map((f) => f.replace(/^\w+-([\w-]+)\.\w+\.v8$/, '$1')).sort())
+      .toEqual(['bind-machine', 'compare', 'demo-machine', 'doctor', 'doctor-machine', 'ls', 'ls-machine', 'map-machine', 'unbind-machine']);
+    // a cache V8 rejects: the next run compiles afresh, prints the same, and writes a good one
+    const ls = join(cache, 'cli', files.find((f) => f.includes('-ls-machine.'))!);
+    writeFileSync(ls, 'not a code cache');
+    expect(await runBin(['ls', '--machine', 'q35Edu', '--json'], { IOASID_CACHE: cache })).toEqual(await ioasid('ls', '--machine', 'q35Edu', '--json'));
+    expect(readFileSync(ls).length).toBeGreaterThan(100_000);
+  }, 120_000);
+
+  it('the installed `ioasid compare` gives a scenario that imports the package the package\'s own classes (the ES modules, not the bundle)', async () => {
+    const mark = join(app, 'identity.txt');
+    writeFileSync(join(app, 'identity.mjs'), [
+      "import { writeFileSync } from 'node:fs';",
+      `import { IommuError, isErrno } from '${PKG.name}';`,
+      'export default function (s) {',
+      '  try {',
+      '    s.unmap({ iova: 0x100000n, size: 0x1000n });',
+      '  } catch (e) {',
+      `    writeFileSync(${JSON.stringify(mark)}, String(e instanceof IommuError && isErrno(e, 'ENOENT')));`,
+      '    throw e;',
+      '  }',
+      '}',
+    ].join('\n'));
+    const r = await runBin(['compare', 'identity.mjs', '--modes', 'iommufd'], { IOASID_CACHE: join(app, 'cli-cache') });
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(mark, 'utf8')).toBe('true');
+  });
 
   it.concurrent('the installed `ioasid serve` builds its preload library from the package and runs a command against the sim', async ({ expect }) => {
     const r = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['serve', '--', 'sh', '-c', 'echo served'], app, { IOASID_CACHE: join(app, 'cache') });

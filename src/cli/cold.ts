@@ -1,0 +1,177 @@
+/**
+ * Cold start of the `ioasid` command: the code of its commands (commands.ts) compiled from one
+ * script with a V8 code cache where it can be, else loaded as ES modules.
+ *
+ * Node 20 has no compile cache for ES modules (module.enableCompileCache came in 22.1), and its
+ * ESM loader spends about 1 ms of CPU on each module it resolves, reads and links; a --machine
+ * command needs about 70 of them, and compiling them costs as much again. So the package also
+ * ships commands.ts and everything it imports as one CommonJS function expression,
+ * dist/src/cli/commands.bundle.js (scripts/cli-bundle.mjs, run after tsc), whose trailer lists the
+ * modules it was made from with the SHA-256 of each. This module compiles it with vm.Script and
+ * V8's code cache, kept under $IOASID_CACHE/cli (default ~/.cache/ioasid/cli), one file per bundle
+ * and command (a cache holds the functions that had run when it was made). A cache file's name
+ * carries a digest of the bundle's content hash and of the size, mtime and inode of the bundle and
+ * of every module, Node's version and the CPU architecture: a cache file exists only for a state
+ * whose modules were checked against the trailer's hashes, so a run that finds one reads one file
+ * and stats the modules (as git trusts its index). Without one it checks the hashes first, and
+ * once the command has run, writes the cache (atomically) and removes the bundle's older ones.
+ *
+ * What it falls back to:
+ * - the ES modules, when there is no bundle (a checkout compiled by tsc alone) or a module no
+ *   longer has the content the bundle was made from (compiled again since): the same code, slower
+ *   to start;
+ * - compiling the bundle without a cache, when V8 rejects the cache (other V8 flags) or the cache
+ *   directory cannot be written (then each run checks the hashes and compiles).
+ */
+import { createRequire } from 'node:module';
+import type { Modules } from './commands.js';
+
+// Node's built-in modules through require: an ES import of one makes a facade module for it (its
+// exports as an ES module namespace), about 1 ms each at start.
+const require = createRequire(import.meta.url);
+const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs') as typeof import('node:fs');
+const { homedir } = require('node:os') as typeof import('node:os');
+const { basename, dirname, join } = require('node:path') as typeof import('node:path');
+const { fileURLToPath } = require('node:url') as typeof import('node:url');
+const { Script } = require('node:vm') as typeof import('node:vm');
+
+/** Where scripts/cli-bundle.mjs writes the bundle: beside tsc's commands.js. */
+const BUNDLE = join(dirname(fileURLToPath(import.meta.url)), 'commands.bundle.js');
+
+/** The bundle's trailer line: its content hash and the modules it was made from. */
+const TRAILER = '\n//# ioasid-cli-bundle ';
+
+interface Trailer {
+  hash: string;
+  /** Whether the bundle is all ASCII (absent: not known, so not). */
+  ascii?: boolean;
+  inputs: { path: string; sha256: string }[];
+}
+
+export interface Commands {
+  modules: Modules;
+  from: 'bundle' | 'esm';
+  /** From the bundle: the code cache's file. */
+  cache?: string;
+  /** From the bundle: whether the code cache was there and V8 took it. */
+  cached?: boolean;
+  /** Write the code cache if this run had none: call once the command has run. */
+  save(): void;
+}
+
+/** The cache directory of the package's generated files: $IOASID_CACHE, else $XDG_CACHE_HOME/ioasid, else ~/.cache/ioasid. */
+export function cacheRoot(env: NodeJS.ProcessEnv): string {
+  return env.IOASID_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ioasid');
+}
+
+/**
+ * The commands' code for `command` (the cache's name: 'ls', 'ls-machine'...): from the bundle when
+ * it is there and matches the modules, else the ES modules.
+ */
+export async function loadCommands(command: string, env: NodeJS.ProcessEnv = process.env, bundle = BUNDLE): Promise<Commands> {
+  return fromBundle(bundle, command, env) ?? { modules: (await import('./commands.js')).modules, from: 'esm', save() {} };
+}
+
+function fromBundle(bundle: string, command: string, env: NodeJS.ProcessEnv): Commands | null {
+  let source: string;
+  let state: string;
+  let bytes: Buffer;
+  try {
+    state = fileState(bundle)!;
+    bytes = readFileSync(bundle);
+  } catch {
+    return null;
+  }
+  // latin1 makes a string of an ASCII bundle ~2 ms sooner than UTF-8 does; the trailer is ASCII
+  source = bytes.toString('latin1');
+  const trailer = readTrailer(source);
+  if (!trailer) return null;
+  if (!trailer.ascii) source = bytes.toString('utf8');
+  const dir = dirname(bundle);
+  for (const input of trailer.inputs) {
+    const s = fileState(`${dir}/${input.path}`, false);
+    if (s === undefined) return null;
+    state += s;
+  }
+  // one cache per bundle (by path) and command; its name says which state of the files it is for
+  const prefix = `${digest(bundle)}-${command}.`;
+  const cache = join(cacheRoot(env), 'cli', `${prefix}${digest(`${trailer.hash} ${process.version} ${process.arch} ${state}`)}.v8`);
+  let cachedData: Buffer | undefined;
+  try {
+    cachedData = readFileSync(cache);
+  } catch {
+    if (!matches(dir, trailer)) return null;
+  }
+  // no importModuleDynamically: the bundle never loads the user's module (main.ts takes the ES modules then)
+  const script = new Script(source, { filename: bundle, ...(cachedData ? { cachedData } : {}) });
+  const module = { exports: {} as { modules?: Modules } };
+  (script.runInThisContext() as (...a: unknown[]) => void)(module.exports, createRequire(bundle), module, bundle, dir);
+  const cached = cachedData !== undefined && !script.cachedDataRejected;
+  return {
+    modules: module.exports.modules!, from: 'bundle', cache, cached,
+    save: () => {
+      if (!cached) writeCache(cache, prefix, () => script.createCachedData());
+    },
+  };
+}
+
+/** Size, mtime and inode: what changes when a file is written again. */
+function fileState(path: string, throwIfNoEntry = true): string | undefined {
+  const s = statSync(path, { throwIfNoEntry });
+  return s && `${s.size}:${s.mtimeMs}:${s.ino};`;
+}
+
+/** The trailer; null when the bundle has none (or a malformed one). */
+function readTrailer(source: string): Trailer | null {
+  const at = source.lastIndexOf(TRAILER);
+  if (at < 0) return null;
+  try {
+    const t = JSON.parse(source.slice(at + TRAILER.length, source.indexOf('\n', at + 1))) as Partial<Trailer>;
+    return typeof t.hash === 'string' && Array.isArray(t.inputs) ? t as Trailer : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether every module still has the content the bundle was made from. */
+function matches(dir: string, trailer: Trailer): boolean {
+  // node:crypto only here: loading it costs a few ms, and a run with a cache never needs it
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
+  return trailer.inputs.every((input) => createHash('sha256').update(readFileSync(join(dir, input.path))).digest('hex') === input.sha256);
+}
+
+/** A 53-bit hash of `text` (cyrb53), in hex: a name for a cache file, not a check of content. */
+function digest(text: string): string {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(16).padStart(14, '0');
+}
+
+/**
+ * Write the code cache through a temporary file and a rename, and remove the caches of the same
+ * bundle and command made for earlier states of its files; nothing when the directory cannot be
+ * written.
+ */
+function writeCache(file: string, prefix: string, data: () => Buffer): void {
+  const dir = dirname(file);
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(tmp, data());
+    renameSync(tmp, file);
+    for (const old of readdirSync(dir)) if (old.startsWith(prefix) && old.endsWith('.v8') && old !== basename(file)) rmSync(join(dir, old), { force: true });
+  } catch {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // no directory to leave it in
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * How the `ioasid` command loads its commands' code (src/cli/cold.ts): from the cold-start bundle
+ * with a V8 code cache when the bundle matches the modules it was made from, else from the ES
+ * modules. Here the bundle is a small stand-in written like scripts/cli-bundle.mjs writes the real
+ * one (a CommonJS function expression, a trailer naming its modules and their SHA-256), over two
+ * module files in a temporary directory; test/packaging.test.ts runs the real one, built by
+ * `npm pack`, compares its output with the ES modules', and has a fresh process find a cache V8
+ * rejects (here V8 would take the script from this process's own compilation cache instead).
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadCommands } from '../src/cli/cold.js';
+import { BACKEND } from './helpers.js';
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+let dir = '';
+let bundle = '';
+let cache = '';
+const MODULES = { 'a.js': 'export const a = 1;\n', 'sub/b.js': 'export const b = 2;\n' };
+
+/** Write the stand-in bundle: its `modules.ls()` resolves to { fromBundle: true, file, text }. */
+function writeBundle(trailer = true, text = 'ASCII'): void {
+  const code = '(function (exports, require, module, __filename, __dirname) {"use strict";\n'
+    + `exports.modules = { ls: () => Promise.resolve({ fromBundle: true, file: __filename, text: ${JSON.stringify(text)} }) };\n})\n`;
+  const inputs = Object.entries(MODULES).map(([path, text]) => ({ path: `../${path}`, sha256: sha256(text) }));
+  const ascii = !/[^\x00-\x7f]/.test(code);
+  writeFileSync(bundle, trailer ? `${code}//# ioasid-cli-bundle ${JSON.stringify({ hash: sha256(code).slice(0, 16), ascii, inputs })}\n` : code);
+}
+
+function writeModule(path: keyof typeof MODULES, text: string = MODULES[path]): void {
+  writeFileSync(join(dir, path), text);
+}
+
+const load = (command = 'ls', env: NodeJS.ProcessEnv = { IOASID_CACHE: cache }) => loadCommands(command, env, bundle);
+const cacheFiles = (): string[] => readdirSync(join(cache, 'cli')).sort();
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ioasid-cli-cold-'));
+  mkdirSync(join(dir, 'sub'));
+  mkdirSync(join(dir, 'cli'));
+  for (const path of Object.keys(MODULES) as (keyof typeof MODULES)[]) writeModule(path);
+  bundle = join(dir, 'cli', 'commands.bundle.js');
+  cache = join(dir, 'cache');
+  writeBundle();
+});
+
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, () => {
+  it('runs the bundle; the first run writes the code cache, the next uses it', async () => {
+    const first = await load();
+    expect(first).toMatchObject({ from: 'bundle', cached: false });
+    expect(await first.modules.ls()).toEqual({ fromBundle: true, file: bundle, text: 'ASCII' });
+    first.save();
+    expect(cacheFiles()).toHaveLength(1);
+    const second = await load();
+    expect(second).toMatchObject({ from: 'bundle', cached: true, cache: first.cache });
+    second.save();
+    expect(cacheFiles()).toHaveLength(1);
+  });
+
+  it('reads a bundle that is not all ASCII as UTF-8', async () => {
+    writeBundle(true, 'the first record is not a header {\u2026}');
+    expect(await (await load()).modules.ls()).toMatchObject({ text: 'the first record is not a header {\u2026}' });
+  });
+
+  it('keeps one cache per command', async () => {
+    for (const command of ['ls', 'ls-machine', 'doctor']) (await load(command)).save();
+    expect(cacheFiles()).toHaveLength(3);
+    expect((await load('ls-machine')).cached).toBe(true);
+  });
+
+  it('loads the ES modules when a module no longer has the content the bundle was made from', async () => {
+    (await load()).save();
+    writeModule('sub/b.js', 'export const b = 3;\n');
+    const c = await load();
+    expect(c.from).toBe('esm');
+    expect(await c.modules.ls()).not.toHaveProperty('fromBundle');
+    c.save();
+    expect(cacheFiles()).toHaveLength(1);
+  });
+
+  it('loads the ES modules when a module is missing, or the bundle is, or it has no trailer', async () => {
+    rmSync(join(dir, 'a.js'));
+    expect((await load()).from).toBe('esm');
+    writeModule('a.js');
+    writeBundle(false);
+    expect((await load()).from).toBe('esm');
+    rmSync(bundle);
+    expect((await load()).from).toBe('esm');
+  });
+
+  it('checks a module written again with the same content, and then replaces the cache it made before', async () => {
+    (await load()).save();
+    (await load('doctor')).save();
+    const before = cacheFiles();
+    writeModule('a.js');
+    utimesSync(join(dir, 'a.js'), new Date(), new Date(Date.now() + 5000));
+    const c = await load();
+    expect(c).toMatchObject({ from: 'bundle', cached: false });
+    c.save();
+    const after = cacheFiles();
+    expect(after).toHaveLength(2);
+    expect(after.filter((f) => before.includes(f))).toEqual(before.filter((f) => f.includes('-doctor.')));
+    expect((await load()).cached).toBe(true);
+  });
+
+  it('runs without a cache where the cache directory cannot be made, writing nothing', async () => {
+    writeFileSync(join(dir, 'file'), '');
+    const env = { IOASID_CACHE: join(dir, 'file', 'cache') };
+    const c = await load('ls', env);
+    expect(c).toMatchObject({ from: 'bundle', cached: false });
+    expect(() => c.save()).not.toThrow();
+    expect(await load('ls', env)).toMatchObject({ from: 'bundle', cached: false });
+    expect(readdirSync(dir).sort()).toEqual(['a.js', 'cli', 'file', 'sub']);
+  });
+
+  it('puts the cache under $XDG_CACHE_HOME/ioasid without IOASID_CACHE', async () => {
+    const xdg = join(dir, 'xdg');
+    (await load('ls', { XDG_CACHE_HOME: xdg })).save();
+    expect(readdirSync(join(xdg, 'ioasid', 'cli'))).toHaveLength(1);
+  });
+});
