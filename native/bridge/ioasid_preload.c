@@ -6,9 +6,12 @@
  *
  * A sim descriptor is a real descriptor in the program (an eventfd placeholder at the same number
  * the sim installed it at), so close, dup, fork and exec's close-on-exec see a real fd. Calls on
- * it travel to the server; the server reads and writes the program's memory itself
- * (process_vm_readv/writev) for ioctl structs, user pointers and read/write buffers, so this
- * library never interprets a struct.
+ * it travel to the server. An ioctl's argument travels with the request (the bytes its handler
+ * reads first, sized by ioctl_arg.h's rules) and the bytes the handler changed come back with the
+ * answer; the server reads and writes the program's memory itself (process_vm_readv/writev) for
+ * the rest: user pointers inside structs, larger arguments, read/write buffers. Requests and
+ * answers travel through shared memory (the channel), each side waiting for the other awake
+ * before it sleeps; the socket then only wakes a sleeping server (OP_WAKE).
  *
  * Environment: IOASID_BRIDGE_SOCKET, the server's socket path. Without it every call passes through.
  * IOASID_TRACE=PREFIX: record every VFIO/iommufd call, routed or passed through, to PREFIX.PID (trace.c).
@@ -19,7 +22,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,17 +40,36 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "ioctl_arg.h"
 #include "mmio.h"
 #include "trace.h"
 
-#define BRIDGE_VERSION 1
+#define BRIDGE_VERSION 2
 #define MAX_FDS 65536
 #define MAX_PATH 4096
+/* The longest payload: a path, or an ioctl argument's first read. */
+#define MAX_PAYLOAD 4096
+/* How much of a struct sized by its first u32 the server's handler reads first (ioctl.ts's MIN_READ). */
+#define FIRST_READ_SIZED 256
+/* The channel (protocol.ts): its size, its u32 counters (indices), and where the request and the answer start. */
+#define CHANNEL_SIZE 12288
+#define CHANNEL_ANSWERS 0
+#define CHANNEL_PROGRAM_SLEEPS 1
+#define CHANNEL_REQUESTS 2
+#define CHANNEL_SERVER_SLEEPS 3
+#define CHANNEL_REQUEST 64
+#define CHANNEL_ANSWER 4224
+/* How long to wait awake for an answer before sleeping (ns; protocol.ts's SPIN_MS). */
+#define SPIN_NS 50000
 /* call_locked's answer when the connection itself failed (never a sim result). */
 #define BROKEN INT64_MIN
+/* call_locked's answer when the payload could not be read (nothing sent): EFAULT for the program. */
+#define UNREADABLE (INT64_MIN + 1)
 
 enum op {
 	OP_HELLO = 1,
@@ -69,6 +93,9 @@ enum op {
 	OP_ACCESS = 19,
 	OP_EXEC = 20,
 	OP_MMIO = 21,
+	OP_CHANNEL = 23,
+	OP_IOCTL_ARG = 24,
+	OP_WAKE = 25,
 };
 
 struct req {
@@ -132,6 +159,16 @@ static int32_t exec_fds[MAX_EXEC_FDS];
 static uint32_t n_exec_fds;
 /* Whether this process has mapped a sim file (then munmap tells the server). */
 static int sim_mapped;
+/* The channel of the connection (NULL: requests and answers go on the socket), and its counters. */
+static unsigned char *chan;
+#define COUNTER(i) ((uint32_t *)chan + (i))
+/* An answer's data (after its descriptors), left by call_locked (lock held). */
+static const unsigned char *data;
+static uint32_t data_len;
+/* Where an answer's data read from the socket lands (IOCTL_ARG's: an offset and the bytes from there). */
+static unsigned char answer_buf[4 + MAX_PAYLOAD];
+/* Whether this process can copy into its own memory without faulting (ioctl arguments travel then). */
+static int inline_ok;
 
 /* Find the real functions (idempotent: another library's constructor may call in before ours runs). */
 static void resolve(void)
@@ -281,13 +318,12 @@ static int routed(int dirfd, const char *path, uint64_t *dir)
 	return sim_path(path);
 }
 
-/* All n bytes to (write) or from the server's connection; -1 when it breaks. */
-static int xfer_all(int fd, void *buf, size_t n, int write)
+/* All n bytes from the server's connection; -1 when it breaks. */
+static int read_all(int fd, void *buf, size_t n)
 {
 	char *p = buf;
 	while (n) {
-		/* send(MSG_NOSIGNAL): a server that went away is EIO for the call, not SIGPIPE for the program */
-		ssize_t k = write ? send(fd, p, n, MSG_NOSIGNAL) : real_read(fd, p, n);
+		ssize_t k = real_read(fd, p, n);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
@@ -298,11 +334,34 @@ static int xfer_all(int fd, void *buf, size_t n, int write)
 	return 0;
 }
 
-#define write_all(fd, buf, n) xfer_all(fd, (void *)(buf), n, 1)
-#define read_all(fd, buf, n) xfer_all(fd, buf, n, 0)
-
 static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 			   const void *payload, uint32_t plen, int cloexec);
+
+/*
+ * Offer the server a channel (OP_CHANNEL): a memfd sealed against shrinking, which the server maps
+ * too, so each side can wait for the other awake without a system call. Without it (the server
+ * refused, no memfd) requests and answers keep going on the socket.
+ */
+static void open_channel(void)
+{
+	uint32_t probe = 0;
+	void *p = MAP_FAILED;
+	int fd;
+
+	inline_ok = self_poke(conn_pid, (uintptr_t)&probe, &probe, sizeof(probe)) == sizeof(probe);
+	fd = memfd_create("ioasid-bridge-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return;
+	if (!ftruncate(fd, CHANNEL_SIZE) && !real_fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
+		p = real_mmap(NULL, CHANNEL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p != MAP_FAILED) {
+		if (call_locked(OP_CHANNEL, fd, CHANNEL_SIZE, 0, 0, NULL, 0, 0) == 0)
+			chan = p;
+		else
+			real_munmap(p, CHANNEL_SIZE);
+	}
+	real_close(fd);
+}
 
 /* Connect this process (called with the lock held). */
 static int connect_locked(void)
@@ -312,6 +371,11 @@ static int connect_locked(void)
 
 	if (conn >= 0 && conn_pid == getpid())
 		return 0;
+	if (chan) {
+		/* the channel of a broken connection, or the parent's (a forked child) */
+		real_munmap(chan, CHANNEL_SIZE);
+		chan = NULL;
+	}
 	if (strlen(sock_path) >= sizeof(sa.sun_path)) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -340,6 +404,7 @@ static int connect_locked(void)
 	server_pid = (pid_t)server;
 	/* Let the server read and write this process's memory under Yama's ptrace_scope = 1. */
 	prctl(PR_SET_PTRACER, (unsigned long)server, 0, 0, 0);
+	open_channel();
 	return 0;
 }
 
@@ -357,24 +422,144 @@ static void place(int fd, int cloexec)
 		simfd[fd] = 1;
 }
 
-/* One request and its answer (lock held, connected). Returns ret, which is -errno on failure. */
+/*
+ * Send a request: its header and payload in one sendmsg. The kernel copies the payload, which may
+ * be the program's own memory (an ioctl argument), the way a user copy does: a byte that cannot
+ * be read fails it with EFAULT before anything is sent (UNREADABLE), never with a fault here.
+ */
+static int64_t send_request(const struct req *r, const void *payload, uint32_t plen)
+{
+	struct iovec iov[2] = { { (void *)r, sizeof(*r) }, { (void *)payload, plen } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = plen ? 2 : 1 };
+	size_t left = r->len;
+
+	while (left) {
+		/* MSG_NOSIGNAL: a server that went away is EIO for the call, not SIGPIPE for the program */
+		ssize_t k = sendmsg(conn, &m, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EFAULT && left == r->len)
+			return UNREADABLE;
+		if (k <= 0)
+			return BROKEN;
+		left -= (size_t)k;
+		/* a send cut short (a signal): go on from where it stopped */
+		for (size_t done = (size_t)k; done && m.msg_iovlen;) {
+			size_t step = done < m.msg_iov->iov_len ? done : m.msg_iov->iov_len;
+			m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + step;
+			m.msg_iov->iov_len -= step;
+			done -= step;
+			if (!m.msg_iov->iov_len) {
+				m.msg_iov++;
+				m.msg_iovlen--;
+			}
+		}
+	}
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * Wait until the server has counted an answer past `seen` in the channel: awake for SPIN_NS,
+ * yielding the CPU to whatever else wants it (waking a sleeping process costs this kind of VM
+ * more than most calls take), then asleep on the count (a futex) with `sleeping` set so the
+ * server wakes us. The server writes nothing on the socket once there is a channel, so while
+ * asleep, anything readable there (EOF) means it has gone: -1.
+ */
+static int wait_answer(uint32_t seen)
+{
+	uint32_t *count = COUNTER(CHANNEL_ANSWERS), *sleeping = COUNTER(CHANNEL_PROGRAM_SLEEPS);
+	struct timespec tick = { 0, 100 * 1000 * 1000 };
+	uint64_t end = now_ns() + SPIN_NS;
+	char b;
+
+	while (__atomic_load_n(count, __ATOMIC_ACQUIRE) == seen) {
+		if (now_ns() > end)
+			break;
+		sched_yield();
+	}
+	while (__atomic_load_n(count, __ATOMIC_SEQ_CST) == seen) {
+		/* seq_cst both: either the server sees us asleep, or we see its count move */
+		__atomic_store_n(sleeping, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(count, __ATOMIC_SEQ_CST) != seen)
+			break;
+		if (syscall(SYS_futex, count, FUTEX_WAIT, seen, &tick, NULL, 0) == 0 || errno != ETIMEDOUT)
+			continue;
+		ssize_t k = recv(conn, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			__atomic_store_n(sleeping, 0, __ATOMIC_RELAXED);
+			return -1;
+		}
+	}
+	__atomic_store_n(sleeping, 0, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * Put a request in the channel: the payload, which may be the program's own memory (an ioctl
+ * argument), is copied as a user copy is, so an unreadable byte leaves it unsent (UNREADABLE).
+ * Then count it, and wake the server if it sleeps: either it sees the count move, or we see it
+ * asleep (seq_cst both).
+ */
+static int64_t post_request(const struct req *r, const void *payload, uint32_t plen)
+{
+	unsigned char *at = chan + CHANNEL_REQUEST;
+	struct req wake = { .len = sizeof(wake), .op = OP_WAKE };
+	ssize_t k;
+
+	/* connect_locked has just checked that this process is conn_pid */
+	if (plen && self_peek(conn_pid, (uintptr_t)payload, at + sizeof(*r), plen) != plen)
+		return UNREADABLE;
+	memcpy(at, r, sizeof(*r));
+	__atomic_fetch_add(COUNTER(CHANNEL_REQUESTS), 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(COUNTER(CHANNEL_SERVER_SLEEPS), __ATOMIC_SEQ_CST))
+		return 0;
+	do
+		k = send(conn, &wake, sizeof(wake), MSG_NOSIGNAL);
+	while (k < 0 && errno == EINTR);
+	return k == sizeof(wake) ? 0 : BROKEN;
+}
+
+/* One request and its answer (lock held, connected). Returns ret, which is -errno on failure; the answer's data is left in data/data_len. */
 static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 			   const void *payload, uint32_t plen, int cloexec)
 {
 	struct req r = { .len = sizeof(r) + plen, .op = op, .a = { a0, a1, a2, a3 } };
+	uint32_t seen = chan ? __atomic_load_n(COUNTER(CHANNEL_ANSWERS), __ATOMIC_ACQUIRE) : 0;
+	const unsigned char *body = NULL;
 	struct resp s;
-	char msg[sizeof(r) + MAX_PATH];
+	int64_t sent;
+	uint32_t i;
 
-	memcpy(msg, &r, sizeof(r));
-	if (plen)
-		memcpy(msg + sizeof(r), payload, plen);
-	if (write_all(conn, msg, r.len))
+	data_len = 0;
+	if (plen > MAX_PAYLOAD)
+		return -E2BIG;
+	sent = chan ? post_request(&r, payload, plen) : send_request(&r, payload, plen);
+	if (sent)
+		return sent;
+	if (chan) {
+		if (wait_answer(seen))
+			return BROKEN;
+		memcpy(&s, chan + CHANNEL_ANSWER, sizeof(s));
+		if (s.len > CHANNEL_SIZE - CHANNEL_ANSWER)
+			return BROKEN;
+		body = chan + CHANNEL_ANSWER + sizeof(s);
+	} else if (read_all(conn, &s, sizeof(s))) {
 		return BROKEN;
-	if (read_all(conn, &s, sizeof(s)) || s.len != sizeof(s) + 4 * (uint64_t)s.nfds)
+	}
+	if (s.len < sizeof(s) + 4 * (uint64_t)s.nfds)
 		return BROKEN;
-	for (uint32_t i = 0; i < s.nfds; i++) {
+	for (i = 0; i < s.nfds; i++) {
 		int32_t fd;
-		if (read_all(conn, &fd, 4))
+		if (body)
+			memcpy(&fd, body + 4 * i, 4);
+		else if (read_all(conn, &fd, 4))
 			return BROKEN;
 		if (op == OP_MMAP || op == OP_STAT || op == OP_MMIO)
 			vals[i < 8 ? i : 7] = fd;
@@ -383,27 +568,39 @@ static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, u
 		else
 			place(fd, cloexec);
 	}
+	data_len = s.len - sizeof(s) - 4 * s.nfds;
+	if (body) {
+		data = body + 4 * s.nfds;
+	} else {
+		if (data_len > sizeof(answer_buf) || read_all(conn, answer_buf, data_len))
+			return BROKEN;
+		data = answer_buf;
+	}
 	return s.ret;
+}
+
+/* After a call (lock held): a broken connection takes the sim process with it. */
+static int64_t settle_locked(int64_t ret)
+{
+	if (ret == UNREADABLE)
+		return -EFAULT;
+	if (ret != BROKEN)
+		return ret;
+	real_close(conn);
+	conn = -1;
+	return -EIO;
 }
 
 static int64_t call(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 		    const void *payload, uint32_t plen, int cloexec)
 {
 	int64_t ret;
+	int err = errno;
 
 	pthread_mutex_lock(&lock);
-	if (connect_locked()) {
-		ret = -errno;
-	} else {
-		ret = call_locked(op, a0, a1, a2, a3, payload, plen, cloexec);
-		if (ret == BROKEN) {
-			/* A broken connection: the sim process is gone with it. */
-			real_close(conn);
-			conn = -1;
-			ret = -EIO;
-		}
-	}
+	ret = connect_locked() ? -errno : settle_locked(call_locked(op, a0, a1, a2, a3, payload, plen, cloexec));
 	pthread_mutex_unlock(&lock);
+	errno = err;
 	return ret;
 }
 
@@ -556,6 +753,44 @@ static int vfs_ioctl(unsigned long request)
 	return request == FIOCLEX || request == FIONCLEX || request == FIONBIO || request == FIOASYNC;
 }
 
+/*
+ * An ioctl on a sim descriptor. When this process can read the argument, the bytes its handler
+ * reads first travel with the request (OP_IOCTL_ARG), and the bytes the handler changed come back
+ * to be copied in, a fault there being the handler's EFAULT. Otherwise (an argument not all
+ * readable, a string, an integer) the server reads what the handler would itself (OP_IOCTL).
+ */
+static long sim_ioctl(int fd, unsigned long request, unsigned long arg)
+{
+	struct ioctl_arg a = ioctl_arg_of(request);
+	size_t n = a.kind == IOCTL_ARG_SIZED ? FIRST_READ_SIZED : a.len;
+	int64_t ret;
+	int err = errno;
+
+	if (a.kind == IOCTL_ARG_VALUE || a.kind == IOCTL_ARG_STRING || n > MAX_PAYLOAD)
+		return result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1));
+	pthread_mutex_lock(&lock);
+	if (connect_locked()) {
+		ret = -errno;
+	} else {
+		ret = inline_ok ? call_locked(OP_IOCTL_ARG, fd, request, arg, 0, (const void *)arg, (uint32_t)n, 1) : UNREADABLE;
+		if (ret == UNREADABLE) {
+			ret = call_locked(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1);
+		} else if (ret != BROKEN && data_len) {
+			uint32_t off = 0;
+			if (data_len >= 4)
+				memcpy(&off, data, 4);
+			if (data_len < 4 || off > n || data_len - 4 > n - off)
+				ret = BROKEN;
+			else if (self_poke(conn_pid, arg + off, data + 4, data_len - 4) != data_len - 4)
+				ret = -EFAULT; /* copy_to_user */
+		}
+		ret = settle_locked(ret);
+	}
+	pthread_mutex_unlock(&lock);
+	errno = err;
+	return result(ret);
+}
+
 int ioctl(int fd, unsigned long request, ...)
 {
 	resolve();
@@ -566,7 +801,7 @@ int ioctl(int fd, unsigned long request, ...)
 	va_end(ap);
 	struct trace_ioctl t;
 	trace_ioctl_begin(&t, fd, request, arg);
-	int r = is_sim(fd) && !vfs_ioctl(request) ? (int)result(call(OP_IOCTL, fd, request, arg, 0, NULL, 0, 1)) : real_ioctl(fd, request, arg);
+	int r = is_sim(fd) && !vfs_ioctl(request) ? (int)sim_ioctl(fd, request, arg) : real_ioctl(fd, request, arg);
 	trace_ioctl_end(&t, r);
 	return r;
 }
@@ -1356,6 +1591,8 @@ static void after_exec(void)
 		else if (call_locked(OP_CLOSE, fd, 0, 0, 0, NULL, 0, 0) == BROKEN)
 			break;
 	}
+	/* the old image's channel went with its memory (and EXEC ended it in the server) */
+	open_channel();
 	pthread_mutex_unlock(&lock);
 }
 

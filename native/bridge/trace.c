@@ -11,13 +11,14 @@
  * numbers the program and the kernel hand out do not move. A file is written with raw syscalls,
  * one record per write, so a crash loses nothing already returned.
  *
- * How much of an ioctl argument is recorded follows the uAPI (as src/bridge/ioctl.ts reads it):
- * an iommufd command's u32 size; a VFIO struct's u32 argsz; VFIO_GROUP_GET_DEVICE_FD's string;
- * VFIO_GROUP_SET_CONTAINER's int; the integer-argument VFIO commands record `arg`; any other
- * request its _IOC_SIZE.
+ * How much of an ioctl argument is recorded follows the uAPI, by the rules the bridge uses too
+ * (ioctl_arg.h): an iommufd command's u32 size; a VFIO struct's u32 argsz; VFIO_GROUP_GET_DEVICE_FD's
+ * string; VFIO_GROUP_SET_CONTAINER's int; the integer-argument VFIO commands record `arg`; any
+ * other request its _IOC_SIZE.
  */
 #define _GNU_SOURCE
 #include "trace.h"
+#include "ioctl_arg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,10 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,22 +37,9 @@
 #define MAX_FDS 65536
 /* The most bytes one record copies from one buffer (a capability chain, a SET_IRQS array, a read). */
 #define MAX_ARG (1u << 20)
-/* The lowest descriptor number the trace file may take. */
-#define TRACE_FD_MIN 1000
 #define MAX_MMAPS 256
 
-/* The uAPI numbers the recorder needs ('; ' is both VFIO's and iommufd's ioctl type). */
-#define IOCTL_TYPE ';'
-#define IOMMUFD_CMD_BASE 0x80
-#define VFIO_GET_API_VERSION 0x3b64
-#define VFIO_CHECK_EXTENSION 0x3b65
-#define VFIO_SET_IOMMU 0x3b66
-#define VFIO_GROUP_SET_CONTAINER 0x3b68
-#define VFIO_GROUP_UNSET_CONTAINER 0x3b69
-#define VFIO_GROUP_GET_DEVICE_FD 0x3b6a
-#define VFIO_DEVICE_RESET 0x3b6f
-#define VFIO_IOMMU_SPAPR_ENABLE 0x3b73
-#define VFIO_IOMMU_SPAPR_DISABLE 0x3b74
+/* The uAPI numbers the recorder needs besides ioctl_arg.h's. */
 #define IOMMU_IOAS_IOVA_RANGES 0x3b84
 #define IOMMU_FAULT_QUEUE_ALLOC 0x3b8e
 #define IOMMU_VEVENTQ_ALLOC 0x3b93
@@ -71,9 +57,6 @@ static unsigned long long seq;
 static char *paths[MAX_FDS];
 /* The recorded mmaps of traced descriptors, for munmap. */
 static struct { uintptr_t start, len; } mmaps[MAX_MMAPS];
-/* process_vm_readv is missing (a kernel without CROSS_MEMORY_ATTACH): /proc/self/mem instead. */
-static int no_vm_readv;
-static int self_mem = -1;
 
 static void after_fork_child(void)
 {
@@ -83,9 +66,6 @@ static void after_fork_child(void)
 		syscall(SYS_close, out);
 	out = -1;
 	seq = 0;
-	if (self_mem >= 0)
-		syscall(SYS_close, self_mem);
-	self_mem = -1;
 }
 
 __attribute__((constructor)) static void trace_init(void)
@@ -124,57 +104,6 @@ static void set_path(int fd, const char *path)
 
 // ---- the program's memory ----------------------------------------------------------------------
 
-/* Move `fd` to a number >= TRACE_FD_MIN (or as high as RLIMIT_NOFILE allows), close-on-exec. */
-static int high_fd(int fd)
-{
-	struct rlimit rl;
-	long min = TRACE_FD_MIN;
-	int hi;
-
-	if (fd < 0)
-		return fd;
-	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur <= min)
-		min = (long)rl.rlim_cur / 2;
-	hi = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, min);
-	if (hi < 0)
-		return fd;
-	syscall(SYS_close, fd);
-	return hi;
-}
-
-/* Bytes of [addr, addr+n) readable from the start, copied into buf (page by page: a fault ends it). */
-static size_t peek(uintptr_t addr, void *buf, size_t n)
-{
-	size_t done = 0;
-	long page = sysconf(_SC_PAGESIZE);
-
-	while (done < n) {
-		uintptr_t a = addr + done;
-		size_t chunk = page - (a & (page - 1));
-		ssize_t got;
-
-		if (chunk > n - done)
-			chunk = n - done;
-		if (!no_vm_readv) {
-			struct iovec local = { (char *)buf + done, chunk }, remote = { (void *)a, chunk };
-			got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-			if (got < 0 && errno == ENOSYS)
-				no_vm_readv = 1;
-		}
-		if (no_vm_readv) {
-			if (self_mem < 0)
-				self_mem = high_fd((int)syscall(SYS_openat, AT_FDCWD, "/proc/self/mem", O_RDONLY | O_CLOEXEC));
-			got = self_mem < 0 ? -1 : (ssize_t)syscall(SYS_pread64, self_mem, (char *)buf + done, chunk, (off_t)a);
-		}
-		if (got <= 0)
-			break;
-		done += (size_t)got;
-		if ((size_t)got < chunk)
-			break;
-	}
-	return done;
-}
-
 /* A copy of what is readable of [addr, addr+n) (NULL when n is 0 or memory is short); *len its length. */
 static unsigned char *copy_in(uintptr_t addr, size_t n, size_t *len)
 {
@@ -185,7 +114,7 @@ static unsigned char *copy_in(uintptr_t addr, size_t n, size_t *len)
 		n = MAX_ARG;
 	b = malloc(n ? n : 1);
 	if (b)
-		*len = peek(addr, b, n);
+		*len = self_peek(getpid(), addr, b, n);
 	return b;
 }
 
@@ -477,50 +406,33 @@ void trace_dup(int oldfd, int newfd)
 	errno = err;
 }
 
-static int int_arg(unsigned int request)
-{
-	switch (request) {
-	case VFIO_GET_API_VERSION:
-	case VFIO_CHECK_EXTENSION:
-	case VFIO_SET_IOMMU:
-	case VFIO_GROUP_UNSET_CONTAINER:
-	case VFIO_DEVICE_RESET:
-	case VFIO_IOMMU_SPAPR_ENABLE:
-	case VFIO_IOMMU_SPAPR_DISABLE:
-		return 1;
-	}
-	return 0;
-}
-
 void trace_ioctl_begin(struct trace_ioctl *t, int fd, unsigned long request, unsigned long arg)
 {
 	int err = errno;
-	unsigned int req = (unsigned int)request;
-	unsigned int type = (req >> 8) & 0xff;
+	struct ioctl_arg a = ioctl_arg_of(request);
 	uint32_t size;
 
-	*t = (struct trace_ioctl){ .fd = fd, .request = req, .arg = arg };
-	if (!trace_fd(fd) || (type == IOCTL_TYPE && int_arg(req)))
+	*t = (struct trace_ioctl){ .fd = fd, .request = (unsigned int)request, .arg = arg };
+	if (!trace_fd(fd) || a.kind == IOCTL_ARG_VALUE)
 		return;
 	t->bytes = 1;
 	if (!arg)
 		return;
-	if (type == IOCTL_TYPE && req == VFIO_GROUP_GET_DEVICE_FD) {
+	switch (a.kind) {
+	case IOCTL_ARG_STRING: {
 		/* strndup_user(arg, PAGE_SIZE): up to and including the NUL */
 		t->in = copy_in(arg, (size_t)sysconf(_SC_PAGESIZE), &t->len);
 		unsigned char *nul = t->in ? memchr(t->in, 0, t->len) : NULL;
 		if (nul)
 			t->len = (size_t)(nul - t->in) + 1;
-	} else if (type == IOCTL_TYPE && req == VFIO_GROUP_SET_CONTAINER) {
-		t->in = copy_in(arg, 4, &t->len);
-	} else if (type == IOCTL_TYPE) {
+		break;
+	}
+	case IOCTL_ARG_SIZED:
 		/* iommufd's size and VFIO's argsz: the first u32 */
-		if (peek(arg, &size, 4) < 4)
-			t->in = copy_in(arg, 4, &t->len);
-		else
-			t->in = copy_in(arg, size, &t->len);
-	} else {
-		t->in = copy_in(arg, (req >> 16) & 0x3fff, &t->len);
+		t->in = copy_in(arg, self_peek(getpid(), arg, &size, 4) < 4 ? 4 : size, &t->len);
+		break;
+	default:
+		t->in = copy_in(arg, a.len, &t->len);
 	}
 	errno = err;
 }

@@ -1,6 +1,7 @@
 /**
- * An ioctl from a bridged program: copy its argument in from the program's memory the way the
- * kernel's handler reads it, run the sim's ioctl, and copy back the bytes the sim changed.
+ * An ioctl from a bridged program: its argument's bytes the way the kernel's handler reads them
+ * (sent by the program, or copied in from its memory), the sim's ioctl, and the bytes the sim
+ * changed copied back.
  *
  * How much to read follows the uAPI: an iommufd command (nr >= 0x80) starts with its u32 size, a
  * VFIO struct with its u32 argsz; a few VFIO commands take an integer, one a pointer to an int
@@ -17,6 +18,7 @@ import {
 } from '../ioasid/vfio_uapi.js';
 import type { SimBinding } from '../backends/sim/index.js';
 import type { RemoteMm } from './remote_mm.js';
+import { MAX_PAYLOAD, type Changed } from './protocol.js';
 
 /** VFIO_IOMMU_ENABLE / VFIO_IOMMU_DISABLE (SPAPR): _IO(VFIO_TYPE, VFIO_BASE + 15 / 16). */
 const VFIO_IOMMU_ENABLE = _IO(VFIO_TYPE, VFIO_BASE + 15);
@@ -33,36 +35,58 @@ const MIN_READ = 256;
 /** _IOC_SIZE: the 14-bit size field of an encoded request. */
 const iocSize = (request: number): number => (request >>> 16) & 0x3fff;
 
-export function bridgeIoctl(b: SimBinding, mm: RemoteMm, fd: number, request: number, arg: number): number {
+/**
+ * Run a program's ioctl on the sim. `first` is what the program sent with IOCTL_ARG: the bytes of
+ * the argument the handler reads first (firstRead), already read by the program; then the bytes
+ * the handler changes in them go back to the program in `out.changed`, for it to copy. Otherwise
+ * (IOCTL, or an argument larger than its first read) the server reads the argument and writes
+ * back the changed bytes itself.
+ */
+export function bridgeIoctl(b: SimBinding, mm: RemoteMm, fd: number, request: number, arg: number, first?: Uint8Array, out?: { changed: Changed | null }): number {
   const type = (request >>> 8) & 0xff;
   const nr = request & 0xff;
   if (type === VFIO_TYPE && nr < IOMMUFD_CMD_BASE && VFIO_INT_ARG.has(request)) return b.ioctlInt(fd, request, arg);
-  const buf = argBytes(mm, request, type, arg);
-  const before = buf.slice();
+  if (first && first.length > firstRead(request)) throw new IommuError(ERRNO.EPROTO, 'ioctl');
+  const buf = argBytes(mm, request, type, arg, first);
+  const before = snapshot(buf);
   let ret: number;
   try {
     ret = b.ioctl(fd, request, buf);
   } finally {
-    copyBack(mm, arg, before, buf);
+    if (buf === first) out!.changed = changedSpan(before, buf);
+    else copyBack(mm, arg, before, buf);
   }
   return ret;
 }
 
-/** The argument's bytes as the handler will read them. */
-function argBytes(mm: RemoteMm, request: number, type: number, arg: number): Uint8Array {
+/**
+ * How many bytes of an ioctl's argument its handler reads first: what a program sends with
+ * IOCTL_ARG (ioctl_arg.h's rules, and FIRST_READ_SIZED in the preload library). 0 for the
+ * integer-argument commands and for VFIO_GROUP_GET_DEVICE_FD's string, which never travel.
+ */
+export function firstRead(request: number): number {
+  const type = (request >>> 8) & 0xff;
+  if (type !== VFIO_TYPE) return iocSize(request);
+  if (request === VFIO_GROUP_SET_CONTAINER) return 4;
+  if (request === VFIO_GROUP_GET_DEVICE_FD || ((request & 0xff) < IOMMUFD_CMD_BASE && VFIO_INT_ARG.has(request))) return 0;
+  return MIN_READ;
+}
+
+/** The argument's bytes as the handler will read them: `first` (the program's read) when it is all of them. */
+function argBytes(mm: RemoteMm, request: number, type: number, arg: number, first: Uint8Array | undefined): Uint8Array {
   if (type === VFIO_TYPE && request === VFIO_GROUP_GET_DEVICE_FD) return cString(mm, arg);
-  if (type === VFIO_TYPE && request === VFIO_GROUP_SET_CONTAINER) return prefix(mm, arg, 4);
+  if (type === VFIO_TYPE && request === VFIO_GROUP_SET_CONTAINER) return first ?? prefix(mm, arg, 4);
   if (type === VFIO_TYPE) {
     // iommufd's size and VFIO's argsz are both the first u32. A VFIO handler copies its minsz in
     // before it looks at argsz, so at least MIN_READ bytes are read (they stop at a fault anyway);
     // one read covers the common case.
-    const head = prefix(mm, arg, MIN_READ);
+    const head = first ?? prefix(mm, arg, MIN_READ);
     if (head.length < 4) return head;
-    const size = Math.min(Math.max(new DataView(head.buffer).getUint32(0, true), MIN_READ), MAX_ARG);
+    const size = Math.min(Math.max(new DataView(head.buffer, head.byteOffset).getUint32(0, true), MIN_READ), MAX_ARG);
     return size <= MIN_READ || head.length < MIN_READ ? head : prefix(mm, arg, size);
   }
   // Any other ioctl: its encoded size (an unknown one gets ENOTTY from the sim either way).
-  return prefix(mm, arg, iocSize(request));
+  return first ?? prefix(mm, arg, iocSize(request));
 }
 
 function prefix(mm: RemoteMm, addr: number, n: number): Uint8Array {
@@ -77,12 +101,27 @@ function cString(mm: RemoteMm, addr: number): Uint8Array {
   return nul >= 0 ? buf.subarray(0, nul + 1) : buf;
 }
 
-/** copy_to_user of what the handler wrote: the span of changed bytes, EFAULT if it cannot land. */
-function copyBack(mm: RemoteMm, addr: number, before: Uint8Array, after: Uint8Array): void {
+/** The bytes before the call, to compare with after (a first read's fit one reused buffer: one call at a time). */
+const kept = new Uint8Array(MAX_PAYLOAD);
+function snapshot(buf: Uint8Array): Uint8Array {
+  if (buf.length > kept.length) return buf.slice();
+  const b = kept.subarray(0, buf.length);
+  b.set(buf);
+  return b;
+}
+
+/** The span of bytes the handler changed (what copy_to_user wrote), or null. */
+function changedSpan(before: Uint8Array, after: Uint8Array): Changed | null {
   let first = 0;
   while (first < after.length && before[first] === after[first]) first++;
-  if (first === after.length) return;
+  if (first === after.length) return null;
   let last = after.length - 1;
   while (before[last] === after[last]) last--;
-  if (!mm.writeRaw(addr + first, after.subarray(first, last + 1))) throw new IommuError(ERRNO.EFAULT, 'ioctl');
+  return { offset: first, bytes: after.subarray(first, last + 1) };
+}
+
+/** copy_to_user of what the handler wrote: the span of changed bytes, EFAULT if it cannot land. */
+function copyBack(mm: RemoteMm, addr: number, before: Uint8Array, after: Uint8Array): void {
+  const c = changedSpan(before, after);
+  if (c && !mm.writeRaw(addr + c.offset, c.bytes)) throw new IommuError(ERRNO.EFAULT, 'ioctl');
 }

@@ -1,19 +1,50 @@
 /**
  * The bridge's wire format, shared with native/bridge/ioasid_preload.c (keep the two in step).
- * One stream per program process; every message is native byte order (little-endian here):
+ * One connection per program process; every message is native byte order (little-endian here):
  *
- *   request:  u32 len; u32 op; u64 a[4]; then len - 40 bytes of payload (OPEN: the path)
- *   response: u32 len; u32 nfds; i64 ret; then nfds i32 descriptors the sim installed
+ *   request:  u32 len; u32 op; u64 a[4]; then len - 40 bytes of payload (OPEN: the path;
+ *             IOCTL_ARG: the argument's bytes)
+ *   answer:   u32 len; u32 nfds; i64 ret; then nfds i32 descriptors the sim installed; then the
+ *             rest of len, the answer's data (IOCTL_ARG: u32 offset, then the bytes the handler
+ *             changed from there)
  *
- * `ret` is the call's result, or -errno. The server reads and writes the program's memory itself,
- * so no struct travels on the socket.
+ * `ret` is the call's result, or -errno. Messages travel on the unix socket until the program
+ * offers a channel (CHANNEL, answered on the socket): shared memory holding four u32 counters,
+ * one request (at CHANNEL_REQUEST) and one answer (at CHANNEL_ANSWER).
+ *
+ *   u32 answers          the server adds one after writing each answer: the futex word the program waits on
+ *   u32 program_sleeps   1 while the program sleeps on `answers` (then the server wakes it: FUTEX_WAKE)
+ *   u32 requests         the program adds one after writing each request
+ *   u32 server_sleeps    1 while the server sleeps in poll (then the program sends WAKE on the socket)
+ *
+ * Both ends wait for the other awake for SPIN_MS, yielding the CPU, before they sleep: waking a
+ * sleeping process costs this kind of VM more than most calls take. A request is answered where
+ * it came: once there is a channel, the socket carries only WAKE, and EXEC from the process's new
+ * image (which has no channel yet: EXEC ends the old one). Either end sees the other gone at EOF
+ * on the socket.
+ *
+ * Memory: an ioctl's argument travels with IOCTL_ARG when the program could read it (the bytes the
+ * handler reads first, ioctl.ts's firstRead), and the program copies the changed bytes back. The
+ * server reads and writes the program's memory itself for the rest: an argument larger than the
+ * first read, IOCTL (the program could not read it), user pointers inside structs, read/write
+ * buffers.
  */
 
-export const BRIDGE_VERSION = 1;
+export const BRIDGE_VERSION = 2;
 export const REQ_HEADER = 40;
 export const RESP_HEADER = 16;
-/** The longest payload: a path of PATH_MAX bytes. */
+/** The longest payload: a path of PATH_MAX bytes, or an ioctl argument's first read. */
 export const MAX_PAYLOAD = 4096;
+/** The channel: its size, its u32 counters (indices), and where the request and the answer start. */
+export const CHANNEL_SIZE = 12288;
+export const CHANNEL_ANSWERS = 0;
+export const CHANNEL_PROGRAM_SLEEPS = 1;
+export const CHANNEL_REQUESTS = 2;
+export const CHANNEL_SERVER_SLEEPS = 3;
+export const CHANNEL_REQUEST = 64;
+export const CHANNEL_ANSWER = 4224;
+/** How long either end waits awake for the other before it sleeps (ms). */
+export const SPIN_MS = 0.05;
 
 export const OP = {
   /** a0: the parent's pid when a forked child connects (0 otherwise), a1: BRIDGE_VERSION. Answers the server's pid. */
@@ -24,7 +55,7 @@ export const OP = {
   CLOSE: 3,
   /** a0: oldfd, a1: newfd (the program's dup already made newfd). */
   DUP: 4,
-  /** a0: fd, a1: request, a2: the argument (a pointer or a value). */
+  /** a0: fd, a1: request, a2: the argument (a pointer or a value). The server reads and writes the argument in the program. */
   IOCTL: 5,
   /** a0: fd, a1: buffer address, a2: count (PREAD/PWRITE: a3 offset). */
   READ: 6,
@@ -74,6 +105,20 @@ export const OP = {
    * no BAR is mapped.
    */
   MMIO: 21,
+  // 22: reserved
+  /**
+   * a0: a memfd of the program's, sealed against shrinking, a1: its size (CHANNEL_SIZE). The server
+   * takes a copy (pidfd_getfd) and maps it; every later request and answer goes there. Answered on the socket.
+   */
+  CHANNEL: 23,
+  /**
+   * IOCTL with the argument's bytes as the payload: exactly what the handler reads first (ioctl.ts's
+   * firstRead), read by the program. The answer's data is the span the handler changed, which
+   * the program copies back (none when nothing changed, or when the server wrote it itself).
+   */
+  IOCTL_ARG: 24,
+  /** No answer: a request is waiting in the channel, and the server was asleep (protocol.ts's server_sleeps). */
+  WAKE: 25,
 } as const;
 
 const NO_PAYLOAD = new Uint8Array(0);
@@ -101,7 +146,8 @@ export function setU64(v: DataView, at: number, n: number): void {
 
 /**
  * Split whole requests off the front of `buf`. Returns the requests and the bytes consumed; a
- * length outside [REQ_HEADER, REQ_HEADER + MAX_PAYLOAD] is a protocol error (`bad`).
+ * length outside [REQ_HEADER, REQ_HEADER + MAX_PAYLOAD] is a protocol error (`bad`). Payloads are
+ * views of `buf`, valid until it is reused (an ioctl's handler writes into its own).
  */
 export function parseRequests(buf: Uint8Array): { requests: Request[]; used: number; bad: boolean } {
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -117,20 +163,48 @@ export function parseRequests(buf: Uint8Array): { requests: Request[]; used: num
       a1: u64(v, at + 16),
       a2: u64(v, at + 24),
       a3: u64(v, at + 32),
-      payload: len > REQ_HEADER ? buf.slice(at + REQ_HEADER, at + len) : NO_PAYLOAD,
+      payload: len > REQ_HEADER ? buf.subarray(at + REQ_HEADER, at + len) : NO_PAYLOAD,
     });
     at += len;
   }
   return { requests, used: at, bad: false };
 }
 
-/** A response: the result (or -errno) and the descriptors the sim installed for the call. */
-export function encodeResponse(ret: number, fds: readonly number[]): Uint8Array {
-  const out = new Uint8Array(RESP_HEADER + 4 * fds.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, out.length, true);
-  v.setUint32(4, fds.length, true);
-  setU64(v, 8, ret); // an i64: every result fits 53 bits
-  fds.forEach((fd, i) => v.setInt32(RESP_HEADER + 4 * i, fd, true));
+/** The bytes of an argument the handler changed, from `offset` on: IOCTL_ARG's answer data. */
+export interface Changed {
+  offset: number;
+  bytes: Uint8Array;
+}
+
+/** An answer: the result (or -errno), the descriptors the sim installed for the call, and what the program copies back. */
+export interface Answer {
+  ret: number;
+  fds: readonly number[];
+  changed?: Changed | null;
+}
+
+/** An answer's length in bytes. */
+export function answerSize(a: Answer): number {
+  return RESP_HEADER + 4 * a.fds.length + (a.changed ? 4 + a.changed.bytes.length : 0);
+}
+
+/** Write answer `a` at `at` in `out` (room for answerSize(a) bytes); `v` is a view of `out`. */
+export function writeAnswer(out: Uint8Array, v: DataView, at: number, a: Answer): void {
+  const fds = a.fds;
+  v.setUint32(at, answerSize(a), true);
+  v.setUint32(at + 4, fds.length, true);
+  setU64(v, at + 8, a.ret); // an i64: every result fits 53 bits
+  for (let i = 0; i < fds.length; i++) v.setInt32(at + RESP_HEADER + 4 * i, fds[i]!, true);
+  if (a.changed) {
+    const d = at + RESP_HEADER + 4 * fds.length;
+    v.setUint32(d, a.changed.offset, true);
+    out.set(a.changed.bytes, d + 4);
+  }
+}
+
+/** An answer as bytes of its own (for the socket). */
+export function encodeResponse(a: Answer): Uint8Array {
+  const out = new Uint8Array(answerSize(a));
+  writeAnswer(out, new DataView(out.buffer), 0, a);
   return out;
 }

@@ -161,6 +161,8 @@ class ProcessVm {
   private readonly lv = new DataView(this.local.buffer);
   private readonly rv = new DataView(this.remote.buffer);
   private memFd = -1;
+  /** Whether `local` names the scratch buffer yet. */
+  private localSet = false;
 
   constructor(readonly pid: number) {}
 
@@ -209,7 +211,10 @@ class ProcessVm {
       ProcessVm.scratchAddr = a;
       ProcessVm.scratch = new Uint8Array(c.view(a, SCRATCH));
     }
-    this.lv.setBigUint64(0, ProcessVm.scratchAddr, true);
+    if (!this.localSet) {
+      this.lv.setBigUint64(0, ProcessVm.scratchAddr, true);
+      this.localSet = true;
+    }
     let done = 0;
     while (done < buf.length) {
       const n = Math.min(SCRATCH, buf.length - done);

@@ -20,12 +20,16 @@ import { SimBinding, SimKernel } from '../backends/sim/index.js';
 import type { MachineDesc } from '../backends/sim/machine/machine.js';
 import { BridgeProcess, FileRefs } from './process.js';
 import type { SimFile } from '../backends/sim/kernel/process.js';
-import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Request } from './protocol.js';
+import { BRIDGE_VERSION, encodeResponse, OP, parseRequests, type Answer, type Changed, type Request } from './protocol.js';
+import { Channel } from './channel.js';
 import { StoreRegistry, type SimMapping } from './remote_mm.js';
 import { bridgeIoctl } from './ioctl.js';
 import { accessPath, AT_EMPTY_PATH, getdents, lseekFile, openedPaths, simPath, statFile, statPath } from './fs.js';
 
 const EMPTY = new Uint8Array(0);
+const NO_FDS: readonly number[] = [];
+/** An answer of -errno. */
+const refused = (errno: number): Answer => ({ ret: -errno, fds: NO_FDS });
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 /** The most one read(2)/write(2) moves through the bridge in one call. */
@@ -46,6 +50,8 @@ export interface Connection {
   readonly end: () => void;
   pending: Uint8Array;
   session?: Session;
+  /** Where requests and answers travel once the program has offered a channel (protocol.ts): no longer the socket. */
+  channel?: Channel;
 }
 
 /** One connected program process. */
@@ -77,6 +83,8 @@ export class BridgeServer {
   private readonly mmioValue = new Uint8Array(8);
   private readonly mmioView = new DataView(this.mmioValue.buffer);
   private readonly uid = process.getuid?.() ?? 0;
+  /** What IOCTL_ARG's handler changed, for the answer (one call at a time). */
+  private readonly ioctlOut: { changed: Changed | null } = { changed: null };
 
   private constructor(opts: ServeOptions) {
     this.kernel = new SimKernel(opts.selftest ?? true, opts.machine);
@@ -141,56 +149,87 @@ export class BridgeServer {
   }
 
   /**
-   * Bytes from a connection: the replies to send, in order, and whether to close it after them
-   * (a protocol error). Never throws.
+   * Bytes from a connection's socket: the replies to send, in order, and whether to close it after
+   * them (a protocol error). A request that comes on the socket is answered there; one in the
+   * channel is the transport's to serve (serveChannel), when a WAKE arrives here or it sees the
+   * channel's count move. Never throws.
    */
   feed(c: Connection, chunk: Uint8Array): { replies: Uint8Array[]; close: boolean } {
     const buf = c.pending.length ? concat(c.pending, chunk) : chunk;
     const { requests, used, bad } = parseRequests(buf);
     const replies: Uint8Array[] = [];
     for (const r of requests) {
-      if (r.op === OP.HELLO) {
-        if (c.session) {
-          replies.push(encodeResponse(-ERRNO.EPROTO, []));
-          continue;
-        }
-        const made = this.hello(c.pid, r, c.end);
-        if (typeof made === 'number') {
-          replies.push(encodeResponse(made, []));
-          return { replies, close: true };
-        }
-        c.session = made;
-        replies.push(encodeResponse(process.pid, []));
-        continue;
-      }
-      if (r.op === OP.EXEC && c.session) {
-        // only the process itself, in its new image: not a child that inherited the connection
-        if (r.a0 !== c.session.pid) {
-          replies.push(encodeResponse(-ERRNO.EPERM, []));
-          continue;
-        }
-        c.session = this.exec(c.session);
-        replies.push(encodeResponse(0, c.session.proc.entries().map(([fd]) => fd)));
-        continue;
-      }
-      if (!c.session) {
-        replies.push(encodeResponse(-ERRNO.EPROTO, []));
-        return { replies, close: true };
-      }
-      replies.push(this.handle(c.session, r));
+      const { answer, close } = this.dispatch(c, r);
+      if (answer) replies.push(encodeResponse(answer));
+      if (close) return { replies, close };
     }
     if (bad) {
-      replies.push(encodeResponse(-ERRNO.EPROTO, []));
+      replies.push(encodeResponse(refused(ERRNO.EPROTO)));
       return { replies, close: true };
     }
     c.pending = used === buf.length ? EMPTY : buf.slice(used);
     return { replies, close: false };
   }
 
+  /**
+   * The program's request in its channel, if one is pending, answered there. False when the
+   * connection must close (a malformed request, an answer that does not fit: never, protocol.ts
+   * sizes it). Never throws.
+   */
+  serveChannel(c: Connection): boolean {
+    const ch = c.channel;
+    const msg = ch?.take();
+    if (!ch || !msg) return true;
+    // take() hands over one whole request, or a header the parser refuses
+    const { requests, bad } = parseRequests(msg);
+    const { answer, close } = bad || !requests[0] ? { answer: refused(ERRNO.EPROTO), close: true } : this.dispatch(c, requests[0]);
+    return !close && (!answer || ch.deliver(answer));
+  }
+
+  /** One request: its answer (none for WAKE), and whether the connection closes after it. */
+  private dispatch(c: Connection, r: Request): { answer: Answer | null; close: boolean } {
+    if (r.op === OP.HELLO) {
+      if (c.session) return { answer: refused(ERRNO.EPROTO), close: false };
+      const made = this.hello(c.pid, r, c.end);
+      if (typeof made === 'number') return { answer: refused(-made), close: true };
+      c.session = made;
+      return { answer: { ret: process.pid, fds: NO_FDS }, close: false };
+    }
+    if (!c.session) return { answer: refused(ERRNO.EPROTO), close: true };
+    switch (r.op) {
+      case OP.WAKE:
+        return { answer: null, close: false };
+      case OP.EXEC:
+        // only the process itself, in its new image: not a child that inherited the connection
+        if (r.a0 !== c.session.pid) return { answer: refused(ERRNO.EPERM), close: false };
+        c.session = this.exec(c.session);
+        // the channel was the old image's memory
+        c.channel?.close();
+        c.channel = undefined;
+        return { answer: { ret: 0, fds: c.session.proc.entries().map(([fd]) => fd) }, close: false };
+      case OP.CHANNEL:
+        if (!c.channel) return { answer: { ret: this.openChannel(c, r), fds: NO_FDS }, close: false };
+    }
+    return { answer: this.handle(c.session, r), close: false };
+  }
+
+  /** OP.CHANNEL: map the program's memfd for requests and answers. 0, or -errno (the socket carries them on). */
+  private openChannel(c: Connection, r: Request): number {
+    try {
+      c.channel = Channel.open(c.pid, r.a0, r.a1);
+      c.pending = EMPTY;
+      return 0;
+    } catch (e) {
+      return e instanceof IommuError ? -e.errno : -ERRNO.EIO;
+    }
+  }
+
   /** The connection is gone: its process's sim process goes with it. */
   disconnect(c: Connection): void {
     if (c.session && this.sessions.get(c.session.pid) === c.session) this.exit(c.session);
     c.session = undefined;
+    c.channel?.close();
+    c.channel = undefined;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -206,7 +245,13 @@ export class BridgeServer {
     socket.on('data', (chunk: Buffer) => {
       const { replies, close } = this.feed(c, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
       for (const r of replies) socket.write(r);
-      if (close) socket.end();
+      if (close) return void socket.end();
+      // This transport only ever waits in the event loop: asleep for the program, which therefore
+      // sends WAKE with each request it puts in its channel.
+      if (c.channel) {
+        c.channel.sleeping(true);
+        if (!this.serveChannel(c)) socket.end();
+      }
     });
     socket.on('error', () => {});
     socket.on('close', () => this.disconnect(c));
@@ -262,9 +307,10 @@ export class BridgeServer {
   }
 
   /** One call; never throws (a sim bug answers EIO and is reported on stderr). */
-  private handle(s: Session, r: Request): Uint8Array {
+  private handle(s: Session, r: Request): Answer {
     const proc = s.proc;
     proc.begin();
+    this.ioctlOut.changed = null;
     let ret: number;
     try {
       if (r.op === OP.MMAP) return this.mmap(s, r);
@@ -281,30 +327,30 @@ export class BridgeServer {
     // a failed call leaves no descriptor behind it
     if (ret < 0) proc.dropInstalled();
     proc.end();
-    return encodeResponse(ret, proc.installed);
+    return { ret, fds: proc.installed, changed: this.ioctlOut.changed };
   }
 
   /** OP.MMAP: the values the program needs travel in the descriptor list (protocol.ts). */
-  private mmap(s: Session, r: Request): Uint8Array {
+  private mmap(s: Session, r: Request): Answer {
     const prot = r.a2 % 2 ** 32;
     const flags = Math.floor(r.a2 / 2 ** 32);
     s.proc.simFile(r.a0); // EBADF unless a sim descriptor
     const token = Number(s.binding.mmap(0n, r.a1, prot, flags, r.a0, r.a3));
     const m = s.proc.mm.pendingMapping(token)!;
-    return encodeResponse(0, [m.memfd, m.pgoff, token]);
+    return { ret: 0, fds: [m.memfd, m.pgoff, token] };
   }
 
   /** OP.STAT: the values travel in the descriptor list (protocol.ts). */
-  private stat(s: Session, r: Request): Uint8Array {
+  private stat(s: Session, r: Request): Answer {
     const vfs = this.kernel.vfs;
     const path = new TextDecoder().decode(r.payload);
     const v = path === '' && r.a1 & AT_EMPTY_PATH ? statFile(vfs, s.proc, r.a0 - 1) : statPath(vfs, simPath(s.proc, r.a0 - 1, path), r.a1);
-    return v ? encodeResponse(1, v) : encodeResponse(0, []);
+    return v ? { ret: 1, fds: v } : { ret: 0, fds: NO_FDS };
   }
 
   /** OP.MMIO: a load's value travels in the descriptor list, as two u32 halves (protocol.ts). */
-  private mmio(s: Session, r: Request): Uint8Array {
-    if (r.a1 > 0x1ff) return encodeResponse(-ERRNO.EINVAL, []);
+  private mmio(s: Session, r: Request): Answer {
+    if (r.a1 > 0x1ff) return refused(ERRNO.EINVAL);
     const write = r.a1 >= 0x100;
     const v = this.mmioView;
     v.setUint32(0, r.a2 % 2 ** 32, true);
@@ -312,10 +358,10 @@ export class BridgeServer {
     try {
       s.proc.mm.mmio(r.a0, r.a1 & 0xff, write, this.mmioValue);
     } catch (e) {
-      if (e instanceof KernelErrno) return encodeResponse(-e.errno, []);
+      if (e instanceof KernelErrno) return refused(e.errno);
       throw e;
     }
-    return encodeResponse(0, write ? [] : [v.getInt32(0, true), v.getInt32(4, true)]);
+    return { ret: 0, fds: write ? NO_FDS : [v.getInt32(0, true), v.getInt32(4, true)] };
   }
 
   private call(s: Session, r: Request): number {
@@ -356,6 +402,8 @@ export class BridgeServer {
       }
       case OP.IOCTL:
         return bridgeIoctl(b, mm, r.a0, r.a1, r.a2);
+      case OP.IOCTL_ARG:
+        return bridgeIoctl(b, mm, r.a0, r.a1, r.a2, r.payload, this.ioctlOut);
       case OP.READ:
       case OP.PREAD: {
         const buf = new Uint8Array(Math.min(r.a2, MAX_IO));

@@ -16,6 +16,8 @@ const _SC_PAGESIZE = 30;
 /** x86-64 and the generic table agree on these (glibc 2.36 has wrappers; older ones do not). */
 const SYS_pidfd_open = 434;
 const SYS_pidfd_getfd = 438;
+const SYS_futex = 202;
+const FUTEX_WAKE = 1;
 
 type Ptr = Uint8Array | bigint | null;
 
@@ -59,6 +61,11 @@ export interface Libc {
   listen(fd: number, backlog: number): number;
   accept4(fd: number, addr: Uint8Array | null, len: Uint8Array | null, flags: number): number;
   pidfd_getfd(pidfd: number, targetfd: number, flags: number): number;
+  /** fcntl(fd, cmd, int arg). */
+  fcntl(fd: number, cmd: number, arg: number): number;
+  sched_yield(): number;
+  /** FUTEX_WAKE of up to `n` waiters on the u32 at `addr` (shared, not FUTEX_PRIVATE_FLAG: other processes wait there). */
+  futex_wake(addr: bigint, n: number): number;
 }
 
 let loaded: Libc | undefined;
@@ -83,6 +90,7 @@ function load(): Libc {
   }
   const sysconf = lib.func('long sysconf(int name)') as (name: number) => number;
   const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)');
+  const futex = lib.func('long syscall(long nr, uint64_t addr, int op, int n)') as (nr: number, addr: bigint, op: number, n: number) => number;
   return {
     // open(2) is variadic; the mode argument is passed explicitly, which is what the ABI does anyway.
     open: lib.func('int open(const char *path, int flags, unsigned int mode)'),
@@ -116,6 +124,9 @@ function load(): Libc {
     getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
     pidfd_open: lib.func('int syscall(long nr, int pid, unsigned int flags)').bind(null, SYS_pidfd_open) as (pid: number, flags: number) => number,
     pidfd_getfd: lib.func('int syscall(long nr, int pidfd, int targetfd, unsigned int flags)').bind(null, SYS_pidfd_getfd) as (pidfd: number, fd: number, flags: number) => number,
+    fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
+    sched_yield: lib.func('int sched_yield()'),
+    futex_wake: (addr, n) => futex(SYS_futex, addr, FUTEX_WAKE, n),
   };
 }
 
