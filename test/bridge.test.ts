@@ -15,9 +15,10 @@ import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cap_effective, libc } from '../src/backends/linux/libc.js';
 import { BridgeServer, compareTap, parseTap, preloadLibrary, runBridged } from '../src/bridge/index.js';
-import { cc as cc_, selftests } from './bridge_build.js';
+import { cc as cc_, scratch, selftests } from './bridge_build.js';
 import { claimDevices } from './drivers/devices.js';
 import { root } from './doc_examples.js';
+import { ioasid } from './helpers.js';
 
 const IN_GUEST = process.env.IOASID_IN_GUEST === '1';
 
@@ -199,6 +200,28 @@ describe.skipIf(!built)('bridge: unmodified programs against the sim', () => {
     expect(reply.readBigInt64LE(8)).toBe(-71n); // -EPROTO
     const r = await runBridged(cc('examples/bridge/ioas_map.c'), []);
     expect(r.code).toBe(0);
+  });
+
+  /** What the kernel answers test/bridge/arg_edges.c (iommufd_fops_ioctl's copy_struct_from_user, iommufd_ucmd_respond, iommufd_ioas_iova_ranges). */
+  const ARG_EDGES = [
+    'IOAS_ALLOC ending where the mapping ends: ok, out_ioas_id set',
+    'IOAS_ALLOC of size 300, zeros past the struct: ok, out_ioas_id set',
+    'IOAS_ALLOC of size 300, byte 299 not zero: E2BIG',
+    'IOAS_ALLOC of size 300 running past the mapping: EFAULT',
+    'IOAS_ALLOC in a read-only page: EFAULT',
+    'IOVA_RANGES with room for none: EMSGSIZE, num_iovas 1',
+    'IOVA_RANGES into a read-only page: EFAULT',
+    'IOVA_RANGES: ok, num_iovas 1, [0x0, 0xffffffffffffffff]',
+    '',
+  ].join('\n');
+
+  it('an ioctl argument at the edge of the program\'s memory gets the kernel\'s answer, on both transports (the program sends the bytes it can read, the server reads the rest)', async () => {
+    const bin = cc('test/bridge/arg_edges.c');
+    expect(await runBridged(bin, [])).toEqual({ code: 0, stdout: ARG_EDGES, stderr: '' });
+    const out = join(scratch, 'arg_edges.out');
+    expect((await ioasid('serve', '--', 'sh', '-c', `"${bin}" > "${out}"`)).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe(ARG_EDGES);
+    if (IN_GUEST) expect(execFileSync(bin, { encoding: 'utf8' })).toBe(ARG_EDGES);
   });
 
   it('a program killed mid-session loses its sim process: every file it held is released', async () => {
