@@ -303,6 +303,10 @@ after closing the group's descriptor: opens
     expect(await runOnMachine(cc('test/bridge/exec_keep.c'))).toBe(EXEC_EXPECTED);
   });
 
+  it('a thread opening files while another opens sim descriptors never loses one to the other (the number is reserved before the sim installs)', async () => {
+    expect(await runOnMachine(cc('test/bridge/fd_race.c'))).toBe('IOAS allocated on 3000 of 3000 descriptors; another thread\'s descriptor replaced 0 times\n');
+  });
+
   // The sim's side runs on the host in the sim tier: under the VM's TCG every bridged call costs
   // milliseconds, and cases making thousands of calls (access_rw, ioas_iova_alloc) would pass the
   // harness's 30 s timeout. The VM tier reads that run and compares it with the kernel's.

@@ -408,9 +408,23 @@ static int connect_locked(void)
 	return 0;
 }
 
+/*
+ * The number reserved for the descriptor the current call may install (-1: none): its placeholder
+ * is made before the request, so another thread of the program cannot take that number meanwhile.
+ */
+static int reserved = -1;
+
 /* Make the placeholder for a descriptor the sim installed at `fd`. */
 static void place(int fd, int cloexec)
 {
+	if (fd == reserved) {
+		/* the number reserved for it: its placeholder is there already */
+		reserved = -1;
+		if (!cloexec)
+			real_fcntl(fd, F_SETFD, 0);
+		simfd[fd] = 1;
+		return;
+	}
 	int e = eventfd(0, EFD_CLOEXEC);
 	if (e != fd) {
 		real_dup3(e, fd, cloexec ? O_CLOEXEC : 0);
@@ -527,8 +541,45 @@ static int64_t post_request(const struct req *r, const void *payload, uint32_t p
 }
 
 /* One request and its answer (lock held, connected). Returns ret, which is -errno on failure; the answer's data is left in data/data_len. */
+/* The ioctls that install a descriptor, the number of which the sim writes into the answer. */
+static int installs_fd(unsigned long request)
+{
+	switch (request) {
+	case 0x3b6a: /* VFIO_GROUP_GET_DEVICE_FD */
+	case 0x3b75: /* VFIO_DEVICE_FEATURE (a dma-buf) */
+	case 0x3b8e: /* IOMMU_FAULT_QUEUE_ALLOC */
+	case 0x3b93: /* IOMMU_VEVENTQ_ALLOC */
+	case 0x3ba0: /* IOMMU_TEST_CMD (an access, a dma-buf) */
+		return 1;
+	}
+	return 0;
+}
+
+static int64_t exchange_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+			       const void *payload, uint32_t plen, int cloexec);
+
+/* One request and its answer (lock held, connected), with a number reserved for a new descriptor. */
 static int64_t call_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 			   const void *payload, uint32_t plen, int cloexec)
+{
+	int64_t ret;
+
+	if (a3 || !(op == OP_OPEN || ((op == OP_IOCTL || op == OP_IOCTL_ARG) && installs_fd(a1))))
+		return exchange_locked(op, a0, a1, a2, a3, payload, plen, cloexec);
+	reserved = eventfd(0, EFD_CLOEXEC);
+	if (reserved >= MAX_FDS) {
+		real_close(reserved);
+		reserved = -1;
+	}
+	ret = exchange_locked(op, a0, a1, a2, reserved >= 0 ? (uint64_t)reserved + 1 : 0, payload, plen, cloexec);
+	if (reserved >= 0)
+		real_close(reserved); /* not taken */
+	reserved = -1;
+	return ret;
+}
+
+static int64_t exchange_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+			       const void *payload, uint32_t plen, int cloexec)
 {
 	struct req r = { .len = sizeof(r) + plen, .op = op, .a = { a0, a1, a2, a3 } };
 	uint32_t seen = chan ? __atomic_load_n(COUNTER(CHANNEL_ANSWERS), __ATOMIC_ACQUIRE) : 0;
@@ -1570,6 +1621,11 @@ static void after_exec(void)
 	pthread_mutex_lock(&lock);
 	conn = found;
 	conn_pid = getpid();
+	/* the server's pid, which HELLO told the old image: the peer's credentials tell it again */
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	if (getsockopt(found, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+		server_pid = cred.pid;
 	n_exec_fds = 0;
 	int64_t ret = call_locked(OP_EXEC, (uint64_t)getpid(), 0, 0, 0, NULL, 0, 0);
 	if (ret < 0) {

@@ -138,8 +138,9 @@ export class BridgeProcess extends SimProcess {
   /** The pollable descriptors whose placeholder was not made yet when they were installed. */
   private unmirrored: number[] = [];
 
-  /** A new call: the program may have mapped memory or changed its capabilities since the last. */
-  begin(): void {
+  /** A new call (`reserved`: the number the program reserved for a new descriptor, if any): the program may have mapped memory or changed its capabilities since the last. */
+  begin(reserved?: number): void {
+    this.reserved = reserved;
     this.installed.length = 0;
     this.capsNow = undefined;
     this.mm.invalidate();
@@ -161,8 +162,19 @@ export class BridgeProcess extends SimProcess {
     if (f?.wq && f.poll) this.refs.mirror(f, () => programFd(this.pid, fd));
   }
 
-  /** The lowest number free both here and in the real process (whose /proc/PID/fd lists its own). */
+  /**
+   * The number the program reserved for this call's new descriptor (its placeholder is already
+   * there, so no thread of the program can take the number meanwhile), while it is not installed.
+   */
+  reserved: number | undefined;
+
+  /**
+   * The reserved number, else the lowest number free both here and in the real process (whose
+   * /proc/PID/fd lists its own). get_unused_fd_flags then fd_install: asking twice before the
+   * install gives the same number.
+   */
   override unusedFd(): number {
+    if (this.reserved !== undefined && !this.fds.has(this.reserved)) return this.reserved;
     let real: Set<number>;
     try {
       real = new Set(readdirSync(`/proc/${this.pid}/fd`).map(Number));

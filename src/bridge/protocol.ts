@@ -49,7 +49,11 @@ export const SPIN_MS = 0.05;
 export const OP = {
   /** a0: the parent's pid when a forked child connects (0 otherwise), a1: BRIDGE_VERSION. Answers the server's pid. */
   HELLO: 1,
-  /** a0: flags, a1: mode, a2: a sim directory descriptor + 1 for a relative path (0: none); payload: the path. */
+  /**
+   * a0: flags, a1: mode, a2: a sim directory descriptor + 1 for a relative path (0: none), a3: the
+   * descriptor number the program reserved for the new file + 1 (0: none; IOCTL and IOCTL_ARG
+   * carry one too for the ioctls that install a descriptor); payload: the path.
+   */
   OPEN: 2,
   /** a0: fd. */
   CLOSE: 3,

@@ -309,7 +309,8 @@ export class BridgeServer {
   /** One call; never throws (a sim bug answers EIO and is reported on stderr). */
   private handle(s: Session, r: Request): Answer {
     const proc = s.proc;
-    proc.begin();
+    // OPEN and the ioctls that install a descriptor: a3 is the number the program reserved + 1
+    proc.begin(r.a3 && (r.op === OP.OPEN || r.op === OP.IOCTL || r.op === OP.IOCTL_ARG) ? r.a3 - 1 : undefined);
     this.ioctlOut.changed = null;
     let ret: number;
     try {
