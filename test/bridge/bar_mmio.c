@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "vfio_util.h"
+
 #define PCI_COMMAND 0x04
 #define PCI_COMMAND_MEMORY 0x2
 #define MIB (1UL << 20)
@@ -42,12 +44,6 @@ static off_t bar0, config;
 
 /* A page of .bss the BAR is mapped over, so that code reaches it RIP-relative. */
 static uint32_t window[1024] __attribute__((aligned(4096), used));
-
-static void die(const char *what)
-{
-	printf("%s: %s\n", what, strerror(errno));
-	exit(1);
-}
 
 static const char *signame(int sig)
 {
@@ -92,21 +88,7 @@ static void set_command(uint16_t v)
 
 static void open_group(const char *path, const char *bdf)
 {
-	struct vfio_group_status st = { .argsz = sizeof(st) };
-
-	container = open("/dev/vfio/vfio", O_RDWR);
-	group = open(path, O_RDWR);
-	if (container < 0 || group < 0)
-		die("open");
-	if (ioctl(group, VFIO_GROUP_GET_STATUS, &st) || !(st.flags & VFIO_GROUP_FLAGS_VIABLE))
-		die("VFIO_GROUP_GET_STATUS");
-	if (ioctl(group, VFIO_GROUP_SET_CONTAINER, &container))
-		die("VFIO_GROUP_SET_CONTAINER");
-	if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
-		die("VFIO_SET_IOMMU");
-	dev = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
-	if (dev < 0)
-		die("VFIO_GROUP_GET_DEVICE_FD");
+	dev = vfio_group_device(path, bdf, &group, &container);
 }
 
 static int bind_cdev(int fd)

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vfio_util.h"
+
 #define EDU_ID 0x010000ed
 #define EDU_BUF 0x40000ull
 #define DMA_SRC 0x80
@@ -40,12 +42,6 @@
 static int dev, iommufd, container = -1;
 static uint32_t ioas;
 static off_t bar0;
-
-static void die(const char *what)
-{
-	printf("%s: %s\n", what, strerror(errno));
-	exit(1);
-}
 
 static void reg_write(uint32_t reg, uint64_t v)
 {
@@ -179,21 +175,8 @@ static void open_cdev(const char *path)
 /* The group in a new type1 container, and the device from it. */
 static void open_group(const char *path, const char *bdf)
 {
-	int group = open(path, O_RDWR);
-	struct vfio_group_status st = { .argsz = sizeof(st) };
-
-	container = open("/dev/vfio/vfio", O_RDWR);
-	if (group < 0 || container < 0)
-		die("open the group and the container");
-	if (ioctl(group, VFIO_GROUP_GET_STATUS, &st) || !(st.flags & VFIO_GROUP_FLAGS_VIABLE))
-		die("VFIO_GROUP_GET_STATUS");
-	if (ioctl(group, VFIO_GROUP_SET_CONTAINER, &container))
-		die("VFIO_GROUP_SET_CONTAINER");
-	if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
-		die("VFIO_SET_IOMMU");
-	dev = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
-	if (dev < 0)
-		die("VFIO_GROUP_GET_DEVICE_FD");
+	int group;
+	dev = vfio_group_device(path, bdf, &group, &container);
 }
 
 int main(int argc, char **argv)

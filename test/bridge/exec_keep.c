@@ -18,29 +18,13 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "vfio_util.h"
+
 static char group[64];
 
 static const char *group_open(void)
 {
-	int fd = open(group, O_RDWR);
-	if (fd >= 0) {
-		close(fd);
-		return "opens";
-	}
-	return errno == EBUSY ? "EBUSY" : strerror(errno);
-}
-
-static void find_group(const char *bdf)
-{
-	char path[256], link[256];
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
-	ssize_t n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0) {
-		perror("readlink");
-		exit(1);
-	}
-	link[n] = 0;
-	snprintf(group, sizeof(group), "/dev/vfio/%s", strrchr(link, '/') + 1);
+	return vfio_group_opens(group);
 }
 
 /* The new image: argv = self, bdf, "after", group fd, iommufd, IOAS id, close-on-exec iommufd. */
@@ -75,7 +59,7 @@ int main(int argc, char **argv)
 	const char *bdf = argc > 1 ? argv[1] : "0000:00:01.0";
 	char a[4][16];
 
-	find_group(bdf);
+	vfio_group_path(bdf, group, sizeof(group));
 	if (argc > 2 && !strcmp(argv[2], "after"))
 		return after(argv);
 

@@ -16,33 +16,21 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "vfio_util.h"
+
 static char group[64];
 
-/* Whether the group can be opened now (then closes it again): "opens" or the errno's name. */
 static const char *group_open(void)
 {
-	int fd = open(group, O_RDWR);
-	if (fd >= 0) {
-		close(fd);
-		return "opens";
-	}
-	return errno == EBUSY ? "EBUSY" : strerror(errno);
+	return vfio_group_opens(group);
 }
 
 int main(int argc, char **argv)
 {
 	const char *bdf = argc > 1 ? argv[1] : "0000:00:01.0";
-	char path[256], link[256];
 	int on = 1;
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
-	ssize_t n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0) {
-		perror("readlink");
-		return 1;
-	}
-	link[n] = 0;
-	snprintf(group, sizeof(group), "/dev/vfio/%s", strrchr(link, '/') + 1);
+	vfio_group_path(bdf, group, sizeof(group));
 
 	int g = open(group, O_RDWR);
 	printf("open group: %s\n", g >= 0 ? "ok" : strerror(errno));
