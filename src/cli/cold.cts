@@ -1,20 +1,23 @@
 /**
- * Cold start of the `ioasid` command: the code of its commands (commands.ts) compiled from one
- * script with a V8 code cache where it can be, else loaded as ES modules.
+ * Cold start of the `ioasid` command (the package's bin, src/cli.cts): main.ts and all the
+ * commands' code compiled from one script with a V8 code cache where it can be, else loaded as ES
+ * modules. This module and the bin are CommonJS: Node starts an ES module entry through its ES
+ * module loader, which costs about 10 ms of CPU before the first line of the command runs.
  *
  * Node 20 has no compile cache for ES modules (module.enableCompileCache came in 22.1), and its
  * ESM loader spends about 1 ms of CPU on each module it resolves, reads and links; a --machine
  * command needs about 70 of them, and compiling them costs as much again. So the package also
- * ships commands.ts and everything it imports as one CommonJS function expression,
+ * ships main.ts and everything it imports as one CommonJS function expression,
  * dist/src/cli/commands.bundle.js (scripts/cli-bundle.mjs, run after tsc), whose trailer lists the
  * modules it was made from with the SHA-256 of each. This module compiles it with vm.Script and
  * V8's code cache, kept under $IOASID_CACHE/cli (default ~/.cache/ioasid/cli), one file per bundle
- * and command (a cache holds the functions that had run when it was made). A cache file's name
- * carries a digest of the bundle's content hash and of the size, mtime and inode of the bundle and
- * of every module, Node's version and the CPU architecture: a cache file exists only for a state
- * whose modules were checked against the trailer's hashes, so a run that finds one reads one file
- * and stats the modules (as git trusts its index). Without one it checks the hashes first, and
- * once the command has run, writes the cache (atomically) and removes the bundle's older ones.
+ * and command (a cache holds the functions that had run when it was made; cacheName() names the
+ * command). A cache file's name carries a digest of the bundle's content hash and of the size,
+ * mtime and inode of the bundle and of every module, Node's version and the CPU architecture: a
+ * cache file exists only for a state whose modules were checked against the trailer's hashes, so a
+ * run that finds one reads one file and stats the modules (as git trusts its index). Without one it
+ * checks the hashes first, and once the command has run, writes the cache (atomically) and removes
+ * the bundle's older ones.
  *
  * What it falls back to:
  * - the ES modules, when there is no bundle (a checkout compiled by tsc alone) or a module no
@@ -22,21 +25,18 @@
  *   to start;
  * - compiling the bundle without a cache, when V8 rejects the cache (other V8 flags) or the cache
  *   directory cannot be written (then each run checks the hashes and compiles).
+ * The bundle's main hands the commands that run the user's module or the bridge to the ES modules'
+ * main (main.ts's Runtime); such a run writes no cache, nor does a usage error.
  */
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { Modules } from './commands.js';
+import { homedir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { Script } from 'node:vm';
+import type { Io, main as Main } from './main.js';
 
-// Node's built-in modules through require: an ES import of one makes a facade module for it (its
-// exports as an ES module namespace), about 1 ms each at start.
-const require = createRequire(import.meta.url);
-const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs') as typeof import('node:fs');
-const { homedir } = require('node:os') as typeof import('node:os');
-const { basename, dirname, join } = require('node:path') as typeof import('node:path');
-const { fileURLToPath } = require('node:url') as typeof import('node:url');
-const { Script } = require('node:vm') as typeof import('node:vm');
-
-/** Where scripts/cli-bundle.mjs writes the bundle: beside tsc's commands.js. */
-const BUNDLE = join(dirname(fileURLToPath(import.meta.url)), 'commands.bundle.js');
+/** Where scripts/cli-bundle.mjs writes the bundle: beside tsc's main.js. */
+const BUNDLE = join(__dirname, 'commands.bundle.js');
 
 /** The bundle's trailer line: its content hash and the modules it was made from. */
 const TRAILER = '\n//# ioasid-cli-bundle ';
@@ -48,8 +48,8 @@ interface Trailer {
   inputs: { path: string; sha256: string }[];
 }
 
-export interface Commands {
-  modules: Modules;
+export interface Loaded {
+  main: typeof Main;
   from: 'bundle' | 'esm';
   /** From the bundle: the code cache's file. */
   cache?: string;
@@ -65,14 +65,42 @@ export function cacheRoot(env: NodeJS.ProcessEnv): string {
 }
 
 /**
- * The commands' code for `command` (the cache's name: 'ls', 'ls-machine'...): from the bundle when
- * it is there and matches the modules, else the ES modules.
+ * The code cache's name for a command line: its command (`demo` when it names none, `help` for
+ * --help and --version), with `-machine` when it runs on a sim machine (other code runs then).
  */
-export async function loadCommands(command: string, env: NodeJS.ProcessEnv = process.env, bundle = BUNDLE): Promise<Commands> {
-  return fromBundle(bundle, command, env) ?? { modules: (await import('./commands.js')).modules, from: 'esm', save() {} };
+export function cacheName(argv: readonly string[]): string {
+  const first = argv[0] ?? '-';
+  const command = /^-(h|V|-help|-version)$/.test(first) ? 'help' : first.startsWith('-') ? 'demo' : first;
+  return argv.some((a) => a === '--machine' || a.startsWith('--machine=')) ? `${command}-machine` : command;
 }
 
-function fromBundle(bundle: string, command: string, env: NodeJS.ProcessEnv): Commands | null {
+/**
+ * Run the command line `argv` (without node and the script) with main from the bundle, else from
+ * the ES modules; resolves to the exit status. Writes the code cache after the bundle's code ran
+ * the command: not when its main handed the command to the ES modules' main, nor after a usage
+ * error (exit status 2: a mistyped command gets no cache file).
+ */
+export async function run(argv: readonly string[], io?: Io, env: NodeJS.ProcessEnv = process.env, bundle = BUNDLE): Promise<number> {
+  const loaded = await loadMain(cacheName(argv), env, bundle);
+  let handed = false;
+  const status = await loaded.main(argv, io, env, {
+    esm: () => {
+      handed = true;
+      return esm();
+    },
+  });
+  if (!handed && status !== 2) loaded.save();
+  return status;
+}
+
+/** main, for the command whose cache is `name`: from the bundle when it is there and matches the modules, else the ES modules. */
+export async function loadMain(name: string, env: NodeJS.ProcessEnv = process.env, bundle = BUNDLE): Promise<Loaded> {
+  return fromBundle(bundle, name, env) ?? { main: (await esm()).main, from: 'esm', save() {} };
+}
+
+const esm = (): Promise<typeof import('./main.js')> => import('./main.js');
+
+function fromBundle(bundle: string, name: string, env: NodeJS.ProcessEnv): Loaded | null {
   let source: string;
   let state: string;
   let bytes: Buffer;
@@ -94,7 +122,7 @@ function fromBundle(bundle: string, command: string, env: NodeJS.ProcessEnv): Co
     state += s;
   }
   // one cache per bundle (by path) and command; its name says which state of the files it is for
-  const prefix = `${digest(bundle)}-${command}.`;
+  const prefix = `${digest(bundle)}-${name}.`;
   const cache = join(cacheRoot(env), 'cli', `${prefix}${digest(`${trailer.hash} ${process.version} ${process.arch} ${state}`)}.v8`);
   let cachedData: Buffer | undefined;
   try {
@@ -102,13 +130,13 @@ function fromBundle(bundle: string, command: string, env: NodeJS.ProcessEnv): Co
   } catch {
     if (!matches(dir, trailer)) return null;
   }
-  // no importModuleDynamically: the bundle never loads the user's module (main.ts takes the ES modules then)
+  // no importModuleDynamically: an import() in the bundle fails loudly (main hands the commands that need one to the ES modules)
   const script = new Script(source, { filename: bundle, ...(cachedData ? { cachedData } : {}) });
-  const module = { exports: {} as { modules?: Modules } };
+  const module = { exports: {} as { main?: typeof Main } };
   (script.runInThisContext() as (...a: unknown[]) => void)(module.exports, createRequire(bundle), module, bundle, dir);
   const cached = cachedData !== undefined && !script.cachedDataRejected;
   return {
-    modules: module.exports.modules!, from: 'bundle', cache, cached,
+    main: module.exports.main!, from: 'bundle', cache, cached,
     save: () => {
       if (!cached) writeCache(cache, prefix, () => script.createCachedData());
     },
