@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cacheName, loadMain, run } from '../src/cli/cold.cjs';
+import { cacheName, loadMain, run, runsOnEsm } from '../src/cli/cold.cjs';
 import type { Io } from '../src/cli/main.js';
 import { BACKEND } from './helpers.js';
 
@@ -150,9 +150,20 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
   });
 
   it('names a cache by the command, demo when none is named, help for --help and --version, -machine on a sim machine', () => {
-    expect(['ls', 'ls --json', '', '--json', '--backend sim', 'doctor --machine q35Edu', 'demo --machine=q35Edu', '--help', '-V', 'help ls', 'bind 00:05.0 --machine q35Host']
-      .map((l) => cacheName(l ? l.split(' ') : [])))
-      .toEqual(['ls', 'ls', 'demo', 'demo', 'demo', 'doctor-machine', 'demo-machine', 'help', 'help', 'help', 'bind-machine']);
+    const names = {
+      ls: 'ls', 'ls --json': 'ls', '': 'demo', '--json': 'demo', '--backend sim': 'demo', 'doctor --machine q35Edu': 'doctor-machine',
+      'demo --machine=q35Edu': 'demo-machine', '--help': 'help', '-V': 'help', 'help ls': 'help', 'ls -h': 'help',
+      'doctor --machine q35Edu --help': 'help', 'bind 00:05.0 --machine q35Host': 'bind-machine',
+    };
+    expect(Object.keys(names).map((l) => cacheName(l ? l.split(' ') : []))).toEqual(Object.values(names));
+  });
+
+  it('knows the command lines main hands to the ES modules: serve, trace, compare SCENARIO, map --scenario', () => {
+    const lines = {
+      'serve -- sh': true, 'trace -o t.jsonl -- ls': true, 'compare s.mjs --modes iommufd': true, 'compare --trace t.jsonl': false,
+      'compare --trace=t.jsonl --json': false, 'map --scenario s.mjs': true, 'map --machine q35Edu': false, ls: false, '': false,
+    };
+    expect(Object.keys(lines).map((l) => runsOnEsm(l ? l.split(' ') : []))).toEqual(Object.values(lines));
   });
 
   it('run() writes the cache once the bundle ran the command, not after a usage error, nor when main handed it to the ES modules', async () => {
@@ -166,5 +177,12 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     expect(await run(['ls'], io, env, bundle)).toBe(0);
     expect(cacheFiles()).toEqual([expect.stringMatching(/-ls\.\w+\.v8$/)]);
     expect(out.filter((l) => l.startsWith('{'))).toHaveLength(3);
+  });
+
+  it('run() does not load the bundle for a command line main would hand to the ES modules', async () => {
+    const { io, out } = capture();
+    expect(await run(['compare', 'no-such-scenario.mjs'], io, { IOASID_CACHE: cache }, bundle)).toBe(2);
+    expect(out).toEqual([expect.stringMatching(/^ioasid compare: no scenario file "no-such-scenario\.mjs"/), 'see `ioasid compare --help`']);
+    expect(existsSync(cache)).toBe(false);
   });
 });

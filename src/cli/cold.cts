@@ -70,11 +70,26 @@ function home(): string {
 /**
  * The code cache's name for a command line: its command (`demo` when it names none, `help` for
  * --help and --version), with `-machine` when it runs on a sim machine (other code runs then).
+ * A cache holds the code one run ran, so a command's --help gets the help's cache, not the
+ * command's.
  */
 export function cacheName(argv: readonly string[]): string {
   const first = argv[0] ?? '-';
-  const command = /^-(h|V|-help|-version)$/.test(first) ? 'help' : first.startsWith('-') ? 'demo' : first;
-  return argv.some((a) => a === '--machine' || a.startsWith('--machine=')) ? `${command}-machine` : command;
+  const options = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (/^-(h|V|-help|-version)$/.test(first) || first === 'help' || options.includes('-h') || options.includes('--help')) return 'help';
+  const command = first.startsWith('-') ? 'demo' : first;
+  return options.some((a) => a === '--machine' || a.startsWith('--machine=')) ? `${command}-machine` : command;
+}
+
+/**
+ * Whether main would hand the command line to the ES modules' main (main.ts's Runtime: the user's
+ * module, the bridge), so that the bundle need not be loaded first. A shortcut only: main
+ * decides, and a command line misjudged here runs alike either way, only slower to start.
+ */
+export function runsOnEsm(argv: readonly string[]): boolean {
+  const [command, ...rest] = argv;
+  const has = (option: string): boolean => rest.some((a) => a === option || a.startsWith(`${option}=`));
+  return command === 'serve' || command === 'trace' || (command === 'compare' && !has('--trace')) || (command === 'map' && has('--scenario'));
 }
 
 /**
@@ -84,6 +99,7 @@ export function cacheName(argv: readonly string[]): string {
  * error (exit status 2: a mistyped command gets no cache file).
  */
 export async function run(argv: readonly string[], io?: Io, env: NodeJS.ProcessEnv = process.env, bundle = BUNDLE): Promise<number> {
+  if (runsOnEsm(argv)) return (await esm()).main(argv, io, env);
   const loaded = await loadMain(cacheName(argv), env, bundle);
   let handed = false;
   const status = await loaded.main(argv, io, env, {
