@@ -19,7 +19,7 @@
  *   with a V8 code cache, and prints what the ES modules print; a scenario module that imports the
  *   package gets the package's own classes from `ioasid compare`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -196,6 +196,17 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
     expect(await runBin(['ls', '--machine', 'q35Edu', '--json'], { IOASID_CACHE: cache })).toEqual(await ioasid('ls', '--machine', 'q35Edu', '--json'));
     expect(readFileSync(ls).length).toBeGreaterThan(100_000);
   }, 120_000);
+
+  it('the installed `ioasid` writes to a pipe whose reader is gone without an error (EPIPE drops the output), exit 0', async () => {
+    const child = spawn(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['ls', '--machine', 'q35Edu'], {
+      cwd: app, env: { ...env, IOASID_CACHE: join(app, 'cache') }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy();
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+  });
 
   it('the installed `ioasid compare` gives a scenario that imports the package the package\'s own classes (the ES modules, not the bundle)', async () => {
     const mark = join(app, 'identity.txt');
