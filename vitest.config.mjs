@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 // same files inside the test VM with IOASID_BACKEND=linux.
 export default defineConfig({
   cacheDir: process.env.IOASID_VITEST_CACHE ?? 'node_modules/.vite',
+  // src/cli.cts and src/cli/*.cts (the command's CommonJS bin): TypeScript too
+  oxc: { include: /\.([cm]?ts|[jt]sx)$/ },
   test: {
     include: ['test/**/*.test.ts'],
     pool: 'forks',

@@ -1,14 +1,14 @@
 /**
- * Cold start of the `ioasid` command: a fresh `node dist/src/cli.js …` for each run, until it
- * exits, beside `node -e 0` (Node's own start on this machine) measured in the same rounds. For
- * each: the CPU time it used (user + system, from getrusage(RUSAGE_CHILDREN) through koffi, else
- * /proc/self/stat's 10 ms ticks; load from other processes stretches wall time, not this) and the
- * wall time, min / median / max over the rounds, and the median CPU over `node -e 0`'s. Rounds
- * are interleaved (one run of each command per round) so that other load falls on all alike. The
- * target is under 200 ms for every command (judged on the median CPU). It reports; it asserts
- * nothing.
+ * Cold start of the `ioasid` command: a fresh `node dist/src/cli.cjs …` (package.json's bin) for
+ * each run, until it exits, beside `node -e 0` (Node's own start on this machine) measured in the
+ * same rounds. For each: the CPU time it used (user + system, from getrusage(RUSAGE_CHILDREN)
+ * through koffi, else /proc/self/stat's 10 ms ticks; load from other processes stretches wall
+ * time, not this) and the wall time, min / median / max over the rounds, and the median CPU over
+ * `node -e 0`'s. Rounds are interleaved (one run of each command per round) so that other load
+ * falls on all alike. The target is under 200 ms for every command (judged on the median CPU). It
+ * reports; it asserts nothing.
  *
- * The commands keep their V8 code cache (src/cli/cold.ts) in a temporary IOASID_CACHE: the first
+ * The commands keep their V8 code cache (src/cli/cold.cts) in a temporary IOASID_CACHE: the first
  * run of each command compiles and writes it, and is reported on its own; the rounds use it.
  * When NODE_EXTRA_CA_CERTS is set, every Node process loads those certificates before it starts,
  * so `node -e 0` is also measured without it, to show what the environment adds to every row.
@@ -21,7 +21,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const cli = join(root, 'dist/src/cli.js');
+/** The command as npm installs it: package.json's bin. */
+const cli = join(root, (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.ioasid!);
 const TARGET_MS = 200;
 
 /** The commands timed, as a user types them (run from the repository's root). */

@@ -9,7 +9,7 @@ import { findPciDevices } from './device/pci.js';
 import { VfioDevice, type VfioRegion } from './device/index.js';
 import { Iommufd } from './ioasid/iommufd.js';
 import { IommuError } from './ioasid/errors.js';
-import type { BackendName } from './backends/types.js';
+import type { BackendName, Binding } from './backends/types.js';
 import type { SimOptions } from './backends/sim/index.js';
 
 const hex = (v: bigint): string => '0x' + v.toString(16).padStart(12, '0');
@@ -60,7 +60,8 @@ export function demo(backend: BackendName, log: (line: string) => void = console
   log(`IOMMU_IOAS_UNMAP all    -> ${ioas.unmapAll()} bytes`);
   ioas.destroy();
   log(`IOMMU_DESTROY ${ioas.id}         -> ok`);
-  deviceDemo(backend, log, sim);
+  // a second /dev/iommu of the same host (on the sim, the same machine rather than a second one)
+  deviceDemo(ctx.binding, log);
 }
 
 /** edu's DMA engine (BAR0): source, destination, count, command; start bit 0, to-RAM bit 1. */
@@ -73,8 +74,8 @@ function eduDma(bar: VfioRegion, src: bigint, dst: bigint, count: number, toRam:
   while (bar.read64(0x98) & 1n) if (Date.now() - t0 > 5000) throw new Error('edu: DMA did not finish');
 }
 
-function deviceDemo(backend: BackendName, log: (line: string) => void, sim: SimOptions | undefined): void {
-  using ctx = Iommufd.open({ backend, sim });
+function deviceDemo(binding: Binding, log: (line: string) => void): void {
+  using ctx = Iommufd.open({ backend: binding });
   const edu = findPciDevices(ctx.binding, { vendor: 0x1234, device: 0x11e8 }).find((d) => d.vfioCdev !== null);
   log("\nA device: QEMU's edu through its VFIO cdev");
   if (!edu) {

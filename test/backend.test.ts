@@ -64,4 +64,22 @@ describe(`file I/O seam [${BACKEND}]`, () => {
     expectErrno(() => b.readlink(`${p}/iommu_group`), 'ENOENT');
     expectErrno(() => b.readdir(p), 'ENOENT');
   });
+
+  it("path lookup follows a link in any component; '.', '..' after a link, repeated and trailing '/' as the kernel's walk takes them", async () => {
+    const { openBinding } = await import('../src/backends/index.js');
+    const b = openBinding(BACKEND);
+    const edu = '/sys/bus/pci/devices/0000:00:01.0';
+    expect(b.readText(`${edu}/vendor`)).toBe('0x1234\n');
+    // two links deep: the device's iommu_group, then the group's link back to the device
+    expect(b.readText(`${edu}/iommu_group/devices/0000:00:01.0/device`)).toBe('0x11e8\n');
+    expect(b.readText(`/sys//bus/pci/./devices/0000:00:01.0/./vendor`)).toBe('0x1234\n');
+    expect(b.readdir(`${edu}/`)).toContain('vendor');
+    // '..' steps up from where the link led (/sys/devices/pci0000:00), not back to /sys/bus/pci/devices,
+    // which also lists the function behind the bridge
+    const up = b.readdir(`${edu}/..`);
+    expect(up).toContain('0000:00:01.0');
+    expect(up).not.toContain('0000:01:01.0');
+    expect(b.readText(`${edu}/../0000:00:01.0/vendor`)).toBe('0x1234\n');
+    expectErrno(() => b.readText(`${edu}/../../pci/devices/0000:00:01.0/vendor`), 'ENOENT');
+  });
 });

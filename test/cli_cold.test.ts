@@ -1,18 +1,21 @@
 /**
- * How the `ioasid` command loads its commands' code (src/cli/cold.ts): from the cold-start bundle
- * with a V8 code cache when the bundle matches the modules it was made from, else from the ES
- * modules. Here the bundle is a small stand-in written like scripts/cli-bundle.mjs writes the real
- * one (a CommonJS function expression, a trailer naming its modules and their SHA-256), over two
- * module files in a temporary directory; test/packaging.test.ts runs the real one, built by
- * `npm pack`, compares its output with the ES modules', and has a fresh process find a cache V8
- * rejects (here V8 would take the script from this process's own compilation cache instead).
+ * How the `ioasid` command (the bin, src/cli.cts) loads main and the commands' code
+ * (src/cli/cold.cts): from the cold-start bundle with a V8 code cache when the bundle matches the
+ * modules it was made from, else from the ES modules. Here the bundle is a small stand-in written
+ * like scripts/cli-bundle.mjs writes the real one (a CommonJS function expression, a trailer naming
+ * its modules and their SHA-256), over two module files in a temporary directory;
+ * test/packaging.test.ts runs the real one, built by `npm pack`, compares its output with the ES
+ * modules', and has a fresh process find a cache V8 rejects (here V8 would take the script from
+ * this process's own compilation cache instead).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadCommands } from '../src/cli/cold.js';
+import { cacheName, loadMain, run, runsOnEsm } from '../src/cli/cold.cjs';
+import type { Io } from '../src/cli/main.js';
 import { BACKEND } from './helpers.js';
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -22,20 +25,41 @@ let bundle = '';
 let cache = '';
 const MODULES = { 'a.js': 'export const a = 1;\n', 'sub/b.js': 'export const b = 2;\n' };
 
-/** Write the stand-in bundle: its `modules.ls()` resolves to { fromBundle: true, file, text }. */
+/**
+ * Write the stand-in bundle. Its main prints { fromBundle: true, file, text } and exits 0; given
+ * `usage` it exits 2, given `esm` it hands `--version` to the ES modules' main as main.ts does a
+ * command that runs the user's module.
+ */
 function writeBundle(trailer = true, text = 'ASCII'): void {
   const code = '(function (exports, require, module, __filename, __dirname) {"use strict";\n'
-    + `exports.modules = { ls: () => Promise.resolve({ fromBundle: true, file: __filename, text: ${JSON.stringify(text)} }) };\n})\n`;
+    + 'exports.main = async (argv, io, env, runtime) => {\n'
+    + `  io.out(JSON.stringify({ fromBundle: true, file: __filename, text: ${JSON.stringify(text)} }));\n`
+    + "  if (argv[0] === 'esm') return (await runtime.esm()).main(['--version'], io, env);\n"
+    + "  return argv[0] === 'usage' ? 2 : 0;\n};\n})\n";
   const inputs = Object.entries(MODULES).map(([path, text]) => ({ path: `../${path}`, sha256: sha256(text) }));
   const ascii = !/[^\x00-\x7f]/.test(code);
   writeFileSync(bundle, trailer ? `${code}//# ioasid-cli-bundle ${JSON.stringify({ hash: sha256(code).slice(0, 16), ascii, inputs })}\n` : code);
+}
+
+/** The lines an Io was given, and the Io. */
+function capture(): { io: Io; out: string[] } {
+  const out: string[] = [];
+  return { io: { out: (l) => out.push(l), err: (l) => out.push(l) }, out };
+}
+
+/** What main printed, run with the main `load` gave. */
+async function mainOut(main: Awaited<ReturnType<typeof loadMain>>['main'], argv: string[]): Promise<unknown> {
+  const { io, out } = capture();
+  await main(argv, io, {});
+  return out.length === 1 && out[0]!.startsWith('{') ? JSON.parse(out[0]!) : out;
 }
 
 function writeModule(path: keyof typeof MODULES, text: string = MODULES[path]): void {
   writeFileSync(join(dir, path), text);
 }
 
-const load = (command = 'ls', env: NodeJS.ProcessEnv = { IOASID_CACHE: cache }) => loadCommands(command, env, bundle);
+const load = (name = 'ls', env: NodeJS.ProcessEnv = { IOASID_CACHE: cache }) => loadMain(name, env, bundle);
+const VERSION = (JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../package.json'), 'utf8')) as { version: string }).version;
 const cacheFiles = (): string[] => readdirSync(join(cache, 'cli')).sort();
 
 beforeEach(() => {
@@ -54,7 +78,7 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
   it('runs the bundle; the first run writes the code cache, the next uses it', async () => {
     const first = await load();
     expect(first).toMatchObject({ from: 'bundle', cached: false });
-    expect(await first.modules.ls()).toEqual({ fromBundle: true, file: bundle, text: 'ASCII' });
+    expect(await mainOut(first.main, ['ls'])).toEqual({ fromBundle: true, file: bundle, text: 'ASCII' });
     first.save();
     expect(cacheFiles()).toHaveLength(1);
     const second = await load();
@@ -65,7 +89,7 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
 
   it('reads a bundle that is not all ASCII as UTF-8', async () => {
     writeBundle(true, 'the first record is not a header {\u2026}');
-    expect(await (await load()).modules.ls()).toMatchObject({ text: 'the first record is not a header {\u2026}' });
+    expect(await mainOut((await load()).main, ['ls'])).toMatchObject({ text: 'the first record is not a header {\u2026}' });
   });
 
   it('keeps one cache per command', async () => {
@@ -79,7 +103,7 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     writeModule('sub/b.js', 'export const b = 3;\n');
     const c = await load();
     expect(c.from).toBe('esm');
-    expect(await c.modules.ls()).not.toHaveProperty('fromBundle');
+    expect(await mainOut(c.main, ['--version'])).toEqual([VERSION]);
     c.save();
     expect(cacheFiles()).toHaveLength(1);
   });
@@ -123,5 +147,42 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     const xdg = join(dir, 'xdg');
     (await load('ls', { XDG_CACHE_HOME: xdg })).save();
     expect(readdirSync(join(xdg, 'ioasid', 'cli'))).toHaveLength(1);
+  });
+
+  it('names a cache by the command, demo when none is named, help for --help and --version, -machine on a sim machine', () => {
+    const names = {
+      ls: 'ls', 'ls --json': 'ls', '': 'demo', '--json': 'demo', '--backend sim': 'demo', 'doctor --machine q35Edu': 'doctor-machine',
+      'demo --machine=q35Edu': 'demo-machine', '--help': 'help', '-V': 'help', 'help ls': 'help', 'ls -h': 'help',
+      'doctor --machine q35Edu --help': 'help', 'bind 00:05.0 --machine q35Host': 'bind-machine',
+    };
+    expect(Object.keys(names).map((l) => cacheName(l ? l.split(' ') : []))).toEqual(Object.values(names));
+  });
+
+  it('knows the command lines main hands to the ES modules: serve, trace, compare SCENARIO, map --scenario', () => {
+    const lines = {
+      'serve -- sh': true, 'trace -o t.jsonl -- ls': true, 'compare s.mjs --modes iommufd': true, 'compare --trace t.jsonl': false,
+      'compare --trace=t.jsonl --json': false, 'map --scenario s.mjs': true, 'map --machine q35Edu': false, ls: false, '': false,
+    };
+    expect(Object.keys(lines).map((l) => runsOnEsm(l ? l.split(' ') : []))).toEqual(Object.values(lines));
+  });
+
+  it('run() writes the cache once the bundle ran the command, not after a usage error, nor when main handed it to the ES modules', async () => {
+    const env = { IOASID_CACHE: cache };
+    const { io, out } = capture();
+    expect(await run(['usage'], io, env, bundle)).toBe(2);
+    expect(await run(['esm'], io, env, bundle)).toBe(0);
+    // the ES modules' main ran --version
+    expect(out.slice(-1)).toEqual([VERSION]);
+    expect(existsSync(cache)).toBe(false);
+    expect(await run(['ls'], io, env, bundle)).toBe(0);
+    expect(cacheFiles()).toEqual([expect.stringMatching(/-ls\.\w+\.v8$/)]);
+    expect(out.filter((l) => l.startsWith('{'))).toHaveLength(3);
+  });
+
+  it('run() does not load the bundle for a command line main would hand to the ES modules', async () => {
+    const { io, out } = capture();
+    expect(await run(['compare', 'no-such-scenario.mjs'], io, { IOASID_CACHE: cache }, bundle)).toBe(2);
+    expect(out).toEqual([expect.stringMatching(/^ioasid compare: no scenario file "no-such-scenario\.mjs"/), 'see `ioasid compare --help`']);
+    expect(existsSync(cache)).toBe(false);
   });
 });

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Iommufd, IommuError } from '../src/index.js';
 import type { Listing } from '../src/cli/ls.js';
-import type { Diagnosis, Finding } from '../src/doctor/checks.js';
+import { parseConfig, type Diagnosis, type Finding } from '../src/doctor/checks.js';
 import { claimDevices } from './drivers/devices.js';
 import { BACKEND, ioasid } from './helpers.js';
 
@@ -28,6 +28,19 @@ const find = (d: Diagnosis, id: string): Finding | undefined => d.findings.find(
 
 const HOST_SKIP = IN_VM ? ' (skipped on linux: the tier runs in the VM, which has iommufd)'
   : HAS_IOMMUFD ? ' (skipped: this host has /dev/iommu)' : '';
+
+describe(`the doctor's .config reader [${BACKEND}]`, () => {
+  it("takes CONFIG_X=value (a quoted string unquoted) and '# CONFIG_X is not set' as n, nothing else", () => {
+    const text = [
+      '#', '# Automatically generated file; DO NOT EDIT.', '# Linux/x86 7.3.4 Kernel Configuration', '#',
+      'CONFIG_IOMMUFD=y', 'CONFIG_VFIO=m', '# CONFIG_VFIO_CONTAINER is not set', 'CONFIG_CMDLINE="console=ttyS0 intel_iommu=on"',
+      'CONFIG_HZ=1000', '', '# end of IOMMU Hardware Support', '#CONFIG_NOT_A_SETTING is not set', 'CONFIG_LAST=""',
+    ].join('\n');
+    expect([...parseConfig(text)]).toEqual([
+      ['IOMMUFD', 'y'], ['VFIO', 'm'], ['VFIO_CONTAINER', 'n'], ['CMDLINE', 'console=ttyS0 intel_iommu=on'], ['HZ', '1000'], ['LAST', ''],
+    ]);
+  });
+});
 
 describe.skipIf(IN_VM || HAS_IOMMUFD)(`ioasid doctor on a host without iommufd${HOST_SKIP}`, () => {
   it('says iommufd is not usable, why, and what to do; exit 1', async () => {

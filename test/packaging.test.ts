@@ -15,11 +15,11 @@
  * - the example programs the package ships (examples/*.ts: the edu driver of
  *   docs/driver-guide.md), copied out of the installed package, typecheck with the docs' examples
  *   and the edu driver runs on the sim with no hardware;
- * - the installed `ioasid` runs its commands from the cold-start bundle prepack built (src/cli/cold.ts)
+ * - the installed `ioasid` runs its commands from the cold-start bundle prepack built (src/cli/cold.cts)
  *   with a V8 code cache, and prints what the ES modules print; a scenario module that imports the
  *   package gets the package's own classes from `ioasid compare`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -114,7 +114,7 @@ const CONTROL_ERROR = new RegExp(`^examples/control\\.ts\\(1,10\\): error TS2305
 describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
   it('holds the build, the docs, the README and the LICENSE, and nothing else', () => {
     expect(packed).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'docs/install.md']));
-    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|examples\/[\w-]+\.ts|(examples|native)\/bridge\/[\w-]+\.[ch]|dist\/src\/.+\.(js|d\.ts|js\.map))$/.test(p))).toEqual([]);
+    expect(packed.filter((p) => !/^(package\.json|README\.md|LICENSE|docs\/[\w-]+\.md|examples\/[\w-]+\.ts|(examples|native)\/bridge\/[\w-]+\.[ch]|dist\/src\/.+\.(c?js|d\.c?ts|c?js\.map))$/.test(p))).toEqual([]);
     expect(packed).toContain('examples/edu-driver.ts'); // docs/driver-guide.md's driver
     expect(packed).toContain('native/bridge/ioasid_preload.c'); // what `ioasid serve` compiles on first use
     const targets = Object.values(PKG.exports).flatMap((t) => (typeof t === 'string' ? [t] : [t.types, t.default]));
@@ -125,7 +125,7 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
 
   it('ships source maps that resolve: each .js names its map, each map source is inlined or shipped', () => {
     const pkg = join(app, 'node_modules', PKG.name);
-    const js = packed.filter((p) => p.endsWith('.js'));
+    const js = packed.filter((p) => /\.c?js$/.test(p));
     expect(js.length).toBeGreaterThan(50);
     const unresolved: string[] = [];
     for (const file of js) {
@@ -153,7 +153,7 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
     for (const t of Object.values(PKG.exports)) {
       if (typeof t !== 'string') expect(existsSync(join(app, 'node_modules', PKG.name, t.types)), t.types).toBe(true);
     }
-    const version = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['--version'], app);
+    const version = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['--version'], app, { IOASID_CACHE: join(app, 'cache') });
     expect(version).toEqual({ code: 0, out: `${PKG.version}\n` });
   });
 
@@ -196,6 +196,17 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
     expect(await runBin(['ls', '--machine', 'q35Edu', '--json'], { IOASID_CACHE: cache })).toEqual(await ioasid('ls', '--machine', 'q35Edu', '--json'));
     expect(readFileSync(ls).length).toBeGreaterThan(100_000);
   }, 120_000);
+
+  it('the installed `ioasid` writes to a pipe whose reader is gone without an error (EPIPE drops the output), exit 0', async () => {
+    const child = spawn(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['ls', '--machine', 'q35Edu'], {
+      cwd: app, env: { ...env, IOASID_CACHE: join(app, 'cache') }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy();
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+  });
 
   it('the installed `ioasid compare` gives a scenario that imports the package the package\'s own classes (the ES modules, not the bundle)', async () => {
     const mark = join(app, 'identity.txt');

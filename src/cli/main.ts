@@ -3,20 +3,55 @@
  * `compare`, `bind`, `unbind` and `map`, each with --help; --version; --json where a command prints data;
  * --machine PRESET to run against a sim machine instead of this host. Exit status: 0 ok, 1
  * findings that block use, modes that diverge, a refusal or a failure, 2 a usage error. Commands
- * load their code when they run, so --help and --version start fast, through cold.ts: from one
- * script with a V8 code cache where the package has it (commands.ts says which code).
+ * load their code when they run (commands.ts), so --help and --version start fast. The package's
+ * bin (cli.cts) runs this module from the cold-start bundle with a V8 code cache (cold.cts);
+ * dist/src/cli.js and the tests run it as an ES module.
  */
-import { createRequire } from 'node:module';
+import { readFileSync, writeSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { BackendName, Binding } from '../backends/types.js';
-import type { Modules } from './commands.js';
+import { modules, type Modules } from './commands.js';
 
 export interface Io {
   out(line: string): void;
   err(line: string): void;
 }
 
-const consoleIo: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
+/**
+ * stdout and stderr, a line at a time with writeSync: console.log's first line makes Node set up
+ * a stream for the descriptor (5-10 ms at start), which a command that prints and exits does not
+ * need. A descriptor in non-blocking mode (EAGAIN) gets the rest through the stream; once the
+ * reader is gone (EPIPE) the output is dropped, as a closed pipe drops it.
+ */
+const consoleIo: Io = { out: lineWriter(1), err: lineWriter(2) };
+
+function lineWriter(fd: 1 | 2): (line: string) => void {
+  let stream: NodeJS.WriteStream | undefined;
+  let closed = false;
+  return (line) => {
+    const bytes = Buffer.from(`${line}\n`);
+    let at = 0;
+    try {
+      while (!stream && !closed && at < bytes.length) at += writeSync(fd, bytes, at);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EPIPE') closed = true;
+      else if (code === 'EAGAIN') stream = fd === 1 ? process.stdout : process.stderr;
+      else throw e;
+    }
+    if (stream && at < bytes.length) stream.write(bytes.subarray(at));
+  };
+}
+
+/**
+ * Where main runs: as an ES module by default; from the cold-start bundle, the bin (cold.cts) gives
+ * it `esm`, the ES modules' main. That one runs the commands whose code imports the package's own
+ * classes, which are other classes than the bundle's: the user's module (`compare SCENARIO`, `map
+ * --scenario`) and the bridge (`serve`, `trace`; not in the bundle).
+ */
+export interface Runtime {
+  esm?: () => Promise<{ main: typeof main }>;
+}
 
 /** A usage error: printed with a pointer to --help, exit status 2. */
 class UsageError extends Error {}
@@ -188,7 +223,6 @@ const WITH_POSITIONALS: ReadonlySet<string> = new Set(['compare', 'bind', 'unbin
  * directly: resolving 'ioasid/package.json' through the package's exports costs ~10 ms at start).
  */
 export function version(): string {
-  const { readFileSync } = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
   for (let dir = new URL('./', import.meta.url); ; dir = new URL('../', dir)) {
     try {
       return (JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { version: string }).version;
@@ -199,7 +233,7 @@ export function version(): string {
 }
 
 /** Run the command line `argv` (without node and the script); resolves to the exit status. */
-export async function main(argv: readonly string[], io: Io = consoleIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function main(argv: readonly string[], io: Io = consoleIo, env: NodeJS.ProcessEnv = process.env, runtime: Runtime = {}): Promise<number> {
   const first = argv[0];
   if (first === '-V' || first === '--version') {
     io.out(version());
@@ -223,23 +257,21 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
       for (const l of HELP[command]!) io.out(l);
       return 0;
     }
-    if (command === 'compare') {
-      // a scenario module is the user's code: it runs on the ES modules, as it imports them
-      return await withCommands(command, values.machine, !positionals.length, env, (m) => compare(m, positionals, values as Values, io));
-    }
+    const esm = command === 'serve' || command === 'trace' || (command === 'compare' && positionals.length > 0) || (command === 'map' && (values as Values).scenario !== undefined);
+    if (esm && runtime.esm) return await (await runtime.esm()).main(argv, io, env);
+    if (command === 'compare') return await compare(modules, positionals, values as Values, io);
     if (command === 'serve') {
-      const machine = values.machine === undefined ? undefined : await machineDesc(await esmModules(), values.machine as string);
+      const machine = values.machine === undefined ? undefined : await machineDesc(modules, values.machine as string);
       return await (await import('./serve.js')).serveCommand(positionals, machine, io, env);
     }
     if (command === 'trace') {
       if (!positionals.length) throw new UsageError('give the COMMAND to trace, after --');
       const v = values as { machine?: string; output?: string; sim?: boolean };
-      const machine = v.machine === undefined ? undefined : await machineDesc(await esmModules(), v.machine);
+      const machine = v.machine === undefined ? undefined : await machineDesc(modules, v.machine);
       const sim = v.sim || machine ? { machine } : undefined;
       return await (await import('./trace.js')).traceCommand(positionals, { output: v.output ?? 'trace.jsonl', sim }, io, env);
     }
-    const v = { ...values, positionals } as Values;
-    return await withCommands(command, v.machine, !(command === 'map' && v.scenario !== undefined), env, (m) => run(m, command, v, io, env));
+    return await run(modules, command, { ...values, positionals } as Values, io, env);
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
     io.err(`ioasid ${command}: ${e instanceof Error ? e.message : String(e)}`);
@@ -288,24 +320,6 @@ async function compare(m: Modules, positionals: readonly string[], v: Values, io
     throw e;
   }
   return compareCommand({ ...v, scenario: v.trace !== undefined ? `--trace ${v.trace}` : positionals[0]!, backend }, scenario, io.out);
-}
-
-/**
- * `f` with the commands' code: from the cold-start bundle with its code cache (cold.ts, one cache
- * per command and whether it runs on a --machine), else (`bundle` false: a command that loads the
- * user's module, which imports the package's own classes) the ES modules.
- */
-async function withCommands(command: string, machine: unknown, bundle: boolean, env: NodeJS.ProcessEnv, f: (m: Modules) => Promise<number>): Promise<number> {
-  if (!bundle) return f(await esmModules());
-  const commands = await (await import('./cold.js')).loadCommands(machine === undefined ? command : `${command}-machine`, env);
-  const status = await f(commands.modules);
-  commands.save();
-  return status;
-}
-
-/** The commands' code as ES modules: what serve, trace, and compare and map with the user's module use (commands.ts). */
-async function esmModules(): Promise<Modules> {
-  return (await import('./commands.js')).modules;
 }
 
 /** `ioasid demo`, `doctor`, `ls`, `bind`, `unbind` or `map`, with the code of `m`. */

@@ -82,11 +82,14 @@ export class SimVfs {
   /**
    * Make every directory above `path` list the next component. A directory that already lists it
    * is itself listed all the way up (remove() takes a directory out with everything below it).
+   * (Called for each of the ~360 nodes a machine publishes at boot: no object per level.)
    */
   private linkParents(path: string): void {
     let p = path;
     while (p !== '/') {
-      const { dir, name } = split(p);
+      const i = p.lastIndexOf('/');
+      const dir = i <= 0 ? '/' : p.slice(0, i);
+      const name = p.slice(i + 1);
       let set = this.dirs.get(dir);
       if (!set) this.dirs.set(dir, (set = new Set()));
       else if (set.has(name)) return;
@@ -98,19 +101,40 @@ export class SimVfs {
   /** Follow symlinks in every component, as path lookup does. */
   resolve(path: string, depth = 0): string {
     if (depth > 40) kerr(ERRNO.ELOOP);
+    return isNormal(path) ? this.resolveNormal(path, depth) : this.resolveParts(path, depth);
+  }
+
+  /**
+   * resolve() of a normalised absolute path (what the device layer and the machine use): each
+   * prefix is a slice of it, looked up as is.
+   */
+  private resolveNormal(path: string, depth: number): string {
+    for (let end = path.indexOf('/', 1); ; end = path.indexOf('/', end + 1)) {
+      const prefix = end < 0 ? path : path.slice(0, end);
+      const node = this.nodes.get(prefix);
+      if (node?.kind === 'link') return this.follow(prefix, node.target, end < 0 ? '' : path.slice(end + 1), depth);
+      if (end < 0) return path;
+    }
+  }
+
+  /** resolve() of any other path: '..' steps up from what was resolved so far, '.' and empty components are skipped. */
+  private resolveParts(path: string, depth: number): string {
     const parts = path.split('/').filter(Boolean);
     let cur = '';
     for (let i = 0; i < parts.length; i++) {
+      if (parts[i] === '.') continue;
       const next = parts[i] === '..' ? split(cur || '/').dir.replace(/^\/$/, '') : `${cur}/${parts[i]}`;
       const node = this.nodes.get(next);
-      if (node?.kind === 'link') {
-        const target = node.target.startsWith('/') ? node.target : `${split(next).dir}/${node.target}`;
-        const rest = parts.slice(i + 1).join('/');
-        return this.resolve(normalise(rest ? `${target}/${rest}` : target), depth + 1);
-      }
+      if (node?.kind === 'link') return this.follow(next, node.target, parts.slice(i + 1).join('/'), depth);
       cur = next;
     }
     return cur || '/';
+  }
+
+  /** The link at `at` (to `target`) followed, then the `rest` of the path after it. */
+  private follow(at: string, target: string, rest: string, depth: number): string {
+    const to = target.startsWith('/') ? target : `${split(at).dir}/${target}`;
+    return this.resolve(normalise(rest ? `${to}/${rest}` : to), depth + 1);
   }
 
   readText(path: string): string {
@@ -209,6 +233,11 @@ const ACC_MODE = [4, 2, 6, 6];
 function split(path: string): { dir: string; name: string } {
   const i = path.lastIndexOf('/');
   return { dir: i <= 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
+}
+
+/** Whether `path` is absolute with no empty, '.' or '..' component (nor '.' starting one), and no trailing '/'. */
+function isNormal(path: string): boolean {
+  return path.charCodeAt(0) === 0x2f && !path.includes('//') && !path.includes('/.') && (path.length === 1 || !path.endsWith('/'));
 }
 
 function normalise(path: string): string {
