@@ -16,7 +16,6 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 const AT_SYMLINK_NOFOLLOW = 0x100;
-const AT_EACCESS = 0x200;
 const AT_EMPTY_PATH = 0x1000;
 
 /** What OP.STAT answers, in the values list: st_mode, st_uid, st_gid, st_size, st_nlink, st_ino. */
@@ -73,7 +72,7 @@ export function statFile(vfs: SimVfs, proc: BridgeProcess, fd: number): StatValu
 export const openedPaths = new WeakMap<SimFile, string>();
 
 /** faccessat(2): the file exists (F_OK) and the caller may read, write or search it as asked. */
-export function accessPath(vfs: SimVfs, proc: BridgeProcess, path: string, mode: number, _flags: number = AT_EACCESS): void {
+export function accessPath(vfs: SimVfs, proc: BridgeProcess, path: string, mode: number): void {
   const st = vfs.stat(path);
   const mask = mode & 7;
   if (mask && !proc.mayAccess(st.mode, st.uid, mask)) kerr(ERRNO.EACCES);

@@ -391,7 +391,7 @@ export class BridgeServer {
       case OP.LSEEK:
         return lseekFile(s.proc, r.a0, r.a1 >= 2 ** 63 ? r.a1 - 2 ** 64 : r.a1, r.a2);
       case OP.ACCESS:
-        accessPath(vfs, s.proc, simPath(s.proc, r.a0 - 1, new TextDecoder().decode(r.payload)), r.a1, r.a2);
+        accessPath(vfs, s.proc, simPath(s.proc, r.a0 - 1, new TextDecoder().decode(r.payload)), r.a1);
         return 0;
       case OP.CLOSE:
         b.close(r.a0);

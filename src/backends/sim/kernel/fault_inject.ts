@@ -6,8 +6,7 @@
  * and copies from and to user memory (EFAULT: fail_usercopy). Each is one `shouldFail()` check,
  * a single compare while nothing is armed.
  */
-import { ERRNO } from '../../../ioasid/errors.js';
-import { kerr } from './errno.js';
+import { kstrtobool, kstrtoul } from './kstrtox.js';
 import type { SimVfs } from './vfs.js';
 
 /** What fault injection needs of a task: its task->fail_nth. */
@@ -109,26 +108,16 @@ export function publishFaultDebugfs(vfs: Pick<SimVfs, 'addAttr'>): void {
 
 /**
  * A debugfs number file: debugfs_create_bool prints Y/N and takes kstrtobool's words (ignoring
- * others); the rest print "%llu\n" and take kstrtoull (base 0, one trailing newline), EINVAL else.
+ * others: debugfs_write_file_bool answers the count either way); the rest print "%llu\n" and take
+ * kstrtoull (EINVAL, ERANGE above a u32's range for the u32 ones).
  */
 function numberAttr(kind: 'ul' | 'u32' | 'bool' | 'xul', get: () => number, set: (v: number) => void) {
   return {
     read: () => (kind === 'bool' ? (get() ? 'Y\n' : 'N\n') : `${get()}\n`),
     write: (text: string) => {
-      const t = text.endsWith('\n') ? text.slice(0, -1) : text;
-      if (kind === 'bool') {
-        // debugfs_write_file_bool: kstrtobool's first letter (e/y/t/1, d/n/f/0, on/off); anything
-        // else leaves the value and the write still succeeds
-        const c = t[0] ?? '';
-        if ('eEyYtT1'.includes(c) || ((c === 'o' || c === 'O') && 'nN'.includes(t[1] ?? ' '))) set(1);
-        else if ('dDnNfF0'.includes(c) || ((c === 'o' || c === 'O') && 'fF'.includes(t[1] ?? ' '))) set(0);
-        return;
-      }
-      const m = /^(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$/i.exec(t);
-      if (!m) kerr(ERRNO.EINVAL);
-      const v = Number(t.startsWith('0x') || t.startsWith('0X') ? parseInt(t, 16) : t.startsWith('0') && t.length > 1 ? parseInt(t, 8) : parseInt(t, 10));
-      if (kind === 'u32' && v > 0xffffffff) kerr(ERRNO.ERANGE);
-      set(v);
+      if (kind !== 'bool') return set(kstrtoul(text, kind === 'u32' ? 0xffff_ffff : Number.MAX_SAFE_INTEGER));
+      const b = kstrtobool(text);
+      if (b !== undefined) set(+b);
     },
   };
 }

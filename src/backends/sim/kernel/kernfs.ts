@@ -5,13 +5,11 @@
  * write hands the whole buffer to its store(). A directory lists its entries for getdents.
  */
 import { ERRNO } from '../../../ioasid/errors.js';
+import { O_ACCMODE, O_RDONLY, O_WRONLY } from '../../types.js';
 import { kerr } from './errno.js';
 import type { SimFile } from './process.js';
 import type { SimAttr } from './vfs.js';
 
-export const O_ACCMODE = 3;
-export const O_RDONLY = 0;
-export const O_WRONLY = 1;
 export const SEEK_SET = 0;
 export const SEEK_CUR = 1;
 export const SEEK_END = 2;

@@ -7,6 +7,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { CAP_DAC_OVERRIDE } from '../../types.js';
 import { kerr } from './errno.js';
 import { currentTask, shouldFail } from './fault_inject.js';
+import { kstrtoul } from './kstrtox.js';
 import { SimMm } from './mm.js';
 import type { WaitQueueHead } from './wait.js';
 
@@ -136,7 +137,7 @@ export class ProcFailNthFile implements SimFile {
 
   pwrite(buf: Uint8Array): number {
     if (shouldFail()) kerr(ERRNO.EFAULT); // kstrtouint_from_user's copy_from_user
-    this.task.failNth = parseUint(new TextDecoder().decode(buf.subarray(0, 64)));
+    this.task.failNth = kstrtoul(new TextDecoder().decode(buf.subarray(0, 64)));
     return buf.length;
   }
 
@@ -155,17 +156,6 @@ export class ProcFailNthFile implements SimFile {
   }
 
   release(): void {}
-}
-
-/** kstrtouint(s, 0): decimal, 0x hex or 0 octal, one trailing newline allowed. */
-function parseUint(text: string): number {
-  const s = text.endsWith('\n') ? text.slice(0, -1) : text;
-  const m = /^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
-  if (!m) return kerr(ERRNO.EINVAL);
-  const body = m[1]!;
-  const v = /^0[xX]/.test(body) ? parseInt(body.slice(2), 16) : body.length > 1 && body[0] === '0' ? parseInt(body, 8) : Number(body);
-  if (v > 0xffff_ffff) kerr(ERRNO.ERANGE);
-  return v;
 }
 
 /**

@@ -7,7 +7,8 @@
 import { ERRNO } from '../../../ioasid/errors.js';
 import { kerr } from './errno.js';
 import { shouldFailSlab } from './fault_inject.js';
-import { DT_CHR, DT_DIR, DT_LNK, DT_REG, KernfsDirFile, KernfsOpenFile, O_ACCMODE, O_RDONLY, type Dirent } from './kernfs.js';
+import { O_ACCMODE, O_RDONLY } from '../../types.js';
+import { DT_CHR, DT_DIR, DT_LNK, DT_REG, KernfsDirFile, KernfsOpenFile, type Dirent } from './kernfs.js';
 import type { SimFile, SimProcess } from './process.js';
 
 export interface SimAttr {
