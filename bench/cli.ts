@@ -32,8 +32,9 @@ const COMMANDS: string[][] = [
   ['bind', '0000:00:05.0', '--machine', 'q35Host'], ['unbind', '0000:00:01.0', '--to', 'none', '--machine', 'q35Edu'],
   ['demo'], ['map', '--machine', 'q35Edu', '--device', '0000:00:01.0'],
   ['compare', '--trace', 'examples/unmap-subrange.jsonl', '--modes', 'vfio_type1v2_iommu,iommufd'],
-  // a scenario module imports the package: this one runs on the ES modules (src/cli/commands.ts)
+  // a scenario module; the second imports the package (its entries take the command's bundle)
   ['compare', 'examples/unmap-subrange.mjs', '--modes', 'vfio_type1v2_iommu,iommufd'],
+  ['compare', 'bench/unmap-imports.mjs', '--modes', 'vfio_type1v2_iommu,iommufd'],
 ];
 
 export interface Stats {
@@ -90,17 +91,20 @@ export async function coldStart(rounds = Number(process.env.IOASID_BENCH_COLD_RO
     ...COMMANDS.map((c) => ({ args: `ioasid ${c.join(' ')}`, argv: [cli, ...c], env })),
   ];
   const cpuNow = childCpu();
-  const run = (r: (typeof runs)[number]): { cpu: number | null; wall: number } => {
+  const run = (r: (typeof runs)[number], check = false): { cpu: number | null; wall: number } => {
     const c0 = cpuNow();
     const t0 = performance.now();
-    const p = spawnSync(process.execPath, r.argv, { cwd: root, env: r.env, stdio: 'ignore' });
+    const p = spawnSync(process.execPath, r.argv, { cwd: root, env: r.env, stdio: ['ignore', 'ignore', check ? 'pipe' : 'ignore'] });
     const wall = performance.now() - t0;
     const c1 = cpuNow();
     if (p.error) throw p.error;
+    // a command that failed would time its failure: `compare` exits 1 where the modes diverge, the rest 0
+    const ok = r.args.startsWith('ioasid compare') ? [0, 1] : [0];
+    if (check && !ok.includes(p.status ?? -1)) throw new Error(`${r.args} exited with ${p.status ?? p.signal}: ${p.stderr}`);
     return { cpu: c0 === null || c1 === null ? null : c1 - c0, wall };
   };
   try {
-    const first = runs.map((r) => (r.argv[0] === cli ? run(r).cpu : null));
+    const first = runs.map((r) => (r.argv[0] === cli ? run(r, true).cpu : null));
     const cpu = runs.map((): (number | null)[] => []);
     const wall = runs.map((): number[] => []);
     for (let round = 0; round < rounds; round++) {

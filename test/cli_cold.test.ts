@@ -1,9 +1,9 @@
 /**
  * How the `ioasid` command (the bin, src/cli.cts) loads main and the commands' code
- * (src/cli/cold.cts): from the cold-start bundle with a V8 code cache when the bundle matches the
+ * (src/cli/cold.cts): from the package's bundle with a V8 code cache when the bundle matches the
  * modules it was made from, else from the ES modules. Here the bundle is a small stand-in written
- * like scripts/cli-bundle.mjs writes the real one (a CommonJS function expression, a trailer naming
- * its modules and their SHA-256), over two module files in a temporary directory;
+ * like scripts/bundle.mjs writes the real one (a CommonJS module whose `cli` is main.ts's exports,
+ * a trailer naming its modules and their SHA-256), over two module files in a temporary directory;
  * test/packaging.test.ts runs the real one, built by `npm pack`, compares its output with the ES
  * modules', and has a fresh process find a cache V8 rejects (here V8 would take the script from
  * this process's own compilation cache instead).
@@ -14,7 +14,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cacheName, loadMain, run, runsOnEsm } from '../src/cli/cold.cjs';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { cacheName, loadMain, run } from '../src/cli/cold.cjs';
 import type { Io } from '../src/cli/main.js';
 import { BACKEND } from './helpers.js';
 
@@ -27,18 +29,18 @@ const MODULES = { 'a.js': 'export const a = 1;\n', 'sub/b.js': 'export const b =
 
 /**
  * Write the stand-in bundle. Its main prints { fromBundle: true, file, text } and exits 0; given
- * `usage` it exits 2, given `esm` it hands `--version` to the ES modules' main as main.ts does a
- * command that runs the user's module.
+ * `usage` it exits 2, given `import FILE` it prints the default export of that module, imported
+ * with the runtime's importModule (as `compare SCENARIO` does).
  */
 function writeBundle(trailer = true, text = 'ASCII'): void {
-  const code = '(function (exports, require, module, __filename, __dirname) {"use strict";\n'
-    + 'exports.main = async (argv, io, env, runtime) => {\n'
+  const code = '"use strict";\n'
+    + 'exports.cli = { main: async (argv, io, env, runtime) => {\n'
     + `  io.out(JSON.stringify({ fromBundle: true, file: __filename, text: ${JSON.stringify(text)} }));\n`
-    + "  if (argv[0] === 'esm') return (await runtime.esm()).main(['--version'], io, env);\n"
-    + "  return argv[0] === 'usage' ? 2 : 0;\n};\n})\n";
-  const inputs = Object.entries(MODULES).map(([path, text]) => ({ path: `../${path}`, sha256: sha256(text) }));
+    + "  if (argv[0] === 'import') io.out(String((await runtime.importModule(argv[1])).default));\n"
+    + "  return argv[0] === 'usage' ? 2 : 0;\n} };\n";
+  const inputs = Object.entries(MODULES).map(([path, text]) => ({ path, sha256: sha256(text) }));
   const ascii = !/[^\x00-\x7f]/.test(code);
-  writeFileSync(bundle, trailer ? `${code}//# ioasid-cli-bundle ${JSON.stringify({ hash: sha256(code).slice(0, 16), ascii, inputs })}\n` : code);
+  writeFileSync(bundle, trailer ? `${code}//# ioasid-bundle ${JSON.stringify({ hash: sha256(code).slice(0, 16), ascii, inputs })}\n` : code);
 }
 
 /** The lines an Io was given, and the Io. */
@@ -67,7 +69,7 @@ beforeEach(() => {
   mkdirSync(join(dir, 'sub'));
   mkdirSync(join(dir, 'cli'));
   for (const path of Object.keys(MODULES) as (keyof typeof MODULES)[]) writeModule(path);
-  bundle = join(dir, 'cli', 'commands.bundle.js');
+  bundle = join(dir, 'ioasid.bundle.cjs');
   cache = join(dir, 'cache');
   writeBundle();
 });
@@ -140,7 +142,7 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     expect(c).toMatchObject({ from: 'bundle', cached: false });
     expect(() => c.save()).not.toThrow();
     expect(await load('ls', env)).toMatchObject({ from: 'bundle', cached: false });
-    expect(readdirSync(dir).sort()).toEqual(['a.js', 'cli', 'file', 'sub']);
+    expect(readdirSync(dir).sort()).toEqual(['a.js', 'cli', 'file', 'ioasid.bundle.cjs', 'sub']);
   });
 
   it('puts the cache under $XDG_CACHE_HOME/ioasid without IOASID_CACHE', async () => {
@@ -158,31 +160,27 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     expect(Object.keys(names).map((l) => cacheName(l ? l.split(' ') : []))).toEqual(Object.values(names));
   });
 
-  it('knows the command lines main hands to the ES modules: serve, trace, compare SCENARIO, map --scenario', () => {
-    const lines = {
-      'serve -- sh': true, 'trace -o t.jsonl -- ls': true, 'compare s.mjs --modes iommufd': true, 'compare --trace t.jsonl': false,
-      'compare --trace=t.jsonl --json': false, 'map --scenario s.mjs': true, 'map --machine q35Edu': false, ls: false, '': false,
-    };
-    expect(Object.keys(lines).map((l) => runsOnEsm(l ? l.split(' ') : []))).toEqual(Object.values(lines));
+  it('puts the bundle in require\'s cache, so that the package\'s entries, which require it, get the same module', async () => {
+    const { main } = await load();
+    const required = createRequire(join(dir, 'entry', 'index.js'))('../ioasid.bundle.cjs') as { cli: { main: unknown } };
+    expect(required.cli.main).toBe(main);
   });
 
-  it('run() writes the cache once the bundle ran the command, not after a usage error, nor when main handed it to the ES modules', async () => {
+  it('run() writes the cache once the bundle ran the command, not after a usage error', async () => {
     const env = { IOASID_CACHE: cache };
     const { io, out } = capture();
     expect(await run(['usage'], io, env, bundle)).toBe(2);
-    expect(await run(['esm'], io, env, bundle)).toBe(0);
-    // the ES modules' main ran --version
-    expect(out.slice(-1)).toEqual([VERSION]);
     expect(existsSync(cache)).toBe(false);
     expect(await run(['ls'], io, env, bundle)).toBe(0);
     expect(cacheFiles()).toEqual([expect.stringMatching(/-ls\.\w+\.v8$/)]);
-    expect(out.filter((l) => l.startsWith('{'))).toHaveLength(3);
+    expect(out.filter((l) => l.startsWith('{'))).toHaveLength(2);
   });
 
-  it('run() does not load the bundle for a command line main would hand to the ES modules', async () => {
+  it('run() gives main an import() for the user\'s module, which a script compiled by node:vm lacks', async () => {
+    const scenario = join(dir, 'scenario.mjs');
+    writeFileSync(scenario, 'export default 42;\n');
     const { io, out } = capture();
-    expect(await run(['compare', 'no-such-scenario.mjs'], io, { IOASID_CACHE: cache }, bundle)).toBe(2);
-    expect(out).toEqual([expect.stringMatching(/^ioasid compare: no scenario file "no-such-scenario\.mjs"/), 'see `ioasid compare --help`']);
-    expect(existsSync(cache)).toBe(false);
+    expect(await run(['import', pathToFileURL(scenario).href], io, { IOASID_CACHE: cache }, bundle)).toBe(0);
+    expect(out.slice(-1)).toEqual(['42']);
   });
 });

@@ -41,15 +41,16 @@ export function exampleFile(ex: Example): string {
 
 /**
  * The package's import specifiers ('ioasid', 'ioasid/compat', ...) with the source file each one's
- * `exports` entry is built from (./dist/src/testing.js -> src/testing.ts), longest first.
+ * `exports` entry is built from (its types ./dist/src/testing.d.ts -> src/testing.ts), longest first.
  */
 export function packageEntries(): { specifier: string; source: string }[] {
-  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; exports: Record<string, string | { default: string }> };
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; exports: Record<string, string | { types: string }> };
+  // an entry's module (dist/src/entry/NAME.js) takes its namespace from the bundle; its types are tsc's, of the source module
   return Object.entries(pkg.exports)
     .filter(([sub]) => sub !== './package.json')
     .map(([sub, target]) => ({
       specifier: pkg.name + sub.slice(1),
-      source: join(root, (typeof target === 'string' ? target : target.default).replace(/^\.\/dist\//, '').replace(/\.js$/, '.ts')),
+      source: join(root, (typeof target === 'string' ? target : target.types).replace(/^\.\/dist\//, '').replace(/\.d\.ts$/, '.ts')),
     }))
     .sort((a, b) => b.specifier.length - a.specifier.length);
 }

@@ -1,43 +1,52 @@
 /**
- * Cold start of the `ioasid` command (the package's bin, src/cli.cts): main.ts and all the
- * commands' code compiled from one script with a V8 code cache where it can be, else loaded as ES
- * modules. This module and the bin are CommonJS: Node starts an ES module entry through its ES
- * module loader, which costs about 10 ms of CPU before the first line of the command runs.
+ * Cold start of the `ioasid` command (the package's bin, src/cli.cts): the package's one bundle
+ * compiled with a V8 code cache where it can be, else main loaded as ES modules. This module and
+ * the bin are CommonJS: Node starts an ES module entry through its ES module loader, which costs
+ * about 10 ms of CPU before the first line of the command runs.
  *
  * Node 20 has no compile cache for ES modules (module.enableCompileCache came in 22.1), and its
  * ESM loader spends about 1 ms of CPU on each module it resolves, reads and links; a --machine
- * command needs about 70 of them, and compiling them costs as much again. So the package also
- * ships main.ts and everything it imports as one CommonJS function expression,
- * dist/src/cli/commands.bundle.js (scripts/cli-bundle.mjs, run after tsc), whose trailer lists the
- * modules it was made from with the SHA-256 of each. This module compiles it with vm.Script and
- * V8's code cache, kept under $IOASID_CACHE/cli (default ~/.cache/ioasid/cli), one file per bundle
- * and command (a cache holds the functions that had run when it was made; cacheName() names the
- * command). A cache file's name carries a digest of the bundle's content hash and of the size,
- * mtime and inode of the bundle and of every module, Node's version and the CPU architecture: a
- * cache file exists only for a state whose modules were checked against the trailer's hashes, so a
- * run that finds one reads one file and stats the modules (as git trusts its index). Without one it
- * checks the hashes first, and once the command has run, writes the cache (atomically) and removes
- * the bundle's older ones.
+ * command needs about 70 of them, and compiling them costs as much again. So the package ships
+ * all its modules as one CommonJS module, dist/src/ioasid.bundle.cjs (scripts/bundle.mjs, run
+ * after tsc), which every entry of package.json's exports takes its namespace from
+ * (dist/src/entry/NAME.js); its trailer lists the modules it was made from with the SHA-256 of
+ * each. This module compiles it with vm.Script and V8's code cache, kept under $IOASID_CACHE/cli
+ * (default ~/.cache/ioasid/cli), one file per bundle and command (a cache holds the functions that
+ * had run when it was made; cacheName() names the command), and puts it in require's cache as Node
+ * would: a scenario module that imports 'ioasid' then gets the same module, so the command and the
+ * user's code share its classes. A cache file's name carries a digest of the bundle's content hash
+ * and of the size, mtime and inode of the bundle and of every module, Node's version and the CPU
+ * architecture: a cache file exists only for a state whose modules were checked against the
+ * trailer's hashes, so a run that finds one reads one file and stats the modules (as git trusts
+ * its index). Without one it checks the hashes first, and once the command has run, writes the
+ * cache (atomically) and removes the bundle's older ones.
  *
  * What it falls back to:
  * - the ES modules, when there is no bundle (a checkout compiled by tsc alone) or a module no
  *   longer has the content the bundle was made from (compiled again since): the same code, slower
- *   to start;
+ *   to start (and a scenario that imports 'ioasid' meets the bundle's classes, or none: run
+ *   scripts/bundle.mjs after tsc, as `npm run build` does);
  * - compiling the bundle without a cache, when V8 rejects the cache (other V8 flags) or the cache
  *   directory cannot be written (then each run checks the hashes and compiles).
- * The bundle's main hands the commands that run the user's module or the bridge to the ES modules'
- * main (main.ts's Runtime); such a run writes no cache, nor does a usage error.
+ * A usage error writes no cache.
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import type { Io, main as Main } from './main.js';
 
-/** Where scripts/cli-bundle.mjs writes the bundle: beside tsc's main.js. */
-const BUNDLE = join(__dirname, 'commands.bundle.js');
+/** Where scripts/bundle.mjs writes the bundle: at the top of tsc's output, dist/src. */
+const BUNDLE = join(__dirname, '..', 'ioasid.bundle.cjs');
 
 /** The bundle's trailer line: its content hash and the modules it was made from. */
-const TRAILER = '\n//# ioasid-cli-bundle ';
+const TRAILER = '\n//# ioasid-bundle ';
+
+/** node:module's Module, with what Node's CommonJS loader uses to place a module. */
+interface CjsModule {
+  new (id: string, parent?: NodeModule): NodeModule;
+  _nodeModulePaths(dir: string): string[];
+  createRequire(path: string): NodeJS.Require;
+}
 
 interface Trailer {
   hash: string;
@@ -82,33 +91,14 @@ export function cacheName(argv: readonly string[]): string {
 }
 
 /**
- * Whether main would hand the command line to the ES modules' main (main.ts's Runtime: the user's
- * module, the bridge), so that the bundle need not be loaded first. A shortcut only: main
- * decides, and a command line misjudged here runs alike either way, only slower to start.
- */
-export function runsOnEsm(argv: readonly string[]): boolean {
-  const [command, ...rest] = argv;
-  const has = (option: string): boolean => rest.some((a) => a === option || a.startsWith(`${option}=`));
-  return command === 'serve' || command === 'trace' || (command === 'compare' && !has('--trace')) || (command === 'map' && has('--scenario'));
-}
-
-/**
  * Run the command line `argv` (without node and the script) with main from the bundle, else from
  * the ES modules; resolves to the exit status. Writes the code cache after the bundle's code ran
- * the command: not when its main handed the command to the ES modules' main, nor after a usage
- * error (exit status 2: a mistyped command gets no cache file).
+ * the command, not after a usage error (exit status 2: a mistyped command gets no cache file).
  */
 export async function run(argv: readonly string[], io?: Io, env: NodeJS.ProcessEnv = process.env, bundle = BUNDLE): Promise<number> {
-  if (runsOnEsm(argv)) return (await esm()).main(argv, io, env);
   const loaded = await loadMain(cacheName(argv), env, bundle);
-  let handed = false;
-  const status = await loaded.main(argv, io, env, {
-    esm: () => {
-      handed = true;
-      return esm();
-    },
-  });
-  if (!handed && status !== 2) loaded.save();
+  const status = await loaded.main(argv, io, env, { importModule });
+  if (status !== 2) loaded.save();
   return status;
 }
 
@@ -118,6 +108,9 @@ export async function loadMain(name: string, env: NodeJS.ProcessEnv = process.en
 }
 
 const esm = (): Promise<typeof import('./main.js')> => import('./main.js');
+
+/** import() from this module, which Node's CommonJS loader compiled: for the user's scenario module. */
+const importModule = (url: string): Promise<unknown> => import(url);
 
 function fromBundle(bundle: string, name: string, env: NodeJS.ProcessEnv): Loaded | null {
   let source: string;
@@ -150,15 +143,26 @@ function fromBundle(bundle: string, name: string, env: NodeJS.ProcessEnv): Loade
   } catch {
     if (!matches(dir, trailer)) return null;
   }
-  // no importModuleDynamically: an import() in the bundle fails loudly (main hands the commands that need one to the ES modules)
-  const script = new Script(source, { filename: bundle, ...(cachedData ? { cachedData } : {}) });
-  const module = { exports: {} as { main?: typeof Main } };
-  // this module's require for the bundle's: they resolve alike from one directory (node:module's createRequire costs ~0.5 ms to load)
-  const req = dir === __dirname ? require : (process.getBuiltinModule('node:module') as typeof import('node:module')).createRequire(bundle);
-  (script.runInThisContext() as (...a: unknown[]) => void)(module.exports, req, module, bundle, dir);
+  // compiled as Node's CommonJS loader compiles a module (its function wrapper), and in require's
+  // cache before it runs. No importModuleDynamically (Node 20 warns that it is experimental, and
+  // loses it with a code cache): run() gives main an import() of the user's module instead.
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: bundle, ...(cachedData ? { cachedData } : {}),
+  });
+  const Module = require('node:module') as CjsModule;
+  const mod = new Module(bundle);
+  Object.assign(mod, { filename: bundle, paths: Module._nodeModulePaths(dir) });
+  require.cache[bundle] = mod;
+  try {
+    (script.runInThisContext() as (...a: unknown[]) => void).call(mod.exports, mod.exports, Module.createRequire(bundle), mod, bundle, dir);
+  } catch (e) {
+    delete require.cache[bundle];
+    throw e;
+  }
+  mod.loaded = true;
   const cached = cachedData !== undefined && !script.cachedDataRejected;
   return {
-    main: module.exports.main!, from: 'bundle', cache, cached,
+    main: (mod.exports as { cli: { main: typeof Main } }).cli.main, from: 'bundle', cache, cached,
     save: () => {
       if (!cached) writeCache(cache, prefix, () => script.createCachedData());
     },

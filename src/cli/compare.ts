@@ -31,14 +31,19 @@ export function parseModes(list: string | undefined): IommuModeName[] {
   return names.map((m) => iommuMode(m).name);
 }
 
+/** import() of the user's module: the bundle's code gets it from the bin (cold.cts), as a script compiled by node:vm has none of its own. */
+export type ImportModule = (url: string) => Promise<unknown>;
+
+const importModule: ImportModule = (url) => import(/* @vite-ignore */ url);
+
 /**
  * The scenario module's default export; a RangeError when the file is missing or exports no
  * function. `takes` says what the function is given, for the message (`ioasid map`'s take more).
  */
-export async function loadScenario<T = Scenario>(path: string, cwd = process.cwd(), takes = ['a session', 's']): Promise<T> {
+export async function loadScenario<T = Scenario>(path: string, cwd = process.cwd(), takes = ['a session', 's'], load = importModule): Promise<T> {
   const file = resolve(cwd, path);
   if (!existsSync(file)) throw new RangeError(`no scenario file ${JSON.stringify(path)} (looked for ${file})`);
-  const mod = (await import(/* @vite-ignore */ pathToFileURL(file).href)) as { default?: unknown };
+  const mod = (await load(pathToFileURL(file).href)) as { default?: unknown };
   if (typeof mod.default !== 'function') {
     throw new RangeError(`${path} has no default export taking ${takes[0]}: write \`export default function (${takes[1]}) { ... }\``);
   }

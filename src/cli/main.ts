@@ -44,13 +44,11 @@ function lineWriter(fd: 1 | 2): (line: string) => void {
 }
 
 /**
- * Where main runs: as an ES module by default; from the cold-start bundle, the bin (cold.cts) gives
- * it `esm`, the ES modules' main. That one runs the commands whose code imports the package's own
- * classes, which are other classes than the bundle's: the user's module (`compare SCENARIO`, `map
- * --scenario`) and the bridge (`serve`, `trace`; not in the bundle).
+ * What the bin (cold.cts) gives main when it runs main from the package's bundle: import() of the
+ * user's scenario module, which a script compiled by node:vm cannot do itself.
  */
 export interface Runtime {
-  esm?: () => Promise<{ main: typeof main }>;
+  importModule?: (url: string) => Promise<unknown>;
 }
 
 /** A usage error: printed with a pointer to --help, exit status 2. */
@@ -257,9 +255,7 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
       for (const l of HELP[command]!) io.out(l);
       return 0;
     }
-    const esm = command === 'serve' || command === 'trace' || (command === 'compare' && positionals.length > 0) || (command === 'map' && (values as Values).scenario !== undefined);
-    if (esm && runtime.esm) return await (await runtime.esm()).main(argv, io, env);
-    if (command === 'compare') return await compare(modules, positionals, values as Values, io);
+    if (command === 'compare') return await compare(modules, positionals, values as Values, io, runtime);
     if (command === 'serve') {
       const machine = values.machine === undefined ? undefined : await machineDesc(modules, values.machine as string);
       return await (await import('./serve.js')).serveCommand(positionals, machine, io, env);
@@ -271,7 +267,7 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
       const sim = v.sim || machine ? { machine } : undefined;
       return await (await import('./trace.js')).traceCommand(positionals, { output: v.output ?? 'trace.jsonl', sim }, io, env);
     }
-    return await run(modules, command, { ...values, positionals } as Values, io, env);
+    return await run(modules, command, { ...values, positionals } as Values, io, env, runtime);
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
     io.err(`ioasid ${command}: ${e instanceof Error ? e.message : String(e)}`);
@@ -303,7 +299,7 @@ interface Values {
 }
 
 /** `ioasid compare SCENARIO`: the sim unless --backend linux; exit 1 when the modes diverge. */
-async function compare(m: Modules, positionals: readonly string[], v: Values, io: Io): Promise<number> {
+async function compare(m: Modules, positionals: readonly string[], v: Values, io: Io, runtime: Runtime): Promise<number> {
   if (v.trace !== undefined && positionals.length) throw new UsageError('give a SCENARIO module or --trace FILE, not both');
   if (v.trace === undefined && positionals.length !== 1) throw new UsageError(`give one SCENARIO module (got ${positionals.length})`);
   const { backendName } = await m.backends();
@@ -314,7 +310,7 @@ async function compare(m: Modules, positionals: readonly string[], v: Values, io
   usageCheck(() => parseModes(v.modes));
   let scenario;
   try {
-    scenario = v.trace !== undefined ? loadTraceScenario(v.trace) : await loadScenario(positionals[0]!);
+    scenario = v.trace !== undefined ? loadTraceScenario(v.trace) : await loadScenario(positionals[0]!, process.cwd(), undefined, runtime.importModule);
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);
     throw e;
@@ -323,7 +319,7 @@ async function compare(m: Modules, positionals: readonly string[], v: Values, io
 }
 
 /** `ioasid demo`, `doctor`, `ls`, `bind`, `unbind` or `map`, with the code of `m`. */
-async function run(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
+async function run(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv, runtime: Runtime): Promise<number> {
   const print = (data: unknown, lines: () => string[]): void => {
     if (v.json) io.out(JSON.stringify(data, null, 2));
     else for (const l of lines()) io.out(l);
@@ -339,7 +335,7 @@ async function run(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.
     return 0;
   }
   const binding = await bindingFor(m, v.machine);
-  if (command === 'map') return (await m.map()).mapCommand(binding, v, io);
+  if (command === 'map') return (await m.map()).mapCommand(binding, { ...v, ...(runtime.importModule ? { importModule: runtime.importModule } : {}) }, io);
   if (command === 'bind' || command === 'unbind') {
     const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
     const { bindCommand, pciAddress, recordsFor } = await m.bind();

@@ -22,7 +22,7 @@ import { IOMMU_HW_INFO_TYPE_SELFTEST, U64_MAX } from '../ioasid/uapi.js';
 import type { IovaSpan } from '../migration/compare.js';
 import { hex } from '../migration/modes.js';
 import { escapeXml as esc, formatSize, renderIovaLayoutSvg, type SvgMark } from '../migration/layout_svg.js';
-import { loadScenario } from './compare.js';
+import { loadScenario, type ImportModule } from './compare.js';
 import { pciAddress } from './bind.js';
 import { table } from './ls.js';
 
@@ -263,6 +263,8 @@ export interface MapArgs {
   svg?: string;
   html?: string;
   json?: boolean;
+  /** import() of the scenario module (compare.ts's ImportModule). */
+  importModule?: ImportModule;
 }
 
 /** A bad option value: main.ts reports it as a usage error (exit status 2), as parseArgs' own. */
@@ -281,7 +283,7 @@ export async function mapCommand(binding: Binding, a: MapArgs, io: { out(line: s
   if (twice) throw new OptionError(`--device ${twice} is given twice: a device binds to one iommufd once`);
   let scenario: MapScenario | undefined;
   try {
-    scenario = a.scenario === undefined ? undefined : await loadScenario<MapScenario>(a.scenario, process.cwd(), ['(ctx, ioas, devices)', 'ctx, ioas, devices']);
+    scenario = a.scenario === undefined ? undefined : await loadScenario<MapScenario>(a.scenario, process.cwd(), ['(ctx, ioas, devices)', 'ctx, ioas, devices'], a.importModule);
   } catch (e) {
     if (e instanceof RangeError) throw new OptionError(e.message);
     throw e;
