@@ -37,7 +37,8 @@ function writeBundle(trailer = true, text = 'ASCII'): void {
     + 'exports.cli = { main: async (argv, io, env, runtime) => {\n'
     + `  io.out(JSON.stringify({ fromBundle: true, file: __filename, text: ${JSON.stringify(text)} }));\n`
     + "  if (argv[0] === 'import') io.out(String((await runtime.importModule(argv[1])).default));\n"
-    + "  return argv[0] === 'usage' ? 2 : 0;\n} };\n";
+    + "  return argv[0] === 'usage' ? 2 : 0;\n} };\n"
+    + "Object.defineProperty(exports, 'index', { enumerable: true, configurable: true, get() { globalThis.ioasidStandInIndex = (globalThis.ioasidStandInIndex ?? 0) + 1; return {}; } });\n";
   const inputs = Object.entries(MODULES).map(([path, text]) => ({ path, sha256: sha256(text) }));
   const ascii = !/[^\x00-\x7f]/.test(code);
   writeFileSync(bundle, trailer ? `${code}//# ioasid-bundle ${JSON.stringify({ hash: sha256(code).slice(0, 16), ascii, inputs })}\n` : code);
@@ -151,11 +152,14 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     expect(readdirSync(join(xdg, 'ioasid', 'cli'))).toHaveLength(1);
   });
 
-  it('names a cache by the command, demo when none is named, help for --help and --version, -machine on a sim machine', () => {
+  it('names a cache by the command, demo when none is named, help for --help and --version, -scenario for the user\'s module, -machine on a sim machine', () => {
     const names = {
       ls: 'ls', 'ls --json': 'ls', '': 'demo', '--json': 'demo', '--backend sim': 'demo', 'doctor --machine q35Edu': 'doctor-machine',
       'demo --machine=q35Edu': 'demo-machine', '--help': 'help', '-V': 'help', 'help ls': 'help', 'ls -h': 'help',
       'doctor --machine q35Edu --help': 'help', 'bind 00:05.0 --machine q35Host': 'bind-machine',
+      'compare s.mjs --modes iommufd': 'compare-scenario', 'compare --trace t.jsonl': 'compare', 'compare --trace=t.jsonl --json': 'compare',
+      'compare s.mjs --machine q35Edu': 'compare-scenario-machine', 'map --scenario s.mjs --machine q35Edu': 'map-scenario-machine',
+      'map --machine q35Edu': 'map-machine',
     };
     expect(Object.keys(names).map((l) => cacheName(l ? l.split(' ') : []))).toEqual(Object.values(names));
   });
@@ -176,11 +180,15 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     expect(out.filter((l) => l.startsWith('{'))).toHaveLength(2);
   });
 
-  it('run() gives main an import() for the user\'s module, which a script compiled by node:vm lacks', async () => {
+  it('run() gives main an import() for the user\'s module, which a script compiled by node:vm lacks, and caches every entry\'s code after it', async () => {
     const scenario = join(dir, 'scenario.mjs');
     writeFileSync(scenario, 'export default 42;\n');
     const { io, out } = capture();
+    const before = (globalThis as { ioasidStandInIndex?: number }).ioasidStandInIndex ?? 0;
     expect(await run(['import', pathToFileURL(scenario).href], io, { IOASID_CACHE: cache }, bundle)).toBe(0);
     expect(out.slice(-1)).toEqual(['42']);
+    // the cache it wrote was made after every entry's modules ran (the stand-in's `index` counts its reads)
+    expect((globalThis as { ioasidStandInIndex?: number }).ioasidStandInIndex).toBe(before + 1);
+    expect(cacheFiles()).toHaveLength(1);
   });
 });

@@ -62,8 +62,12 @@ export interface Loaded {
   cache?: string;
   /** From the bundle: whether the code cache was there and V8 took it. */
   cached?: boolean;
-  /** Write the code cache if this run had none: call once the command has run. */
-  save(): void;
+  /**
+   * Write the code cache if this run had none: call once the command has run. With `entries`
+   * (the command imported the user's module), every entry's modules run first, so that the cache
+   * holds what any other module of the user's can import, not only what this one did.
+   */
+  save(entries?: boolean): void;
 }
 
 /** The cache directory of the package's generated files: $IOASID_CACHE, else $XDG_CACHE_HOME/ioasid, else ~/.cache/ioasid. */
@@ -78,16 +82,18 @@ function home(): string {
 
 /**
  * The code cache's name for a command line: its command (`demo` when it names none, `help` for
- * --help and --version), with `-machine` when it runs on a sim machine (other code runs then).
- * A cache holds the code one run ran, so a command's --help gets the help's cache, not the
- * command's.
+ * --help and --version), with `-scenario` when it runs the user's module (`compare SCENARIO`,
+ * `map --scenario`) and `-machine` when it runs on a sim machine (other code runs then). A cache
+ * holds the code one run ran, so a command's --help gets the help's cache, not the command's.
  */
 export function cacheName(argv: readonly string[]): string {
   const first = argv[0] ?? '-';
   const options = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  const has = (option: string): boolean => options.some((a) => a === option || a.startsWith(`${option}=`));
   if (/^-(h|V|-help|-version)$/.test(first) || first === 'help' || options.includes('-h') || options.includes('--help')) return 'help';
   const command = first.startsWith('-') ? 'demo' : first;
-  return options.some((a) => a === '--machine' || a.startsWith('--machine=')) ? `${command}-machine` : command;
+  const scenario = (command === 'compare' && !has('--trace')) || (command === 'map' && has('--scenario'));
+  return `${command}${scenario ? '-scenario' : ''}${has('--machine') ? '-machine' : ''}`;
 }
 
 /**
@@ -97,8 +103,14 @@ export function cacheName(argv: readonly string[]): string {
  */
 export async function run(argv: readonly string[], io?: Io, env: NodeJS.ProcessEnv = process.env, bundle = BUNDLE): Promise<number> {
   const loaded = await loadMain(cacheName(argv), env, bundle);
-  const status = await loaded.main(argv, io, env, { importModule });
-  if (status !== 2) loaded.save();
+  let imported = false;
+  const status = await loaded.main(argv, io, env, {
+    importModule: (url) => {
+      imported = true;
+      return importModule(url);
+    },
+  });
+  if (status !== 2) loaded.save(imported);
   return status;
 }
 
@@ -163,8 +175,11 @@ function fromBundle(bundle: string, name: string, env: NodeJS.ProcessEnv): Loade
   const cached = cachedData !== undefined && !script.cachedDataRejected;
   return {
     main: (mod.exports as { cli: { main: typeof Main } }).cli.main, from: 'bundle', cache, cached,
-    save: () => {
-      if (!cached) writeCache(cache, prefix, () => script.createCachedData());
+    save: (entries = false) => {
+      if (cached) return;
+      // each entry is a getter that runs its modules on first use (scripts/bundle.mjs)
+      if (entries) for (const name of Object.keys(mod.exports as object)) void (mod.exports as Record<string, unknown>)[name];
+      writeCache(cache, prefix, () => script.createCachedData());
     },
   };
 }
