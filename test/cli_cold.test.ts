@@ -136,6 +136,18 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
     expect((await load()).cached).toBe(true);
   });
 
+  it('in an installed package (under node_modules), takes the bundle\'s state for its modules\': a module written again does not make it check them', async () => {
+    const pkg = join(dir, 'node_modules', 'ioasid');
+    mkdirSync(join(pkg, 'sub'), { recursive: true });
+    for (const path of Object.keys(MODULES) as (keyof typeof MODULES)[]) writeFileSync(join(pkg, path), MODULES[path]);
+    bundle = join(pkg, 'ioasid.bundle.cjs');
+    writeBundle();
+    (await load()).save();
+    writeFileSync(join(pkg, 'a.js'), MODULES['a.js']);
+    utimesSync(join(pkg, 'a.js'), new Date(), new Date(Date.now() + 5000));
+    expect(await load()).toMatchObject({ from: 'bundle', cached: true });
+  });
+
   it('runs without a cache where the cache directory cannot be made, writing nothing', async () => {
     writeFileSync(join(dir, 'file'), '');
     const env = { IOASID_CACHE: join(dir, 'file', 'cache') };

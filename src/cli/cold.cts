@@ -18,7 +18,8 @@
  * and of the size, mtime and inode of the bundle and of every module, Node's version and the CPU
  * architecture: a cache file exists only for a state whose modules were checked against the
  * trailer's hashes, so a run that finds one reads one file and stats the modules (as git trusts
- * its index). Without one it checks the hashes first, and once the command has run, writes the
+ * its index; in an installed package, whose modules change only with the bundle, not even
+ * that). Without one it checks the hashes first, and once the command has run, writes the
  * cache (atomically) and removes the bundle's older ones.
  *
  * What it falls back to:
@@ -140,9 +141,12 @@ function fromBundle(bundle: string, name: string, env: NodeJS.ProcessEnv): Loade
   if (!trailer) return null;
   if (!trailer.ascii) source = bytes.toString('utf8');
   const dir = dirname(bundle);
-  // one cache per bundle (by path) and command; its name says which state of the files it is for
+  // one cache per bundle (by path) and command; its name says which state of the files it is for.
+  // An installed package's modules change only with the bundle (npm writes them all): there the
+  // bundle's own state stands for theirs, and a run does not stat the 135 of them (~2.5 ms).
   const state = new Digest().text(`${trailer.hash} ${process.version} ${process.arch}`).file(stats);
-  for (const input of trailer.inputs) {
+  const installed = bundle.includes('/node_modules/');
+  for (const input of installed ? [] : trailer.inputs) {
     const s = statSync(`${dir}/${input.path}`, { throwIfNoEntry: false });
     if (s === undefined) return null;
     state.file(s);
