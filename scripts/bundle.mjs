@@ -6,7 +6,8 @@
  * entry's ES module, dist/src/entry/NAME.js, which takes its namespace from the bundle. So an
  * application, its scenario modules and the `ioasid` command all meet one copy of the package's
  * classes and state, and the command (src/cli/cold.cts) compiles the bundle with a V8 code cache.
- * Node 20 has no compile cache for ES modules, and loading ~140 of them costs ~150 ms of CPU.
+ * Node 20 has no compile cache for ES modules, and importing 'ioasid' from the ~140 of them costs
+ * about 120 ms more CPU than from the bundle (docs/performance.md).
  *
  * The bundle exports one namespace per entry: `index` ('ioasid'), `compat`, `migration`,
  * `testing`, `bridge`, `machines`, and `cli` (main). The last line before the map's is a trailer
@@ -46,9 +47,10 @@ const modules = [...entries, { name: 'cli', module: join(dir, 'cli/main.js') }];
 
 /**
  * Built-in modules loaded on first use: each exported function (not class) becomes one that loads
- * it when called (process.getBuiltinModule), each object a proxy that loads it when read. Each costs 0.3-3 ms to load where a command does not
- * use it: node:zlib reads /proc/config.gz, node:os names bind's record directory, node:module loads
- * koffi.
+ * it when called (process.getBuiltinModule), each object a proxy that loads it when read. Each
+ * costs 0.3-4 ms to load where a command does not use it: node:zlib reads /proc/config.gz,
+ * node:os names bind's record directory, node:module loads koffi, and node:child_process,
+ * node:crypto and node:net serve the bridge (and the first run's hash check).
  */
 const LAZY = ['node:zlib', 'node:os', 'node:module', 'node:child_process', 'node:crypto', 'node:net'];
 const require = createRequire(import.meta.url);

@@ -11,6 +11,7 @@ import { readFileSync, writeSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { BackendName, Binding } from '../backends/types.js';
 import { modules, type Modules } from './commands.js';
+import type { ImportModule } from './compare.js';
 
 export interface Io {
   out(line: string): void;
@@ -48,7 +49,7 @@ function lineWriter(fd: 1 | 2): (line: string) => void {
  * user's scenario module, which a script compiled by node:vm cannot do itself.
  */
 export interface Runtime {
-  importModule?: (url: string) => Promise<unknown>;
+  importModule?: ImportModule;
 }
 
 /** A usage error: printed with a pointer to --help, exit status 2. */
