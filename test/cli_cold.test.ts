@@ -12,10 +12,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cacheName, loadMain, run } from '../src/cli/cold.cjs';
 import type { Io } from '../src/cli/main.js';
 import { BACKEND } from './helpers.js';
@@ -77,7 +76,7 @@ beforeEach(() => {
 
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, () => {
+describe(`the command's code: the package's bundle and its code cache [${BACKEND}]`, () => {
   it('runs the bundle; the first run writes the code cache, the next uses it', async () => {
     const first = await load();
     expect(first).toMatchObject({ from: 'bundle', cached: false });
@@ -185,10 +184,14 @@ describe(`the command's code: cold-start bundle and code cache [${BACKEND}]`, ()
   it('run() writes the cache once the bundle ran the command, not after a usage error', async () => {
     const env = { IOASID_CACHE: cache };
     const { io, out } = capture();
+    const reads = (): number => (globalThis as { ioasidStandInIndex?: number }).ioasidStandInIndex ?? 0;
+    const before = reads();
     expect(await run(['usage'], io, env, bundle)).toBe(2);
     expect(existsSync(cache)).toBe(false);
     expect(await run(['ls'], io, env, bundle)).toBe(0);
     expect(cacheFiles()).toEqual([expect.stringMatching(/-ls\.\w+\.v8$/)]);
+    // a command that imported no module of the user's caches only what it ran: no entry was read
+    expect(reads()).toBe(before);
     expect(out.filter((l) => l.startsWith('{'))).toHaveLength(2);
   });
 

@@ -6,9 +6,10 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cacheDir } from '../cache_dir.cjs';
 
 /** native/bridge, found from src/bridge (a checkout) or dist/src/bridge (the package). */
 export function preloadSourceDir(): string {
@@ -24,10 +25,6 @@ export function preloadSourceDir(): string {
 function preloadSources(dir: string): { c: string[]; all: string[] } {
   const all = readdirSync(dir).filter((f) => /\.[ch]$/.test(f)).sort().map((f) => join(dir, f));
   return { c: all.filter((f) => f.endsWith('.c')), all };
-}
-
-export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.IOASID_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ioasid');
 }
 
 /** The path of the compiled preload library, building it if this source has not been built yet. */

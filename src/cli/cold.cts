@@ -34,6 +34,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
+import { cacheDir } from '../cache_dir.cjs';
 import type { Io, main as Main } from './main.js';
 
 /** Where scripts/bundle.mjs writes the bundle: at the top of tsc's output, dist/src. */
@@ -69,16 +70,6 @@ export interface Loaded {
    * holds what any other module of the user's can import, not only what this one did.
    */
   save(entries?: boolean): void;
-}
-
-/** The cache directory of the package's generated files: $IOASID_CACHE, else $XDG_CACHE_HOME/ioasid, else ~/.cache/ioasid. */
-export function cacheRoot(env: NodeJS.ProcessEnv): string {
-  return env.IOASID_CACHE ?? join(env.XDG_CACHE_HOME ?? join(home(), '.cache'), 'ioasid');
-}
-
-/** os.homedir(), which takes $HOME when it is set, without loading node:os (~0.4 ms) then. */
-function home(): string {
-  return process.env.HOME ?? (require('node:os') as typeof import('node:os')).homedir();
 }
 
 /**
@@ -152,7 +143,7 @@ function fromBundle(bundle: string, name: string, env: NodeJS.ProcessEnv): Loade
     state.file(s);
   }
   const prefix = `${new Digest().text(bundle).hex()}-${name}.`;
-  const cache = join(cacheRoot(env), 'cli', `${prefix}${state.hex()}.v8`);
+  const cache = join(cacheDir(env), 'cli', `${prefix}${state.hex()}.v8`);
   let cachedData: Buffer | undefined;
   try {
     cachedData = readFileSync(cache);

@@ -3,14 +3,13 @@
  * `compare`, `bind`, `unbind` and `map`, each with --help; --version; --json where a command prints data;
  * --machine PRESET to run against a sim machine instead of this host. Exit status: 0 ok, 1
  * findings that block use, modes that diverge, a refusal or a failure, 2 a usage error. Commands
- * load their code when they run (commands.ts), so --help and --version start fast. The package's
- * bin (cli.cts) runs this module from the cold-start bundle with a V8 code cache (cold.cts);
+ * load their code when they run, so --help and --version start fast. The package's
+ * bin (cli.cts) runs this module from the package's bundle with a V8 code cache (cold.cts);
  * dist/src/cli.js and the tests run it as an ES module.
  */
 import { readFileSync, writeSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { BackendName, Binding } from '../backends/types.js';
-import { modules, type Modules } from './commands.js';
 import type { ImportModule } from './compare.js';
 
 export interface Io {
@@ -256,19 +255,19 @@ export async function main(argv: readonly string[], io: Io = consoleIo, env: Nod
       for (const l of HELP[command]!) io.out(l);
       return 0;
     }
-    if (command === 'compare') return await compare(modules, positionals, values as Values, io, runtime);
+    if (command === 'compare') return await compare(positionals, values as Values, io, runtime);
     if (command === 'serve') {
-      const machine = values.machine === undefined ? undefined : await machineDesc(modules, values.machine as string);
+      const machine = values.machine === undefined ? undefined : await machineDesc(values.machine as string);
       return await (await import('./serve.js')).serveCommand(positionals, machine, io, env);
     }
     if (command === 'trace') {
       if (!positionals.length) throw new UsageError('give the COMMAND to trace, after --');
       const v = values as { machine?: string; output?: string; sim?: boolean };
-      const machine = v.machine === undefined ? undefined : await machineDesc(modules, v.machine);
+      const machine = v.machine === undefined ? undefined : await machineDesc(v.machine);
       const sim = v.sim || machine ? { machine } : undefined;
       return await (await import('./trace.js')).traceCommand(positionals, { output: v.output ?? 'trace.jsonl', sim }, io, env);
     }
-    return await run(modules, command, { ...values, positionals } as Values, io, env, runtime);
+    return await run(command, { ...values, positionals } as Values, io, env, runtime);
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, command, e as Error);
     io.err(`ioasid ${command}: ${e instanceof Error ? e.message : String(e)}`);
@@ -300,14 +299,14 @@ interface Values {
 }
 
 /** `ioasid compare SCENARIO`: the sim unless --backend linux; exit 1 when the modes diverge. */
-async function compare(m: Modules, positionals: readonly string[], v: Values, io: Io, runtime: Runtime): Promise<number> {
+async function compare(positionals: readonly string[], v: Values, io: Io, runtime: Runtime): Promise<number> {
   if (v.trace !== undefined && positionals.length) throw new UsageError('give a SCENARIO module or --trace FILE, not both');
   if (v.trace === undefined && positionals.length !== 1) throw new UsageError(`give one SCENARIO module (got ${positionals.length})`);
-  const { backendName } = await m.backends();
-  const { compareCommand, loadScenario, loadTraceScenario, parseModes } = await m.compare();
+  const { backendName } = await import('../backends/index.js');
+  const { compareCommand, loadScenario, loadTraceScenario, parseModes } = await import('./compare.js');
   const backend = usageCheck(() => backendName(v.backend ?? 'sim', '--backend'));
   if (v.machine !== undefined && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
-  if (v.machine !== undefined) await machineDesc(m, v.machine);
+  if (v.machine !== undefined) await machineDesc(v.machine);
   usageCheck(() => parseModes(v.modes));
   let scenario;
   try {
@@ -319,27 +318,26 @@ async function compare(m: Modules, positionals: readonly string[], v: Values, io
   return compareCommand({ ...v, scenario: v.trace !== undefined ? `--trace ${v.trace}` : positionals[0]!, backend }, scenario, io.out);
 }
 
-/** `ioasid demo`, `doctor`, `ls`, `bind`, `unbind` or `map`, with the code of `m`. */
-async function run(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv, runtime: Runtime): Promise<number> {
+async function run(command: Command, v: Values, io: Io, env: NodeJS.ProcessEnv, runtime: Runtime): Promise<number> {
   const print = (data: unknown, lines: () => string[]): void => {
     if (v.json) io.out(JSON.stringify(data, null, 2));
     else for (const l of lines()) io.out(l);
   };
   if (command === 'demo') {
-    const { demo } = await m.demo();
-    const { backendName } = await m.backends();
-    const machine = v.machine === undefined ? undefined : await machineDesc(m, v.machine);
+    const { demo } = await import('../demo.js');
+    const { backendName } = await import('../backends/index.js');
+    const machine = v.machine === undefined ? undefined : await machineDesc(v.machine);
     const backend: BackendName = v.backend !== undefined ? usageCheck(() => backendName(v.backend!, '--backend'))
       : machine ? 'sim' : usageCheck(() => backendName(env.IOASID_BACKEND || 'sim', 'IOASID_BACKEND'));
     if (machine && backend !== 'sim') throw new UsageError('--machine runs the sim: it cannot go with --backend linux');
     demo(backend, io.out, machine ? { machine } : undefined);
     return 0;
   }
-  const binding = await bindingFor(m, v.machine);
-  if (command === 'map') return (await m.map()).mapCommand(binding, { ...v, ...(runtime.importModule ? { importModule: runtime.importModule } : {}) }, io);
+  const binding = await bindingFor(v.machine);
+  if (command === 'map') return (await import('./map.js')).mapCommand(binding, { ...v, ...(runtime.importModule ? { importModule: runtime.importModule } : {}) }, io);
   if (command === 'bind' || command === 'unbind') {
     const host = v.machine === undefined ? 'this host' : `sim machine ${v.machine}`;
-    const { bindCommand, pciAddress, recordsFor } = await m.bind();
+    const { bindCommand, pciAddress, recordsFor } = await import('./bind.js');
     if (v.positionals.length !== 1) throw new UsageError(`give one PCI address (BDF, e.g. 0000:00:05.0), not ${v.positionals.length}`);
     const bdf = pciAddress(v.positionals[0]!);
     if (bdf === null) throw new UsageError(`${JSON.stringify(v.positionals[0])} is not a PCI address: domain:bus:device.function, e.g. 0000:00:05.0`);
@@ -348,14 +346,14 @@ async function run(m: Modules, command: Command, v: Values, io: Io, env: NodeJS.
     return bindCommand(command, binding, recordsFor(binding, env), { host, bdf, driver, force: v.force, json: v.json }, io);
   }
   if (command === 'doctor') {
-    const { diagnose } = await m.checks();
-    const { formatDiagnosis } = await m.doctor();
+    const { diagnose } = await import('../doctor/checks.js');
+    const { formatDiagnosis } = await import('./doctor.js');
     const need = v.memlock === undefined ? undefined : usageCheck(() => parseSize(v.memlock!));
     const d = diagnose(binding, need === undefined ? {} : { memlockNeed: need });
     print(d, () => formatDiagnosis(d));
     return d.findings.some((f) => f.level === 'fail') ? 1 : 0;
   }
-  const { listing, formatListing } = await m.ls();
+  const { listing, formatListing } = await import('./ls.js');
   const l = listing(binding, v.machine === undefined ? 'this host' : `sim machine ${v.machine}`);
   print(l, () => formatListing(l));
   return 0;
@@ -370,19 +368,21 @@ function usageCheck<T>(f: () => T): T {
   }
 }
 
-/** A preset's description by name (from the modules `m`); a usage error listing the names otherwise. */
-async function machineDesc(m: Modules, name: string): Promise<import('../backends/sim/machine/machine.js').MachineDesc> {
-  const { machinePreset } = await m.presets();
+/** A preset's description by name; a usage error listing the names otherwise. */
+async function machineDesc(name: string): Promise<import('../backends/sim/machine/machine.js').MachineDesc> {
+  const { machinePreset } = await import('../backends/sim/machine/presets.js');
   return usageCheck(() => machinePreset(name, '--machine'))();
 }
 
 /** The sim machine named, else this host (read through the linux backend's file calls, no koffi). */
-async function bindingFor(m: Modules, machine: string | undefined): Promise<Binding> {
+async function bindingFor(machine: string | undefined): Promise<Binding> {
   if (machine !== undefined) {
-    const desc = await machineDesc(m, machine);
-    return (await m.sim()).sim({ machine: desc });
+    const desc = await machineDesc(machine);
+    const { sim } = await import('../backends/sim/index.js');
+    return sim({ machine: desc });
   }
-  return new (await m.linux()).LinuxBinding();
+  const { LinuxBinding } = await import('../backends/linux/binding.js');
+  return new LinuxBinding();
 }
 
 /** "1G", "512M", "64k", "1GiB" or bytes. */
