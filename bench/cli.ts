@@ -16,10 +16,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { libc } from '../src/backends/linux/libc.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The command as npm installs it: package.json's bin. */
@@ -64,8 +64,7 @@ export interface ColdStart {
 /** The CPU time of this process's waited-for children so far, in ms. */
 function childCpu(): () => number | null {
   try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const getrusage = koffi.load('libc.so.6').func('int getrusage(int who, void *usage)') as (who: number, usage: Buffer) => number;
+    const { getrusage } = libc();
     const usage = Buffer.alloc(144); // struct rusage: ru_utime and ru_stime (struct timeval) first
     const RUSAGE_CHILDREN = -1;
     return () => {

@@ -66,6 +66,8 @@ export interface Libc {
   sched_yield(): number;
   /** FUTEX_WAKE of up to `n` waiters on the u32 at `addr` (shared, not FUTEX_PRIVATE_FLAG: other processes wait there). */
   futex_wake(addr: bigint, n: number): number;
+  /** getrusage(who, struct rusage *): bench/cli.ts reads its children's CPU time with it. */
+  getrusage(who: number, usage: Uint8Array): number;
 }
 
 let loaded: Libc | undefined;
@@ -127,6 +129,7 @@ function load(): Libc {
     fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
     sched_yield: lib.func('int sched_yield()'),
     futex_wake: (addr, n) => futex(SYS_futex, addr, FUTEX_WAKE, n),
+    getrusage: lib.func('int getrusage(int who, void *usage)'),
   };
 }
 
