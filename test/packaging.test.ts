@@ -45,22 +45,20 @@ const CONTROL = `import { kerr } from '${PKG.name}';\nkerr;\nexport {};\n`;
 /** The environment for child npm runs: without the npm_* variables of an `npm test` around us. */
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k) || /^npm_config_(cache|registry|userconfig)$/i.test(k)));
 
-interface Run { code: number; out: string }
+/** A command's exit status and output: `out` is stdout then stderr, and each apart. */
+interface Run { code: number; out: string; stdout: string; stderr: string }
 function run(cmd: string, args: string[], cwd: string, extra: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((done) => {
     execFile(cmd, args, { cwd, env: { ...env, ...extra }, maxBuffer: 64 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
-      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out: `${stdout}${stderr}` });
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out: `${stdout}${stderr}`, stdout, stderr });
     });
   });
 }
 
-/** The installed bin, its stdout and stderr apart (without their last newline). */
-function runBin(args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((done) => {
-    execFile(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), args, { cwd: app, env: { ...env, ...extra } }, (e, stdout, stderr) => {
-      done({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out: stdout.replace(/\n$/, ''), err: stderr.replace(/\n$/, '') });
-    });
-  });
+/** The installed bin, its stdout and stderr apart without their last newline (as helpers.ts's ioasid() gives them). */
+async function runBin(args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  const r = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), args, app, extra);
+  return { code: r.code, out: r.stdout.replace(/\n$/, ''), err: r.stderr.replace(/\n$/, '') };
 }
 
 const docs = examples();
@@ -161,8 +159,7 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
     for (const t of Object.values(PKG.exports)) {
       if (typeof t !== 'string') expect(existsSync(join(app, 'node_modules', PKG.name, t.types)), t.types).toBe(true);
     }
-    const version = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['--version'], app, { IOASID_CACHE: join(app, 'cache') });
-    expect(version).toEqual({ code: 0, out: `${PKG.version}\n` });
+    expect(await runBin(['--version'], { IOASID_CACHE: join(app, 'cache') })).toEqual({ code: 0, out: PKG.version, err: '' });
   });
 
   it(`typechecks the docs' examples against the installed declarations with --strict (TypeScript ${MIN_TYPESCRIPT}, then this repository's)`, async () => {
@@ -237,14 +234,13 @@ describe.skipIf(SKIP)(`the packed package [${BACKEND}]${WHY}`, () => {
   });
 
   it.concurrent('the installed `ioasid serve` builds its preload library from the package and runs a command against the sim', async ({ expect }) => {
-    const r = await run(join(app, 'node_modules/.bin', Object.keys(PKG.bin)[0]!), ['serve', '--', 'sh', '-c', 'echo served'], app, { IOASID_CACHE: join(app, 'cache') });
-    expect(r).toEqual({ code: 0, out: 'served\n' });
+    expect(await runBin(['serve', '--', 'sh', '-c', 'echo served'], { IOASID_CACHE: join(app, 'cache') })).toEqual({ code: 0, out: 'served', err: '' });
     expect(readdirSync(join(app, 'cache', 'bridge')).length).toBe(1);
   }, 120_000);
 
   it.concurrent('runs the shipped examples/edu-driver.ts, compiled against the installed package, on the sim with no hardware', async ({ expect }) => {
     const r = await run('node', [join('out', 'edu-driver.js')], app, { IOASID_BACKEND: 'sim' });
-    expect(r).toEqual({ code: 0, out: '0000:00:01.0: 10! = 3628800; 4096 bytes copied by DMA\n' });
+    expect(r).toMatchObject({ code: 0, out: '0000:00:01.0: 10! = 3628800; 4096 bytes copied by DMA\n' });
   });
 
   for (const ex of docs) {
