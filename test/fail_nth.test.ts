@@ -252,6 +252,37 @@ describe(`/proc/thread-self/fail-nth [${BACKEND}]`, () => {
     }
   });
 
+  it.runIf(runCases)("the fault attributes' debugfs numbers: ul (kstrtoull), u32 (kstrtoull, the low 32 bits kept), atomic_t (kstrtoll, signed)", () => {
+    // fs/debugfs/file.c and lib/fault-inject.c: simple_attr_write parses the text with kstrtoull
+    // (kstrtoll for a signed attribute) and the set function stores it in the attribute's type
+    const D = '/sys/kernel/debug/failslab';
+    /** What a write answers (ok or the errno), then what the file reads. */
+    const writeRead = (name: string, text: string): [string, string] => {
+      let w = 'ok';
+      try {
+        base.writeText(`${D}/${name}`, text);
+      } catch (e) {
+        w = (e as IommuError).code;
+      }
+      return [w, base.readText(`${D}/${name}`)];
+    };
+    const saved = ['interval', 'verbose_ratelimit_burst', 'times'].map((n) => [n, base.readText(`${D}/${n}`)] as const);
+    try {
+      expect(writeRead('interval', '18446744073709551615')).toEqual(['ok', '18446744073709551615\n']);
+      expect(writeRead('interval', '18446744073709551616')).toEqual(['ERANGE', '18446744073709551615\n']);
+      expect(writeRead('interval', '0x10\n')).toEqual(['ok', '16\n']);
+      expect(writeRead('interval', '-1')).toEqual(['EINVAL', '16\n']);
+      expect(writeRead('verbose_ratelimit_burst', '4294967297')).toEqual(['ok', '1\n']);
+      expect(writeRead('times', '-1')).toEqual(['ok', '-1\n']);
+      expect(writeRead('times', '4294967294')).toEqual(['ok', '-2\n']);
+      expect(writeRead('times', '9223372036854775808')).toEqual(['ERANGE', '-2\n']);
+      expect(writeRead('times', '-9223372036854775808')).toEqual(['ok', '0\n']);
+      expect(writeRead('times', '-9223372036854775809')).toEqual(['ERANGE', '0\n']);
+    } finally {
+      for (const [name, text] of saved) base.writeText(`${D}/${name}`, text);
+    }
+  });
+
   it('the Nth point fails once: the file reads 0 after, and nothing fails after it', () => {
     const fd = base.open('/proc/thread-self/fail-nth', O_RDWR);
     const ctx = new Iommufd(base);

@@ -11,18 +11,17 @@
  * server's next access into SIGBUS.
  */
 import { closeSync, fstatSync } from 'node:fs';
-import { libc } from '../backends/linux/libc.js';
-import { PROT_READ, PROT_WRITE } from '../backends/types.js';
+import { libc, MAP_FAILED } from '../backends/linux/libc.js';
+import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../backends/types.js';
 import { ERRNO, IommuError } from '../ioasid/errors.js';
 import {
   answerSize, CHANNEL_ANSWER, CHANNEL_ANSWERS, CHANNEL_PROGRAM_SLEEPS, CHANNEL_REQUEST, CHANNEL_REQUESTS, CHANNEL_SERVER_SLEEPS,
-  CHANNEL_SIZE, MAX_PAYLOAD, REQ_HEADER, writeAnswer, type Answer,
+  CHANNEL_SIZE, MAX_PAYLOAD, readRequest, REQ_HEADER, writeAnswer, type Answer, type Request,
 } from './protocol.js';
 import { programFd } from './process.js';
 
 const F_GET_SEALS = 1034;
 const F_SEAL_SHRINK = 0x2;
-const MAP_SHARED = 0x01;
 
 export class Channel {
   private readonly bytes: Uint8Array;
@@ -52,7 +51,7 @@ export class Channel {
       const seals = c.fcntl(copy, F_GET_SEALS, 0);
       if (seals < 0 || !(seals & F_SEAL_SHRINK) || fstatSync(copy).size < CHANNEL_SIZE) throw new IommuError(ERRNO.EINVAL, 'channel');
       const addr = c.mmap(null, CHANNEL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, copy, 0);
-      if (addr === null || addr === 0xffff_ffff_ffff_ffffn) throw new IommuError(ERRNO.EINVAL, 'channel');
+      if (addr === null || addr === MAP_FAILED) throw new IommuError(ERRNO.EINVAL, 'channel');
       return new Channel(addr);
     } finally {
       closeSync(copy);
@@ -65,19 +64,17 @@ export class Channel {
   }
 
   /**
-   * The program's pending request, copied out (valid until the next take), or null when none is
-   * pending. The copy is whole, its length the one it states, unless that length is outside the
-   * protocol's: then it is the header alone, which the parser refuses.
+   * The program's pending request, copied out (its payload valid until the next take); 'bad' when
+   * its stated length is outside the protocol's; null when none is pending.
    */
-  take(): Uint8Array | null {
+  take(): Request | 'bad' | null {
     if (!this.pending()) return null;
     this.requests = Atomics.load(this.words, CHANNEL_REQUESTS);
     const out = Channel.request;
-    out.set(this.bytes.subarray(CHANNEL_REQUEST, CHANNEL_REQUEST + REQ_HEADER));
-    const len = Channel.requestView.getUint32(0, true);
-    if (len < REQ_HEADER || len > out.length) return out.subarray(0, REQ_HEADER);
-    out.set(this.bytes.subarray(CHANNEL_REQUEST + REQ_HEADER, CHANNEL_REQUEST + len), REQ_HEADER);
-    return out.subarray(0, len);
+    const len = this.view.getUint32(CHANNEL_REQUEST, true);
+    if (len < REQ_HEADER || len > out.length) return 'bad';
+    out.set(this.bytes.subarray(CHANNEL_REQUEST, CHANNEL_REQUEST + len));
+    return readRequest(out, Channel.requestView, 0, len);
   }
 
   /**
@@ -93,8 +90,9 @@ export class Channel {
 
   /** Put `answer` in the channel and wake the program if it sleeps; false when it does not fit (or the channel is closed). */
   deliver(answer: Answer): boolean {
-    if (this.closed || answerSize(answer) > CHANNEL_SIZE - CHANNEL_ANSWER) return false;
-    writeAnswer(this.bytes, this.view, CHANNEL_ANSWER, answer);
+    const size = answerSize(answer);
+    if (this.closed || size > CHANNEL_SIZE - CHANNEL_ANSWER) return false;
+    writeAnswer(this.bytes, this.view, CHANNEL_ANSWER, answer, size);
     // seq_cst both: the answer's bytes are in place before the program can see the count move, and
     // either the program sees the count move or the server sees it asleep
     Atomics.add(this.words, CHANNEL_ANSWERS, 1);

@@ -46,8 +46,9 @@ export function bridgeIoctl(b: SimBinding, mm: RemoteMm, fd: number, request: nu
   const type = (request >>> 8) & 0xff;
   const nr = request & 0xff;
   if (type === VFIO_TYPE && nr < IOMMUFD_CMD_BASE && VFIO_INT_ARG.has(request)) return b.ioctlInt(fd, request, arg);
-  if (first && first.length > firstRead(request)) throw new IommuError(ERRNO.EPROTO, 'ioctl');
-  const buf = argBytes(mm, request, type, arg, first);
+  const read = firstRead(request);
+  if (first && first.length > read) throw new IommuError(ERRNO.EPROTO, 'ioctl');
+  const buf = request === VFIO_GROUP_GET_DEVICE_FD ? cString(mm, arg) : argBytes(mm, arg, read, type === VFIO_TYPE, first);
   const before = snapshot(buf);
   let ret: number;
   try {
@@ -64,7 +65,7 @@ export function bridgeIoctl(b: SimBinding, mm: RemoteMm, fd: number, request: nu
  * IOCTL_ARG (ioctl_arg.h's rules, and FIRST_READ_SIZED in the preload library). 0 for the
  * integer-argument commands and for VFIO_GROUP_GET_DEVICE_FD's string, which never travel.
  */
-export function firstRead(request: number): number {
+function firstRead(request: number): number {
   const type = (request >>> 8) & 0xff;
   if (type !== VFIO_TYPE) return iocSize(request);
   if (request === VFIO_GROUP_SET_CONTAINER) return 4;
@@ -72,21 +73,18 @@ export function firstRead(request: number): number {
   return MIN_READ;
 }
 
-/** The argument's bytes as the handler will read them: `first` (the program's read) when it is all of them. */
-function argBytes(mm: RemoteMm, request: number, type: number, arg: number, first: Uint8Array | undefined): Uint8Array {
-  if (type === VFIO_TYPE && request === VFIO_GROUP_GET_DEVICE_FD) return cString(mm, arg);
-  if (type === VFIO_TYPE && request === VFIO_GROUP_SET_CONTAINER) return first ?? prefix(mm, arg, 4);
-  if (type === VFIO_TYPE) {
-    // iommufd's size and VFIO's argsz are both the first u32. A VFIO handler copies its minsz in
-    // before it looks at argsz, so at least MIN_READ bytes are read (they stop at a fault anyway);
-    // one read covers the common case.
-    const head = first ?? prefix(mm, arg, MIN_READ);
-    if (head.length < 4) return head;
-    const size = Math.min(Math.max(new DataView(head.buffer, head.byteOffset).getUint32(0, true), MIN_READ), MAX_ARG);
-    return size <= MIN_READ || head.length < MIN_READ ? head : prefix(mm, arg, size);
-  }
-  // Any other ioctl: its encoded size (an unknown one gets ENOTTY from the sim either way).
-  return first ?? prefix(mm, arg, iocSize(request));
+/**
+ * The argument's bytes as the handler will read them: its first read (`first`, the program's, or
+ * read here), grown to the struct's own size where it is a VFIO or iommufd struct (`sized`) whose
+ * first u32, VFIO's argsz or iommufd's size, asks for more. A VFIO handler copies its minsz in
+ * before it looks at argsz, so at least MIN_READ bytes are read (they stop at a fault anyway); one
+ * read covers the common case.
+ */
+function argBytes(mm: RemoteMm, arg: number, read: number, sized: boolean, first: Uint8Array | undefined): Uint8Array {
+  const head = first ?? prefix(mm, arg, read);
+  if (!sized || read !== MIN_READ || head.length < MIN_READ) return head;
+  const size = Math.min(new DataView(head.buffer, head.byteOffset).getUint32(0, true), MAX_ARG);
+  return size <= MIN_READ ? head : prefix(mm, arg, size);
 }
 
 function prefix(mm: RemoteMm, addr: number, n: number): Uint8Array {

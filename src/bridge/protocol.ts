@@ -153,6 +153,18 @@ export function setU64(v: DataView, at: number, n: number): void {
  * length outside [REQ_HEADER, REQ_HEADER + MAX_PAYLOAD] is a protocol error (`bad`). Payloads are
  * views of `buf`, valid until it is reused (an ioctl's handler writes into its own).
  */
+/** The request of `len` bytes (its stated length, already checked) at `at` in `buf`; `v` is a view of `buf`. */
+export function readRequest(buf: Uint8Array, v: DataView, at: number, len: number): Request {
+  return {
+    op: v.getUint32(at + 4, true),
+    a0: u64(v, at + 8),
+    a1: u64(v, at + 16),
+    a2: u64(v, at + 24),
+    a3: u64(v, at + 32),
+    payload: len > REQ_HEADER ? buf.subarray(at + REQ_HEADER, at + len) : NO_PAYLOAD,
+  };
+}
+
 export function parseRequests(buf: Uint8Array): { requests: Request[]; used: number; bad: boolean } {
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const requests: Request[] = [];
@@ -161,14 +173,7 @@ export function parseRequests(buf: Uint8Array): { requests: Request[]; used: num
     const len = v.getUint32(at, true);
     if (len < REQ_HEADER || len > REQ_HEADER + MAX_PAYLOAD) return { requests, used: at, bad: true };
     if (buf.length - at < len) break;
-    requests.push({
-      op: v.getUint32(at + 4, true),
-      a0: u64(v, at + 8),
-      a1: u64(v, at + 16),
-      a2: u64(v, at + 24),
-      a3: u64(v, at + 32),
-      payload: len > REQ_HEADER ? buf.subarray(at + REQ_HEADER, at + len) : NO_PAYLOAD,
-    });
+    requests.push(readRequest(buf, v, at, len));
     at += len;
   }
   return { requests, used: at, bad: false };
@@ -192,10 +197,10 @@ export function answerSize(a: Answer): number {
   return RESP_HEADER + 4 * a.fds.length + (a.changed ? 4 + a.changed.bytes.length : 0);
 }
 
-/** Write answer `a` at `at` in `out` (room for answerSize(a) bytes); `v` is a view of `out`. */
-export function writeAnswer(out: Uint8Array, v: DataView, at: number, a: Answer): void {
+/** Write answer `a` (of `size` bytes, answerSize(a)) at `at` in `out`; `v` is a view of `out`. */
+export function writeAnswer(out: Uint8Array, v: DataView, at: number, a: Answer, size = answerSize(a)): void {
   const fds = a.fds;
-  v.setUint32(at, answerSize(a), true);
+  v.setUint32(at, size, true);
   v.setUint32(at + 4, fds.length, true);
   setU64(v, at + 8, a.ret); // an i64: every result fits 53 bits
   for (let i = 0; i < fds.length; i++) v.setInt32(at + RESP_HEADER + 4 * i, fds[i]!, true);

@@ -410,8 +410,13 @@ export class RemoteMm extends SimMm {
     if (length <= 0) kerr(ERRNO.EINVAL);
     const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     const m = driverMmap(len);
+    if (m.mmio && !m.io) {
+      // device memory whose registers the driver does not name: neither shared memory nor traps can stand for it
+      m.ops.close();
+      kerr(ERRNO.ENODEV);
+    }
     const token = this.nextToken++;
-    const bar = m.mmio && m.io ? { store: m.store, prot, io: m.io } : undefined;
+    const bar = m.mmio ? { store: m.store, prot, io: m.io! } : undefined;
     this.pending.set(token, { ops: m.ops, memfd: bar ? -1 : shareStore(m.store), pgoff: m.pgoff ?? 0, bar });
     return token;
   }

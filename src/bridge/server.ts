@@ -178,11 +178,9 @@ export class BridgeServer {
    */
   serveChannel(c: Connection): boolean {
     const ch = c.channel;
-    const msg = ch?.take();
-    if (!ch || !msg) return true;
-    // take() hands over one whole request, or a header the parser refuses
-    const { requests, bad } = parseRequests(msg);
-    const { answer, close } = bad || !requests[0] ? { answer: refused(ERRNO.EPROTO), close: true } : this.dispatch(c, requests[0]);
+    const r = ch?.take();
+    if (!ch || !r) return true;
+    const { answer, close } = r === 'bad' ? { answer: refused(ERRNO.EPROTO), close: true } : this.dispatch(c, r);
     return !close && (!answer || ch.deliver(answer));
   }
 
@@ -217,7 +215,6 @@ export class BridgeServer {
   private openChannel(c: Connection, r: Request): number {
     try {
       c.channel = Channel.open(c.pid, r.a0, r.a1);
-      c.pending = EMPTY;
       return 0;
     } catch (e) {
       return e instanceof IommuError ? -e.errno : -ERRNO.EIO;
@@ -294,10 +291,16 @@ export class BridgeServer {
    * exec_mmap drops the old mm. Pins stay with the IOAS areas that hold them.
    */
   private exec(old: Session): Session {
-    const kept = old.proc.entries();
-    for (const [, f] of kept) this.refs.get(f);
+    const kept = this.heldFiles(old);
     this.exit(old);
     return this.start(old.pid, old.end, kept);
+  }
+
+  /** A process's files, each with a reference for the process that takes them over (exec, fork). */
+  private heldFiles(s: Session): ReturnType<Session['proc']['entries']> {
+    const files = s.proc.entries();
+    for (const [, f] of files) this.refs.get(f);
+    return files;
   }
 
   private exit(s: Session): void {
@@ -420,9 +423,7 @@ export class BridgeServer {
       }
       case OP.FORK: {
         const token = this.nextToken++;
-        const fds = s.proc.entries();
-        for (const [, f] of fds) this.refs.get(f);
-        this.forks.set(token, { fds, maps: mm.forkMappings() });
+        this.forks.set(token, { fds: this.heldFiles(s), maps: mm.forkMappings() });
         return token;
       }
       case OP.MMAP_PLACED:

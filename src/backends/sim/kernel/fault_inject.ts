@@ -6,7 +6,7 @@
  * and copies from and to user memory (EFAULT: fail_usercopy). Each is one `shouldFail()` check,
  * a single compare while nothing is armed.
  */
-import { kstrtobool, kstrtoul } from './kstrtox.js';
+import { kstrtobool, kstrtoll, kstrtoull } from './kstrtox.js';
 import type { SimVfs } from './vfs.js';
 
 /** What fault injection needs of a task: its task->fail_nth. */
@@ -75,49 +75,55 @@ export function shouldFailPage(highmem = false): boolean {
 }
 
 /** The debugfs attributes a fault_attr gets (fault_create_debugfs_attr), each a plain value. */
-const COMMON_ATTRS: Record<string, 'ul' | 'u32' | 'bool' | 'xul'> = {
+const COMMON_ATTRS: Record<string, DebugfsKind> = {
   probability: 'ul',
   interval: 'ul',
-  times: 'ul',
-  space: 'ul',
+  times: 'atomic_t',
+  space: 'atomic_t',
   verbose: 'ul',
   verbose_ratelimit_interval_ms: 'u32',
   verbose_ratelimit_burst: 'u32',
   'task-filter': 'bool',
 };
 
+/** The debugfs_create_* kind of a number file. */
+type DebugfsKind = 'ul' | 'u32' | 'atomic_t' | 'bool';
+
 /** The debugfs directories of fault injection (CONFIG_FAULT_INJECTION_DEBUG_FS, FAILSLAB, FAIL_PAGE_ALLOC). */
 export function publishFaultDebugfs(vfs: Pick<SimVfs, 'addAttr'>): void {
   const D = '/sys/kernel/debug';
-  const defaults: Record<string, number> = { interval: 1, times: 1, verbose: 2, verbose_ratelimit_interval_ms: 5000, verbose_ratelimit_burst: 10 };
+  const defaults: Record<string, bigint> = { interval: 1n, times: 1n, verbose: 2n, verbose_ratelimit_interval_ms: 5000n, verbose_ratelimit_burst: 10n };
+  const plain = (kind: DebugfsKind, initial: bigint) => {
+    let value = initial;
+    return numberAttr(kind, () => value, (v) => (value = v));
+  };
   for (const dir of ['failslab', 'fail_page_alloc']) {
-    for (const [name, kind] of Object.entries(COMMON_ATTRS)) {
-      let value = defaults[name] ?? 0;
-      vfs.addAttr(`${D}/${dir}/${name}`, numberAttr(kind, () => value, (v) => (value = v)));
-    }
+    for (const [name, kind] of Object.entries(COMMON_ATTRS)) vfs.addAttr(`${D}/${dir}/${name}`, plain(kind, defaults[name] ?? 0n));
   }
-  const flag = (key: keyof typeof faultAttrs) => numberAttr('bool', () => +faultAttrs[key], (v) => (faultAttrs[key] = v !== 0));
+  const flag = (key: keyof typeof faultAttrs) => numberAttr('bool', () => (faultAttrs[key] ? 1n : 0n), (v) => (faultAttrs[key] = v !== 0n));
   vfs.addAttr(`${D}/failslab/ignore-gfp-wait`, flag('failslabIgnoreGfpWait'));
-  let cacheFilter = 0;
-  vfs.addAttr(`${D}/failslab/cache-filter`, numberAttr('bool', () => cacheFilter, (v) => (cacheFilter = v)));
+  vfs.addAttr(`${D}/failslab/cache-filter`, plain('bool', 0n));
   vfs.addAttr(`${D}/fail_page_alloc/ignore-gfp-wait`, flag('pageAllocIgnoreGfpWait'));
   vfs.addAttr(`${D}/fail_page_alloc/ignore-gfp-highmem`, flag('pageAllocIgnoreGfpHighmem'));
-  let minOrder = 1;
-  vfs.addAttr(`${D}/fail_page_alloc/min-order`, numberAttr('u32', () => minOrder, (v) => (minOrder = v)));
+  vfs.addAttr(`${D}/fail_page_alloc/min-order`, plain('u32', 1n));
 }
 
 /**
- * A debugfs number file: debugfs_create_bool prints Y/N and takes kstrtobool's words (ignoring
- * others: debugfs_write_file_bool answers the count either way); the rest print "%llu\n" and take
- * kstrtoull (EINVAL, ERANGE above a u32's range for the u32 ones).
+ * A debugfs number file (fs/debugfs/file.c, lib/fault-inject.c's ul): a bool prints Y/N and takes
+ * kstrtobool's words (ignoring others: debugfs_write_file_bool answers the count either way); ul
+ * and u32 print "%llu\n" and take kstrtoull, a u32 keeping the low 32 bits (debugfs_u32_set);
+ * atomic_t prints "%lld\n" and takes kstrtoll, keeping the low 32 bits as an int (atomic_set), so
+ * `times` takes -1, "no limit".
  */
-function numberAttr(kind: 'ul' | 'u32' | 'bool' | 'xul', get: () => number, set: (v: number) => void) {
+function numberAttr(kind: DebugfsKind, get: () => bigint, set: (v: bigint) => void) {
   return {
     read: () => (kind === 'bool' ? (get() ? 'Y\n' : 'N\n') : `${get()}\n`),
     write: (text: string) => {
-      if (kind !== 'bool') return set(kstrtoul(text, kind === 'u32' ? 0xffff_ffff : Number.MAX_SAFE_INTEGER));
+      if (kind === 'ul') return set(kstrtoull(text));
+      if (kind === 'u32') return set(BigInt.asUintN(32, kstrtoull(text)));
+      if (kind === 'atomic_t') return set(BigInt.asIntN(32, kstrtoll(text)));
       const b = kstrtobool(text);
-      if (b !== undefined) set(+b);
+      if (b !== undefined) set(b ? 1n : 0n);
     },
   };
 }

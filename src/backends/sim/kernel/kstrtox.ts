@@ -2,20 +2,42 @@
  * lib/kstrtox.c: the number and boolean parsers that proc and debugfs files write through.
  */
 import { ERRNO } from '../../../ioasid/errors.js';
+import { U64_MAX } from '../../../ioasid/uapi.js';
 import { kerr } from './errno.js';
 
-/**
- * kstrtouint / kstrtoull(s, 0): an optional '+', then decimal, 0x hex or 0 octal, one trailing
- * newline allowed; EINVAL for anything else, ERANGE above `max` (UINT_MAX by default).
- */
-export function kstrtoul(text: string, max = 0xffff_ffff): number {
+const S64_MAX = (1n << 63n) - 1n;
+
+/** _kstrtoull(s, 0): decimal, 0x hex or 0 octal, one trailing newline allowed; EINVAL for anything else, ERANGE above U64_MAX. */
+function parseUll(text: string): bigint {
   const s = text.endsWith('\n') ? text.slice(0, -1) : text;
-  const m = /^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
-  if (!m) return kerr(ERRNO.EINVAL);
-  const body = m[1]!;
-  const v = /^0[xX]/.test(body) ? parseInt(body.slice(2), 16) : body.length > 1 && body[0] === '0' ? parseInt(body, 8) : Number(body);
-  if (v > max) kerr(ERRNO.ERANGE);
+  if (!/^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.test(s)) return kerr(ERRNO.EINVAL);
+  const v = BigInt(/^0[0-7]/.test(s) ? `0o${s.slice(1)}` : s);
+  if (v > U64_MAX) kerr(ERRNO.ERANGE);
   return v;
+}
+
+/** kstrtoull(s, 0): _kstrtoull after an optional '+'. */
+export function kstrtoull(text: string): bigint {
+  return parseUll(text[0] === '+' ? text.slice(1) : text);
+}
+
+/** kstrtoll(s, 0): '-' and _kstrtoull, else kstrtoull; ERANGE outside the s64 range. */
+export function kstrtoll(text: string): bigint {
+  if (text[0] === '-') {
+    const v = parseUll(text.slice(1));
+    if (v > S64_MAX + 1n) kerr(ERRNO.ERANGE);
+    return -v;
+  }
+  const v = kstrtoull(text);
+  if (v > S64_MAX) kerr(ERRNO.ERANGE);
+  return v;
+}
+
+/** kstrtouint(s, 0): kstrtoull's rules, ERANGE above UINT_MAX. */
+export function kstrtouint(text: string): number {
+  const v = kstrtoull(text);
+  if (v > 0xffff_ffffn) kerr(ERRNO.ERANGE);
+  return Number(v);
 }
 
 /** kstrtobool: its first letter (e/y/t/1, d/n/f/0, on/off); undefined for anything else. */

@@ -7,7 +7,7 @@ import { ERRNO } from '../../../ioasid/errors.js';
 import { CAP_DAC_OVERRIDE } from '../../types.js';
 import { kerr } from './errno.js';
 import { currentTask, shouldFail } from './fault_inject.js';
-import { kstrtoul } from './kstrtox.js';
+import { kstrtouint } from './kstrtox.js';
 import { SimMm } from './mm.js';
 import type { WaitQueueHead } from './wait.js';
 
@@ -137,7 +137,7 @@ export class ProcFailNthFile implements SimFile {
 
   pwrite(buf: Uint8Array): number {
     if (shouldFail()) kerr(ERRNO.EFAULT); // kstrtouint_from_user's copy_from_user
-    this.task.failNth = kstrtoul(new TextDecoder().decode(buf.subarray(0, 64)));
+    this.task.failNth = kstrtouint(new TextDecoder().decode(buf.subarray(0, 64)));
     return buf.length;
   }
 

@@ -17,6 +17,7 @@ import {
 } from '../../../ioasid/vfio_uapi.js';
 import type { SimGroup } from '../iommu/iommu.js';
 import { kerr } from '../kernel/errno.js';
+import { kstrtouint } from '../kernel/kstrtox.js';
 import { IommufdCtx } from '../iommufd/main.js';
 import { PAGE_SIZE } from '../kernel/mm.js';
 import type { SimFile, SimProcess } from '../kernel/process.js';
@@ -96,17 +97,6 @@ export class Vfio {
     if (g.container) groupDetachContainer(g);
     g.iommuGroup = null;
   }
-}
-
-/** kstrtouint(s, 0): decimal, 0x hex or 0 octal, one trailing newline; EINVAL otherwise, ERANGE past U32_MAX. */
-function kstrtouint(text: string): number {
-  const s = text.endsWith('\n') ? text.slice(0, -1) : text;
-  const m = /^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
-  if (!m) kerr(ERRNO.EINVAL);
-  const digits = m[1]!;
-  const v = /^0[xX]/.test(digits) ? BigInt(digits) : digits.length > 1 && digits[0] === '0' ? BigInt(`0o${digits.slice(1)}`) : BigInt(digits);
-  if (v > 0xffff_ffffn) kerr(ERRNO.ERANGE);
-  return Number(v);
 }
 
 /** struct vfio_group. */

@@ -181,7 +181,15 @@ export class VfioPciIrqs implements IrqSink {
       if (isIntx) {
         eventfdCtxPut(this.intxCtx!.trigger);
         this.intxCtx!.trigger = trigger;
-      } else this.intxEnable(trigger);
+        return;
+      }
+      try {
+        this.intxEnable(trigger);
+      } catch (e) {
+        // vfio_pci_set_intx_trigger: `if (ret && trigger) eventfd_ctx_put(trigger)`
+        eventfdCtxPut(trigger);
+        throw e;
+      }
       return;
     }
     if (!isIntx) kerr(ERRNO.EINVAL);
