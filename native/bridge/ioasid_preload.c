@@ -1542,6 +1542,9 @@ static void *sim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
 		e = errno;
 		if (f >= 0)
 			real_close(f);
+		/* the sim's pages now stand where a BAR of ours may have been mapped */
+		if (p != MAP_FAILED && (flags & MAP_FIXED))
+			mmio_forget((uintptr_t)p, len);
 	}
 	call(OP_MMAP_PLACED, v[2], p == MAP_FAILED ? 0 : (uintptr_t)p, len, 0, NULL, 0, 0);
 	if (p == MAP_FAILED)

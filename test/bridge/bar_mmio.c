@@ -254,6 +254,9 @@ static void rip_relative(void)
 	/* anonymous memory back over it: MAP_FIXED over the BAR mapping ends it */
 	if (mmap(window, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != (void *)window)
 		die("mmap anonymous over the BAR");
+	/* through the bridge, an mprotect over a BAR range it still knew would make the page fault into a device read */
+	if (mprotect(window, 4096, PROT_READ))
+		die("mprotect the anonymous page");
 	printf("after anonymous memory replaced it: %u\n", window[0]);
 }
 
