@@ -381,7 +381,8 @@ static int connect_locked(void)
 		return -1;
 	}
 	strcpy(sa.sun_path, sock_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* a high number, so the program's first descriptor is the one it gets on the kernel */
+	fd = high_fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	if (fd < 0)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
