@@ -983,15 +983,11 @@ static int sim_stat(uint64_t dir, const char *path, int flags, struct stat *st)
 	int32_t v[6];
 
 	pthread_mutex_lock(&lock);
-	ret = connect_locked() ? -errno : call_locked(OP_STAT, dir, (uint64_t)flags, 0, 0, path, strnlen(path, MAX_PATH), 0);
+	ret = connect_locked() ? -errno : settle_locked(call_locked(OP_STAT, dir, (uint64_t)flags, 0, 0, path, strnlen(path, MAX_PATH), 0));
 	memcpy(v, vals, sizeof(v));
-	if (ret == BROKEN && conn >= 0) {
-		real_close(conn);
-		conn = -1;
-	}
 	pthread_mutex_unlock(&lock);
 	if (ret < 0) {
-		errno = ret == BROKEN ? EIO : (int)-ret;
+		errno = (int)-ret;
 		return -1;
 	}
 	if (ret == 0)
@@ -1492,15 +1488,10 @@ static int64_t call_values(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, u
 	int64_t ret;
 
 	pthread_mutex_lock(&lock);
-	ret = connect_locked() ? -errno : call_locked(op, a0, a1, a2, a3, NULL, 0, 0);
+	ret = connect_locked() ? -errno : settle_locked(call_locked(op, a0, a1, a2, a3, NULL, 0, 0));
 	memcpy(out, vals, n * sizeof(*out));
-	if (ret == BROKEN && conn >= 0) {
-		/* as in call(): the sim process is gone with the connection */
-		real_close(conn);
-		conn = -1;
-	}
 	pthread_mutex_unlock(&lock);
-	return ret == BROKEN ? -EIO : ret;
+	return ret;
 }
 
 /* mmio.c's access to a BAR: a read's value comes back as two u32 halves. */
