@@ -541,21 +541,21 @@ static int64_t post_request(const struct req *r, const void *payload, uint32_t p
 	return k == sizeof(wake) ? 0 : BROKEN;
 }
 
-/* One request and its answer (lock held, connected). Returns ret, which is -errno on failure; the answer's data is left in data/data_len. */
 /* The ioctls that install a descriptor, the number of which the sim writes into the answer. */
 static int installs_fd(unsigned long request)
 {
 	switch (request) {
-	case 0x3b6a: /* VFIO_GROUP_GET_DEVICE_FD */
-	case 0x3b75: /* VFIO_DEVICE_FEATURE (a dma-buf) */
-	case 0x3b8e: /* IOMMU_FAULT_QUEUE_ALLOC */
-	case 0x3b93: /* IOMMU_VEVENTQ_ALLOC */
-	case 0x3ba0: /* IOMMU_TEST_CMD (an access, a dma-buf) */
+	case VFIO_GROUP_GET_DEVICE_FD:
+	case VFIO_DEVICE_FEATURE: /* a dma-buf */
+	case IOMMU_FAULT_QUEUE_ALLOC:
+	case IOMMU_VEVENTQ_ALLOC:
+	case IOMMU_TEST_CMD: /* an access, a dma-buf */
 		return 1;
 	}
 	return 0;
 }
 
+/* One request and its answer (lock held, connected). Returns ret, which is -errno on failure; the answer's data is left in data/data_len. */
 static int64_t exchange_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 			       const void *payload, uint32_t plen, int cloexec);
 

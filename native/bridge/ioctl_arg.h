@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The uAPI numbers the rules need (';' is both VFIO's and iommufd's ioctl type). */
+/* The uAPI numbers the rules and the bridge need (';' is both VFIO's and iommufd's ioctl type). */
 #define IOCTL_TYPE ';'
 #define VFIO_GET_API_VERSION 0x3b64
 #define VFIO_CHECK_EXTENSION 0x3b65
@@ -26,6 +26,11 @@
 #define VFIO_DEVICE_RESET 0x3b6f
 #define VFIO_IOMMU_SPAPR_ENABLE 0x3b73
 #define VFIO_IOMMU_SPAPR_DISABLE 0x3b74
+#define VFIO_DEVICE_FEATURE 0x3b75
+#define IOMMU_FAULT_QUEUE_ALLOC 0x3b8e
+#define IOMMU_VEVENTQ_ALLOC 0x3b93
+/* drivers/iommu/iommufd/iommufd_test.h */
+#define IOMMU_TEST_CMD 0x3ba0
 
 enum ioctl_arg_kind {
 	/* The argument is a value, not a pointer (the integer-argument VFIO commands). */

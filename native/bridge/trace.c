@@ -41,8 +41,6 @@
 
 /* The uAPI numbers the recorder needs besides ioctl_arg.h's. */
 #define IOMMU_IOAS_IOVA_RANGES 0x3b84
-#define IOMMU_FAULT_QUEUE_ALLOC 0x3b8e
-#define IOMMU_VEVENTQ_ALLOC 0x3b93
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *prefix;
