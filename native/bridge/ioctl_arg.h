@@ -50,17 +50,17 @@ struct ioctl_arg {
 };
 
 /* How the kernel reads the argument of `request`. */
-struct ioctl_arg ioctl_arg_of(unsigned long request);
+__attribute__((visibility("hidden"))) struct ioctl_arg ioctl_arg_of(unsigned long request);
 
 /*
  * Bytes of [addr, addr+n) readable from the start, copied into buf (a fault ends the copy). `self`
  * is this process's pid, getpid(), which a caller on a hot path may know already.
  */
-size_t self_peek(pid_t self, uintptr_t addr, void *buf, size_t n);
+__attribute__((visibility("hidden"))) size_t self_peek(pid_t self, uintptr_t addr, void *buf, size_t n);
 /* Bytes of buf written to [addr, addr+n) from the start (a fault or a read-only page ends the copy). */
-size_t self_poke(pid_t self, uintptr_t addr, const void *buf, size_t n);
+__attribute__((visibility("hidden"))) size_t self_poke(pid_t self, uintptr_t addr, const void *buf, size_t n);
 
 /* Move `fd` to a number >= 1000 (or as high as RLIMIT_NOFILE allows), close-on-exec, so the numbers the program is handed do not move. */
-int high_fd(int fd);
+__attribute__((visibility("hidden"))) int high_fd(int fd);
 
 #endif
