@@ -86,11 +86,6 @@ static void set_command(uint16_t v)
 		die("pwrite PCI_COMMAND");
 }
 
-static void open_group(const char *path, const char *bdf)
-{
-	dev = vfio_group_device(path, bdf, &group, &container);
-}
-
 static int bind_cdev(int fd)
 {
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
@@ -436,7 +431,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	sigaction(SIGSEGV, &segv, NULL);
 	if (argc >= 4 && !strcmp(argv[1], "group"))
-		open_group(argv[2], argv[3]);
+		dev = vfio_group_device(argv[2], argv[3], &group, &container);
 	else if (argc >= 3 && !strcmp(argv[1], "cdev"))
 		open_cdev(argv[2]);
 	else
