@@ -381,7 +381,8 @@ static int connect_locked(void)
 		return -1;
 	}
 	strcpy(sa.sun_path, sock_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* a high number, so the program's first descriptor is the one it gets on the kernel */
+	fd = high_fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	if (fd < 0)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
@@ -540,21 +541,21 @@ static int64_t post_request(const struct req *r, const void *payload, uint32_t p
 	return k == sizeof(wake) ? 0 : BROKEN;
 }
 
-/* One request and its answer (lock held, connected). Returns ret, which is -errno on failure; the answer's data is left in data/data_len. */
 /* The ioctls that install a descriptor, the number of which the sim writes into the answer. */
 static int installs_fd(unsigned long request)
 {
 	switch (request) {
-	case 0x3b6a: /* VFIO_GROUP_GET_DEVICE_FD */
-	case 0x3b75: /* VFIO_DEVICE_FEATURE (a dma-buf) */
-	case 0x3b8e: /* IOMMU_FAULT_QUEUE_ALLOC */
-	case 0x3b93: /* IOMMU_VEVENTQ_ALLOC */
-	case 0x3ba0: /* IOMMU_TEST_CMD (an access, a dma-buf) */
+	case VFIO_GROUP_GET_DEVICE_FD:
+	case VFIO_DEVICE_FEATURE: /* a dma-buf */
+	case IOMMU_FAULT_QUEUE_ALLOC:
+	case IOMMU_VEVENTQ_ALLOC:
+	case IOMMU_TEST_CMD: /* an access, a dma-buf */
 		return 1;
 	}
 	return 0;
 }
 
+/* One request and its answer (lock held, connected). Returns ret, which is -errno on failure; the answer's data is left in data/data_len. */
 static int64_t exchange_locked(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
 			       const void *payload, uint32_t plen, int cloexec);
 
@@ -982,15 +983,11 @@ static int sim_stat(uint64_t dir, const char *path, int flags, struct stat *st)
 	int32_t v[6];
 
 	pthread_mutex_lock(&lock);
-	ret = connect_locked() ? -errno : call_locked(OP_STAT, dir, (uint64_t)flags, 0, 0, path, strnlen(path, MAX_PATH), 0);
+	ret = connect_locked() ? -errno : settle_locked(call_locked(OP_STAT, dir, (uint64_t)flags, 0, 0, path, strnlen(path, MAX_PATH), 0));
 	memcpy(v, vals, sizeof(v));
-	if (ret == BROKEN && conn >= 0) {
-		real_close(conn);
-		conn = -1;
-	}
 	pthread_mutex_unlock(&lock);
 	if (ret < 0) {
-		errno = ret == BROKEN ? EIO : (int)-ret;
+		errno = (int)-ret;
 		return -1;
 	}
 	if (ret == 0)
@@ -1491,15 +1488,10 @@ static int64_t call_values(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2, u
 	int64_t ret;
 
 	pthread_mutex_lock(&lock);
-	ret = connect_locked() ? -errno : call_locked(op, a0, a1, a2, a3, NULL, 0, 0);
+	ret = connect_locked() ? -errno : settle_locked(call_locked(op, a0, a1, a2, a3, NULL, 0, 0));
 	memcpy(out, vals, n * sizeof(*out));
-	if (ret == BROKEN && conn >= 0) {
-		/* as in call(): the sim process is gone with the connection */
-		real_close(conn);
-		conn = -1;
-	}
 	pthread_mutex_unlock(&lock);
-	return ret == BROKEN ? -EIO : ret;
+	return ret;
 }
 
 /* mmio.c's access to a BAR: a read's value comes back as two u32 halves. */
@@ -1542,6 +1534,9 @@ static void *sim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
 		e = errno;
 		if (f >= 0)
 			real_close(f);
+		/* the sim's pages now stand where a BAR of ours may have been mapped */
+		if (p != MAP_FAILED && (flags & MAP_FIXED))
+			mmio_forget((uintptr_t)p, len);
 	}
 	call(OP_MMAP_PLACED, v[2], p == MAP_FAILED ? 0 : (uintptr_t)p, len, 0, NULL, 0, 0);
 	if (p == MAP_FAILED)

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The uAPI numbers the rules need (';' is both VFIO's and iommufd's ioctl type). */
+/* The uAPI numbers the rules and the bridge need (';' is both VFIO's and iommufd's ioctl type). */
 #define IOCTL_TYPE ';'
 #define VFIO_GET_API_VERSION 0x3b64
 #define VFIO_CHECK_EXTENSION 0x3b65
@@ -26,6 +26,11 @@
 #define VFIO_DEVICE_RESET 0x3b6f
 #define VFIO_IOMMU_SPAPR_ENABLE 0x3b73
 #define VFIO_IOMMU_SPAPR_DISABLE 0x3b74
+#define VFIO_DEVICE_FEATURE 0x3b75
+#define IOMMU_FAULT_QUEUE_ALLOC 0x3b8e
+#define IOMMU_VEVENTQ_ALLOC 0x3b93
+/* drivers/iommu/iommufd/iommufd_test.h */
+#define IOMMU_TEST_CMD 0x3ba0
 
 enum ioctl_arg_kind {
 	/* The argument is a value, not a pointer (the integer-argument VFIO commands). */
@@ -45,17 +50,17 @@ struct ioctl_arg {
 };
 
 /* How the kernel reads the argument of `request`. */
-struct ioctl_arg ioctl_arg_of(unsigned long request);
+__attribute__((visibility("hidden"))) struct ioctl_arg ioctl_arg_of(unsigned long request);
 
 /*
  * Bytes of [addr, addr+n) readable from the start, copied into buf (a fault ends the copy). `self`
  * is this process's pid, getpid(), which a caller on a hot path may know already.
  */
-size_t self_peek(pid_t self, uintptr_t addr, void *buf, size_t n);
+__attribute__((visibility("hidden"))) size_t self_peek(pid_t self, uintptr_t addr, void *buf, size_t n);
 /* Bytes of buf written to [addr, addr+n) from the start (a fault or a read-only page ends the copy). */
-size_t self_poke(pid_t self, uintptr_t addr, const void *buf, size_t n);
+__attribute__((visibility("hidden"))) size_t self_poke(pid_t self, uintptr_t addr, const void *buf, size_t n);
 
 /* Move `fd` to a number >= 1000 (or as high as RLIMIT_NOFILE allows), close-on-exec, so the numbers the program is handed do not move. */
-int high_fd(int fd);
+__attribute__((visibility("hidden"))) int high_fd(int fd);
 
 #endif

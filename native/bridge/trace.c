@@ -41,8 +41,6 @@
 
 /* The uAPI numbers the recorder needs besides ioctl_arg.h's. */
 #define IOMMU_IOAS_IOVA_RANGES 0x3b84
-#define IOMMU_FAULT_QUEUE_ALLOC 0x3b8e
-#define IOMMU_VEVENTQ_ALLOC 0x3b93
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *prefix;
@@ -104,8 +102,8 @@ static void set_path(int fd, const char *path)
 
 // ---- the program's memory ----------------------------------------------------------------------
 
-/* A copy of what is readable of [addr, addr+n) (NULL when n is 0 or memory is short); *len its length. */
-static unsigned char *copy_in(uintptr_t addr, size_t n, size_t *len)
+/* A copy of what is readable of [addr, addr+n) (NULL when n is 0 or memory is short); *len its length. `self`: getpid(). */
+static unsigned char *copy_in(pid_t self, uintptr_t addr, size_t n, size_t *len)
 {
 	unsigned char *b;
 
@@ -114,7 +112,7 @@ static unsigned char *copy_in(uintptr_t addr, size_t n, size_t *len)
 		n = MAX_ARG;
 	b = malloc(n ? n : 1);
 	if (b)
-		*len = self_peek(getpid(), addr, b, n);
+		*len = self_peek(self, addr, b, n);
 	return b;
 }
 
@@ -411,6 +409,7 @@ void trace_ioctl_begin(struct trace_ioctl *t, int fd, unsigned long request, uns
 	int err = errno;
 	struct ioctl_arg a = ioctl_arg_of(request);
 	uint32_t size;
+	pid_t self;
 
 	*t = (struct trace_ioctl){ .fd = fd, .request = (unsigned int)request, .arg = arg };
 	if (!trace_fd(fd) || a.kind == IOCTL_ARG_VALUE)
@@ -418,10 +417,11 @@ void trace_ioctl_begin(struct trace_ioctl *t, int fd, unsigned long request, uns
 	t->bytes = 1;
 	if (!arg)
 		return;
+	self = getpid();
 	switch (a.kind) {
 	case IOCTL_ARG_STRING: {
 		/* strndup_user(arg, PAGE_SIZE): up to and including the NUL */
-		t->in = copy_in(arg, (size_t)sysconf(_SC_PAGESIZE), &t->len);
+		t->in = copy_in(self, arg, (size_t)sysconf(_SC_PAGESIZE), &t->len);
 		unsigned char *nul = t->in ? memchr(t->in, 0, t->len) : NULL;
 		if (nul)
 			t->len = (size_t)(nul - t->in) + 1;
@@ -429,10 +429,10 @@ void trace_ioctl_begin(struct trace_ioctl *t, int fd, unsigned long request, uns
 	}
 	case IOCTL_ARG_SIZED:
 		/* iommufd's size and VFIO's argsz: the first u32 */
-		t->in = copy_in(arg, self_peek(getpid(), arg, &size, 4) < 4 ? 4 : size, &t->len);
+		t->in = copy_in(self, arg, self_peek(self, arg, &size, 4) < 4 ? 4 : size, &t->len);
 		break;
 	default:
-		t->in = copy_in(arg, a.len, &t->len);
+		t->in = copy_in(self, arg, a.len, &t->len);
 	}
 	errno = err;
 }
@@ -485,15 +485,16 @@ void trace_ioctl_end(struct trace_ioctl *t, long ret)
 	} else if (!t->arg) {
 		put(&r, ",\"in_hex\":null,\"out_hex\":null");
 	} else {
+		pid_t self = getpid();
 		/* what the kernel wrote back lies inside what it read */
-		after = t->in ? copy_in(t->arg, t->len, &alen) : NULL;
+		after = t->in ? copy_in(self, t->arg, t->len, &alen) : NULL;
 		put_hex(&r, "in_hex", t->in ? t->in : (const unsigned char *)"", t->len);
 		put_hex(&r, "out_hex", after ? after : (const unsigned char *)"", alen);
 		if (t->request == IOMMU_IOAS_IOVA_RANGES && ret >= 0 && alen >= 24) {
 			/* num_iovas ranges written at allowed_iovas: struct iommu_iova_range { start, last } */
 			uint64_t ptr;
 			memcpy(&ptr, after + 16, 8);
-			mem = copy_in((uintptr_t)ptr, (size_t)u32_at(after, alen, 8) * 16, &mlen);
+			mem = copy_in(self, (uintptr_t)ptr, (size_t)u32_at(after, alen, 8) * 16, &mlen);
 			if (mem)
 				put_hex(&r, "mem_hex", mem, mlen);
 		}
@@ -528,7 +529,7 @@ void trace_io(const char *syscall_name, int fd, const void *buf, size_t count, o
 		put_hex(&t, "out_hex", NULL, 0);
 	} else {
 		/* the bytes read, or the bytes given to write */
-		bytes = copy_in((uintptr_t)buf, is_read ? (size_t)ret : count, &len);
+		bytes = copy_in(getpid(), (uintptr_t)buf, is_read ? (size_t)ret : count, &len);
 		put_hex(&t, is_read ? "out_hex" : "in_hex", bytes ? bytes : (const unsigned char *)"", len);
 		free(bytes);
 	}

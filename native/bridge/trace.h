@@ -14,14 +14,14 @@
 #include <sys/types.h>
 
 /* Whether `path` is one the recorder follows (/dev/iommu, /dev/vfio/...): open()s of it are recorded. */
-int trace_path(const char *path);
+__attribute__((visibility("hidden"))) int trace_path(const char *path);
 /* Whether `fd` is a traced descriptor (tracing on, and the fd came from a traced open or ioctl). */
-int trace_fd(int fd);
+__attribute__((visibility("hidden"))) int trace_fd(int fd);
 
-void trace_open(const char *path, int flags, int ret);
-void trace_close(int fd, int ret);
+__attribute__((visibility("hidden"))) void trace_open(const char *path, int flags, int ret);
+__attribute__((visibility("hidden"))) void trace_close(int fd, int ret);
 /* dup/dup2/dup3 of a traced fd: newfd refers to the same file. */
-void trace_dup(int oldfd, int newfd);
+__attribute__((visibility("hidden"))) void trace_dup(int oldfd, int newfd);
 
 /* An ioctl on a traced fd: trace_ioctl_begin copies the argument's bytes, trace_ioctl_end records the call. */
 struct trace_ioctl {
@@ -34,13 +34,13 @@ struct trace_ioctl {
 	/* Whether the argument is a pointer whose bytes are recorded (else `arg` is). */
 	int bytes;
 };
-void trace_ioctl_begin(struct trace_ioctl *t, int fd, unsigned long request, unsigned long arg);
-void trace_ioctl_end(struct trace_ioctl *t, long ret);
+__attribute__((visibility("hidden"))) void trace_ioctl_begin(struct trace_ioctl *t, int fd, unsigned long request, unsigned long arg);
+__attribute__((visibility("hidden"))) void trace_ioctl_end(struct trace_ioctl *t, long ret);
 
 /* read/write/pread/pwrite: `offset` < 0 for read and write. */
-void trace_io(const char *syscall, int fd, const void *buf, size_t count, off_t offset, ssize_t ret);
-void trace_mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset, void *ret);
+__attribute__((visibility("hidden"))) void trace_io(const char *syscall, int fd, const void *buf, size_t count, off_t offset, ssize_t ret);
+__attribute__((visibility("hidden"))) void trace_mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset, void *ret);
 /* munmap: recorded when the range overlaps a recorded mmap of a traced fd. */
-void trace_munmap(void *addr, size_t length, int ret);
+__attribute__((visibility("hidden"))) void trace_munmap(void *addr, size_t length, int ret);
 
 #endif

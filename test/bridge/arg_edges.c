@@ -16,12 +16,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int fd;
+#include "vfio_util.h"
 
-static const char *err(int r)
-{
-	return r < 0 ? strerrorname_np(errno) : "ok";
-}
+static int fd;
 
 /* An IOAS_ALLOC whose struct starts `at` bytes into `page` and claims `size` bytes. */
 static void alloc_at(const char *what, char *page, size_t at, uint32_t size)
@@ -50,6 +47,8 @@ int main(void)
 	}
 	/* two pages, the second unmapped: the first ends where the mapping ends */
 	mem = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		die("mmap");
 	munmap(mem + page, page);
 	alloc_at("IOAS_ALLOC ending where the mapping ends", mem, page - sizeof(alloc), sizeof(alloc));
 	alloc_at("IOAS_ALLOC of size 300, zeros past the struct", mem, 0, 300);

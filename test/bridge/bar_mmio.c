@@ -86,11 +86,6 @@ static void set_command(uint16_t v)
 		die("pwrite PCI_COMMAND");
 }
 
-static void open_group(const char *path, const char *bdf)
-{
-	dev = vfio_group_device(path, bdf, &group, &container);
-}
-
 static int bind_cdev(int fd)
 {
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
@@ -254,6 +249,9 @@ static void rip_relative(void)
 	/* anonymous memory back over it: MAP_FIXED over the BAR mapping ends it */
 	if (mmap(window, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != (void *)window)
 		die("mmap anonymous over the BAR");
+	/* through the bridge, an mprotect over a BAR range it still knew would make the page fault into a device read */
+	if (mprotect(window, 4096, PROT_READ))
+		die("mprotect the anonymous page");
 	printf("after anonymous memory replaced it: %u\n", window[0]);
 }
 
@@ -433,7 +431,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	sigaction(SIGSEGV, &segv, NULL);
 	if (argc >= 4 && !strcmp(argv[1], "group"))
-		open_group(argv[2], argv[3]);
+		dev = vfio_group_device(argv[2], argv[3], &group, &container);
 	else if (argc >= 3 && !strcmp(argv[1], "cdev"))
 		open_cdev(argv[2]);
 	else

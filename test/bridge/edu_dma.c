@@ -172,19 +172,15 @@ static void open_cdev(const char *path)
 		die("VFIO_DEVICE_ATTACH_IOMMUFD_PT");
 }
 
-/* The group in a new type1 container, and the device from it. */
-static void open_group(const char *path, const char *bdf)
-{
-	int group;
-	dev = vfio_group_device(path, bdf, &group, &container);
-}
-
 int main(int argc, char **argv)
 {
+	int group;
+
 	if (argc == 2) {
 		open_cdev(argv[1]);
 	} else if (argc == 3) {
-		open_group(argv[1], argv[2]);
+		/* the group in a new type1 container, and the device from it */
+		dev = vfio_group_device(argv[1], argv[2], &group, &container);
 	} else {
 		fprintf(stderr, "usage: %s /dev/vfio/devices/vfioN | /dev/vfio/GROUP BDF\n", argv[0]);
 		return 2;

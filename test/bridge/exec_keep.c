@@ -22,11 +22,6 @@
 
 static char group[64];
 
-static const char *group_open(void)
-{
-	return vfio_group_opens(group);
-}
-
 /* The new image: argv = self, bdf, "after", group fd, iommufd, IOAS id, close-on-exec iommufd. */
 static int after(char **argv)
 {
@@ -41,7 +36,7 @@ static int after(char **argv)
 			close(fd);
 	int r = ioctl(g, VFIO_GROUP_GET_STATUS, &st);
 	printf("the group's descriptor: GET_STATUS %d, viable %d\n", r, !!(st.flags & VFIO_GROUP_FLAGS_VIABLE));
-	printf("the group is still held: %s\n", group_open());
+	printf("the group is still held: %s\n", vfio_group_opens(group));
 
 	struct iommu_iova_range ranges[4];
 	struct iommu_ioas_iova_ranges cmd = {
@@ -50,7 +45,7 @@ static int after(char **argv)
 	r = ioctl(ictx, IOMMU_IOAS_IOVA_RANGES, &cmd);
 	printf("the IOAS made before exec: IOVA_RANGES %d, %u range(s)\n", r, cmd.num_iovas);
 	close(g);
-	printf("after closing the group's descriptor: %s\n", group_open());
+	printf("after closing the group's descriptor: %s\n", vfio_group_opens(group));
 	return 0;
 }
 
@@ -71,7 +66,7 @@ int main(int argc, char **argv)
 		perror("setup");
 		return 1;
 	}
-	printf("before exec: group %s, IOAS allocated\n", group_open());
+	printf("before exec: group %s, IOAS allocated\n", vfio_group_opens(group));
 	fflush(stdout);
 	snprintf(a[0], sizeof(a[0]), "%d", g);
 	snprintf(a[1], sizeof(a[1]), "%d", ictx);

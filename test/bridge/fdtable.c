@@ -20,11 +20,6 @@
 
 static char group[64];
 
-static const char *group_open(void)
-{
-	return vfio_group_opens(group);
-}
-
 int main(int argc, char **argv)
 {
 	const char *bdf = argc > 1 ? argv[1] : "0000:00:01.0";
@@ -34,12 +29,12 @@ int main(int argc, char **argv)
 
 	int g = open(group, O_RDWR);
 	printf("open group: %s\n", g >= 0 ? "ok" : strerror(errno));
-	printf("again while held: %s\n", group_open());
+	printf("again while held: %s\n", vfio_group_opens(group));
 
 	int d = fcntl(g, F_DUPFD_CLOEXEC, 100);
 	printf("F_DUPFD_CLOEXEC: %s, at or above 100: %d, close-on-exec: %d\n", d >= 0 ? "ok" : strerror(errno), d >= 100, (fcntl(d, F_GETFD) & FD_CLOEXEC) != 0);
 	close(g);
-	printf("after closing the first, the dup holds it: %s\n", group_open());
+	printf("after closing the first, the dup holds it: %s\n", vfio_group_opens(group));
 
 	int r = ioctl(d, FIONCLEX);
 	printf("FIONCLEX: %d, close-on-exec: %d\n", r, (fcntl(d, F_GETFD) & FD_CLOEXEC) != 0);
@@ -49,14 +44,14 @@ int main(int argc, char **argv)
 	printf("FIONBIO: %d, O_NONBLOCK: %d\n", r, (fcntl(d, F_GETFL) & O_NONBLOCK) != 0);
 
 	r = close_range(d, d, CLOSE_RANGE_CLOEXEC);
-	printf("close_range CLOEXEC: %d, still held: %s\n", r, group_open());
+	printf("close_range CLOEXEC: %d, still held: %s\n", r, vfio_group_opens(group));
 	r = close_range(d, d, 0);
-	printf("close_range: %d, then: %s\n", r, group_open());
+	printf("close_range: %d, then: %s\n", r, vfio_group_opens(group));
 
 	g = open(group, O_RDWR);
 	int d2 = dup(g);
 	printf("open and dup: %s\n", g >= 0 && d2 >= 0 ? "ok" : strerror(errno));
 	closefrom(g < d2 ? g : d2);
-	printf("closefrom: %s\n", group_open());
+	printf("closefrom: %s\n", vfio_group_opens(group));
 	return 0;
 }

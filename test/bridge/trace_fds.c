@@ -14,10 +14,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-static const char *err(int r)
-{
-	return r < 0 ? strerrorname_np(errno) : "ok";
-}
+#include "vfio_util.h"
 
 int main(void)
 {

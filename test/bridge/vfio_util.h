@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * What the bridge test programs share: failing with the step's name, the legacy VFIO setup of a
- * group in a type1v2 container, and finding a device's group through sysfs.
+ * What the bridge test programs share: failing with the step's name, a call's result as the errno's
+ * name, the legacy VFIO setup of a group in a type1v2 container, and finding a device's group
+ * through sysfs.
  */
 #ifndef VFIO_UTIL_H
 #define VFIO_UTIL_H
@@ -19,6 +20,12 @@ static inline void die(const char *what)
 {
 	printf("%s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+/* A call's result: "ok", or the name of its errno (EFAULT) when it failed. */
+static inline const char *err(int r)
+{
+	return r < 0 ? strerrorname_np(errno) : "ok";
 }
 
 /* The group at `path` in a new type1v2 container (its descriptors in *group and *container), and the device `bdf` from it. */
